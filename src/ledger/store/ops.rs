@@ -2315,7 +2315,7 @@ async fn register_computer(
                 user: row.try_get("user_id")?,
             };
             if prev == computer {
-                return Ok(Outcome::Computer(computer));
+                return Ok(changed(0));
             }
             Some(prev)
         }
