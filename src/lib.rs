@@ -1,3 +1,14 @@
-//! allot: a license-seat server. The [`ledger`] is the one core every protocol adapter calls.
+//! allot: a license-seat server.
+//!
+//! - [`ledger`]: the one core every license rule lives in, over SQLite or PostgreSQL.
+//! - [`auth`]: credentials to principals.
+//! - [`api`]: HTTP adapters (the native `/v1` JSON API).
+//! - [`server`]: the entry point shared by `main` and the tests.
+//! - [`cli`]: the `allot` command.
 
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
 pub mod ledger;
+pub mod server;

@@ -193,7 +193,8 @@ pub struct UserPatch {
     pub user_type: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// Commands carry password and token hashes: keep them out of logs (see `Command::redacted`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
     CreateCompany {
@@ -296,6 +297,31 @@ pub enum Command {
     },
     /// Ends every session whose lease has lapsed, freeing their floating seats.
     ExpireSessions,
+    /// Creates a password login. The caller hashes the password (argon2id); the store never
+    /// sees it in clear.
+    CreateLogin {
+        login: String,
+        password_hash: String,
+        role: Role,
+        user: Option<UserRef>,
+    },
+    /// Replaces a login's password hash and revokes every token issued to it.
+    SetPassword {
+        login: String,
+        password_hash: String,
+    },
+    /// Records an API token by its SHA-256; the token itself is shown to its holder once.
+    IssueToken {
+        token_hash: String,
+        role: Role,
+        login: String,
+        user: Option<UserId>,
+        label: String,
+        expires_at: OffsetDateTime,
+    },
+    RevokeToken {
+        id: Uuid,
+    },
 }
 
 /// What a successful command did.
@@ -311,6 +337,8 @@ pub enum Outcome {
     Seat(Seat),
     Computer(Computer),
     Lease(Lease),
+    Login(LoginInfo),
+    Token(TokenInfo),
     /// The command changed `changed` things (seats, sessions, flags); 0 means the outcome
     /// already held and nothing was written.
     Changed {
@@ -341,6 +369,51 @@ impl Context {
             tenant,
             actor: actor.into(),
             request_id: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::CreateLogin { login, role, user, .. } => f
+                .debug_struct("CreateLogin")
+                .field("login", login)
+                .field("role", role)
+                .field("user", user)
+                .field("password_hash", &"<redacted>")
+                .finish(),
+            Command::SetPassword { login, .. } => f
+                .debug_struct("SetPassword")
+                .field("login", login)
+                .field("password_hash", &"<redacted>")
+                .finish(),
+            Command::IssueToken { role, login, user, label, expires_at, .. } => f
+                .debug_struct("IssueToken")
+                .field("role", role)
+                .field("login", login)
+                .field("user", user)
+                .field("label", label)
+                .field("expires_at", expires_at)
+                .field("token_hash", &"<redacted>")
+                .finish(),
+            Command::Heartbeat { session, lease_seconds, .. } => f
+                .debug_struct("Heartbeat")
+                .field("session", session)
+                .field("lease_seconds", lease_seconds)
+                .field("lease_token", &"<redacted>")
+                .finish(),
+            Command::EndSession { session, reason, lease_token } => f
+                .debug_struct("EndSession")
+                .field("session", session)
+                .field("reason", reason)
+                .field("lease_token", &lease_token.as_ref().map(|_| "<redacted>"))
+                .finish(),
+            other => {
+                // Everything else holds no secret: show it as serde sees it.
+                let json = serde_json::to_string(other).map_err(|_| std::fmt::Error)?;
+                f.write_str(&json)
+            }
         }
     }
 }

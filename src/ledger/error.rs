@@ -18,6 +18,8 @@ pub enum LedgerError {
     UnknownSeat(Uuid),
     #[error("unknown session {0}")]
     UnknownSession(Uuid),
+    #[error("unknown token {0}")]
+    UnknownToken(Uuid),
     #[error("{what} {name:?} already exists")]
     AlreadyExists { what: &'static str, name: String },
     #[error("no free seat of product {product}")]
@@ -75,6 +77,7 @@ impl LedgerError {
             LedgerError::UnknownCompany(_) => "unknown_company",
             LedgerError::UnknownSeat(_) => "unknown_seat",
             LedgerError::UnknownSession(_) => "unknown_session",
+            LedgerError::UnknownToken(_) => "unknown_token",
             LedgerError::AlreadyExists { .. } => "already_exists",
             LedgerError::NoSeatFree { .. } => "no_seat_free",
             LedgerError::QuotaExhausted { .. } => "quota_exhausted",

@@ -124,6 +124,21 @@ impl Ledger {
         self.store.apply(ctx, commands, self.now()).await
     }
 
+    /// Applies commands in one transaction that commits only if every command succeeds; the
+    /// first refusal is returned and nothing is applied.
+    pub async fn apply_all_or_nothing(
+        &self,
+        ctx: &Context,
+        commands: &[Command],
+    ) -> Result<Vec<Outcome>, LedgerError> {
+        let outcomes = self
+            .store
+            .apply_all_or_nothing(ctx, commands, self.now())
+            .await
+            .map_err(|e| LedgerError::Store(e.to_string()))?;
+        outcomes.into_iter().collect()
+    }
+
     /// Applies one command in its own transaction.
     pub async fn execute(&self, ctx: &Context, command: Command) -> Result<Outcome, LedgerError> {
         match self.apply(ctx, std::slice::from_ref(&command)).await {
@@ -221,5 +236,46 @@ impl Ledger {
     /// Every invariant violation found in the tenant's committed state (empty: all hold).
     pub async fn check_invariants(&self, tenant: TenantId) -> QueryResult<Vec<String>> {
         self.store.check_invariants(tenant).await
+    }
+}
+
+impl Ledger {
+    pub async fn login(&self, tenant: TenantId, login: &str) -> Result<Option<LoginRecord>, StoreError> {
+        self.store.login(tenant, login).await
+    }
+
+    /// The live (unexpired, unrevoked) token with this SHA-256.
+    pub async fn live_token(&self, token_hash: &str) -> QueryResult<Option<TokenInfo>> {
+        self.store.live_token(token_hash, self.now()).await
+    }
+
+    pub async fn tokens(&self, tenant: TenantId) -> QueryResult<Vec<TokenInfo>> {
+        self.store.tokens(tenant).await
+    }
+
+    pub async fn issue_operator_token(
+        &self,
+        token_hash: &str,
+        label: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<TokenInfo, StoreError> {
+        let now = self.now();
+        let info = TokenInfo {
+            id: Uuid::new_v4(),
+            tenant: None,
+            role: Role::Operator,
+            login: "operator".into(),
+            user: None,
+            label: label.to_owned(),
+            created_at: rules::from_micros(now),
+            expires_at,
+            revoked_at: None,
+        };
+        self.store.issue_operator_token(&info, token_hash, now).await?;
+        Ok(info)
+    }
+
+    pub fn now_time(&self) -> OffsetDateTime {
+        self.clock.now()
     }
 }

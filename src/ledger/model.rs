@@ -16,7 +16,7 @@ pub type OwnerId = i64;
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($(#[$vmeta])* $variant),+ }
 
@@ -98,7 +98,7 @@ string_enum! {
 /// `extra_flags` bit marking a user plan.
 pub const EXTRA_FLAG_USER_PLAN: i64 = 1;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tenant {
     pub id: TenantId,
     pub name: String,
@@ -106,14 +106,14 @@ pub struct Tenant {
     pub created_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Owner {
     pub id: OwnerId,
     pub name: String,
     pub description: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Product {
     pub id: ProductId,
     pub owner: String,
@@ -139,14 +139,14 @@ impl Product {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Activation {
     pub hardware_id: String,
     pub computer_name: String,
     pub operating_system: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Seat {
     pub id: Uuid,
     /// Tenant-wide sequential number (MSP360 `Number`).
@@ -165,7 +165,7 @@ pub struct Seat {
     pub activation: Option<Activation>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct User {
     pub id: UserId,
     pub uuid: Uuid,
@@ -179,7 +179,7 @@ pub struct User {
     pub user_type: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Company {
     pub id: CompanyId,
     pub uuid: Uuid,
@@ -187,7 +187,7 @@ pub struct Company {
     pub pool_mode: PoolMode,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Computer {
     pub hardware_id: String,
     pub name: String,
@@ -195,7 +195,7 @@ pub struct Computer {
     pub user: Option<UserId>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Session {
     pub id: Uuid,
     pub user: UserId,
@@ -214,7 +214,7 @@ pub struct Session {
 }
 
 /// A freshly opened or renewed session, with the secret only its holder gets to see.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lease {
     pub session: Session,
     /// The fencing token: presented on every heartbeat. Stored only as a hash.
@@ -224,7 +224,7 @@ pub struct Lease {
 }
 
 /// Live counts for one product (SuperOffice Total/InUse/Free).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PoolStatus {
     pub product: ProductId,
     pub owner: String,
@@ -240,7 +240,7 @@ pub struct PoolStatus {
 }
 
 /// One product as a given user sees it (SuperOffice Assigned/CanAssign).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserProductView {
     pub product: Product,
     pub status: PoolStatus,
@@ -250,7 +250,7 @@ pub struct UserProductView {
     pub can_assign: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub seq: i64,
     #[serde(with = "time::serde::rfc3339")]
@@ -263,6 +263,64 @@ pub struct AuditEvent {
     pub company: Option<CompanyId>,
     pub session: Option<Uuid>,
     /// Before/after summary of the change.
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
     pub request_id: Option<String>,
+}
+
+string_enum! {
+    /// What a credential may do. `Operator` is server-wide; the others are bound to one tenant.
+    Role {
+        /// Creates tenants; sees no tenant's ledger.
+        Operator = "operator",
+        /// Everything within its tenant.
+        Admin = "admin",
+        /// Reads everything within its tenant, changes nothing.
+        Reader = "reader",
+        /// Its own user's sessions and licenses.
+        User = "user",
+    }
+}
+
+/// A password login (the hash stays in the store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LoginInfo {
+    pub login: String,
+    pub role: Role,
+    pub user: Option<UserId>,
+}
+
+/// A login with its stored argon2id hash, for verification only.
+#[derive(Clone)]
+pub struct LoginRecord {
+    pub tenant: TenantId,
+    pub info: LoginInfo,
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for LoginRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRecord")
+            .field("tenant", &self.tenant)
+            .field("info", &self.info)
+            .field("password_hash", &"<redacted>")
+            .finish()
+    }
+}
+
+/// An API token as listed (never the token itself, which is shown once at issue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub tenant: Option<TenantId>,
+    pub role: Role,
+    pub login: String,
+    pub user: Option<UserId>,
+    pub label: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
 }

@@ -245,10 +245,31 @@ impl Store {
         commands: &[Command],
         now: i64,
     ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
+        self.apply_with(ctx, commands, now, false).await
+    }
+
+    /// Like [`Store::apply`], but the first command a rule refuses rolls the whole batch back:
+    /// the result then holds outcomes up to and including that refusal, and nothing committed.
+    pub async fn apply_all_or_nothing(
+        &self,
+        ctx: &Context,
+        commands: &[Command],
+        now: i64,
+    ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
+        self.apply_with(ctx, commands, now, true).await
+    }
+
+    async fn apply_with(
+        &self,
+        ctx: &Context,
+        commands: &[Command],
+        now: i64,
+        atomic: bool,
+    ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.apply_once(ctx, commands, now).await {
+            match self.apply_once(ctx, commands, now, atomic).await {
                 Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
                     // Back off a little, with jitter, so the contenders don't collide again.
                     let jitter = rand::random::<u64>() % (5 * attempt as u64);
@@ -264,6 +285,7 @@ impl Store {
         ctx: &Context,
         commands: &[Command],
         now: i64,
+        atomic: bool,
     ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
         let env = Env {
             ctx,
@@ -277,7 +299,8 @@ impl Store {
             Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => conn.begin().await?,
         };
-        let single = commands.len() == 1;
+        // One command, or all-or-nothing: a refusal rolls back the transaction itself.
+        let single = commands.len() == 1 || atomic;
         let mut outcomes = Vec::with_capacity(commands.len());
         for command in commands {
             if !single {
@@ -293,7 +316,8 @@ impl Store {
                 Err(OpError::Rule(rule)) => {
                     if single {
                         tx.rollback().await?;
-                        return Ok(vec![Err(rule)]);
+                        outcomes.push(Err(rule));
+                        return Ok(outcomes);
                     }
                     tx.execute("ROLLBACK TO SAVEPOINT allot_command").await?;
                     tx.execute("RELEASE SAVEPOINT allot_command").await?;
@@ -328,6 +352,23 @@ impl Store {
             }
             Err(OpError::Rule(e)) => Ok(Err(e)),
             Err(OpError::Store(e)) => Err(e),
+        }
+    }
+}
+
+impl Store {
+    /// Records a server-wide operator token (no tenant, so no tenant audit trail).
+    pub async fn issue_operator_token(
+        &self,
+        info: &crate::ledger::model::TokenInfo,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.writer.acquire().await.map_err(busy_on_timeout)?;
+        match ops::insert_token(&mut conn, info, token_hash, now).await {
+            Ok(()) => Ok(()),
+            Err(OpError::Store(e)) => Err(e),
+            Err(OpError::Rule(e)) => Err(StoreError::Corrupt(e.to_string())),
         }
     }
 }

@@ -5,7 +5,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::ops::{
-    self, PRODUCT_COLUMNS, SEAT_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, company_from_row,
+    self, TOKEN_COLUMNS, token_from_row, PRODUCT_COLUMNS, SEAT_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, company_from_row,
     parse_uuid, product_from_row, seat_from_row, session_from_row, sql, user_from_row,
 };
 use super::{OpError, Store};
@@ -474,6 +474,55 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// A password login, for verification (the caller compares the hash).
+    pub async fn login(&self, tenant: TenantId, login: &str) -> Result<Option<LoginRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT login, role, user_id, password_hash FROM logins WHERE tenant_id = $1 AND login_key = $2",
+        )
+        .bind(tenant)
+        .bind(rules::name_key(login))
+        .fetch_optional(self.reader())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(LoginRecord {
+            tenant,
+            info: LoginInfo {
+                login: row.try_get("login")?,
+                role: row
+                    .try_get::<String, _>("role")?
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt("login role".into()))?,
+                user: row.try_get("user_id")?,
+            },
+            password_hash: row.try_get("password_hash")?,
+        }))
+    }
+
+    /// The token with this SHA-256, if it is neither expired nor revoked.
+    pub async fn live_token(&self, token_hash: &str, now: i64) -> QueryResult<Option<TokenInfo>> {
+        let row = sqlx::query(sql(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2"
+        )))
+        .bind(token_hash.to_owned())
+        .bind(now)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(match row {
+            Some(row) => Some(token_from_row(&row)?),
+            None => None,
+        })
+    }
+
+    pub async fn tokens(&self, tenant: TenantId) -> QueryResult<Vec<TokenInfo>> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE tenant_id = $1 ORDER BY created_at, id"
+        )))
+        .bind(tenant)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| Ok(token_from_row(r)?)).collect()
     }
 
     /// Checks every ledger invariant of a tenant against committed state and describes each
