@@ -12,3 +12,5 @@ pub mod cli;
 pub mod config;
 pub mod ledger;
 pub mod server;
+pub mod telemetry;
+pub mod bench;

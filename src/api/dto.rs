@@ -319,3 +319,8 @@ pub struct Changed {
 pub struct Health {
     pub status: &'static str,
 }
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Invariants {
+    pub violations: Vec<String>,
+}

@@ -29,7 +29,7 @@ use crate::server::AppState;
         v1::companies::set_quota,
         v1::sessions::log_on, v1::sessions::heartbeat, v1::sessions::end, v1::sessions::log_off,
         v1::sessions::list,
-        v1::audit::list,
+        v1::audit::list, invariants,
     ),
     modifiers(&BearerAuth),
 )]
@@ -90,12 +90,25 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/v1/sessions/{id}", delete(sessions::end))
         .route("/v1/sessions/{id}/heartbeat", post(sessions::heartbeat))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/invariants", get(invariants))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
 }
 
 async fn openapi() -> impl axum::response::IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json())
+}
+
+/// Every ledger invariant violated in the caller's tenant (an empty list: all hold).
+#[utoipa::path(get, path = "/v1/invariants", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, body = dto::Invariants)))]
+pub async fn invariants(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: extract::Caller,
+) -> error::ApiResult<extract::ApiJson<dto::Invariants>> {
+    let tenant = caller.reader()?;
+    let violations = state.ledger.check_invariants(tenant).await?;
+    Ok(extract::ApiJson(dto::Invariants { violations }))
 }
 
 /// The process is up.

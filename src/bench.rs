@@ -1,0 +1,305 @@
+//! `allot bench`: a load test over HTTP. It sets up P products x S seats and U users on a
+//! server it starts (SQLite or PostgreSQL) or one it is pointed at, runs C concurrent clients
+//! doing assign/unassign and grant/release for D seconds, then measures the same server's
+//! `/healthz` the same way, prints both side by side with their ratio, and checks the ledger's
+//! invariants through the API.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use crate::cli::client::{segment, Client, ClientError};
+use crate::config::{Secret, Settings};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// A running server to load (otherwise one is started in-process on --db)
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Admin token for --url
+    #[arg(long, env = "ALLOT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Store for the server started here: sqlite (a temp file) or a postgres:// URL
+    #[arg(long, default_value = "sqlite")]
+    pub db: String,
+    #[arg(long, default_value_t = 4)]
+    pub products: usize,
+    #[arg(long, default_value_t = 50)]
+    pub seats: usize,
+    #[arg(long, default_value_t = 200)]
+    pub users: usize,
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    /// Seconds of load for each measurement
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+}
+
+/// Latencies and counts of one measurement.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    ok: u64,
+    refused: u64,
+    errors: u64,
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.latencies_us.extend(other.latencies_us);
+        self.ok += other.ok;
+        self.refused += other.refused;
+        self.errors += other.errors;
+    }
+
+    fn percentile(&self, sorted: &[u32], p: f64) -> f64 {
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[i] as f64 / 1000.0
+    }
+
+    fn report(&mut self, name: &str, elapsed: Duration) -> f64 {
+        self.latencies_us.sort_unstable();
+        let total = self.latencies_us.len() as f64;
+        let rate = total / elapsed.as_secs_f64();
+        let sorted = std::mem::take(&mut self.latencies_us);
+        println!(
+            "{name:<12} {:>9} requests in {:.1}s = {:>9.1}/s   p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms   ok {}  refused(409) {}  errors {}",
+            sorted.len(),
+            elapsed.as_secs_f64(),
+            rate,
+            self.percentile(&sorted, 0.50),
+            self.percentile(&sorted, 0.99),
+            self.percentile(&sorted, 0.999),
+            self.ok,
+            self.refused,
+            self.errors
+        );
+        self.latencies_us = sorted;
+        rate
+    }
+}
+
+fn classify(result: &Result<Value, ClientError>, tally: &mut Tally) {
+    match result {
+        Ok(_) => tally.ok += 1,
+        Err(ClientError::Api { status, .. }) if status.as_u16() == 409 => tally.refused += 1,
+        Err(_) => tally.errors += 1,
+    }
+}
+
+struct World {
+    products: Vec<i64>,
+    users: Vec<i64>,
+    seats: Vec<String>,
+}
+
+async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<World> {
+    let mut products = Vec::new();
+    for i in 0..args.products {
+        let p: Value = client
+            .post("/v1/products", &json!({ "owner": "bench", "name": format!("{tag}-p{i}"), "seats": args.seats }))
+            .await?;
+        products.push(p["id"].as_i64().context("product id")?);
+    }
+    let mut users = Vec::new();
+    for i in 0..args.users {
+        let u: Value = client.post("/v1/users", &json!({ "login": format!("{tag}-u{i}") })).await?;
+        users.push(u["id"].as_i64().context("user id")?);
+    }
+    let mut seats = Vec::new();
+    for p in &products {
+        let mut after: Option<i64> = None;
+        loop {
+            let path = match after {
+                Some(a) => format!("/v1/seats?product={p}&limit=1000&after={a}"),
+                None => format!("/v1/seats?product={p}&limit=1000"),
+            };
+            let page: Value = client.get(&path).await?;
+            for s in page["items"].as_array().cloned().unwrap_or_default() {
+                seats.push(s["id"].as_str().context("seat id")?.to_owned());
+            }
+            after = page["next"].as_i64();
+            if after.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(World { products, users, seats })
+}
+
+/// One client's loop: assign+unassign of a random (user, product), or grant+release of a
+/// random seat, until the deadline. Every HTTP request is one timed operation.
+async fn license_client(client: Client, world: Arc<World>, deadline: Instant) -> Tally {
+    let mut tally = Tally::default();
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    while Instant::now() < deadline {
+        let user = world.users[rng.random_range(0..world.users.len())];
+        if rng.random_bool(0.5) {
+            let product = world.products[rng.random_range(0..world.products.len())];
+            let t = Instant::now();
+            let r = client.post::<Value>(&format!("/v1/users/{user}/assignments"), &json!({ "product": product })).await;
+            tally.latencies_us.push(t.elapsed().as_micros() as u32);
+            classify(&r, &mut tally);
+            let t = Instant::now();
+            let r = client.delete::<Value>(&format!("/v1/users/{user}/assignments/{product}")).await;
+            tally.latencies_us.push(t.elapsed().as_micros() as u32);
+            classify(&r, &mut tally);
+        } else {
+            let seat = &world.seats[rng.random_range(0..world.seats.len())];
+            let t = Instant::now();
+            let r = client.post::<Value>(&format!("/v1/seats/{}/grant", segment(seat)), &json!({ "user": user })).await;
+            tally.latencies_us.push(t.elapsed().as_micros() as u32);
+            classify(&r, &mut tally);
+            if r.is_ok() {
+                let t = Instant::now();
+                let r = client
+                    .post::<Value>(&format!("/v1/seats/{}/release", segment(seat)), &json!({ "user": user }))
+                    .await;
+                tally.latencies_us.push(t.elapsed().as_micros() as u32);
+                classify(&r, &mut tally);
+            }
+        }
+    }
+    tally
+}
+
+async fn health_client(client: Client, deadline: Instant) -> Tally {
+    let mut tally = Tally::default();
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let r = client.get_status("/healthz").await;
+        tally.latencies_us.push(t.elapsed().as_micros() as u32);
+        match r {
+            Ok(s) if s.is_success() => tally.ok += 1,
+            _ => tally.errors += 1,
+        }
+    }
+    tally
+}
+
+async fn measure<F, Fut>(clients: usize, duration: Duration, make: F) -> (Tally, Duration)
+where
+    F: Fn(Instant) -> Fut,
+    Fut: std::future::Future<Output = Tally> + Send + 'static,
+{
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..clients).map(|_| tokio::spawn(make(deadline))).collect();
+    let mut total = Tally::default();
+    for t in tasks {
+        if let Ok(tally) = t.await {
+            total.merge(tally);
+        }
+    }
+    (total, start.elapsed())
+}
+
+/// Checks through the API that no restricted pool is over-allocated, that the held seats
+/// listed match each product's count, and that the server's own invariant check is clean.
+async fn check(client: &Client, world: &World) -> anyhow::Result<()> {
+    for p in &world.products {
+        let product: Value = client.get(&format!("/v1/products/{p}")).await?;
+        let (total, in_use) = (
+            product["status"]["total"].as_i64().unwrap_or(-1),
+            product["status"]["in_use"].as_i64().unwrap_or(-1),
+        );
+        anyhow::ensure!(in_use <= total, "product {p}: {in_use} in use of {total}");
+        let held: Value = client.get(&format!("/v1/seats?product={p}&held=true&limit=1000")).await?;
+        let listed = held["items"].as_array().map(|a| a.len()).unwrap_or(0) as i64;
+        anyhow::ensure!(listed == in_use, "product {p}: {listed} seats listed held, count says {in_use}");
+    }
+    let report: Value = client.get("/v1/invariants").await?;
+    let violations = report["violations"].as_array().cloned().unwrap_or_default();
+    anyhow::ensure!(violations.is_empty(), "invariants broken: {violations:?}");
+    Ok(())
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.products > 0 && args.users > 0 && args.clients > 0 && args.seats > 0, "sizes must be positive");
+    let tag = format!("b{}", rand::rng().random_range(10_000..99_999));
+    let mut _temp = None;
+    let mut shutdown = None;
+    let (url, token, store) = match &args.url {
+        Some(url) => (url.clone(), args.token.clone().context("--url needs an admin --token")?, "external".to_owned()),
+        None => {
+            let db = if args.db == "sqlite" {
+                let dir = tempfile_dir()?;
+                let url = format!("sqlite://{}", dir.join("bench.db").display());
+                _temp = Some(dir);
+                url
+            } else {
+                args.db.clone()
+            };
+            let password = format!("bench-{tag}-password");
+            let settings = Settings {
+                db: Secret::new(db.clone()),
+                listen: ([127, 0, 0, 1], 0).into(),
+                metrics_listen: None,
+                admin_password: Some(Secret::new(password.clone())),
+                max_concurrency: 4096,
+                ..Settings::default()
+            };
+            let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+            let addr = listener.local_addr()?;
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(crate::server::serve(settings, listener, async {
+                let _ = rx.await;
+            }));
+            shutdown = Some(tx);
+            let url = format!("http://{addr}");
+            let anonymous = Client::new(&url, None);
+            let mut token = None;
+            for _ in 0..100 {
+                let login = anonymous
+                    .post::<Value>("/v1/auth/login", &json!({ "tenant": "default", "login": "admin", "password": password }))
+                    .await;
+                if let Ok(v) = login {
+                    token = v["token"].as_str().map(str::to_owned);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let store = if db.starts_with("sqlite") { "sqlite" } else { "postgres" };
+            (url, token.context("could not log in to the bench server")?, store.to_owned())
+        }
+    };
+    let client = Client::new(&url, Some(token));
+    println!(
+        "allot bench: store={store} products={} seats/product={} users={} clients={} duration={}s",
+        args.products, args.seats, args.users, args.clients, args.duration
+    );
+    let world = Arc::new(setup(&client, &args, &tag).await?);
+    let duration = Duration::from_secs(args.duration);
+    let (mut ops, elapsed) = measure(args.clients, duration, |deadline| {
+        license_client(client.clone(), world.clone(), deadline)
+    })
+    .await;
+    let ops_rate = ops.report("license ops", elapsed);
+    let (mut health, elapsed) = measure(args.clients, duration, |deadline| health_client(client.clone(), deadline)).await;
+    let health_rate = health.report("/healthz", elapsed);
+    println!(
+        "ratio        license ops/s : /healthz/s = {:.3}  (1 : {:.1})",
+        ops_rate / health_rate.max(f64::MIN_POSITIVE),
+        health_rate / ops_rate.max(f64::MIN_POSITIVE)
+    );
+    check(&client, &world).await?;
+    println!("invariants   ok: no pool over-allocated, held seats match counts, server check clean");
+    if let Some(tx) = shutdown {
+        let _ = tx.send(());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::ensure!(ops.errors == 0 && health.errors == 0, "{} errors under load", ops.errors + health.errors);
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("allot-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,127 @@
+//! A small client for the native API, used by the admin commands and the benchmark.
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// An error answered by the server (or the failure to reach it).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{message} ({code}, HTTP {status})")]
+    Api {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
+    #[error("cannot reach the server: {0}")]
+    Transport(#[from] reqwest::Error),
+}
+
+impl ClientError {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            ClientError::Transport(_) => None,
+        }
+    }
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        Client {
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .pool_max_idle_per_host(256)
+                .build()
+                .expect("HTTP client"),
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        }
+    }
+
+    pub fn with_token(&self, token: String) -> Self {
+        Client {
+            token: Some(token),
+            ..self.clone()
+        }
+    }
+
+    pub async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, ClientError> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp.json().await?);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let (code, message) = match serde_json::from_str::<Value>(&text) {
+            Ok(v) => (
+                v["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
+                v["error"]["message"].as_str().unwrap_or(&text).to_owned(),
+            ),
+            Err(_) => ("unknown".to_owned(), text),
+        };
+        Err(ClientError::Api {
+            status,
+            code,
+            message,
+        })
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.request(Method::GET, path, None).await
+    }
+
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T, ClientError> {
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.request(Method::DELETE, path, None).await
+    }
+
+    /// Raw GET returning the status only (for the benchmark's baseline endpoint).
+    pub async fn get_status(&self, path: &str) -> Result<StatusCode, ClientError> {
+        Ok(self.http.get(format!("{}{path}", self.base)).send().await?.status())
+    }
+}
+
+/// Percent-encodes one path segment (so `owner/name` survives as a single segment).
+pub fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(super::segment("SuperOffice/web"), "SuperOffice%2Fweb");
+        assert_eq!(super::segment("a b?c"), "a%20b%3Fc");
+        assert_eq!(super::segment("plain-1.2_x~"), "plain-1.2_x~");
+    }
+}
