@@ -12,9 +12,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::Argon2;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -98,7 +98,11 @@ impl Passwords {
         let (hash, password) = (hash.to_owned(), password.to_owned());
         tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
-                .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+                .map(|parsed| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
                 .unwrap_or(false)
         })
         .await
@@ -236,7 +240,9 @@ impl Authenticator {
     ) -> Result<Principal, AuthError> {
         let login_key = format!("{tenant}:{}", rules::name_key(login));
         let address_key = client.map(|a| a.to_string());
-        self.by_login.check(&login_key).map_err(AuthError::Throttled)?;
+        self.by_login
+            .check(&login_key)
+            .map_err(AuthError::Throttled)?;
         if let Some(key) = &address_key {
             self.by_address.check(key).map_err(AuthError::Throttled)?;
         }
@@ -271,8 +277,7 @@ impl Authenticator {
 
 /// A valid argon2id hash of a random password nobody knows, verified against when the login
 /// does not exist.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Dh1i3/Qk0T2sTjv0q0x6Vf1Yy1RJQ9m3rQ2mZr6b1bY";
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Dh1i3/Qk0T2sTjv0q0x6Vf1Yy1RJQ9m3rQ2mZr6b1bY";
 
 #[cfg(test)]
 mod tests {

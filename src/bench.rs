@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::cli::client::{segment, Client, ClientError};
+use crate::cli::client::{Client, ClientError, segment};
 use crate::config::{Secret, Settings};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -103,13 +103,18 @@ async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<W
     let mut products = Vec::new();
     for i in 0..args.products {
         let p: Value = client
-            .post("/v1/products", &json!({ "owner": "bench", "name": format!("{tag}-p{i}"), "seats": args.seats }))
+            .post(
+                "/v1/products",
+                &json!({ "owner": "bench", "name": format!("{tag}-p{i}"), "seats": args.seats }),
+            )
             .await?;
         products.push(p["id"].as_i64().context("product id")?);
     }
     let mut users = Vec::new();
     for i in 0..args.users {
-        let u: Value = client.post("/v1/users", &json!({ "login": format!("{tag}-u{i}") })).await?;
+        let u: Value = client
+            .post("/v1/users", &json!({ "login": format!("{tag}-u{i}") }))
+            .await?;
         users.push(u["id"].as_i64().context("user id")?);
     }
     let mut seats = Vec::new();
@@ -130,7 +135,11 @@ async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<W
             }
         }
     }
-    Ok(World { products, users, seats })
+    Ok(World {
+        products,
+        users,
+        seats,
+    })
 }
 
 /// One client's loop: assign+unassign of a random (user, product), or grant+release of a
@@ -143,23 +152,38 @@ async fn license_client(client: Client, world: Arc<World>, deadline: Instant) ->
         if rng.random_bool(0.5) {
             let product = world.products[rng.random_range(0..world.products.len())];
             let t = Instant::now();
-            let r = client.post::<Value>(&format!("/v1/users/{user}/assignments"), &json!({ "product": product })).await;
+            let r = client
+                .post::<Value>(
+                    &format!("/v1/users/{user}/assignments"),
+                    &json!({ "product": product }),
+                )
+                .await;
             tally.latencies_us.push(t.elapsed().as_micros() as u32);
             classify(&r, &mut tally);
             let t = Instant::now();
-            let r = client.delete::<Value>(&format!("/v1/users/{user}/assignments/{product}")).await;
+            let r = client
+                .delete::<Value>(&format!("/v1/users/{user}/assignments/{product}"))
+                .await;
             tally.latencies_us.push(t.elapsed().as_micros() as u32);
             classify(&r, &mut tally);
         } else {
             let seat = &world.seats[rng.random_range(0..world.seats.len())];
             let t = Instant::now();
-            let r = client.post::<Value>(&format!("/v1/seats/{}/grant", segment(seat)), &json!({ "user": user })).await;
+            let r = client
+                .post::<Value>(
+                    &format!("/v1/seats/{}/grant", segment(seat)),
+                    &json!({ "user": user }),
+                )
+                .await;
             tally.latencies_us.push(t.elapsed().as_micros() as u32);
             classify(&r, &mut tally);
             if r.is_ok() {
                 let t = Instant::now();
                 let r = client
-                    .post::<Value>(&format!("/v1/seats/{}/release", segment(seat)), &json!({ "user": user }))
+                    .post::<Value>(
+                        &format!("/v1/seats/{}/release", segment(seat)),
+                        &json!({ "user": user }),
+                    )
                     .await;
                 tally.latencies_us.push(t.elapsed().as_micros() as u32);
                 classify(&r, &mut tally);
@@ -210,9 +234,14 @@ async fn check(client: &Client, world: &World) -> anyhow::Result<()> {
             product["status"]["in_use"].as_i64().unwrap_or(-1),
         );
         anyhow::ensure!(in_use <= total, "product {p}: {in_use} in use of {total}");
-        let held: Value = client.get(&format!("/v1/seats?product={p}&held=true&limit=1000")).await?;
+        let held: Value = client
+            .get(&format!("/v1/seats?product={p}&held=true&limit=1000"))
+            .await?;
         let listed = held["items"].as_array().map(|a| a.len()).unwrap_or(0) as i64;
-        anyhow::ensure!(listed == in_use, "product {p}: {listed} seats listed held, count says {in_use}");
+        anyhow::ensure!(
+            listed == in_use,
+            "product {p}: {listed} seats listed held, count says {in_use}"
+        );
     }
     let report: Value = client.get("/v1/invariants").await?;
     let violations = report["violations"].as_array().cloned().unwrap_or_default();
@@ -221,12 +250,19 @@ async fn check(client: &Client, world: &World) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.products > 0 && args.users > 0 && args.clients > 0 && args.seats > 0, "sizes must be positive");
+    anyhow::ensure!(
+        args.products > 0 && args.users > 0 && args.clients > 0 && args.seats > 0,
+        "sizes must be positive"
+    );
     let tag = format!("b{}", rand::rng().random_range(10_000..99_999));
     let mut _temp = None;
     let mut shutdown = None;
     let (url, token, store) = match &args.url {
-        Some(url) => (url.clone(), args.token.clone().context("--url needs an admin --token")?, "external".to_owned()),
+        Some(url) => (
+            url.clone(),
+            args.token.clone().context("--url needs an admin --token")?,
+            "external".to_owned(),
+        ),
         None => {
             let db = if args.db == "sqlite" {
                 let dir = tempfile_dir()?;
@@ -257,7 +293,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let mut token = None;
             for _ in 0..100 {
                 let login = anonymous
-                    .post::<Value>("/v1/auth/login", &json!({ "tenant": "default", "login": "admin", "password": password }))
+                    .post::<Value>(
+                        "/v1/auth/login",
+                        &json!({ "tenant": "default", "login": "admin", "password": password }),
+                    )
                     .await;
                 if let Ok(v) = login {
                     token = v["token"].as_str().map(str::to_owned);
@@ -265,8 +304,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let store = if db.starts_with("sqlite") { "sqlite" } else { "postgres" };
-            (url, token.context("could not log in to the bench server")?, store.to_owned())
+            let store = if db.starts_with("sqlite") {
+                "sqlite"
+            } else {
+                "postgres"
+            };
+            (
+                url,
+                token.context("could not log in to the bench server")?,
+                store.to_owned(),
+            )
         }
     };
     let client = Client::new(&url, Some(token));
@@ -281,7 +328,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     })
     .await;
     let ops_rate = ops.report("license ops", elapsed);
-    let (mut health, elapsed) = measure(args.clients, duration, |deadline| health_client(client.clone(), deadline)).await;
+    let (mut health, elapsed) = measure(args.clients, duration, |deadline| {
+        health_client(client.clone(), deadline)
+    })
+    .await;
     let health_rate = health.report("/healthz", elapsed);
     println!(
         "ratio        license ops/s : /healthz/s = {:.3}  (1 : {:.1})",
@@ -289,12 +339,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         health_rate / ops_rate.max(f64::MIN_POSITIVE)
     );
     check(&client, &world).await?;
-    println!("invariants   ok: no pool over-allocated, held seats match counts, server check clean");
+    println!(
+        "invariants   ok: no pool over-allocated, held seats match counts, server check clean"
+    );
     if let Some(tx) = shutdown {
         let _ = tx.send(());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    anyhow::ensure!(ops.errors == 0 && health.errors == 0, "{} errors under load", ops.errors + health.errors);
+    anyhow::ensure!(
+        ops.errors == 0 && health.errors == 0,
+        "{} errors under load",
+        ops.errors + health.errors
+    );
     Ok(())
 }
 

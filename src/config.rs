@@ -216,7 +216,10 @@ mod tests {
         let shown = format!("{s:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains("s3cret-pass"), "{shown}");
-        assert!(shown.contains("postgres://u:<redacted>@db/allot"), "{shown}");
+        assert!(
+            shown.contains("postgres://u:<redacted>@db/allot"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -8,9 +8,9 @@
 
 pub mod api;
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod ledger;
 pub mod server;
 pub mod telemetry;
-pub mod bench;

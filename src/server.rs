@@ -5,13 +5,13 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -37,7 +37,9 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(ledger: Ledger, settings: Settings) -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         AppState {
             auth: Authenticator::new(ledger.clone(), Passwords::new(cores)),
             ledger,
@@ -61,24 +63,27 @@ pub fn app(state: AppState) -> Router {
         ]))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let path = req
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map(|p| p.as_str().to_owned())
-                    .unwrap_or_else(|| req.uri().path().to_owned());
-                let id = req
-                    .headers()
-                    .get(&REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-")
-                    .to_owned();
-                tracing::info_span!("request", method = %req.method(), path, request_id = id)
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let path = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_else(|| req.uri().path().to_owned());
+            let id = req
+                .headers()
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned();
+            tracing::info_span!("request", method = %req.method(), path, request_id = id)
+        }))
         .layer(CatchPanicLayer::custom(|_| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+            .into_response()
         }))
         .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
             ApiError::new(
@@ -90,13 +95,20 @@ pub fn app(state: AppState) -> Router {
         }))
         .load_shed()
         .concurrency_limit(settings.max_concurrency)
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            settings.request_timeout,
+        ))
         .layer(RequestBodyDeadlineLayer::new(settings.request_timeout))
         .layer(RequestBodyLimitLayer::new(settings.max_body));
     crate::api::v1_routes()
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
         })
         .layer(axum::middleware::from_fn(record_request))
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body))
@@ -117,7 +129,8 @@ async fn record_request(req: Request, next: Next) -> Response {
     let status = response.status().as_u16().to_string();
     let labels = [("method", method), ("path", path), ("status", status)];
     metrics::counter!("allot_http_requests_total", &labels).increment(1);
-    metrics::histogram!("allot_http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    metrics::histogram!("allot_http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
     response
 }
 
@@ -166,7 +179,10 @@ pub async fn bootstrap(state: &AppState) -> anyhow::Result<Option<String>> {
     }
     let (password, generated) = match &state.settings.admin_password {
         Some(p) => (p.expose().to_owned(), false),
-        None => (crate::ledger::rules::new_lease_token()[..24].to_owned(), true),
+        None => (
+            crate::ledger::rules::new_lease_token()[..24].to_owned(),
+            true,
+        ),
     };
     let hash = state.auth.passwords.hash(&password).await?;
     let tenant = state.ledger.create_tenant("default", "bootstrap").await?;
@@ -233,7 +249,9 @@ async fn reap_expired_sessions(ledger: Ledger) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        let Ok(tenants) = ledger.tenants().await else { continue };
+        let Ok(tenants) = ledger.tenants().await else {
+            continue;
+        };
         for tenant in tenants {
             let ctx = Context::new(tenant.id, "reaper");
             if let Err(e) = ledger.execute(&ctx, Command::ExpireSessions).await {

@@ -98,12 +98,14 @@ async fn assign_race(f: Fixture, ledgers: Vec<Ledger>) {
 
 async fn floating_race(f: Fixture) {
     let (product, users) = setup(&f, ProductKind::Floating).await;
-    let outcomes = race(std::slice::from_ref(&f.ledger), &f.ctx, &users, |u| Command::LogOn {
-        user: UserRef::Id(u.id),
-        client: ClientKind::Web,
-        device: String::new(),
-        product: Some(ProductRef::Id(product.id)),
-        lease_seconds: 60,
+    let outcomes = race(std::slice::from_ref(&f.ledger), &f.ctx, &users, |u| {
+        Command::LogOn {
+            user: UserRef::Id(u.id),
+            client: ClientKind::Web,
+            device: String::new(),
+            product: Some(ProductRef::Id(product.id)),
+            lease_seconds: 60,
+        }
     })
     .await;
     assert_eq!(tally(&outcomes, &product), SEATS as usize);
@@ -119,9 +121,11 @@ async fn one_seat_race(f: Fixture) {
         .await
         .unwrap()[0]
         .id;
-    let outcomes = race(std::slice::from_ref(&f.ledger), &f.ctx, &users, |u| Command::GrantSeat {
-        seat,
-        user: UserRef::Id(u.id),
+    let outcomes = race(std::slice::from_ref(&f.ledger), &f.ctx, &users, |u| {
+        Command::GrantSeat {
+            seat,
+            user: UserRef::Id(u.id),
+        }
     })
     .await;
     let winners = outcomes.iter().filter(|o| o.is_ok()).count();
@@ -144,7 +148,9 @@ async fn sqlite_64_tasks_race_for_10_seats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_64_tasks_race_for_10_seats() {
-    let Some(db) = TestDb::postgres().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
     let f = Fixture::new(db).await;
     let ledgers = vec![f.ledger.clone()];
     assign_race(f, ledgers).await;
@@ -152,7 +158,9 @@ async fn postgres_64_tasks_race_for_10_seats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_two_pools_race_for_10_seats() {
-    let Some(db) = TestDb::postgres().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
     let f = Fixture::new(db).await;
     // A second, independent store instance on the same database: its own pool, like a second
     // server process.
@@ -178,7 +186,9 @@ async fn sqlite_floating_seats_under_contention() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_floating_seats_under_contention() {
-    let Some(db) = TestDb::postgres().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
     floating_race(Fixture::new(db).await).await;
 }
 
@@ -189,6 +199,8 @@ async fn sqlite_one_seat_one_winner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_one_seat_one_winner() {
-    let Some(db) = TestDb::postgres().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
     one_seat_race(Fixture::new(db).await).await;
 }

@@ -50,7 +50,10 @@ async fn child(url: &str) {
             ..Context::new(tenant.id, "crash-child")
         };
         let user = UserRef::Login(format!("u{}", op % 40));
-        let product = ProductRef::named("SuperOffice", if op % 3 == 0 { "web" } else { "crm" });
+        let product = ProductRef::named(
+            "SuperOffice",
+            if op.is_multiple_of(3) { "web" } else { "crm" },
+        );
         let command = match op % 5 {
             0 => Command::CreateUser(NewUser::named(&format!("extra{op}"))),
             1 | 2 => Command::Assign { user, product },
@@ -67,7 +70,9 @@ async fn child(url: &str) {
             // Acknowledged only when the commit returned and something changed (a no-op writes
             // nothing, so there would be nothing to find).
             Ok(outcome) if outcome.changed() > 0 => println!("ACK {op}"),
-            Ok(_) | Err(LedgerError::NoSeatFree { .. }) | Err(LedgerError::PrerequisiteMissing { .. }) => {
+            Ok(_)
+            | Err(LedgerError::NoSeatFree { .. })
+            | Err(LedgerError::PrerequisiteMissing { .. }) => {
                 println!("NOOP {op}")
             }
             Err(e) => panic!("child op {op} failed: {e:?}"),
@@ -79,7 +84,10 @@ async fn crash_and_recover(db: &TestDb) {
     let url = db.url();
     {
         let ledger = Ledger::open(&url).await.expect("open");
-        let tenant = ledger.create_tenant("crash", "setup").await.expect("tenant");
+        let tenant = ledger
+            .create_tenant("crash", "setup")
+            .await
+            .expect("tenant");
         let ctx = Context::new(tenant.id, "setup");
         let mut setup = vec![
             Command::CreateProduct(NewProduct::user("SuperOffice", "crm", 25)),
@@ -114,16 +122,30 @@ async fn crash_and_recover(db: &TestDb) {
         if seen >= KILL_AFTER {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "child too slow");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "child too slow"
+        );
     }
     // Child::kill sends SIGKILL: no destructors, no flushing, no clean close of the store.
     child.kill().expect("SIGKILL child");
     let status = child.wait().expect("reap child");
-    assert!(!status.success(), "child must have been killed, got {status:?}");
-    assert!(acked.len() > 20, "too few acknowledged operations: {}", acked.len());
+    assert!(
+        !status.success(),
+        "child must have been killed, got {status:?}"
+    );
+    assert!(
+        acked.len() > 20,
+        "too few acknowledged operations: {}",
+        acked.len()
+    );
 
     let ledger = Ledger::open(&url).await.expect("reopen after crash");
-    let tenant = ledger.tenant("crash").await.unwrap().expect("tenant survives");
+    let tenant = ledger
+        .tenant("crash")
+        .await
+        .unwrap()
+        .expect("tenant survives");
     let events = ledger
         .audit(
             tenant.id,
@@ -162,7 +184,10 @@ async fn crash_and_recover(db: &TestDb) {
         );
     }
     let violations = ledger.check_invariants(tenant.id).await.expect("check");
-    assert!(violations.is_empty(), "invariants broken after crash: {violations:#?}");
+    assert!(
+        violations.is_empty(),
+        "invariants broken after crash: {violations:#?}"
+    );
     let status = ledger.pool_status(tenant.id, None).await.unwrap();
     for s in &status {
         assert!(s.in_use <= s.total, "{s:?}");

@@ -7,12 +7,16 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_allot");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Server {
@@ -27,12 +31,18 @@ impl Server {
     async fn start(db: &str, admin_password: Option<&str>) -> Server {
         let (port, metrics_port) = (free_port(), free_port());
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--db", db, "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .env_remove("ALLOT_ADMIN_PASSWORD")
-            .env("ALLOT_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            "serve",
+            "--db",
+            db,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .env_remove("ALLOT_ADMIN_PASSWORD")
+        .env("ALLOT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
         if let Some(p) = admin_password {
             cmd.env("ALLOT_ADMIN_PASSWORD", p);
         }
@@ -49,7 +59,10 @@ impl Server {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("allot serve exited early: {status}");
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "server did not come up");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "server did not come up"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // The first-start banner (if any) was printed before the listener opened.
@@ -62,7 +75,12 @@ impl Server {
                 stdout_lines.push(line.trim_end().to_owned());
             }
         }
-        Server { child, url, metrics: format!("http://127.0.0.1:{metrics_port}"), stdout_lines }
+        Server {
+            child,
+            url,
+            metrics: format!("http://127.0.0.1:{metrics_port}"),
+            stdout_lines,
+        }
     }
 
     fn stop(mut self) {
@@ -71,11 +89,16 @@ impl Server {
 
     fn terminate(&mut self) {
         // SIGTERM: a graceful shutdown that exits cleanly.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "allot serve exited with {status} on SIGTERM");
+                assert!(
+                    status.success(),
+                    "allot serve exited with {status} on SIGTERM"
+                );
                 return;
             }
             if started.elapsed() > Duration::from_secs(20) {
@@ -132,42 +155,187 @@ fn cli_json(server_url: &str, token: &str, args: &[&str]) -> Value {
 /// The whole admin flow through the binary's own commands and raw HTTP.
 async fn admin_flow(server: &Server, token: &str) {
     let url = server.url.as_str();
-    cli(url, token, &["product", "add", "--owner", "SuperOffice", "--name", "user", "--seats", "2"]);
-    cli(url, token, &["product", "add", "--owner", "SuperOffice", "--name", "web", "--seats", "1", "--prerequisite", "user"]);
-    cli(url, token, &["product", "add", "--owner", "SuperOffice", "--name", "plan", "--seats", "5", "--plan", "user,web", "--hidden"]);
-    cli(url, token, &["seats", "add", "--product", "SuperOffice/web", "--count", "2"]);
-    cli(url, token, &["company", "add", "--name", "Acme", "--pool", "global"]);
-    cli(url, token, &["user", "add", "--login", "ann", "--name", "Ann Smith", "--email", "ann@example.com", "--company", "Acme", "--id", "621"]);
+    cli(
+        url,
+        token,
+        &[
+            "product",
+            "add",
+            "--owner",
+            "SuperOffice",
+            "--name",
+            "user",
+            "--seats",
+            "2",
+        ],
+    );
+    cli(
+        url,
+        token,
+        &[
+            "product",
+            "add",
+            "--owner",
+            "SuperOffice",
+            "--name",
+            "web",
+            "--seats",
+            "1",
+            "--prerequisite",
+            "user",
+        ],
+    );
+    cli(
+        url,
+        token,
+        &[
+            "product",
+            "add",
+            "--owner",
+            "SuperOffice",
+            "--name",
+            "plan",
+            "--seats",
+            "5",
+            "--plan",
+            "user,web",
+            "--hidden",
+        ],
+    );
+    cli(
+        url,
+        token,
+        &[
+            "seats",
+            "add",
+            "--product",
+            "SuperOffice/web",
+            "--count",
+            "2",
+        ],
+    );
+    cli(
+        url,
+        token,
+        &["company", "add", "--name", "Acme", "--pool", "global"],
+    );
+    cli(
+        url,
+        token,
+        &[
+            "user",
+            "add",
+            "--login",
+            "ann",
+            "--name",
+            "Ann Smith",
+            "--email",
+            "ann@example.com",
+            "--company",
+            "Acme",
+            "--id",
+            "621",
+        ],
+    );
     cli(url, token, &["user", "add", "--login", "bob"]);
-    let view = cli_json(url, token, &["assign", "--user", "ann", "--product", "SuperOffice/plan"]);
+    let view = cli_json(
+        url,
+        token,
+        &["assign", "--user", "ann", "--product", "SuperOffice/plan"],
+    );
     assert_eq!(view["assigned"], true);
     let status = cli_json(url, token, &["status"]);
-    let in_use = |name: &str| status.as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["in_use"].as_i64().unwrap();
+    let in_use = |name: &str| {
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["in_use"]
+            .as_i64()
+            .unwrap()
+    };
     assert_eq!((in_use("user"), in_use("web"), in_use("plan")), (1, 1, 1));
     let human = cli(url, token, &["status"]);
-    assert!(human.contains("UTILISATION") && human.contains('#'), "{human}");
+    assert!(
+        human.contains("UTILISATION") && human.contains('#'),
+        "{human}"
+    );
     // Grant and release one particular seat.
-    let seats = cli_json(url, token, &["seats", "list", "--product", "SuperOffice/user", "--available"]);
-    let seat = seats.as_array().map(|a| a[0].clone()).unwrap_or(seats.clone());
+    let seats = cli_json(
+        url,
+        token,
+        &[
+            "seats",
+            "list",
+            "--product",
+            "SuperOffice/user",
+            "--available",
+        ],
+    );
+    let seat = seats
+        .as_array()
+        .map(|a| a[0].clone())
+        .unwrap_or(seats.clone());
     let seat = seat["id"].as_str().unwrap().to_owned();
     let granted = cli_json(url, token, &["grant", "--user", "bob", "--seat", &seat]);
     assert_eq!(granted["holder"].as_i64(), Some(622));
     let released = cli_json(url, token, &["release", "--user", "bob", "--seat", &seat]);
     assert!(released["holder"].is_null());
-    let view = cli_json(url, token, &["unassign", "--user", "ann", "--product", "SuperOffice/plan"]);
+    let view = cli_json(
+        url,
+        token,
+        &["unassign", "--user", "ann", "--product", "SuperOffice/plan"],
+    );
     assert_eq!(view["assigned"], false);
     let status = cli_json(url, token, &["status"]);
-    assert!(status.as_array().unwrap().iter().all(|p| p["in_use"] == 0), "{status}");
+    assert!(
+        status.as_array().unwrap().iter().all(|p| p["in_use"] == 0),
+        "{status}"
+    );
     // The audit trail saw all of it, in order.
     let audit = cli(url, token, &["audit", "--json"]);
-    let actions: Vec<String> = audit.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].as_str().unwrap().to_owned()).collect();
-    for expected in ["product.create", "seats.add", "company.create", "user.create", "license.assign", "seat.grant", "seat.release", "license.unassign"] {
-        assert!(actions.iter().any(|a| a == expected), "{expected} missing from {actions:?}");
+    let actions: Vec<String> = audit
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for expected in [
+        "product.create",
+        "seats.add",
+        "company.create",
+        "user.create",
+        "license.assign",
+        "seat.grant",
+        "seat.release",
+        "license.unassign",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected} missing from {actions:?}"
+        );
     }
-    let invariants: Value = reqwest::Client::new().get(format!("{url}/v1/invariants")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    let invariants: Value = reqwest::Client::new()
+        .get(format!("{url}/v1/invariants"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(invariants["violations"], json!([]));
     // A failing command exits non-zero with the server's message.
-    let out = Command::new(BIN).args(["assign", "--user", "bob", "--product", "SuperOffice/web"]).env("ALLOT_URL", url).env("ALLOT_TOKEN", token).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["assign", "--user", "bob", "--product", "SuperOffice/web"])
+        .env("ALLOT_URL", url)
+        .env("ALLOT_TOKEN", token)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("prerequisite_missing"));
 }
@@ -176,23 +344,54 @@ async fn admin_flow(server: &Server, token: &str) {
 async fn bad_input(server: &Server, token: &str) {
     let http = reqwest::Client::new();
     let url = &server.url;
-    let post = |body: String| http.post(format!("{url}/v1/products")).bearer_auth(token).header("content-type", "application/json").body(body);
+    let post = |body: String| {
+        http.post(format!("{url}/v1/products"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+    };
     let r = post("{\"owner\": ".into()).send().await.unwrap();
     assert_eq!(r.status(), 400);
-    let r = post("{\"owner\": [], \"name\": 5}".into()).send().await.unwrap();
+    let r = post("{\"owner\": [], \"name\": 5}".into())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422);
-    let r = post(format!("{{\"owner\": \"{}\", \"name\": \"x\"}}", "a".repeat(3 * 1024 * 1024))).send().await.unwrap();
+    let r = post(format!(
+        "{{\"owner\": \"{}\", \"name\": \"x\"}}",
+        "a".repeat(3 * 1024 * 1024)
+    ))
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 413);
-    let r = http.get(format!("{url}/v1/products")).bearer_auth("allot_forged").send().await.unwrap();
+    let r = http
+        .get(format!("{url}/v1/products"))
+        .bearer_auth("allot_forged")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthorized");
-    assert_eq!(login(url, "default", "admin", "not the password").await.status(), 401);
+    assert_eq!(
+        login(url, "default", "admin", "not the password")
+            .await
+            .status(),
+        401
+    );
     let r = http.get(format!("{url}/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let r = http.get(format!("{url}/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let metrics = http.get(format!("{}/metrics", server.metrics)).send().await.unwrap().text().await.unwrap();
+    let metrics = http
+        .get(format!("{}/metrics", server.metrics))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("allot_http_requests_total"), "{metrics}");
     assert!(metrics.contains("allot_ledger_operations_total"));
     assert!(metrics.contains("allot_pool_seats_total"));
@@ -205,10 +404,19 @@ async fn sqlite_server_from_first_start_to_shutdown() {
     let server = Server::start(&db, None).await;
     // The generated admin password is printed once, on first start.
     let banner = server.stdout_lines.join("\n");
-    let password = banner.split("password: ").nth(1).and_then(|rest| rest.lines().next()).expect(&banner).trim().to_owned();
+    let password = banner
+        .split("password: ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .expect(&banner)
+        .trim()
+        .to_owned();
     let r = login(&server.url, "default", "admin", &password).await;
     assert_eq!(r.status(), 200);
-    let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     admin_flow(&server, &token).await;
     bad_input(&server, &token).await;
     server.stop();
@@ -224,30 +432,96 @@ async fn init_operator_and_tenant_isolation() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("allot.db").display());
     let out = Command::new(BIN)
-        .args(["init", "--db", &db, "--tenant", "acme", "--admin", "root", "--password", "acme-password"])
+        .args([
+            "init",
+            "--db",
+            &db,
+            "--tenant",
+            "acme",
+            "--admin",
+            "root",
+            "--password",
+            "acme-password",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let acme_token = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().to_owned();
-    let out = Command::new(BIN).args(["operator-token", "--db", &db]).output().unwrap();
-    let operator = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().to_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acme_token = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let out = Command::new(BIN)
+        .args(["operator-token", "--db", &db])
+        .output()
+        .unwrap();
+    let operator = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
     let server = Server::start(&db, Some("default-admin-pass")).await;
     let url = server.url.as_str();
-    cli(url, &acme_token, &["product", "add", "--owner", "SuperOffice", "--name", "crm", "--seats", "3"]);
+    cli(
+        url,
+        &acme_token,
+        &[
+            "product",
+            "add",
+            "--owner",
+            "SuperOffice",
+            "--name",
+            "crm",
+            "--seats",
+            "3",
+        ],
+    );
     let http = reqwest::Client::new();
     let r = http.post(format!("{url}/v1/tenants")).bearer_auth(&operator)
         .json(&json!({ "name": "globex", "admin_login": "boss", "admin_password": "globex-password" }))
         .send().await.unwrap();
     assert_eq!(r.status(), 201);
-    let globex = login(url, "globex", "boss", "globex-password").await.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let globex = login(url, "globex", "boss", "globex-password")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let products = cli_json(url, &globex, &["product", "list"]);
     assert_eq!(products, json!([]), "globex sees nothing of acme");
-    let r = http.get(format!("{url}/v1/products/1")).bearer_auth(&globex).send().await.unwrap();
+    let r = http
+        .get(format!("{url}/v1/products/1"))
+        .bearer_auth(&globex)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     // A reader cannot write.
-    let r = http.post(format!("{url}/v1/tokens")).bearer_auth(&acme_token).json(&json!({ "role": "reader" })).send().await.unwrap();
-    let reader = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
-    let out = Command::new(BIN).args(["product", "add", "--owner", "x", "--name", "y"]).env("ALLOT_URL", url).env("ALLOT_TOKEN", &reader).output().unwrap();
+    let r = http
+        .post(format!("{url}/v1/tokens"))
+        .bearer_auth(&acme_token)
+        .json(&json!({ "role": "reader" }))
+        .send()
+        .await
+        .unwrap();
+    let reader = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = Command::new(BIN)
+        .args(["product", "add", "--owner", "x", "--name", "y"])
+        .env("ALLOT_URL", url)
+        .env("ALLOT_TOKEN", &reader)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
     assert_eq!(cli_json(url, &reader, &["product", "list"])["name"], "crm");
@@ -256,11 +530,16 @@ async fn init_operator_and_tenant_isolation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_server_end_to_end() {
-    let Some(db) = common::TestDb::postgres().await else { return };
+    let Some(db) = common::TestDb::postgres().await else {
+        return;
+    };
     let server = Server::start(&db.url(), Some("pg-admin-password")).await;
     let r = login(&server.url, "default", "admin", "pg-admin-password").await;
     assert_eq!(r.status(), 200);
-    let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     admin_flow(&server, &token).await;
     bad_input(&server, &token).await;
     server.stop();

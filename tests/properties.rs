@@ -76,24 +76,46 @@ async fn setup(ledger: &Ledger, name: &str) -> Case {
     let named = |n: &str| ProductRef::named("SuperOffice", n);
     let soon = common::START + time::Duration::seconds(600);
     let mut commands = vec![
-        Command::CreateCompany { name: "Pooled".into(), pool_mode: PoolMode::Company },
+        Command::CreateCompany {
+            name: "Pooled".into(),
+            pool_mode: PoolMode::Company,
+        },
         Command::CreateProduct(NewProduct::user("SuperOffice", "user", 2)),
-        Command::CreateProduct(NewProduct { prerequisite: Some(named("user")), ..NewProduct::user("SuperOffice", "web", 1) }),
+        Command::CreateProduct(NewProduct {
+            prerequisite: Some(named("user")),
+            ..NewProduct::user("SuperOffice", "web", 1)
+        }),
         Command::CreateProduct(NewProduct {
             extra_flags: EXTRA_FLAG_USER_PLAN,
             plan_members: vec![named("web"), named("user")],
             ..NewProduct::user("SuperOffice", "plan", 2)
         }),
-        Command::CreateProduct(NewProduct { kind: ProductKind::Floating, ..NewProduct::user("SuperOffice", "float", 1) }),
-        Command::CreateProduct(NewProduct { unrestricted: true, ..NewProduct::user("SuperOffice", "visible", 1) }),
+        Command::CreateProduct(NewProduct {
+            kind: ProductKind::Floating,
+            ..NewProduct::user("SuperOffice", "float", 1)
+        }),
+        Command::CreateProduct(NewProduct {
+            unrestricted: true,
+            ..NewProduct::user("SuperOffice", "visible", 1)
+        }),
         Command::CreateProduct(NewProduct::user("SuperOffice", "expiring", 0)),
-        Command::AddSeats(NewSeats { expires_at: Some(soon), ..NewSeats::plain(named("expiring"), 2) }),
-        Command::AddSeats(NewSeats { pool_company: Some(CompanyRef::Name("Pooled".into())), ..NewSeats::plain(named("user"), 1) }),
+        Command::AddSeats(NewSeats {
+            expires_at: Some(soon),
+            ..NewSeats::plain(named("expiring"), 2)
+        }),
+        Command::AddSeats(NewSeats {
+            pool_company: Some(CompanyRef::Name("Pooled".into())),
+            ..NewSeats::plain(named("user"), 1)
+        }),
     ];
     for i in 0..USERS {
         commands.push(Command::CreateUser(NewUser {
             company: (i >= 3).then(|| CompanyRef::Name("Pooled".into())),
-            license_mode: if i >= 3 { LicenseMode::Company } else { LicenseMode::Manual },
+            license_mode: if i >= 3 {
+                LicenseMode::Company
+            } else {
+                LicenseMode::Manual
+            },
             ..NewUser::named(&format!("user{i}"))
         }));
     }
@@ -107,12 +129,21 @@ async fn setup(ledger: &Ledger, name: &str) -> Case {
     for name in PRODUCTS {
         products.push(ledger.product(ctx.tenant, &named(name)).await.unwrap());
     }
-    Case { ctx, users, products, leases: vec![None; USERS] }
+    Case {
+        ctx,
+        users,
+        products,
+        leases: vec![None; USERS],
+    }
 }
 
 async fn seat_at(ledger: &Ledger, tenant: TenantId, index: usize) -> Option<Seat> {
     let seats = ledger.seats(tenant, &SeatFilter::default()).await.unwrap();
-    if seats.is_empty() { None } else { Some(seats[index % seats.len()].clone()) }
+    if seats.is_empty() {
+        None
+    } else {
+        Some(seats[index % seats.len()].clone())
+    }
 }
 
 async fn to_command(ledger: &Ledger, case: &Case, clock: &ManualClock, op: &Op) -> Option<Command> {
@@ -120,22 +151,55 @@ async fn to_command(ledger: &Ledger, case: &Case, clock: &ManualClock, op: &Op) 
     let product = |i: usize| ProductRef::Id(case.products[i].id);
     let tenant = case.ctx.tenant;
     Some(match op {
-        Op::Assign(u, p) => Command::Assign { user: user(*u), product: product(*p) },
-        Op::Unassign(u, p) => Command::Unassign { user: user(*u), product: product(*p) },
-        Op::Grant(s, u) => Command::GrantSeat { seat: seat_at(ledger, tenant, *s).await?.id, user: user(*u) },
-        Op::Release(s) => Command::ReleaseSeat { seat: seat_at(ledger, tenant, *s).await?.id, user: None },
-        Op::Revoke(s) => Command::RevokeSeat { seat: seat_at(ledger, tenant, *s).await?.id, user: None },
+        Op::Assign(u, p) => Command::Assign {
+            user: user(*u),
+            product: product(*p),
+        },
+        Op::Unassign(u, p) => Command::Unassign {
+            user: user(*u),
+            product: product(*p),
+        },
+        Op::Grant(s, u) => Command::GrantSeat {
+            seat: seat_at(ledger, tenant, *s).await?.id,
+            user: user(*u),
+        },
+        Op::Release(s) => Command::ReleaseSeat {
+            seat: seat_at(ledger, tenant, *s).await?.id,
+            user: None,
+        },
+        Op::Revoke(s) => Command::RevokeSeat {
+            seat: seat_at(ledger, tenant, *s).await?.id,
+            user: None,
+        },
         Op::Activate(s, h) => Command::ActivateSeat {
             seat: seat_at(ledger, tenant, *s).await?.id,
-            activation: Activation { hardware_id: format!("hid{h}"), computer_name: "pc".into(), operating_system: "os".into() },
+            activation: Activation {
+                hardware_id: format!("hid{h}"),
+                computer_name: "pc".into(),
+                operating_system: "os".into(),
+            },
         },
         Op::Retire(u) => Command::Retire { user: user(*u) },
         Op::Unretire(u) => Command::Unretire { user: user(*u) },
-        Op::LogOn(u) => Command::LogOn { user: user(*u), client: ClientKind::Windows, device: String::new(), product: Some(product(3)), lease_seconds: 120 },
-        Op::LogOff(u) => Command::LogOff { users: vec![user(*u)], client: None, reason: EndReason::Logoff },
+        Op::LogOn(u) => Command::LogOn {
+            user: user(*u),
+            client: ClientKind::Windows,
+            device: String::new(),
+            product: Some(product(3)),
+            lease_seconds: 120,
+        },
+        Op::LogOff(u) => Command::LogOff {
+            users: vec![user(*u)],
+            client: None,
+            reason: EndReason::Logoff,
+        },
         Op::Heartbeat(u) => {
             let lease = case.leases[*u].as_ref()?;
-            Command::Heartbeat { session: lease.session.id, lease_token: lease.lease_token.clone(), lease_seconds: 120 }
+            Command::Heartbeat {
+                session: lease.session.id,
+                lease_token: lease.lease_token.clone(),
+                lease_seconds: 120,
+            }
         }
         Op::Advance(secs) => {
             clock.advance(time::Duration::seconds(*secs));
@@ -144,12 +208,28 @@ async fn to_command(ledger: &Ledger, case: &Case, clock: &ManualClock, op: &Op) 
         Op::Expire => Command::ExpireSessions,
         Op::AddSeats(p, n) => Command::AddSeats(NewSeats::plain(product(*p), *n)),
         Op::RemoveAll(u) => Command::RemoveAllLicenses { user: user(*u) },
-        Op::Restrict(r) => Command::EditProduct { product: product(4), patch: ProductPatch { unrestricted: Some(!r), ..Default::default() } },
-        Op::Quota(q) => Command::SetCompanyQuota { company: CompanyRef::Name("Pooled".into()), product: product(0), quota: *q },
+        Op::Restrict(r) => Command::EditProduct {
+            product: product(4),
+            patch: ProductPatch {
+                unrestricted: Some(!r),
+                ..Default::default()
+            },
+        },
+        Op::Quota(q) => Command::SetCompanyQuota {
+            company: CompanyRef::Name("Pooled".into()),
+            product: product(0),
+            quota: *q,
+        },
         Op::Mode(u, m) => Command::EditUser {
             user: user(*u),
             patch: UserPatch {
-                license_mode: Some([LicenseMode::Manual, LicenseMode::Automatic, LicenseMode::Company][*m as usize]),
+                license_mode: Some(
+                    [
+                        LicenseMode::Manual,
+                        LicenseMode::Automatic,
+                        LicenseMode::Company,
+                    ][*m as usize],
+                ),
                 ..Default::default()
             },
         },
@@ -160,7 +240,17 @@ async fn audit_len(ledger: &Ledger, tenant: TenantId) -> usize {
     let mut n = 0;
     let mut after = None;
     loop {
-        let page = ledger.audit(tenant, &AuditFilter { after_seq: after, limit: Some(1000), ..Default::default() }).await.unwrap();
+        let page = ledger
+            .audit(
+                tenant,
+                &AuditFilter {
+                    after_seq: after,
+                    limit: Some(1000),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         if page.is_empty() {
             return n;
         }
@@ -169,33 +259,73 @@ async fn audit_len(ledger: &Ledger, tenant: TenantId) -> usize {
     }
 }
 
-async fn run_case(ledger: &Ledger, clock: &ManualClock, name: &str, ops: &[Op]) -> Result<(), TestCaseError> {
+async fn run_case(
+    ledger: &Ledger,
+    clock: &ManualClock,
+    name: &str,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
     let mut case = setup(ledger, name).await;
     let tenant = case.ctx.tenant;
     for (step, op) in ops.iter().enumerate() {
-        let Some(command) = to_command(ledger, &case, clock, op).await else { continue };
+        let Some(command) = to_command(ledger, &case, clock, op).await else {
+            continue;
+        };
         let before = audit_len(ledger, tenant).await;
         let outcome = ledger.execute(&case.ctx, command.clone()).await;
         let written = audit_len(ledger, tenant).await - before;
         match &outcome {
             // Renewing a lease moves only its end and is deliberately not audited.
             Ok(_) if matches!(command, Command::Heartbeat { .. }) => prop_assert_eq!(written, 0),
-            Ok(o) => prop_assert_eq!(o.changed() > 0, written > 0, "step {}: {:?} -> {:?} wrote {} audit records", step, command, o, written),
-            Err(LedgerError::Store(e)) => return Err(TestCaseError::fail(format!("store failure at step {step}: {e}"))),
-            Err(_) => prop_assert_eq!(written, 0, "step {}: refused {:?} wrote audit", step, command),
+            Ok(o) => prop_assert_eq!(
+                o.changed() > 0,
+                written > 0,
+                "step {}: {:?} -> {:?} wrote {} audit records",
+                step,
+                command,
+                o,
+                written
+            ),
+            Err(LedgerError::Store(e)) => {
+                return Err(TestCaseError::fail(format!(
+                    "store failure at step {step}: {e}"
+                )));
+            }
+            Err(_) => prop_assert_eq!(
+                written,
+                0,
+                "step {}: refused {:?} wrote audit",
+                step,
+                command
+            ),
         }
         if let (Op::LogOn(u), Ok(Outcome::Lease(lease))) = (op, &outcome) {
             case.leases[*u] = Some(lease.clone());
         }
         let violations = ledger.check_invariants(tenant).await.unwrap();
-        prop_assert!(violations.is_empty(), "step {}: {:?} broke {:?}", step, command, violations);
+        prop_assert!(
+            violations.is_empty(),
+            "step {}: {:?} broke {:?}",
+            step,
+            command,
+            violations
+        );
         for status in ledger.pool_status(tenant, None).await.unwrap() {
             if !status.unrestricted {
                 prop_assert!(status.in_use <= status.total, "step {}: {:?}", step, status);
             }
         }
         // Every seat has at most one holder by construction; check the listing agrees.
-        let seats = ledger.seats(tenant, &SeatFilter { limit: Some(1000), ..Default::default() }).await.unwrap();
+        let seats = ledger
+            .seats(
+                tenant,
+                &SeatFilter {
+                    limit: Some(1000),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         let mut ids: Vec<_> = seats.iter().map(|s| s.id).collect();
         ids.sort();
         ids.dedup();
@@ -207,13 +337,25 @@ async fn run_case(ledger: &Ledger, clock: &ManualClock, name: &str, ops: &[Op]) 
 fn run_property(db: TestDb, cases: u32) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let clock = ManualClock::new(common::START);
-    let ledger = runtime.block_on(Ledger::open(&db.url())).unwrap().with_clock(Arc::new(clock.clone()));
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let ledger = runtime
+        .block_on(Ledger::open(&db.url()))
+        .unwrap()
+        .with_clock(Arc::new(clock.clone()));
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
     let counter = std::cell::Cell::new(0u32);
     runner
         .run(&proptest::collection::vec(op(), 1..40), |ops| {
             counter.set(counter.get() + 1);
-            runtime.block_on(run_case(&ledger, &clock, &format!("case{}", counter.get()), &ops))
+            runtime.block_on(run_case(
+                &ledger,
+                &clock,
+                &format!("case{}", counter.get()),
+                &ops,
+            ))
         })
         .unwrap();
     runtime.block_on(async {
@@ -230,7 +372,9 @@ fn sqlite_random_operations_keep_the_invariants() {
 #[test]
 fn postgres_random_operations_keep_the_invariants() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let Some(db) = runtime.block_on(TestDb::postgres()) else { return };
+    let Some(db) = runtime.block_on(TestDb::postgres()) else {
+        return;
+    };
     drop(runtime);
     run_property(db, 24);
 }

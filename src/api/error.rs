@@ -105,10 +105,21 @@ impl From<LedgerError> for ApiError {
         let status = match &e {
             UnknownTenant(_) | UnknownUser(_) | UnknownProduct(_) | UnknownCompany(_)
             | UnknownSeat(_) | UnknownSession(_) | UnknownToken(_) => StatusCode::NOT_FOUND,
-            AlreadyExists { .. } | NoSeatFree { .. } | QuotaExhausted { .. }
-            | PrerequisiteMissing { .. } | Retired(_) | WrongHolder { .. } | NotHeld(_)
-            | SeatExpired(_) | ProductExpired(_) | WrongPool { .. } | AlreadyActivated { .. }
-            | ComputerHasSeat(_) | ComputerOfAnotherUser(_) | LeaseLost | OverAllocated { .. }
+            AlreadyExists { .. }
+            | NoSeatFree { .. }
+            | QuotaExhausted { .. }
+            | PrerequisiteMissing { .. }
+            | Retired(_)
+            | WrongHolder { .. }
+            | NotHeld(_)
+            | SeatExpired(_)
+            | ProductExpired(_)
+            | WrongPool { .. }
+            | AlreadyActivated { .. }
+            | ComputerHasSeat(_)
+            | ComputerOfAnotherUser(_)
+            | LeaseLost
+            | OverAllocated { .. }
             | WrongKind { .. } => StatusCode::CONFLICT,
             BadLeaseToken => StatusCode::FORBIDDEN,
             Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,

@@ -1,10 +1,10 @@
 //! Extractors: the caller's principal, and JSON/query/path wrappers whose rejections come back
 //! in the API's error shape.
 
+use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::Json;
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -91,7 +91,9 @@ impl Caller {
         if self.0.can_read() || self.0.is_self(user) {
             return Ok(tenant);
         }
-        Err(ApiError::forbidden("a user credential sees only its own user"))
+        Err(ApiError::forbidden(
+            "a user credential sees only its own user",
+        ))
     }
 
     /// Changes to one user's own sessions: admin or that user itself.
@@ -100,7 +102,9 @@ impl Caller {
         if self.0.can_write() || self.0.is_self(user) {
             return Ok(tenant);
         }
-        Err(ApiError::forbidden("this needs the admin role, or the user itself"))
+        Err(ApiError::forbidden(
+            "this needs the admin role, or the user itself",
+        ))
     }
 
     pub fn operator(&self) -> Result<(), ApiError> {
@@ -138,7 +142,9 @@ pub fn product_ref(text: &str) -> Result<ProductRef, ApiError> {
         return Ok(ProductRef::Id(id));
     }
     match text.split_once('/') {
-        Some((owner, name)) if !owner.is_empty() && !name.is_empty() => Ok(ProductRef::named(owner, name)),
+        Some((owner, name)) if !owner.is_empty() && !name.is_empty() => {
+            Ok(ProductRef::named(owner, name))
+        }
         _ => Err(ApiError::new(
             axum::http::StatusCode::UNPROCESSABLE_ENTITY,
             "invalid",

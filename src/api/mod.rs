@@ -6,8 +6,8 @@ pub mod error;
 pub mod extract;
 pub mod v1;
 
-use axum::routing::{delete, get, post, put};
 use axum::Router;
+use axum::routing::{delete, get, post, put};
 use utoipa::OpenApi;
 
 use crate::server::AppState;
@@ -60,13 +60,22 @@ pub fn v1_routes() -> Router<AppState> {
     Router::new()
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/auth/login", post(auth::login))
-        .route("/v1/tokens", get(auth::list_tokens).post(auth::create_token))
+        .route(
+            "/v1/tokens",
+            get(auth::list_tokens).post(auth::create_token),
+        )
         .route("/v1/tokens/{id}", delete(auth::revoke_token))
         .route("/v1/logins", post(auth::create_login))
         .route("/v1/logins/{login}/password", put(auth::set_password))
-        .route("/v1/tenants", get(auth::list_tenants).post(auth::create_tenant))
+        .route(
+            "/v1/tenants",
+            get(auth::list_tenants).post(auth::create_tenant),
+        )
         .route("/v1/products", get(products::list).post(products::create))
-        .route("/v1/products/{product}", get(products::get).patch(products::patch))
+        .route(
+            "/v1/products/{product}",
+            get(products::get).patch(products::patch),
+        )
         .route("/v1/products/{product}/seats", post(products::add_seats))
         .route("/v1/pools", get(products::pools))
         .route("/v1/seats", get(seats::list))
@@ -77,14 +86,29 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/v1/seats/{id}/activate", post(seats::activate))
         .route("/v1/users", get(users::list).post(users::create))
         .route("/v1/users/{user}", get(users::get).patch(users::patch))
-        .route("/v1/users/{user}/licenses", get(users::licenses).delete(users::remove_all))
+        .route(
+            "/v1/users/{user}/licenses",
+            get(users::licenses).delete(users::remove_all),
+        )
         .route("/v1/users/{user}/assignments", post(users::assign))
-        .route("/v1/users/{user}/assignments/{product}", delete(users::unassign))
+        .route(
+            "/v1/users/{user}/assignments/{product}",
+            delete(users::unassign),
+        )
         .route("/v1/users/{user}/retire", post(users::retire))
         .route("/v1/users/{user}/unretire", post(users::unretire))
-        .route("/v1/companies", get(companies::list).post(companies::create))
-        .route("/v1/companies/{company}", get(companies::get).patch(companies::patch))
-        .route("/v1/companies/{company}/quotas/{product}", put(companies::set_quota))
+        .route(
+            "/v1/companies",
+            get(companies::list).post(companies::create),
+        )
+        .route(
+            "/v1/companies/{company}",
+            get(companies::get).patch(companies::patch),
+        )
+        .route(
+            "/v1/companies/{company}/quotas/{product}",
+            put(companies::set_quota),
+        )
         .route("/v1/sessions", get(sessions::list).post(sessions::log_on))
         .route("/v1/sessions/logoff", post(sessions::log_off))
         .route("/v1/sessions/{id}", delete(sessions::end))
@@ -96,7 +120,10 @@ pub fn v1_routes() -> Router<AppState> {
 }
 
 async fn openapi() -> impl axum::response::IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json())
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi_json(),
+    )
 }
 
 /// Every ledger invariant violated in the caller's tenant (an empty list: all hold).
@@ -117,8 +144,9 @@ async fn healthz() -> extract::ApiJson<dto::Health> {
 }
 
 /// The store answers.
-async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> error::ApiResult<extract::ApiJson<dto::Health>> {
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> error::ApiResult<extract::ApiJson<dto::Health>> {
     state.ledger.store().ping().await?;
     Ok(extract::ApiJson(dto::Health { status: "ready" }))
 }
-

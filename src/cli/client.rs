@@ -90,7 +90,11 @@ impl Client {
         self.request(Method::GET, path, None).await
     }
 
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T, ClientError> {
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
         self.request(Method::POST, path, Some(body)).await
     }
 
@@ -100,7 +104,12 @@ impl Client {
 
     /// Raw GET returning the status only (for the benchmark's baseline endpoint).
     pub async fn get_status(&self, path: &str) -> Result<StatusCode, ClientError> {
-        Ok(self.http.get(format!("{}{path}", self.base)).send().await?.status())
+        Ok(self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await?
+            .status())
     }
 }
 
@@ -109,7 +118,9 @@ pub fn segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

@@ -6,15 +6,19 @@ pub mod client;
 mod output;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::config::{ServeArgs, Settings};
 use crate::ledger::{Command, Context, Ledger, Role};
-use client::{segment, Client};
+use client::{Client, segment};
 use output::Output;
 
 #[derive(Debug, Parser)]
-#[command(name = "allot", version, about = "License-seat server and its admin client")]
+#[command(
+    name = "allot",
+    version,
+    about = "License-seat server and its admin client"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Cmd,
@@ -23,7 +27,12 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct Remote {
     /// Server base URL
-    #[arg(long, env = "ALLOT_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "ALLOT_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub url: String,
     /// API token
     #[arg(long, env = "ALLOT_TOKEN", hide_env_values = true, global = true)]
@@ -288,7 +297,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied to {}", crate::config::redact_url(&db));
             Ok(())
         }
-        Cmd::Init { db, tenant, admin, password, ttl_hours } => init(&db, &tenant, &admin, &password, ttl_hours).await,
+        Cmd::Init {
+            db,
+            tenant,
+            admin,
+            password,
+            ttl_hours,
+        } => init(&db, &tenant, &admin, &password, ttl_hours).await,
         Cmd::OperatorToken { db, ttl_hours } => {
             let ledger = Ledger::open(&db).await?;
             let (token, hash) = crate::auth::new_token();
@@ -317,7 +332,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };
@@ -327,7 +343,13 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn init(db: &str, tenant: &str, admin: &str, password: &str, ttl_hours: i64) -> anyhow::Result<()> {
+async fn init(
+    db: &str,
+    tenant: &str,
+    admin: &str,
+    password: &str,
+    ttl_hours: i64,
+) -> anyhow::Result<()> {
     let ledger = Ledger::open(db).await?;
     let passwords = crate::auth::Passwords::new(1);
     let hash = passwords.hash(password).await?;
@@ -342,7 +364,12 @@ async fn init(db: &str, tenant: &str, admin: &str, password: &str, ttl_hours: i6
         .apply_all_or_nothing(
             &ctx,
             &[
-                Command::CreateLogin { login: admin.to_owned(), password_hash: hash, role: Role::Admin, user: None },
+                Command::CreateLogin {
+                    login: admin.to_owned(),
+                    password_hash: hash,
+                    role: Role::Admin,
+                    user: None,
+                },
                 Command::IssueToken {
                     token_hash,
                     role: Role::Admin,
@@ -355,7 +382,10 @@ async fn init(db: &str, tenant: &str, admin: &str, password: &str, ttl_hours: i6
         )
         .await?;
     ledger.close().await;
-    println!("tenant {:?} (id {}) has admin login {admin:?}; admin token:", created.name, created.id);
+    println!(
+        "tenant {:?} (id {}) has admin login {admin:?}; admin token:",
+        created.name, created.id
+    );
     println!("{token}");
     Ok(())
 }
@@ -383,7 +413,8 @@ pub fn parse_time(text: &str) -> anyhow::Result<String> {
         return Ok(text.to_owned());
     }
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    let date = time::Date::parse(text, &format).map_err(|_| anyhow::anyhow!("{text:?}: expected YYYY-MM-DD or an RFC 3339 time"))?;
+    let date = time::Date::parse(text, &format)
+        .map_err(|_| anyhow::anyhow!("{text:?}: expected YYYY-MM-DD or an RFC 3339 time"))?;
     Ok(date.midnight().assume_utc().format(&Rfc3339)?)
 }
 
@@ -392,12 +423,36 @@ fn product_path(product: &str) -> String {
 }
 
 async fn admin(cmd: Cmd) -> anyhow::Result<()> {
-    let remote = remote_of(&cmd).cloned().ok_or_else(|| anyhow::anyhow!("not an admin command"))?;
+    let remote = remote_of(&cmd)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("not an admin command"))?;
     let client = Client::new(&remote.url, remote.token.clone());
     let out = Output { json: remote.json };
     match cmd {
-        Cmd::Product { command: ProductCmd::Add { owner, name, seats, kind, unrestricted, prerequisite, plan, hidden, trial, expires, description }, .. } => {
-            let qualify = |m: &str| if m.contains('/') { m.to_owned() } else { format!("{owner}/{m}") };
+        Cmd::Product {
+            command:
+                ProductCmd::Add {
+                    owner,
+                    name,
+                    seats,
+                    kind,
+                    unrestricted,
+                    prerequisite,
+                    plan,
+                    hidden,
+                    trial,
+                    expires,
+                    description,
+                },
+            ..
+        } => {
+            let qualify = |m: &str| {
+                if m.contains('/') {
+                    m.to_owned()
+                } else {
+                    format!("{owner}/{m}")
+                }
+            };
             let body = json!({
                 "owner": owner, "name": name, "seats": seats, "description": description,
                 "kind": match kind { Kind::User => "user", Kind::Site => "site", Kind::Floating => "floating" },
@@ -410,33 +465,84 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             let created: Value = client.post("/v1/products", &body).await?;
             out.products(&[created]);
         }
-        Cmd::Product { command: ProductCmd::List, .. } => {
+        Cmd::Product {
+            command: ProductCmd::List,
+            ..
+        } => {
             let list: Vec<Value> = client.get("/v1/products").await?;
             out.products(&list);
         }
-        Cmd::Seats { command: SeatsCmd::Add { product, count, company, transaction }, .. } => {
+        Cmd::Seats {
+            command:
+                SeatsCmd::Add {
+                    product,
+                    count,
+                    company,
+                    transaction,
+                },
+            ..
+        } => {
             let body = json!({ "count": count, "company": company, "transaction_id": transaction });
-            let seats: Vec<Value> = client.post(&format!("/v1/products/{}/seats", product_path(&product)), &body).await?;
+            let seats: Vec<Value> = client
+                .post(
+                    &format!("/v1/products/{}/seats", product_path(&product)),
+                    &body,
+                )
+                .await?;
             out.seats(&seats);
         }
-        Cmd::Seats { command: SeatsCmd::List { product, user, available }, .. } => {
+        Cmd::Seats {
+            command:
+                SeatsCmd::List {
+                    product,
+                    user,
+                    available,
+                },
+            ..
+        } => {
             let mut query = vec![("limit".to_owned(), "1000".to_owned())];
-            if let Some(p) = product { query.push(("product".into(), p)); }
-            if let Some(u) = user { query.push(("user".into(), u)); }
-            if available { query.push(("available".into(), "true".into())); }
-            let qs = query.iter().map(|(k, v)| format!("{k}={}", segment(v))).collect::<Vec<_>>().join("&");
+            if let Some(p) = product {
+                query.push(("product".into(), p));
+            }
+            if let Some(u) = user {
+                query.push(("user".into(), u));
+            }
+            if available {
+                query.push(("available".into(), "true".into()));
+            }
+            let qs = query
+                .iter()
+                .map(|(k, v)| format!("{k}={}", segment(v)))
+                .collect::<Vec<_>>()
+                .join("&");
             let mut all = Vec::new();
             let mut after: Option<i64> = None;
             loop {
-                let path = match after { Some(a) => format!("/v1/seats?{qs}&after={a}"), None => format!("/v1/seats?{qs}") };
+                let path = match after {
+                    Some(a) => format!("/v1/seats?{qs}&after={a}"),
+                    None => format!("/v1/seats?{qs}"),
+                };
                 let page: Value = client.get(&path).await?;
                 all.extend(page["items"].as_array().cloned().unwrap_or_default());
                 after = page["next"].as_i64();
-                if after.is_none() { break; }
+                if after.is_none() {
+                    break;
+                }
             }
             out.seats(&all);
         }
-        Cmd::User { command: UserCmd::Add { login, name, email, company, id, password }, .. } => {
+        Cmd::User {
+            command:
+                UserCmd::Add {
+                    login,
+                    name,
+                    email,
+                    company,
+                    id,
+                    password,
+                },
+            ..
+        } => {
             let (first, last) = match name.as_deref().map(str::trim) {
                 Some(full) => match full.rsplit_once(' ') {
                     Some((f, l)) => (f.to_owned(), l.to_owned()),
@@ -449,65 +555,134 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             let user: Value = client.post("/v1/users", &body).await?;
             out.users(&[user]);
         }
-        Cmd::User { command: UserCmd::List, .. } => {
+        Cmd::User {
+            command: UserCmd::List,
+            ..
+        } => {
             let mut all = Vec::new();
             let mut after: Option<i64> = None;
             loop {
-                let path = match after { Some(a) => format!("/v1/users?limit=1000&after={a}"), None => "/v1/users?limit=1000".to_owned() };
+                let path = match after {
+                    Some(a) => format!("/v1/users?limit=1000&after={a}"),
+                    None => "/v1/users?limit=1000".to_owned(),
+                };
                 let page: Value = client.get(&path).await?;
                 all.extend(page["items"].as_array().cloned().unwrap_or_default());
                 after = page["next"].as_i64();
-                if after.is_none() { break; }
+                if after.is_none() {
+                    break;
+                }
             }
             out.users(&all);
         }
-        Cmd::User { command: UserCmd::Licenses { user }, .. } => {
-            let views: Vec<Value> = client.get(&format!("/v1/users/{}/licenses", segment(&user))).await?;
+        Cmd::User {
+            command: UserCmd::Licenses { user },
+            ..
+        } => {
+            let views: Vec<Value> = client
+                .get(&format!("/v1/users/{}/licenses", segment(&user)))
+                .await?;
             out.views(&views);
         }
-        Cmd::User { command: UserCmd::Retire { user }, .. } => {
-            let changed: Value = client.post(&format!("/v1/users/{}/retire", segment(&user)), &json!({})).await?;
+        Cmd::User {
+            command: UserCmd::Retire { user },
+            ..
+        } => {
+            let changed: Value = client
+                .post(&format!("/v1/users/{}/retire", segment(&user)), &json!({}))
+                .await?;
             out.changed(&changed);
         }
-        Cmd::Company { command: CompanyCmd::Add { name, pool }, .. } => {
-            let pool = match pool { Pool::Global => "global", Pool::Company => "company", Pool::Custom => "custom" };
-            let company: Value = client.post("/v1/companies", &json!({ "name": name, "pool_mode": pool })).await?;
+        Cmd::Company {
+            command: CompanyCmd::Add { name, pool },
+            ..
+        } => {
+            let pool = match pool {
+                Pool::Global => "global",
+                Pool::Company => "company",
+                Pool::Custom => "custom",
+            };
+            let company: Value = client
+                .post("/v1/companies", &json!({ "name": name, "pool_mode": pool }))
+                .await?;
             out.companies(&[company]);
         }
-        Cmd::Company { command: CompanyCmd::List, .. } => {
+        Cmd::Company {
+            command: CompanyCmd::List,
+            ..
+        } => {
             let list: Vec<Value> = client.get("/v1/companies").await?;
             out.companies(&list);
         }
         Cmd::Assign(a) => {
-            let view: Value = client.post(&format!("/v1/users/{}/assignments", segment(&a.user)), &json!({ "product": a.product })).await?;
+            let view: Value = client
+                .post(
+                    &format!("/v1/users/{}/assignments", segment(&a.user)),
+                    &json!({ "product": a.product }),
+                )
+                .await?;
             out.views(&[view]);
         }
         Cmd::Unassign(a) => {
             let view: Value = client
-                .delete(&format!("/v1/users/{}/assignments/{}", segment(&a.user), product_path(&a.product)))
+                .delete(&format!(
+                    "/v1/users/{}/assignments/{}",
+                    segment(&a.user),
+                    product_path(&a.product)
+                ))
                 .await?;
             out.views(&[view]);
         }
         Cmd::Grant(s) => {
-            let seat: Value = client.post(&format!("/v1/seats/{}/grant", s.seat), &json!({ "user": s.user })).await?;
+            let seat: Value = client
+                .post(
+                    &format!("/v1/seats/{}/grant", s.seat),
+                    &json!({ "user": s.user }),
+                )
+                .await?;
             out.seats(&[seat]);
         }
         Cmd::Release(s) => {
-            let seat: Value = client.post(&format!("/v1/seats/{}/release", s.seat), &json!({ "user": s.user })).await?;
+            let seat: Value = client
+                .post(
+                    &format!("/v1/seats/{}/release", s.seat),
+                    &json!({ "user": s.user }),
+                )
+                .await?;
             out.seats(&[seat]);
         }
         Cmd::Revoke(s) => {
-            let seat: Value = client.post(&format!("/v1/seats/{}/revoke", s.seat), &json!({ "user": s.user })).await?;
+            let seat: Value = client
+                .post(
+                    &format!("/v1/seats/{}/revoke", s.seat),
+                    &json!({ "user": s.user }),
+                )
+                .await?;
             out.seats(&[seat]);
         }
         Cmd::Sessions { user, .. } => {
-            let path = match user { Some(u) => format!("/v1/sessions?user={}", segment(&u)), None => "/v1/sessions".into() };
+            let path = match user {
+                Some(u) => format!("/v1/sessions?user={}", segment(&u)),
+                None => "/v1/sessions".into(),
+            };
             let list: Vec<Value> = client.get(&path).await?;
             out.sessions(&list);
         }
-        Cmd::Logoff { user, client: kind, .. } => {
-            let kind = kind.map(|k| match k { Client_::Windows => "windows", Client_::Web => "web", Client_::Mobile => "mobile", Client_::Api => "api" });
-            let changed: Value = client.post("/v1/sessions/logoff", &json!({ "users": [user], "client": kind })).await?;
+        Cmd::Logoff {
+            user, client: kind, ..
+        } => {
+            let kind = kind.map(|k| match k {
+                Client_::Windows => "windows",
+                Client_::Web => "web",
+                Client_::Mobile => "mobile",
+                Client_::Api => "api",
+            });
+            let changed: Value = client
+                .post(
+                    "/v1/sessions/logoff",
+                    &json!({ "users": [user], "client": kind }),
+                )
+                .await?;
             out.changed(&changed);
         }
         Cmd::Status { .. } => {
@@ -519,19 +694,31 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             let since = since.as_deref().map(parse_time).transpose()?;
             loop {
                 let mut path = "/v1/audit?limit=1000".to_owned();
-                if let Some(a) = after { path.push_str(&format!("&after={a}")); }
-                if let Some(s) = &since { path.push_str(&format!("&since={}", segment(s))); }
+                if let Some(a) = after {
+                    path.push_str(&format!("&after={a}"));
+                }
+                if let Some(s) = &since {
+                    path.push_str(&format!("&since={}", segment(s)));
+                }
                 let page: Value = client.get(&path).await?;
                 let items = page["items"].as_array().cloned().unwrap_or_default();
-                if let Some(last) = items.last() { after = last["seq"].as_i64(); }
+                if let Some(last) = items.last() {
+                    after = last["seq"].as_i64();
+                }
                 out.audit(&items);
                 if page["next"].is_null() {
-                    if !follow { break; }
+                    if !follow {
+                        break;
+                    }
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
             }
         }
-        Cmd::Serve(_) | Cmd::Migrate { .. } | Cmd::Init { .. } | Cmd::OperatorToken { .. } | Cmd::Bench(_) => {
+        Cmd::Serve(_)
+        | Cmd::Migrate { .. }
+        | Cmd::Init { .. }
+        | Cmd::OperatorToken { .. }
+        | Cmd::Bench(_) => {
             anyhow::bail!("not an admin command")
         }
     }

@@ -41,7 +41,9 @@ pub fn bar(in_use: i64, total: i64, width: usize) -> String {
     let filled = if total <= 0 {
         if in_use > 0 { width } else { 0 }
     } else {
-        ((in_use as f64 / total as f64) * width as f64).round().min(width as f64) as usize
+        ((in_use as f64 / total as f64) * width as f64)
+            .round()
+            .min(width as f64) as usize
     };
     format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
 }
@@ -49,8 +51,15 @@ pub fn bar(in_use: i64, total: i64, width: usize) -> String {
 impl Output {
     fn json_or(&self, items: &[Value], human: impl FnOnce()) {
         if self.json {
-            let shown = if items.len() == 1 { items[0].clone() } else { Value::Array(items.to_vec()) };
-            println!("{}", serde_json::to_string_pretty(&shown).unwrap_or_default());
+            let shown = if items.len() == 1 {
+                items[0].clone()
+            } else {
+                Value::Array(items.to_vec())
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&shown).unwrap_or_default()
+            );
         } else {
             human();
         }
@@ -59,7 +68,15 @@ impl Output {
     pub fn products(&self, items: &[Value]) {
         self.json_or(items, || {
             table(
-                &["ID", "PRODUCT", "KIND", "RESTRICTED", "TOTAL", "IN USE", "FREE"],
+                &[
+                    "ID",
+                    "PRODUCT",
+                    "KIND",
+                    "RESTRICTED",
+                    "TOTAL",
+                    "IN USE",
+                    "FREE",
+                ],
                 items
                     .iter()
                     .map(|p| {
@@ -67,7 +84,11 @@ impl Output {
                             text(&p["id"]),
                             format!("{}/{}", text(&p["owner"]), text(&p["name"])),
                             text(&p["kind"]),
-                            if p["unrestricted"].as_bool() == Some(true) { "no".into() } else { "yes".into() },
+                            if p["unrestricted"].as_bool() == Some(true) {
+                                "no".into()
+                            } else {
+                                "yes".into()
+                            },
                             text(&p["status"]["total"]),
                             text(&p["status"]["in_use"]),
                             text(&p["status"]["free"]),
@@ -102,14 +123,18 @@ impl Output {
     pub fn users(&self, items: &[Value]) {
         self.json_or(items, || {
             table(
-                &["ID", "LOGIN", "NAME", "EMAIL", "COMPANY", "MODE", "RETIRED", "UUID"],
+                &[
+                    "ID", "LOGIN", "NAME", "EMAIL", "COMPANY", "MODE", "RETIRED", "UUID",
+                ],
                 items
                     .iter()
                     .map(|u| {
                         vec![
                             text(&u["id"]),
                             text(&u["login"]),
-                            format!("{} {}", text(&u["first_name"]), text(&u["last_name"])).trim().to_owned(),
+                            format!("{} {}", text(&u["first_name"]), text(&u["last_name"]))
+                                .trim()
+                                .to_owned(),
                             text(&u["email"]),
                             text(&u["company"]),
                             text(&u["license_mode"]),
@@ -128,7 +153,14 @@ impl Output {
                 &["ID", "NAME", "POOL", "UUID"],
                 items
                     .iter()
-                    .map(|c| vec![text(&c["id"]), text(&c["name"]), text(&c["pool_mode"]), text(&c["uuid"])])
+                    .map(|c| {
+                        vec![
+                            text(&c["id"]),
+                            text(&c["name"]),
+                            text(&c["pool_mode"]),
+                            text(&c["uuid"]),
+                        ]
+                    })
                     .collect(),
             )
         });
@@ -137,12 +169,23 @@ impl Output {
     pub fn views(&self, items: &[Value]) {
         self.json_or(items, || {
             table(
-                &["PRODUCT", "ASSIGNED", "CAN ASSIGN", "TOTAL", "IN USE", "FREE"],
+                &[
+                    "PRODUCT",
+                    "ASSIGNED",
+                    "CAN ASSIGN",
+                    "TOTAL",
+                    "IN USE",
+                    "FREE",
+                ],
                 items
                     .iter()
                     .map(|v| {
                         vec![
-                            format!("{}/{}", text(&v["product"]["owner"]), text(&v["product"]["name"])),
+                            format!(
+                                "{}/{}",
+                                text(&v["product"]["owner"]),
+                                text(&v["product"]["name"])
+                            ),
                             text(&v["assigned"]),
                             text(&v["can_assign"]),
                             text(&v["status"]["total"]),
@@ -158,7 +201,14 @@ impl Output {
     pub fn sessions(&self, items: &[Value]) {
         self.json_or(items, || {
             table(
-                &["SESSION", "USER", "CLIENT", "DEVICE", "STARTED", "LEASE UNTIL"],
+                &[
+                    "SESSION",
+                    "USER",
+                    "CLIENT",
+                    "DEVICE",
+                    "STARTED",
+                    "LEASE UNTIL",
+                ],
                 items
                     .iter()
                     .map(|s| {
@@ -183,8 +233,15 @@ impl Output {
                 items
                     .iter()
                     .map(|p| {
-                        let (total, in_use) = (p["total"].as_i64().unwrap_or(0), p["in_use"].as_i64().unwrap_or(0));
-                        let pct = if total > 0 { format!("{:>3}%", in_use * 100 / total) } else { "   -".into() };
+                        let (total, in_use) = (
+                            p["total"].as_i64().unwrap_or(0),
+                            p["in_use"].as_i64().unwrap_or(0),
+                        );
+                        let pct = if total > 0 {
+                            format!("{:>3}%", in_use * 100 / total)
+                        } else {
+                            "   -".into()
+                        };
                         vec![
                             format!("{}/{}", text(&p["owner"]), text(&p["name"])),
                             text(&p["kind"]),

@@ -376,7 +376,9 @@ impl Context {
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Command::CreateLogin { login, role, user, .. } => f
+            Command::CreateLogin {
+                login, role, user, ..
+            } => f
                 .debug_struct("CreateLogin")
                 .field("login", login)
                 .field("role", role)
@@ -388,7 +390,14 @@ impl std::fmt::Debug for Command {
                 .field("login", login)
                 .field("password_hash", &"<redacted>")
                 .finish(),
-            Command::IssueToken { role, login, user, label, expires_at, .. } => f
+            Command::IssueToken {
+                role,
+                login,
+                user,
+                label,
+                expires_at,
+                ..
+            } => f
                 .debug_struct("IssueToken")
                 .field("role", role)
                 .field("login", login)
@@ -397,13 +406,21 @@ impl std::fmt::Debug for Command {
                 .field("expires_at", expires_at)
                 .field("token_hash", &"<redacted>")
                 .finish(),
-            Command::Heartbeat { session, lease_seconds, .. } => f
+            Command::Heartbeat {
+                session,
+                lease_seconds,
+                ..
+            } => f
                 .debug_struct("Heartbeat")
                 .field("session", session)
                 .field("lease_seconds", lease_seconds)
                 .field("lease_token", &"<redacted>")
                 .finish(),
-            Command::EndSession { session, reason, lease_token } => f
+            Command::EndSession {
+                session,
+                reason,
+                lease_token,
+            } => f
                 .debug_struct("EndSession")
                 .field("session", session)
                 .field("reason", reason)

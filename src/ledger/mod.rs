@@ -240,7 +240,11 @@ impl Ledger {
 }
 
 impl Ledger {
-    pub async fn login(&self, tenant: TenantId, login: &str) -> Result<Option<LoginRecord>, StoreError> {
+    pub async fn login(
+        &self,
+        tenant: TenantId,
+        login: &str,
+    ) -> Result<Option<LoginRecord>, StoreError> {
         self.store.login(tenant, login).await
     }
 
@@ -271,7 +275,9 @@ impl Ledger {
             expires_at,
             revoked_at: None,
         };
-        self.store.issue_operator_token(&info, token_hash, now).await?;
+        self.store
+            .issue_operator_token(&info, token_hash, now)
+            .await?;
         Ok(info)
     }
 

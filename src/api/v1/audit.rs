@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::api::dto::*;
 use crate::api::error::ApiResult;
-use crate::api::extract::{product_ref, user_ref, ApiJson, ApiQuery, Caller};
+use crate::api::extract::{ApiJson, ApiQuery, Caller, product_ref, user_ref};
 use crate::ledger::*;
 use crate::server::AppState;
 

@@ -9,7 +9,7 @@ use super::{run, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::extract::{ApiJson, ApiPath, Caller};
-use crate::auth::{new_token, Principal};
+use crate::auth::{Principal, new_token};
 use crate::ledger::*;
 use crate::server::AppState;
 
@@ -31,10 +31,25 @@ pub async fn login(
         .ok_or_else(ApiError::unauthorized)?;
     let principal = state
         .auth
-        .password(tenant.id, &req.login, &req.password, peer.map(|p| p.0.0.ip()))
+        .password(
+            tenant.id,
+            &req.login,
+            &req.password,
+            peer.map(|p| p.0.0.ip()),
+        )
         .await?;
     let expires_at = state.ledger.now_time() + state.settings.token_ttl;
-    let issued = issue(&state, &principal, tenant.id, &headers, principal.role, principal.user, "login", expires_at).await?;
+    let issued = issue(
+        &state,
+        &principal,
+        tenant.id,
+        &headers,
+        principal.role,
+        principal.user,
+        "login",
+        expires_at,
+    )
+    .await?;
     Ok(ApiJson(issued))
 }
 
@@ -79,7 +94,10 @@ async fn issue(
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = Vec<TokenInfo>)))]
-pub async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJson<Vec<TokenInfo>>> {
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<ApiJson<Vec<TokenInfo>>> {
     let tenant = caller.admin()?;
     Ok(ApiJson(state.ledger.tokens(tenant).await?))
 }
@@ -96,16 +114,27 @@ pub async fn create_token(
     let user = match (&req.role, &req.user) {
         (_, Some(key)) => Some(state.ledger.user(tenant, &key.user()).await?.id),
         (Role::User, None) => {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "a user token names its user"));
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "a user token names its user",
+            ));
         }
         _ => None,
     };
     let hours = req.ttl_hours.unwrap_or(720);
     if !(1..=24 * 366).contains(&hours) {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "ttl_hours must be between 1 and 8784"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "ttl_hours must be between 1 and 8784",
+        ));
     }
     let expires_at = state.ledger.now_time() + time::Duration::hours(hours);
-    let issued = issue(&state, &caller.0, tenant, &headers, req.role, user, &req.label, expires_at).await?;
+    let issued = issue(
+        &state, &caller.0, tenant, &headers, req.role, user, &req.label, expires_at,
+    )
+    .await?;
     Ok((StatusCode::CREATED, ApiJson(issued)))
 }
 
@@ -118,8 +147,17 @@ pub async fn revoke_token(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<ApiJson<Changed>> {
     let tenant = caller.admin()?;
-    let outcome = run(&state, &caller, tenant, &headers, Command::RevokeToken { id }).await?;
-    Ok(ApiJson(Changed { changed: outcome.changed() }))
+    let outcome = run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::RevokeToken { id },
+    )
+    .await?;
+    Ok(ApiJson(Changed {
+        changed: outcome.changed(),
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/logins", tag = "auth", security(("bearer" = [])), request_body = NewLoginRequest,
@@ -162,8 +200,20 @@ pub async fn set_password(
 ) -> ApiResult<ApiJson<Changed>> {
     let tenant = caller.admin()?;
     let password_hash = hash_password(&state, &req.password).await?;
-    let outcome = run(&state, &caller, tenant, &headers, Command::SetPassword { login, password_hash }).await?;
-    Ok(ApiJson(Changed { changed: outcome.changed() }))
+    let outcome = run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::SetPassword {
+            login,
+            password_hash,
+        },
+    )
+    .await?;
+    Ok(ApiJson(Changed {
+        changed: outcome.changed(),
+    }))
 }
 
 pub(crate) async fn hash_password(state: &AppState, password: &str) -> ApiResult<String> {
@@ -177,7 +227,10 @@ pub(crate) async fn hash_password(state: &AppState, password: &str) -> ApiResult
 
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants", security(("bearer" = [])),
     responses((status = 200, body = Vec<Tenant>)))]
-pub async fn list_tenants(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJson<Vec<Tenant>>> {
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<ApiJson<Vec<Tenant>>> {
     caller.operator()?;
     Ok(ApiJson(state.ledger.tenants().await?))
 }
@@ -195,7 +248,10 @@ pub async fn create_tenant(
     // Check everything the admin login needs before the tenant exists.
     rules::validate_name("admin_login", &req.admin_login)?;
     let password_hash = hash_password(&state, &req.admin_password).await?;
-    let tenant = state.ledger.create_tenant(&req.name, &caller.0.login).await?;
+    let tenant = state
+        .ledger
+        .create_tenant(&req.name, &caller.0.login)
+        .await?;
     run(
         &state,
         &caller,

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use super::{run, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiResult, ErrorBody};
-use crate::api::extract::{product_ref, ApiJson, ApiPath, Caller};
+use crate::api::extract::{ApiJson, ApiPath, Caller, product_ref};
 use crate::ledger::*;
 use crate::server::AppState;
 
@@ -19,7 +19,10 @@ fn company_key(text: &str) -> CompanyRef {
 
 #[utoipa::path(get, path = "/v1/companies", tag = "companies", security(("bearer" = [])),
     responses((status = 200, body = Vec<Company>)))]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJson<Vec<Company>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<ApiJson<Vec<Company>>> {
     let tenant = caller.reader()?;
     Ok(ApiJson(state.ledger.companies(tenant).await?))
 }
@@ -33,7 +36,18 @@ pub async fn create(
     ApiJson(req): ApiJson<NewCompanyRequest>,
 ) -> ApiResult<(StatusCode, ApiJson<Company>)> {
     let tenant = caller.admin()?;
-    match run(&state, &caller, tenant, &headers, Command::CreateCompany { name: req.name, pool_mode: req.pool_mode }).await? {
+    match run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::CreateCompany {
+            name: req.name,
+            pool_mode: req.pool_mode,
+        },
+    )
+    .await?
+    {
         Outcome::Company(c) => Ok((StatusCode::CREATED, ApiJson(c))),
         other => Err(unexpected(other)),
     }
@@ -42,9 +56,15 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/companies/{company}", tag = "companies", security(("bearer" = [])),
     params(("company" = String, Path, description = "id, UUID or name")),
     responses((status = 200, body = Company), (status = 404, body = ErrorBody)))]
-pub async fn get(State(state): State<AppState>, caller: Caller, ApiPath(company): ApiPath<String>) -> ApiResult<ApiJson<Company>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(company): ApiPath<String>,
+) -> ApiResult<ApiJson<Company>> {
     let tenant = caller.reader()?;
-    Ok(ApiJson(state.ledger.company(tenant, &company_key(&company)).await?))
+    Ok(ApiJson(
+        state.ledger.company(tenant, &company_key(&company)).await?,
+    ))
 }
 
 #[utoipa::path(patch, path = "/v1/companies/{company}", tag = "companies", security(("bearer" = [])),
@@ -58,10 +78,20 @@ pub async fn patch(
     ApiJson(req): ApiJson<CompanyPatchRequest>,
 ) -> ApiResult<ApiJson<Company>> {
     let tenant = caller.admin()?;
-    let id = state.ledger.company(tenant, &company_key(&company)).await?.id;
-    let command = Command::EditCompany { company: CompanyRef::Id(id), name: req.name, pool_mode: req.pool_mode };
+    let id = state
+        .ledger
+        .company(tenant, &company_key(&company))
+        .await?
+        .id;
+    let command = Command::EditCompany {
+        company: CompanyRef::Id(id),
+        name: req.name,
+        pool_mode: req.pool_mode,
+    };
     run(&state, &caller, tenant, &headers, command).await?;
-    Ok(ApiJson(state.ledger.company(tenant, &CompanyRef::Id(id)).await?))
+    Ok(ApiJson(
+        state.ledger.company(tenant, &CompanyRef::Id(id)).await?,
+    ))
 }
 
 #[utoipa::path(put, path = "/v1/companies/{company}/quotas/{product}", tag = "companies", security(("bearer" = [])),
@@ -75,7 +105,13 @@ pub async fn set_quota(
     ApiJson(req): ApiJson<QuotaRequest>,
 ) -> ApiResult<ApiJson<Changed>> {
     let tenant = caller.admin()?;
-    let command = Command::SetCompanyQuota { company: company_key(&company), product: product_ref(&product)?, quota: req.quota };
+    let command = Command::SetCompanyQuota {
+        company: company_key(&company),
+        product: product_ref(&product)?,
+        quota: req.quota,
+    };
     let outcome = run(&state, &caller, tenant, &headers, command).await?;
-    Ok(ApiJson(Changed { changed: outcome.changed() }))
+    Ok(ApiJson(Changed {
+        changed: outcome.changed(),
+    }))
 }

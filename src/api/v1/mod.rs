@@ -28,7 +28,8 @@ pub(crate) async fn run(
     let op = command_name(&command);
     let result = state.ledger.execute(&ctx, command).await;
     let outcome = if result.is_ok() { "ok" } else { "refused" };
-    metrics::counter!("allot_ledger_operations_total", "op" => op, "outcome" => outcome).increment(1);
+    metrics::counter!("allot_ledger_operations_total", "op" => op, "outcome" => outcome)
+        .increment(1);
     result.map_err(ApiError::from)
 }
 

@@ -6,19 +6,28 @@ use axum::http::{HeaderMap, StatusCode};
 use super::{run, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
-use crate::api::extract::{product_ref, ApiJson, ApiPath, Caller};
+use crate::api::extract::{ApiJson, ApiPath, Caller, product_ref};
 use crate::ledger::*;
 use crate::server::AppState;
 
-async fn with_status(state: &AppState, tenant: TenantId, product: Product) -> ApiResult<ProductWithStatus> {
+async fn with_status(
+    state: &AppState,
+    tenant: TenantId,
+    product: Product,
+) -> ApiResult<ProductWithStatus> {
     let mut status = state.ledger.pool_status(tenant, Some(product.id)).await?;
-    let status = status.pop().ok_or_else(|| ApiError::not_found("product vanished"))?;
+    let status = status
+        .pop()
+        .ok_or_else(|| ApiError::not_found("product vanished"))?;
     Ok(ProductWithStatus { product, status })
 }
 
 #[utoipa::path(get, path = "/v1/products", tag = "products", security(("bearer" = [])),
     responses((status = 200, body = Vec<ProductWithStatus>)))]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJson<Vec<ProductWithStatus>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<ApiJson<Vec<ProductWithStatus>>> {
     let tenant = caller.reader()?;
     let products = state.ledger.products(tenant).await?;
     let statuses = state.ledger.pool_status(tenant, None).await?;
@@ -51,14 +60,29 @@ pub async fn create(
         hidden: req.hidden,
         sort_order: req.sort_order,
         extra_flags: req.extra_flags,
-        plan_members: req.plan_members.iter().map(Key::product).collect::<Result<_, _>>()?,
+        plan_members: req
+            .plan_members
+            .iter()
+            .map(Key::product)
+            .collect::<Result<_, _>>()?,
         prerequisite: req.prerequisite.as_ref().map(Key::product).transpose()?,
         expires_at: req.expires_at,
         trial: req.trial,
         seats: req.seats,
     };
-    match run(&state, &caller, tenant, &headers, Command::CreateProduct(new)).await? {
-        Outcome::Product(p) => Ok((StatusCode::CREATED, ApiJson(with_status(&state, tenant, p).await?))),
+    match run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::CreateProduct(new),
+    )
+    .await?
+    {
+        Outcome::Product(p) => Ok((
+            StatusCode::CREATED,
+            ApiJson(with_status(&state, tenant, p).await?),
+        )),
         other => Err(unexpected(other)),
     }
 }
@@ -72,7 +96,10 @@ pub async fn get(
     ApiPath(product): ApiPath<String>,
 ) -> ApiResult<ApiJson<ProductWithStatus>> {
     let tenant = caller.reader()?;
-    let product = state.ledger.product(tenant, &product_ref(&product)?).await?;
+    let product = state
+        .ledger
+        .product(tenant, &product_ref(&product)?)
+        .await?;
     Ok(ApiJson(with_status(&state, tenant, product).await?))
 }
 
@@ -99,11 +126,24 @@ pub async fn patch(
             .plan_members
             .map(|m| m.iter().map(Key::product).collect::<Result<Vec<_>, _>>())
             .transpose()?,
-        prerequisite: req.prerequisite.map(|p| p.as_ref().map(Key::product).transpose()).transpose()?,
+        prerequisite: req
+            .prerequisite
+            .map(|p| p.as_ref().map(Key::product).transpose())
+            .transpose()?,
         expires_at: req.expires_at,
         trial: req.trial,
     };
-    run(&state, &caller, tenant, &headers, Command::EditProduct { product: product.clone(), patch }).await?;
+    run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::EditProduct {
+            product: product.clone(),
+            patch,
+        },
+    )
+    .await?;
     let product = state.ledger.product(tenant, &product).await?;
     Ok(ApiJson(with_status(&state, tenant, product).await?))
 }
@@ -136,7 +176,10 @@ pub async fn add_seats(
 /// Pool status of every product: Total, InUse, Free.
 #[utoipa::path(get, path = "/v1/pools", tag = "products", security(("bearer" = [])),
     responses((status = 200, body = Vec<PoolStatus>)))]
-pub async fn pools(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJson<Vec<PoolStatus>>> {
+pub async fn pools(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<ApiJson<Vec<PoolStatus>>> {
     let tenant = caller.reader()?;
     Ok(ApiJson(state.ledger.pool_status(tenant, None).await?))
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{run, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
-use crate::api::extract::{product_ref, user_ref, ApiJson, ApiPath, ApiQuery, Caller};
+use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, product_ref, user_ref};
 use crate::ledger::*;
 use crate::server::AppState;
 
@@ -45,9 +45,14 @@ pub async fn list(
     };
     // A user credential lists only its own seats.
     let holder = if caller.0.role == Role::User {
-        let me = caller.0.user.ok_or_else(|| ApiError::forbidden("this credential has no user"))?;
+        let me = caller
+            .0
+            .user
+            .ok_or_else(|| ApiError::forbidden("this credential has no user"))?;
         if holder.is_some_and(|h| h != me) {
-            return Err(ApiError::forbidden("a user credential sees only its own seats"));
+            return Err(ApiError::forbidden(
+                "a user credential sees only its own seats",
+            ));
         }
         Some(me)
     } else {
@@ -70,7 +75,11 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/v1/seats/{id}", tag = "seats", security(("bearer" = [])),
     responses((status = 200, body = Seat), (status = 404, body = ErrorBody)))]
-pub async fn get(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<Uuid>) -> ApiResult<ApiJson<Seat>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<ApiJson<Seat>> {
     let tenant = caller.tenant()?;
     let seat = state.ledger.seat(tenant, id).await?;
     match seat.holder {
@@ -80,7 +89,12 @@ pub async fn get(State(state): State<AppState>, caller: Caller, ApiPath(id): Api
     Ok(ApiJson(seat))
 }
 
-async fn seat_after(state: &AppState, tenant: TenantId, id: Uuid, outcome: Outcome) -> ApiResult<ApiJson<Seat>> {
+async fn seat_after(
+    state: &AppState,
+    tenant: TenantId,
+    id: Uuid,
+    outcome: Outcome,
+) -> ApiResult<ApiJson<Seat>> {
     match outcome {
         Outcome::Seat(seat) => Ok(ApiJson(seat)),
         Outcome::Changed { .. } => Ok(ApiJson(state.ledger.seat(tenant, id).await?)),
@@ -105,7 +119,17 @@ pub async fn grant(
             "grant needs a user",
         ));
     };
-    let outcome = run(&state, &caller, tenant, &headers, Command::GrantSeat { seat: id, user: user.user() }).await?;
+    let outcome = run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::GrantSeat {
+            seat: id,
+            user: user.user(),
+        },
+    )
+    .await?;
     seat_after(&state, tenant, id, outcome).await
 }
 
@@ -119,7 +143,10 @@ pub async fn release(
     ApiJson(req): ApiJson<SeatUserRequest>,
 ) -> ApiResult<ApiJson<Seat>> {
     let tenant = caller.admin()?;
-    let command = Command::ReleaseSeat { seat: id, user: req.user.as_ref().map(Key::user) };
+    let command = Command::ReleaseSeat {
+        seat: id,
+        user: req.user.as_ref().map(Key::user),
+    };
     let outcome = run(&state, &caller, tenant, &headers, command).await?;
     seat_after(&state, tenant, id, outcome).await
 }
@@ -134,7 +161,10 @@ pub async fn revoke(
     ApiJson(req): ApiJson<SeatUserRequest>,
 ) -> ApiResult<ApiJson<Seat>> {
     let tenant = caller.admin()?;
-    let command = Command::RevokeSeat { seat: id, user: req.user.as_ref().map(Key::user) };
+    let command = Command::RevokeSeat {
+        seat: id,
+        user: req.user.as_ref().map(Key::user),
+    };
     let outcome = run(&state, &caller, tenant, &headers, command).await?;
     seat_after(&state, tenant, id, outcome).await
 }
@@ -160,6 +190,16 @@ pub async fn activate(
         computer_name: req.computer_name,
         operating_system: req.operating_system,
     };
-    let outcome = run(&state, &caller, tenant, &headers, Command::ActivateSeat { seat: id, activation }).await?;
+    let outcome = run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::ActivateSeat {
+            seat: id,
+            activation,
+        },
+    )
+    .await?;
     seat_after(&state, tenant, id, outcome).await
 }

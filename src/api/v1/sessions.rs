@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{run, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
-use crate::api::extract::{user_ref, ApiJson, ApiPath, ApiQuery, Caller};
+use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, user_ref};
 use crate::ledger::*;
 use crate::server::AppState;
 
@@ -53,7 +53,11 @@ pub async fn heartbeat(
     let tenant = caller.tenant()?;
     let session = state.ledger.session(tenant, id).await?;
     caller.admin_or_self(session.user)?;
-    let command = Command::Heartbeat { session: id, lease_token: req.lease_token, lease_seconds: req.lease_seconds };
+    let command = Command::Heartbeat {
+        session: id,
+        lease_token: req.lease_token,
+        lease_seconds: req.lease_seconds,
+    };
     match run(&state, &caller, tenant, &headers, command).await? {
         Outcome::Lease(lease) => Ok(ApiJson(lease)),
         other => Err(unexpected(other)),
@@ -73,13 +77,35 @@ pub async fn end(
     let tenant = caller.tenant()?;
     let session = state.ledger.session(tenant, id).await?;
     caller.admin_or_self(session.user)?;
-    let lease_token = headers.get(LEASE_TOKEN_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let lease_token = headers
+        .get(LEASE_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     if !caller.0.can_write() && lease_token.is_none() {
-        return Err(ApiError::forbidden("ending your own session needs its Lease-Token header"));
+        return Err(ApiError::forbidden(
+            "ending your own session needs its Lease-Token header",
+        ));
     }
-    let reason = if caller.0.can_write() && lease_token.is_none() { EndReason::Admin } else { EndReason::Logoff };
-    let outcome = run(&state, &caller, tenant, &headers, Command::EndSession { session: id, lease_token, reason }).await?;
-    Ok(ApiJson(Changed { changed: outcome.changed() }))
+    let reason = if caller.0.can_write() && lease_token.is_none() {
+        EndReason::Admin
+    } else {
+        EndReason::Logoff
+    };
+    let outcome = run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::EndSession {
+            session: id,
+            lease_token,
+            reason,
+        },
+    )
+    .await?;
+    Ok(ApiJson(Changed {
+        changed: outcome.changed(),
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/sessions/logoff", tag = "sessions", security(("bearer" = [])), request_body = LogOffRequest,
@@ -91,9 +117,15 @@ pub async fn log_off(
     ApiJson(req): ApiJson<LogOffRequest>,
 ) -> ApiResult<ApiJson<Changed>> {
     let tenant = caller.admin()?;
-    let command = Command::LogOff { users: req.users.iter().map(Key::user).collect(), client: req.client, reason: EndReason::Admin };
+    let command = Command::LogOff {
+        users: req.users.iter().map(Key::user).collect(),
+        client: req.client,
+        reason: EndReason::Admin,
+    };
     let outcome = run(&state, &caller, tenant, &headers, command).await?;
-    Ok(ApiJson(Changed { changed: outcome.changed() }))
+    Ok(ApiJson(Changed {
+        changed: outcome.changed(),
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -119,11 +151,18 @@ pub async fn list(
     let user = if caller.0.can_read() {
         user
     } else {
-        let me = caller.0.user.ok_or_else(|| ApiError::forbidden("this credential has no user"))?;
+        let me = caller
+            .0
+            .user
+            .ok_or_else(|| ApiError::forbidden("this credential has no user"))?;
         if user.is_some_and(|u| u != me) {
-            return Err(ApiError::forbidden("a user credential sees only its own sessions"));
+            return Err(ApiError::forbidden(
+                "a user credential sees only its own sessions",
+            ));
         }
         Some(me)
     };
-    Ok(ApiJson(state.ledger.live_sessions(tenant, user, q.client).await?))
+    Ok(ApiJson(
+        state.ledger.live_sessions(tenant, user, q.client).await?,
+    ))
 }

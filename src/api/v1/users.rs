@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{run, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
-use crate::api::extract::{product_ref, user_ref, ApiJson, ApiPath, ApiQuery, Caller};
+use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, product_ref, user_ref};
 use crate::ledger::*;
 use crate::server::AppState;
 
@@ -21,7 +21,11 @@ pub struct UserQuery {
 
 #[utoipa::path(get, path = "/v1/users", tag = "users", security(("bearer" = [])), params(UserQuery),
     responses((status = 200, body = Page<User>)))]
-pub async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<UserQuery>) -> ApiResult<ApiJson<Page<User>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<UserQuery>,
+) -> ApiResult<ApiJson<Page<User>>> {
     let tenant = caller.reader()?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let users = state.ledger.users(tenant, q.after, Some(limit)).await?;
@@ -67,14 +71,22 @@ pub async fn create(
     match outcomes.into_iter().next() {
         Some(Outcome::User(u)) => Ok((StatusCode::CREATED, ApiJson(u))),
         Some(other) => Err(unexpected(other)),
-        None => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no user created")),
+        None => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "no user created",
+        )),
     }
 }
 
 #[utoipa::path(get, path = "/v1/users/{user}", tag = "users", security(("bearer" = [])),
     params(("user" = String, Path, description = "integer id, UUID or login")),
     responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
-pub async fn get(State(state): State<AppState>, caller: Caller, ApiPath(user): ApiPath<String>) -> ApiResult<ApiJson<User>> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(user): ApiPath<String>,
+) -> ApiResult<ApiJson<User>> {
     let tenant = caller.tenant()?;
     let user = state.ledger.user(tenant, &user_ref(&user)).await?;
     caller.reader_or_self(user.id)?;
@@ -103,7 +115,17 @@ pub async fn patch(
         license_mode: req.license_mode,
         user_type: req.user_type,
     };
-    run(&state, &caller, tenant, &headers, Command::EditUser { user: UserRef::Id(id), patch }).await?;
+    run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::EditUser {
+            user: UserRef::Id(id),
+            patch,
+        },
+    )
+    .await?;
     Ok(ApiJson(state.ledger.user(tenant, &UserRef::Id(id)).await?))
 }
 
@@ -118,10 +140,20 @@ pub async fn licenses(
     let tenant = caller.tenant()?;
     let user = state.ledger.user(tenant, &user_ref(&user)).await?;
     caller.reader_or_self(user.id)?;
-    Ok(ApiJson(state.ledger.user_view(tenant, &UserRef::Id(user.id)).await?))
+    Ok(ApiJson(
+        state
+            .ledger
+            .user_view(tenant, &UserRef::Id(user.id))
+            .await?,
+    ))
 }
 
-async fn view_of(state: &AppState, tenant: TenantId, user: UserId, product: ProductId) -> ApiResult<UserProductView> {
+async fn view_of(
+    state: &AppState,
+    tenant: TenantId,
+    user: UserId,
+    product: ProductId,
+) -> ApiResult<UserProductView> {
     state
         .ledger
         .user_view(tenant, &UserRef::Id(user))
@@ -143,8 +175,22 @@ pub async fn assign(
 ) -> ApiResult<ApiJson<UserProductView>> {
     let tenant = caller.admin()?;
     let user = state.ledger.user(tenant, &user_ref(&user)).await?.id;
-    let product = state.ledger.product(tenant, &req.product.product()?).await?.id;
-    run(&state, &caller, tenant, &headers, Command::Assign { user: UserRef::Id(user), product: ProductRef::Id(product) }).await?;
+    let product = state
+        .ledger
+        .product(tenant, &req.product.product()?)
+        .await?
+        .id;
+    run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::Assign {
+            user: UserRef::Id(user),
+            product: ProductRef::Id(product),
+        },
+    )
+    .await?;
     Ok(ApiJson(view_of(&state, tenant, user, product).await?))
 }
 
@@ -159,8 +205,22 @@ pub async fn unassign(
 ) -> ApiResult<ApiJson<UserProductView>> {
     let tenant = caller.admin()?;
     let user = state.ledger.user(tenant, &user_ref(&user)).await?.id;
-    let product = state.ledger.product(tenant, &product_ref(&product)?).await?.id;
-    run(&state, &caller, tenant, &headers, Command::Unassign { user: UserRef::Id(user), product: ProductRef::Id(product) }).await?;
+    let product = state
+        .ledger
+        .product(tenant, &product_ref(&product)?)
+        .await?
+        .id;
+    run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::Unassign {
+            user: UserRef::Id(user),
+            product: ProductRef::Id(product),
+        },
+    )
+    .await?;
     Ok(ApiJson(view_of(&state, tenant, user, product).await?))
 }
 
@@ -173,8 +233,19 @@ pub async fn remove_all(
     ApiPath(user): ApiPath<String>,
 ) -> ApiResult<ApiJson<Changed>> {
     let tenant = caller.admin()?;
-    let outcome = run(&state, &caller, tenant, &headers, Command::RemoveAllLicenses { user: user_ref(&user) }).await?;
-    Ok(ApiJson(Changed { changed: outcome.changed() }))
+    let outcome = run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::RemoveAllLicenses {
+            user: user_ref(&user),
+        },
+    )
+    .await?;
+    Ok(ApiJson(Changed {
+        changed: outcome.changed(),
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/users/{user}/retire", tag = "users", security(("bearer" = [])),
@@ -186,8 +257,19 @@ pub async fn retire(
     ApiPath(user): ApiPath<String>,
 ) -> ApiResult<ApiJson<Changed>> {
     let tenant = caller.admin()?;
-    let outcome = run(&state, &caller, tenant, &headers, Command::Retire { user: user_ref(&user) }).await?;
-    Ok(ApiJson(Changed { changed: outcome.changed() }))
+    let outcome = run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::Retire {
+            user: user_ref(&user),
+        },
+    )
+    .await?;
+    Ok(ApiJson(Changed {
+        changed: outcome.changed(),
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/users/{user}/unretire", tag = "users", security(("bearer" = [])),
@@ -199,6 +281,17 @@ pub async fn unretire(
     ApiPath(user): ApiPath<String>,
 ) -> ApiResult<ApiJson<Changed>> {
     let tenant = caller.admin()?;
-    let outcome = run(&state, &caller, tenant, &headers, Command::Unretire { user: user_ref(&user) }).await?;
-    Ok(ApiJson(Changed { changed: outcome.changed() }))
+    let outcome = run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::Unretire {
+            user: user_ref(&user),
+        },
+    )
+    .await?;
+    Ok(ApiJson(Changed {
+        changed: outcome.changed(),
+    }))
 }

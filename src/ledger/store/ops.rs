@@ -2734,7 +2734,12 @@ async fn create_login(
     Ok(Outcome::Login(info))
 }
 
-async fn set_password(c: &mut Conn, env: &Env<'_>, login: &str, password_hash: &str) -> OpResult<Outcome> {
+async fn set_password(
+    c: &mut Conn,
+    env: &Env<'_>,
+    login: &str,
+    password_hash: &str,
+) -> OpResult<Outcome> {
     let key = rules::name_key(login);
     let updated = sqlx::query(
         "UPDATE logins SET password_hash = $3, password_changed_at = $4 WHERE tenant_id = $1 AND login_key = $2",
@@ -2815,7 +2820,12 @@ async fn issue_token(
     Ok(Outcome::Token(info))
 }
 
-pub(crate) async fn insert_token(c: &mut Conn, info: &TokenInfo, token_hash: &str, now: i64) -> OpResult<()> {
+pub(crate) async fn insert_token(
+    c: &mut Conn,
+    info: &TokenInfo,
+    token_hash: &str,
+    now: i64,
+) -> OpResult<()> {
     sqlx::query(
         "INSERT INTO api_tokens (id, tenant_id, token_hash, role, login, user_id, label, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -2852,7 +2862,14 @@ async fn revoke_token(c: &mut Conn, env: &Env<'_>, id: Uuid) -> OpResult<Outcome
         .bind(env.now)
         .execute(&mut *c)
         .await?;
-    audit(c, env, "token.revoke", Subjects::default(), json!({ "token": id })).await?;
+    audit(
+        c,
+        env,
+        "token.revoke",
+        Subjects::default(),
+        json!({ "token": id }),
+    )
+    .await?;
     Ok(changed(1))
 }
 
@@ -2869,6 +2886,8 @@ pub(crate) fn token_from_row(row: &AnyRow) -> OpResult<TokenInfo> {
         label: row.try_get("label")?,
         created_at: rules::from_micros(row.try_get("created_at")?),
         expires_at: rules::from_micros(row.try_get("expires_at")?),
-        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(rules::from_micros),
+        revoked_at: row
+            .try_get::<Option<i64>, _>("revoked_at")?
+            .map(rules::from_micros),
     })
 }

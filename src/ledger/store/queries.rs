@@ -5,8 +5,9 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::ops::{
-    self, TOKEN_COLUMNS, token_from_row, PRODUCT_COLUMNS, SEAT_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, company_from_row,
-    parse_uuid, product_from_row, seat_from_row, session_from_row, sql, user_from_row,
+    self, PRODUCT_COLUMNS, SEAT_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS,
+    company_from_row, parse_uuid, product_from_row, seat_from_row, session_from_row, sql,
+    token_from_row, user_from_row,
 };
 use super::{OpError, Store};
 use crate::ledger::command::{CompanyRef, ProductRef, UserRef};
@@ -477,7 +478,11 @@ impl Store {
     }
 
     /// A password login, for verification (the caller compares the hash).
-    pub async fn login(&self, tenant: TenantId, login: &str) -> Result<Option<LoginRecord>, StoreError> {
+    pub async fn login(
+        &self,
+        tenant: TenantId,
+        login: &str,
+    ) -> Result<Option<LoginRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT login, role, user_id, password_hash FROM logins WHERE tenant_id = $1 AND login_key = $2",
         )
