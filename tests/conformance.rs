@@ -162,7 +162,10 @@ on_both_stores! {
         assert_eq!(f.unassign(&ann, &site).await.unwrap(), Outcome::Changed { changed: 0 });
         // A site prerequisite is always met.
         f.assign(&ann, &addon).await.unwrap();
-        let e = f.err(Command::AddSeats(NewSeats::plain(pid(&site), 1))).await;
+        // A site product may count bought seats, but they are never handed out.
+        let seats = f.add_seats(NewSeats::plain(pid(&site), 2)).await;
+        assert_eq!(f.counts(&site).await, (2, 0, 2));
+        let e = f.err(Command::GrantSeat { seat: seats[0].id, user: by_id(&ann) }).await;
         assert!(matches!(e, LedgerError::WrongKind { kind: ProductKind::Site, .. }), "{e:?}");
     }
 
@@ -477,6 +480,26 @@ on_both_stores! {
         assert!(matches!(outcomes[2], Ok(Outcome::User(_))));
         assert!(matches!(outcomes[3], Err(LedgerError::UnknownProduct(_))));
         assert_eq!(f.audit_len().await, before + 2);
+        assert_eq!(f.counts(&crm).await, (1, 1, 0));
+    }
+
+    async fn an_all_or_nothing_batch_commits_whole_or_not_at_all(f: Fixture) {
+        let crm = f.user_product("crm", 1).await;
+        let before = f.audit_len().await;
+        let e = f.ledger.apply_all_or_nothing(&f.ctx, &[
+            Command::CreateUser(NewUser::named("ann")),
+            Command::Assign { user: UserRef::Login("ann".into()), product: pid(&crm) },
+            Command::CreateUser(NewUser::named("ANN")),
+        ]).await.unwrap_err();
+        assert!(matches!(e, LedgerError::AlreadyExists { what: "user", .. }), "{e:?}");
+        assert!(f.ledger.user(f.tenant.id, &UserRef::Login("ann".into())).await.is_err());
+        assert_eq!(f.counts(&crm).await, (1, 0, 1));
+        assert_eq!(f.audit_len().await, before);
+        let outcomes = f.ledger.apply_all_or_nothing(&f.ctx, &[
+            Command::CreateUser(NewUser::named("ann")),
+            Command::Assign { user: UserRef::Login("ann".into()), product: pid(&crm) },
+        ]).await.unwrap();
+        assert_eq!(outcomes.len(), 2);
         assert_eq!(f.counts(&crm).await, (1, 1, 0));
     }
 

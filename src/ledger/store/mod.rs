@@ -345,7 +345,7 @@ impl Store {
             Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => conn.begin().await?,
         };
-        match ops::create_tenant(&mut tx, name, actor, now).await {
+        match ops::create_tenant(&mut tx, name, actor, now, self.backend).await {
             Ok(id) => {
                 tx.commit().await?;
                 Ok(Ok(id))

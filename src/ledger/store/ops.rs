@@ -894,6 +894,7 @@ pub(crate) async fn create_tenant(
     name: &str,
     actor: &str,
     now: i64,
+    backend: super::Backend,
 ) -> OpResult<i64> {
     let c: &mut Conn = tx;
     let name = rules::validate_name("tenant", name)?;
@@ -916,7 +917,7 @@ pub(crate) async fn create_tenant(
     let env = Env {
         ctx: &ctx,
         now,
-        backend: super::Backend::Sqlite, // only used for seat picking, which this does not do
+        backend,
     };
     audit(
         c,
@@ -1651,14 +1652,8 @@ async fn add_seats(c: &mut Conn, env: &Env<'_>, new: &NewSeats) -> OpResult<Outc
     if let Some(t) = &new.transaction_id {
         rules::validate_text("transaction_id", t)?;
     }
+    // Site products may carry a bought count too (their seats are never assigned).
     let product = find_product(c, env.tenant(), &new.product).await?;
-    if product.product.kind == ProductKind::Site {
-        return Err(LedgerError::WrongKind {
-            kind: ProductKind::Site,
-            action: "given seats",
-        }
-        .into());
-    }
     let pool_company = match &new.pool_company {
         Some(company) => Some(find_company(c, env.tenant(), company).await?.id),
         None => None,
