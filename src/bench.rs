@@ -36,6 +36,9 @@ pub struct BenchArgs {
     /// Seconds of load for each measurement
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// SQLite durability of the server started here
+    #[arg(long, value_enum, default_value = "full")]
+    pub sqlite_sync: crate::config::SqliteSync,
 }
 
 /// Latencies and counts of one measurement.
@@ -279,6 +282,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 metrics_listen: None,
                 admin_password: Some(Secret::new(password.clone())),
                 max_concurrency: 4096,
+                sqlite_sync: args.sqlite_sync,
                 ..Settings::default()
             };
             let listener = tokio::net::TcpListener::bind(settings.listen).await?;
@@ -317,8 +321,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     };
     let client = Client::new(&url, Some(token));
+    let sync = if store == "sqlite" { format!(" synchronous={:?}", args.sqlite_sync).to_lowercase() } else { String::new() };
     println!(
-        "allot bench: store={store} products={} seats/product={} users={} clients={} duration={}s",
+        "allot bench: store={store}{sync} products={} seats/product={} users={} clients={} duration={}s",
         args.products, args.seats, args.users, args.clients, args.duration
     );
     let world = Arc::new(setup(&client, &args, &tag).await?);

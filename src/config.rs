@@ -41,6 +41,17 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text
     #[arg(long, env = "ALLOT_LOG_JSON")]
     pub log_json: Option<bool>,
+    /// SQLite durability: "full" (every acknowledged change survives power loss) or "normal"
+    /// (survives a crash of the process; the last commits may be lost on power loss) [default: full]
+    #[arg(long, env = "ALLOT_SQLITE_SYNC")]
+    pub sqlite_sync: Option<SqliteSync>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    Full,
+    Normal,
 }
 
 /// The optional TOML file: the same keys as the flags, with underscores.
@@ -56,6 +67,7 @@ struct FileConfig {
     max_concurrency: Option<usize>,
     token_ttl_hours: Option<i64>,
     log_json: Option<bool>,
+    sqlite_sync: Option<SqliteSync>,
 }
 
 /// A secret string: shown as `<redacted>` in every debug print.
@@ -89,6 +101,7 @@ pub struct Settings {
     pub max_concurrency: usize,
     pub token_ttl: time::Duration,
     pub log_json: bool,
+    pub sqlite_sync: SqliteSync,
 }
 
 impl std::fmt::Debug for Settings {
@@ -103,6 +116,7 @@ impl std::fmt::Debug for Settings {
             .field("max_concurrency", &self.max_concurrency)
             .field("token_ttl", &self.token_ttl)
             .field("log_json", &self.log_json)
+            .field("sqlite_sync", &self.sqlite_sync)
             .finish()
     }
 }
@@ -119,6 +133,7 @@ impl Default for Settings {
             max_concurrency: 512,
             token_ttl: time::Duration::hours(12),
             log_json: false,
+            sqlite_sync: SqliteSync::Full,
         }
     }
 }
@@ -135,6 +150,13 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl Settings {
+    pub fn store_options(&self) -> crate::ledger::StoreOptions {
+        crate::ledger::StoreOptions {
+            sqlite_full_sync: self.sqlite_sync == SqliteSync::Full,
+            ..Default::default()
+        }
+    }
+
     pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
         let file: FileConfig = match &args.config {
             Some(path) => {
@@ -179,6 +201,7 @@ impl Settings {
                 .map(time::Duration::hours)
                 .unwrap_or(d.token_ttl),
             log_json: args.log_json.or(file.log_json).unwrap_or(d.log_json),
+            sqlite_sync: args.sqlite_sync.or(file.sqlite_sync).unwrap_or(d.sqlite_sync),
         };
         if settings.max_concurrency == 0 || settings.max_body == 0 {
             anyhow::bail!("max_concurrency and max_body must be positive");

@@ -25,7 +25,7 @@ use tower_http::trace::TraceLayer;
 use crate::api::error::ApiError;
 use crate::auth::{Authenticator, Passwords};
 use crate::config::Settings;
-use crate::ledger::{Command, Context, Ledger, Role, StoreOptions};
+use crate::ledger::{Command, Context, Ledger, Role};
 
 /// Everything a handler may use.
 #[derive(Clone)]
@@ -208,7 +208,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let ledger = Ledger::open_with(settings.db.expose(), &StoreOptions::default()).await?;
+    let ledger = Ledger::open_with(settings.db.expose(), &settings.store_options()).await?;
     let state = AppState::new(ledger.clone(), settings.clone());
     if let Some(password) = bootstrap(&state).await? {
         // Printed once, to the terminal only: it is never logged.

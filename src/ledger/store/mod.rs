@@ -93,6 +93,23 @@ pub(crate) struct Env<'a> {
     pub ctx: &'a Context,
     pub now: i64,
     pub backend: Backend,
+    /// Audit records of the running command, written when it completes.
+    pending_audit: std::sync::Mutex<Vec<ops::PendingAudit>>,
+}
+
+impl<'a> Env<'a> {
+    pub fn new(ctx: &'a Context, now: i64, backend: Backend) -> Self {
+        Env {
+            ctx,
+            now,
+            backend,
+            pending_audit: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn pending_audit(&self) -> std::sync::MutexGuard<'_, Vec<ops::PendingAudit>> {
+        self.pending_audit.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Env<'_> {
@@ -287,11 +304,7 @@ impl Store {
         now: i64,
         atomic: bool,
     ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
-        let env = Env {
-            ctx,
-            now,
-            backend: self.backend,
-        };
+        let env = Env::new(ctx, now, self.backend);
         let mut conn = self.writer.acquire().await.map_err(busy_on_timeout)?;
         let mut tx = match self.backend {
             // IMMEDIATE takes the write lock up front: a deferred transaction that read first
@@ -306,7 +319,11 @@ impl Store {
             if !single {
                 tx.execute("SAVEPOINT allot_command").await?;
             }
-            match ops::execute(&mut tx, &env, command).await {
+            let result = match ops::execute(&mut tx, &env, command).await {
+                Ok(outcome) => ops::flush_audit(&mut tx, &env).await.map(|()| outcome),
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(outcome) => {
                     if !single {
                         tx.execute("RELEASE SAVEPOINT allot_command").await?;
@@ -314,6 +331,7 @@ impl Store {
                     outcomes.push(Ok(outcome));
                 }
                 Err(OpError::Rule(rule)) => {
+                    env.pending_audit().clear();
                     if single {
                         tx.rollback().await?;
                         outcomes.push(Err(rule));

@@ -312,35 +312,60 @@ struct Subjects {
     session: Option<Uuid>,
 }
 
-/// Appends the audit record of a change, numbered densely per tenant, in the change's own
-/// transaction: if the change rolls back, so do the record and its number.
+/// A change's audit record, numbered and written when its command completes.
+pub(crate) struct PendingAudit {
+    action: String,
+    subjects: Subjects,
+    detail: serde_json::Value,
+}
+
+/// Records the audit record of a change. It is written by [`flush_audit`] at the end of the
+/// command, in the command's own transaction: if the change rolls back, so does its record.
+/// Deferring the write keeps the tenant's audit counter (a row lock on PostgreSQL) locked only
+/// from the end of the command to the commit.
 async fn audit(
-    c: &mut Conn,
     env: &Env<'_>,
     action: &str,
     subjects: Subjects,
     detail: serde_json::Value,
 ) -> OpResult<()> {
-    let seq = bump_counter(c, env.tenant(), "last_audit_seq", 1).await?;
-    sqlx::query(
-        "INSERT INTO audit_events (tenant_id, seq, at, actor, action, user_id, product_id, \
-         seat_uuid, company_id, session_uuid, detail, request_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(env.tenant())
-    .bind(seq)
-    .bind(env.now)
-    .bind(env.ctx.actor.clone())
-    .bind(action.to_owned())
-    .bind(subjects.user)
-    .bind(subjects.product)
-    .bind(subjects.seat.map(|u| u.to_string()))
-    .bind(subjects.company)
-    .bind(subjects.session.map(|u| u.to_string()))
-    .bind(detail.to_string())
-    .bind(env.ctx.request_id.clone())
-    .execute(&mut *c)
-    .await?;
+    env.pending_audit().push(PendingAudit {
+        action: action.to_owned(),
+        subjects,
+        detail,
+    });
+    Ok(())
+}
+
+/// Numbers the command's pending audit records densely from the tenant's counter and writes them.
+pub(crate) async fn flush_audit(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
+    let pending = std::mem::take(&mut *env.pending_audit());
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let last = bump_counter(c, env.tenant(), "last_audit_seq", pending.len() as i64).await?;
+    let first = last - pending.len() as i64 + 1;
+    for (i, record) in pending.into_iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO audit_events (tenant_id, seq, at, actor, action, user_id, product_id, \
+             seat_uuid, company_id, session_uuid, detail, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(env.tenant())
+        .bind(first + i as i64)
+        .bind(env.now)
+        .bind(env.ctx.actor.clone())
+        .bind(record.action)
+        .bind(record.subjects.user)
+        .bind(record.subjects.product)
+        .bind(record.subjects.seat.map(|u| u.to_string()))
+        .bind(record.subjects.company)
+        .bind(record.subjects.session.map(|u| u.to_string()))
+        .bind(record.detail.to_string())
+        .bind(env.ctx.request_id.clone())
+        .execute(&mut *c)
+        .await?;
+    }
     Ok(())
 }
 
@@ -756,9 +781,7 @@ async fn release_held_seat(c: &mut Conn, env: &Env<'_>, seat: &SeatRow) -> OpRes
     if !free_seat(c, env, seat.seat.number).await? {
         return Ok(0);
     }
-    audit(
-        c,
-        env,
+    audit(env,
         "seat.release",
         Subjects {
             user: Some(holder),
@@ -827,9 +850,7 @@ async fn drop_products(
             uncharge(c, env, &seat).await?;
             if free_seat(c, env, number).await? {
                 freed += 1;
-                audit(
-                    c,
-                    env,
+                audit(env,
                     "seat.release",
                     Subjects {
                         user: Some(user),
@@ -914,19 +935,15 @@ pub(crate) async fn create_tenant(
     };
     let id: i64 = row.try_get(0)?;
     let ctx = Context::new(id, actor);
-    let env = Env {
-        ctx: &ctx,
-        now,
-        backend,
-    };
+    let env = Env::new(&ctx, now, backend);
     audit(
-        c,
         &env,
         "tenant.create",
         Subjects::default(),
         json!({ "after": { "name": name } }),
     )
     .await?;
+    flush_audit(c, &env).await?;
     Ok(id)
 }
 
@@ -969,7 +986,6 @@ async fn create_company(
     .await
     .map_err(|e| unique_to(e, "company", &company.name))?;
     audit(
-        c,
         env,
         "company.create",
         Subjects {
@@ -1023,7 +1039,6 @@ async fn edit_company(
         .await
         .map_err(|e| unique_to(e, "company", &after.name))?;
     audit(
-        c,
         env,
         "company.edit",
         Subjects {
@@ -1114,7 +1129,6 @@ async fn set_company_quota(
         }
     }
     audit(
-        c,
         env,
         "company.quota",
         Subjects {
@@ -1213,7 +1227,6 @@ async fn create_user(c: &mut Conn, env: &Env<'_>, new: &NewUser) -> OpResult<Out
     .await
     .map_err(|e| unique_to(e, "user", &user.login))?;
     audit(
-        c,
         env,
         "user.create",
         Subjects {
@@ -1279,7 +1292,6 @@ async fn edit_user(
     .await
     .map_err(|e| unique_to(e, "user", &after.login))?;
     audit(
-        c,
         env,
         "user.edit",
         Subjects {
@@ -1458,7 +1470,6 @@ async fn create_product(c: &mut Conn, env: &Env<'_>, new: &NewProduct) -> OpResu
         .await?
         .product;
     audit(
-        c,
         env,
         "product.create",
         Subjects {
@@ -1634,7 +1645,6 @@ async fn edit_product(
         write_plan(c, env, id, members).await?;
     }
     audit(
-        c,
         env,
         "product.edit",
         Subjects {
@@ -1670,7 +1680,6 @@ async fn add_seats(c: &mut Conn, env: &Env<'_>, new: &NewSeats) -> OpResult<Outc
     )
     .await?;
     audit(
-        c,
         env,
         "seats.add",
         Subjects {
@@ -1831,9 +1840,7 @@ async fn assign(
     for number in &taken {
         seats.push(seat_by_number(c, env.tenant(), *number).await?.seat);
     }
-    audit(
-        c,
-        env,
+    audit(env,
         "license.assign",
         Subjects {
             user: Some(uid),
@@ -1880,9 +1887,7 @@ async fn unassign(
         return Ok(changed(0));
     }
     let freed = drop_products(c, env, uid, vec![product.id()]).await?;
-    audit(
-        c,
-        env,
+    audit(env,
         "license.unassign",
         Subjects {
             user: Some(uid),
@@ -1919,7 +1924,6 @@ async fn remove_all_licenses(c: &mut Conn, env: &Env<'_>, user: &UserRef) -> OpR
         return Ok(changed(0));
     }
     audit(
-        c,
         env,
         "license.remove_all",
         Subjects {
@@ -1952,9 +1956,7 @@ async fn retire(c: &mut Conn, env: &Env<'_>, user: &UserRef) -> OpResult<Outcome
     }
     let sessions = end_live_sessions(c, env, Some(uid), None, EndReason::Admin).await?;
     let freed = strip_licenses(c, env, uid).await?;
-    audit(
-        c,
-        env,
+    audit(env,
         "user.retire",
         Subjects {
             user: Some(uid),
@@ -1980,7 +1982,6 @@ async fn unretire(c: &mut Conn, env: &Env<'_>, user: &UserRef) -> OpResult<Outco
         return Ok(changed(0));
     }
     audit(
-        c,
         env,
         "user.unretire",
         Subjects {
@@ -2114,9 +2115,7 @@ async fn grant_seat(
         return Err(LedgerError::WrongHolder { seat: seat_id }.into());
     }
     add_grant(c, env, user.user.id, product.id(), product.id()).await?;
-    audit(
-        c,
-        env,
+    audit(env,
         "seat.grant",
         Subjects {
             user: Some(user.user.id),
@@ -2189,9 +2188,7 @@ async fn revoke_seat(
     .bind(seat.seat.number)
     .execute(&mut *c)
     .await?;
-    audit(
-        c,
-        env,
+    audit(env,
         "seat.revoke",
         Subjects {
             user: Some(holder.user.id),
@@ -2274,7 +2271,6 @@ async fn activate_seat(
         operating_system: activation.operating_system.clone(),
     };
     audit(
-        c,
         env,
         "seat.activate",
         Subjects {
@@ -2364,7 +2360,6 @@ async fn register_computer(
         .rows_affected();
     }
     audit(
-        c,
         env,
         "computer.register",
         Subjects {
@@ -2473,7 +2468,6 @@ async fn log_on(
         seat = Some(seat_by_number(c, env.tenant(), number).await?.seat.id);
     }
     audit(
-        c,
         env,
         "session.logon",
         Subjects {
@@ -2573,7 +2567,6 @@ async fn end_session(
         free_seat(c, env, *number).await?;
     }
     audit(
-        c,
         env,
         "session.end",
         Subjects {
@@ -2716,7 +2709,6 @@ async fn create_login(
     .map_err(|e| unique_to(e, "login", &login))?;
     let info = LoginInfo { login, role, user };
     audit(
-        c,
         env,
         "login.create",
         Subjects {
@@ -2760,7 +2752,6 @@ async fn set_password(
     .await?
     .rows_affected();
     audit(
-        c,
         env,
         "login.password",
         Subjects::default(),
@@ -2802,7 +2793,6 @@ async fn issue_token(
     };
     insert_token(c, &info, token_hash, env.now).await?;
     audit(
-        c,
         env,
         "token.issue",
         Subjects {
@@ -2858,7 +2848,6 @@ async fn revoke_token(c: &mut Conn, env: &Env<'_>, id: Uuid) -> OpResult<Outcome
         .execute(&mut *c)
         .await?;
     audit(
-        c,
         env,
         "token.revoke",
         Subjects::default(),
