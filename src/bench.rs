@@ -321,7 +321,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     };
     let client = Client::new(&url, Some(token));
-    let sync = if store == "sqlite" { format!(" synchronous={:?}", args.sqlite_sync).to_lowercase() } else { String::new() };
+    let sync = if store == "sqlite" {
+        format!(" synchronous={:?}", args.sqlite_sync).to_lowercase()
+    } else {
+        String::new()
+    };
     println!(
         "allot bench: store={store}{sync} products={} seats/product={} users={} clients={} duration={}s",
         args.products, args.seats, args.users, args.clients, args.duration

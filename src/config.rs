@@ -201,7 +201,10 @@ impl Settings {
                 .map(time::Duration::hours)
                 .unwrap_or(d.token_ttl),
             log_json: args.log_json.or(file.log_json).unwrap_or(d.log_json),
-            sqlite_sync: args.sqlite_sync.or(file.sqlite_sync).unwrap_or(d.sqlite_sync),
+            sqlite_sync: args
+                .sqlite_sync
+                .or(file.sqlite_sync)
+                .unwrap_or(d.sqlite_sync),
         };
         if settings.max_concurrency == 0 || settings.max_body == 0 {
             anyhow::bail!("max_concurrency and max_body must be positive");
