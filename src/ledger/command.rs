@@ -373,6 +373,41 @@ impl Context {
     }
 }
 
+impl Command {
+    /// A stable name for the command (metrics label, logs).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::CreateCompany { .. } => "create_company",
+            Command::EditCompany { .. } => "edit_company",
+            Command::SetCompanyQuota { .. } => "set_company_quota",
+            Command::CreateUser(_) => "create_user",
+            Command::EditUser { .. } => "edit_user",
+            Command::CreateProduct(_) => "create_product",
+            Command::EditProduct { .. } => "edit_product",
+            Command::AddSeats(_) => "add_seats",
+            Command::Assign { .. } => "assign",
+            Command::Unassign { .. } => "unassign",
+            Command::RemoveAllLicenses { .. } => "remove_all_licenses",
+            Command::Retire { .. } => "retire",
+            Command::Unretire { .. } => "unretire",
+            Command::GrantSeat { .. } => "grant",
+            Command::ReleaseSeat { .. } => "release",
+            Command::RevokeSeat { .. } => "revoke",
+            Command::ActivateSeat { .. } => "activate",
+            Command::RegisterComputer { .. } => "register_computer",
+            Command::LogOn { .. } => "log_on",
+            Command::Heartbeat { .. } => "heartbeat",
+            Command::LogOff { .. } => "log_off",
+            Command::EndSession { .. } => "end_session",
+            Command::ExpireSessions => "expire_sessions",
+            Command::CreateLogin { .. } => "create_login",
+            Command::SetPassword { .. } => "set_password",
+            Command::IssueToken { .. } => "issue_token",
+            Command::RevokeToken { .. } => "revoke_token",
+        }
+    }
+}
+
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -110,9 +110,7 @@ impl<'a> Env<'a> {
     pub fn pending_audit(&self) -> std::sync::MutexGuard<'_, Vec<ops::PendingAudit>> {
         self.pending_audit.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
 
-impl Env<'_> {
     pub fn tenant(&self) -> i64 {
         self.ctx.tenant
     }
@@ -125,9 +123,7 @@ impl Env<'_> {
             Backend::Sqlite => "",
         }
     }
-}
 
-impl Env<'_> {
     /// Share lock on a row read to decide a write (PostgreSQL); SQLite's single writer needs none.
     pub fn share_lock(&self) -> &'static str {
         match self.backend {

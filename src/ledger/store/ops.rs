@@ -2018,13 +2018,10 @@ async fn find_seat_locked(
     Ok((seat_row, Some(user)))
 }
 
-fn require_holder(
-    seat: &SeatRow,
-    holder: &Option<UserRow>,
-    named: Option<&UserRow>,
-) -> OpResult<()> {
-    if let (Some(named), Some(holder)) = (named, holder)
-        && named.user.id != holder.user.id
+/// When the caller named a user, the seat must be that user's.
+fn require_holder(seat: &SeatRow, named: Option<&UserRow>) -> OpResult<()> {
+    if let (Some(named), Some(holder)) = (named, seat.seat.holder)
+        && named.user.id != holder
     {
         return Err(LedgerError::WrongHolder { seat: seat.seat.id }.into());
     }
@@ -2146,7 +2143,7 @@ async fn release_seat(
     if holder.is_none() {
         return Ok(changed(0));
     }
-    require_holder(&seat, &holder, named.as_ref())?;
+    require_holder(&seat, named.as_ref())?;
     let n = release_held_seat(c, env, &seat).await?;
     Ok(changed(n))
 }
@@ -2165,14 +2162,7 @@ async fn revoke_seat(
     let Some(holder) = holder else {
         return Ok(changed(0));
     };
-    require_holder(
-        &seat,
-        &Some(UserRow {
-            user: holder.user.clone(),
-            company_mode: holder.company_mode,
-        }),
-        named.as_ref(),
-    )?;
+    require_holder(&seat, named.as_ref())?;
     if rules::revoke_clears_holder(holder.user.license_mode, holder.company_mode) {
         let n = release_held_seat(c, env, &seat).await?;
         return Ok(changed(n));
