@@ -1,0 +1,298 @@
+//! Assigning products to users, taking them away, retirement.
+
+use super::*;
+
+pub(super) async fn add_grant(
+    c: &mut Conn,
+    env: &Env<'_>,
+    user: UserId,
+    product: ProductId,
+    via: ProductId,
+) -> OpResult<()> {
+    sqlx::query(
+        "INSERT INTO grants (tenant_id, user_id, product_id, via_id) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(env.tenant())
+    .bind(user)
+    .bind(product)
+    .bind(via)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn has_grant(
+    c: &mut Conn,
+    env: &Env<'_>,
+    user: UserId,
+    product: ProductId,
+    via: Option<ProductId>,
+) -> OpResult<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM grants WHERE tenant_id = $1 AND user_id = $2 AND product_id = $3 \
+           AND ($4 IS NULL OR via_id = $4)",
+    )
+    .bind(env.tenant())
+    .bind(user)
+    .bind(product)
+    .bind(via)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(n > 0)
+}
+
+/// Gives the user a seat of `product` for the reason `via`, unless it already holds one.
+/// Returns the seat taken, if any.
+pub(super) async fn grant_product(
+    c: &mut Conn,
+    env: &Env<'_>,
+    user: &UserRow,
+    product: &ProductRow,
+    via: ProductId,
+) -> OpResult<Option<i64>> {
+    require_prerequisite(c, env, user.user.id, &product.product).await?;
+    let held = has_unexpired_seat(c, env, user.user.id, product.id()).await?;
+    add_grant(c, env, user.user.id, product.id(), via).await?;
+    if held {
+        return Ok(None);
+    }
+    let number = take_seat(c, env, user, product, None).await?;
+    Ok(Some(number))
+}
+
+pub(super) async fn has_unexpired_seat(
+    c: &mut Conn,
+    env: &Env<'_>,
+    user: UserId,
+    product: ProductId,
+) -> OpResult<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM seats WHERE tenant_id = $1 AND holder_id = $2 AND product_id = $3 \
+           AND session_uuid IS NULL AND (expires_at IS NULL OR expires_at > $4)",
+    )
+    .bind(env.tenant())
+    .bind(user)
+    .bind(product)
+    .bind(env.now)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(n > 0)
+}
+
+pub(super) async fn assign(
+    c: &mut Conn,
+    env: &Env<'_>,
+    user: &UserRef,
+    product: &ProductRef,
+) -> OpResult<Outcome> {
+    let user = find_user_locked(c, env, user).await?;
+    let product = find_product(c, env.tenant(), product).await?;
+    match product.product.kind {
+        // Granted to everyone already: the outcome holds.
+        ProductKind::Site => return Ok(changed(0)),
+        ProductKind::Floating => {
+            return Err(LedgerError::WrongKind {
+                kind: ProductKind::Floating,
+                action: "assigned (its seats go to sessions)",
+            }
+            .into());
+        }
+        ProductKind::User => {}
+    }
+    require_not_retired(&user)?;
+    if product.expired(env.now) {
+        return Err(LedgerError::ProductExpired(product.id()).into());
+    }
+    let uid = user.user.id;
+    if has_grant(c, env, uid, product.id(), Some(product.id())).await?
+        && has_unexpired_seat(c, env, uid, product.id()).await?
+    {
+        return Ok(changed(0));
+    }
+    let mut taken = Vec::new();
+    taken.extend(grant_product(c, env, &user, &product, product.id()).await?);
+    let mut members = Vec::new();
+    if product.product.is_user_plan() && !product.product.plan_members.is_empty() {
+        let mut rows = Vec::new();
+        for member in &product.product.plan_members {
+            rows.push(find_product(c, env.tenant(), &ProductRef::Id(*member)).await?);
+        }
+        let order = rules::prerequisites_first(&product.product.plan_members, |m| {
+            rows.iter()
+                .find(|r| r.id() == m)
+                .and_then(|r| r.product.prerequisite)
+        });
+        for member in order {
+            let row = rows
+                .iter()
+                .find(|r| r.id() == member)
+                .expect("member was loaded");
+            if row.product.kind != ProductKind::User || row.expired(env.now) {
+                continue;
+            }
+            taken.extend(grant_product(c, env, &user, row, product.id()).await?);
+            members.push(member);
+        }
+    }
+    let mut seats = Vec::new();
+    for number in &taken {
+        seats.push(seat_by_number(c, env.tenant(), *number).await?.seat);
+    }
+    audit(env,
+        "license.assign",
+        Subjects {
+            user: Some(uid),
+            product: Some(product.id()),
+            seat: seats.first().map(|s| s.id),
+            ..Default::default()
+        },
+        json!({
+            "before": { "assigned": false },
+            "after": { "assigned": true },
+            "seats": seats.iter().map(|s| json!({ "seat": s.id, "number": s.number, "product": s.product })).collect::<Vec<_>>(),
+            "plan_members": members,
+        }),
+    )
+    .await?;
+    Ok(changed(1 + taken.len() as u64))
+}
+
+pub(super) async fn unassign(
+    c: &mut Conn,
+    env: &Env<'_>,
+    user: &UserRef,
+    product: &ProductRef,
+) -> OpResult<Outcome> {
+    let user = find_user_locked(c, env, user).await?;
+    let product = find_product(c, env.tenant(), product).await?;
+    match product.product.kind {
+        ProductKind::Site => return Ok(changed(0)),
+        ProductKind::Floating => {
+            return Err(LedgerError::WrongKind {
+                kind: ProductKind::Floating,
+                action: "unassigned (log the session off instead)",
+            }
+            .into());
+        }
+        ProductKind::User => {}
+    }
+    let uid = user.user.id;
+    let granted = has_grant(c, env, uid, product.id(), None).await?;
+    let held = !held_seats(c, env.tenant(), uid, product.id())
+        .await?
+        .is_empty();
+    if !granted && !held {
+        return Ok(changed(0));
+    }
+    let freed = drop_products(c, env, uid, vec![product.id()]).await?;
+    audit(env,
+        "license.unassign",
+        Subjects {
+            user: Some(uid),
+            product: Some(product.id()),
+            ..Default::default()
+        },
+        json!({ "before": { "assigned": true }, "after": { "assigned": false }, "seats_freed": freed }),
+    )
+    .await?;
+    Ok(changed(1 + freed))
+}
+
+/// Frees every seat the user holds outside sessions and drops every grant.
+pub(super) async fn strip_licenses(c: &mut Conn, env: &Env<'_>, user: UserId) -> OpResult<u64> {
+    let products: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT product_id FROM seats WHERE tenant_id = $1 AND holder_id = $2 AND session_uuid IS NULL \
+         UNION SELECT DISTINCT product_id FROM grants WHERE tenant_id = $1 AND user_id = $2",
+    )
+    .bind(env.tenant())
+    .bind(user)
+    .fetch_all(&mut *c)
+    .await?;
+    if products.is_empty() {
+        return Ok(0);
+    }
+    let freed = drop_products(c, env, user, products).await?;
+    Ok(freed.max(1))
+}
+
+pub(super) async fn remove_all_licenses(
+    c: &mut Conn,
+    env: &Env<'_>,
+    user: &UserRef,
+) -> OpResult<Outcome> {
+    let user = find_user_locked(c, env, user).await?;
+    let freed = strip_licenses(c, env, user.user.id).await?;
+    if freed == 0 {
+        return Ok(changed(0));
+    }
+    audit(
+        env,
+        "license.remove_all",
+        Subjects {
+            user: Some(user.user.id),
+            ..Default::default()
+        },
+        json!({ "seats_freed": freed }),
+    )
+    .await?;
+    Ok(changed(freed))
+}
+
+pub(super) async fn retire(c: &mut Conn, env: &Env<'_>, user: &UserRef) -> OpResult<Outcome> {
+    let user = find_user_locked(c, env, user).await?;
+    if user.user.retired {
+        return Ok(changed(0));
+    }
+    let uid = user.user.id;
+    // Flag first: from here on nothing can be granted to the user (grants re-read the flag).
+    let flagged = sqlx::query(
+        "UPDATE users SET retired = 1 WHERE tenant_id = $1 AND id = $2 AND retired = 0",
+    )
+    .bind(env.tenant())
+    .bind(uid)
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    if flagged == 0 {
+        return Ok(changed(0));
+    }
+    let sessions = end_live_sessions(c, env, Some(uid), None, EndReason::Admin).await?;
+    let freed = strip_licenses(c, env, uid).await?;
+    audit(env,
+        "user.retire",
+        Subjects {
+            user: Some(uid),
+            ..Default::default()
+        },
+        json!({ "before": { "retired": false }, "after": { "retired": true }, "seats_freed": freed, "sessions_ended": sessions }),
+    )
+    .await?;
+    Ok(changed(1 + freed + sessions))
+}
+
+pub(super) async fn unretire(c: &mut Conn, env: &Env<'_>, user: &UserRef) -> OpResult<Outcome> {
+    let user = find_user_locked(c, env, user).await?;
+    let flagged = sqlx::query(
+        "UPDATE users SET retired = 0 WHERE tenant_id = $1 AND id = $2 AND retired = 1",
+    )
+    .bind(env.tenant())
+    .bind(user.user.id)
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    if flagged == 0 {
+        return Ok(changed(0));
+    }
+    audit(
+        env,
+        "user.unretire",
+        Subjects {
+            user: Some(user.user.id),
+            ..Default::default()
+        },
+        json!({ "before": { "retired": true }, "after": { "retired": false } }),
+    )
+    .await?;
+    Ok(changed(1))
+}

@@ -1,0 +1,329 @@
+//! Taking and freeing seats: the heart of the invariants.
+
+use super::*;
+
+/// Takes a free, unexpired seat of `product` for `user` from the user's pool. The seat is picked
+/// and claimed in one conditional UPDATE (`holder_id IS NULL` is re-checked on the row itself),
+/// so two transactions can never both take the same seat. Unrestricted products that have no
+/// seat left get an overflow seat, inserted only if the product row says it is unrestricted.
+pub(super) async fn take_seat(
+    c: &mut Conn,
+    env: &Env<'_>,
+    user: &UserRow,
+    product: &ProductRow,
+    session: Option<Uuid>,
+) -> OpResult<i64> {
+    if product.expired(env.now) {
+        return Err(LedgerError::ProductExpired(product.id()).into());
+    }
+    let session = session.map(|s| s.to_string());
+    let pool = user.pool();
+    let own_pool = match pool {
+        Pool::Global => "pool_company_id IS NULL".to_owned(),
+        Pool::Company(id) => format!("pool_company_id = {id}"),
+    };
+    if let Some(number) =
+        claim_free_seat(c, env, user, product, &own_pool, None, session.clone()).await?
+    {
+        return Ok(number);
+    }
+    if let Pool::Company(company) = pool {
+        // Past the company's own seats: tenant-wide seats, within the company's quota.
+        let charged = sqlx::query(
+            "UPDATE company_quotas SET used = used + 1 \
+             WHERE tenant_id = $1 AND company_id = $2 AND product_id = $3 AND used < quota",
+        )
+        .bind(env.tenant())
+        .bind(company)
+        .bind(product.id())
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+        if charged == 1 {
+            if let Some(number) = claim_free_seat(
+                c,
+                env,
+                user,
+                product,
+                "pool_company_id IS NULL",
+                Some(company),
+                session.clone(),
+            )
+            .await?
+            {
+                return Ok(number);
+            }
+            // No seat to charge after all: the quota update is undone with the command (the
+            // error below rolls back its savepoint or transaction).
+        } else if !product.product.unrestricted && has_quota(c, env, company, product.id()).await? {
+            return Err(LedgerError::QuotaExhausted {
+                product: product.id(),
+            }
+            .into());
+        }
+    }
+    if product.product.unrestricted {
+        return insert_overflow_seat(c, env, user, product, session).await;
+    }
+    Err(LedgerError::NoSeatFree {
+        product: product.id(),
+    }
+    .into())
+}
+
+pub(super) async fn has_quota(
+    c: &mut Conn,
+    env: &Env<'_>,
+    company: CompanyId,
+    product: ProductId,
+) -> OpResult<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM company_quotas WHERE tenant_id = $1 AND company_id = $2 AND product_id = $3",
+    )
+    .bind(env.tenant())
+    .bind(company)
+    .bind(product)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(n > 0)
+}
+
+pub(super) async fn claim_free_seat(
+    c: &mut Conn,
+    env: &Env<'_>,
+    user: &UserRow,
+    product: &ProductRow,
+    pool_clause: &str,
+    charge: Option<CompanyId>,
+    session: Option<String>,
+) -> OpResult<Option<i64>> {
+    let row = sqlx::query(sql(format!(
+        "UPDATE seats SET holder_id = $3, held_since = $4, charged_company_id = $5, session_uuid = $6 \
+         WHERE tenant_id = $1 AND holder_id IS NULL AND number = ( \
+             SELECT number FROM seats WHERE tenant_id = $1 AND product_id = $2 AND holder_id IS NULL \
+               AND overflow = 0 AND (expires_at IS NULL OR expires_at > $4) AND {pool_clause} \
+             ORDER BY trial, number LIMIT 1{}) \
+         RETURNING number",
+        env.skip_locked()
+    )))
+    .bind(env.tenant())
+    .bind(product.id())
+    .bind(user.user.id)
+    .bind(env.now)
+    .bind(charge)
+    .bind(session)
+    .fetch_optional(&mut *c)
+    .await?;
+    Ok(match row {
+        Some(row) => Some(row.try_get(0)?),
+        None => None,
+    })
+}
+
+pub(super) async fn insert_overflow_seat(
+    c: &mut Conn,
+    env: &Env<'_>,
+    user: &UserRow,
+    product: &ProductRow,
+    session: Option<String>,
+) -> OpResult<i64> {
+    let number = bump_counter(c, env.tenant(), "last_seat_number", 1).await?;
+    // Conditional on the product row (share-locked on PostgreSQL, so an edit making the product
+    // restricted either waits for this insert or is seen by it).
+    let inserted = sqlx::query(sql(format!(
+        "INSERT INTO seats (tenant_id, number, uuid, product_id, trial, overflow, holder_id, \
+           held_since, session_uuid, created_at) \
+         SELECT $1, $2, $3, p.id, 0, 1, $4, $5, $6, $5 FROM products p \
+         WHERE p.tenant_id = $1 AND p.id = $7 AND p.unrestricted = 1{}",
+        env.share_lock()
+    )))
+    .bind(env.tenant())
+    .bind(number)
+    .bind(Uuid::new_v4().to_string())
+    .bind(user.user.id)
+    .bind(env.now)
+    .bind(session)
+    .bind(product.id())
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        Ok(number)
+    } else {
+        Err(LedgerError::NoSeatFree {
+            product: product.id(),
+        }
+        .into())
+    }
+}
+
+/// Frees a held seat: holder, session, activation and quota charge go; an overflow seat is
+/// deleted. Returns false when the seat was already free (another transaction got there first).
+pub(super) async fn free_seat(c: &mut Conn, env: &Env<'_>, number: i64) -> OpResult<bool> {
+    let deleted = sqlx::query(
+        "DELETE FROM seats WHERE tenant_id = $1 AND number = $2 AND overflow = 1 RETURNING number",
+    )
+    .bind(env.tenant())
+    .bind(number)
+    .fetch_optional(&mut *c)
+    .await?;
+    if deleted.is_some() {
+        return Ok(true);
+    }
+    let freed = sqlx::query(
+        "UPDATE seats SET holder_id = NULL, held_since = NULL, charged_company_id = NULL, \
+           session_uuid = NULL, activation_hid = NULL, activation_name = NULL, activation_os = NULL \
+         WHERE tenant_id = $1 AND number = $2 AND holder_id IS NOT NULL \
+         RETURNING number",
+    )
+    .bind(env.tenant())
+    .bind(number)
+    .fetch_optional(&mut *c)
+    .await?;
+    Ok(freed.is_some())
+}
+
+/// Releases one seat of a user's and, when it was the user's last seat of that product, drops
+/// the product's grants and cascades to everything that depended on it.
+pub(super) async fn release_held_seat(
+    c: &mut Conn,
+    env: &Env<'_>,
+    seat: &SeatRow,
+) -> OpResult<u64> {
+    let Some(holder) = seat.seat.holder else {
+        return Ok(0);
+    };
+    if let Some(session) = seat.seat.session {
+        // A floating seat belongs to its session: the session ends with it.
+        end_session(c, env, session, EndReason::Admin).await?;
+        return Ok(1);
+    }
+    uncharge(c, env, seat).await?;
+    if !free_seat(c, env, seat.seat.number).await? {
+        return Ok(0);
+    }
+    audit(env,
+        "seat.release",
+        Subjects {
+            user: Some(holder),
+            product: Some(seat.seat.product),
+            seat: Some(seat.seat.id),
+            ..Default::default()
+        },
+        json!({ "before": { "holder": holder, "activation": seat.seat.activation }, "after": { "holder": null } }),
+    )
+    .await?;
+    let mut count = 1;
+    if held_seats(c, env.tenant(), holder, seat.seat.product)
+        .await?
+        .is_empty()
+    {
+        count += drop_products(c, env, holder, vec![seat.seat.product]).await?;
+    }
+    Ok(count)
+}
+
+/// Returns a seat's quota charge to its company.
+pub(super) async fn uncharge(c: &mut Conn, env: &Env<'_>, seat: &SeatRow) -> OpResult<()> {
+    if let Some(company) = seat.charged_company {
+        sqlx::query(
+            "UPDATE company_quotas SET used = used - 1 \
+             WHERE tenant_id = $1 AND company_id = $2 AND product_id = $3 AND used > 0",
+        )
+        .bind(env.tenant())
+        .bind(company)
+        .bind(seat.seat.product)
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Takes products away from a user entirely: all grants, all seats, then (transitively) the
+/// members of plans that nothing else grants and the products whose prerequisite went.
+/// Returns the number of seats freed.
+pub(super) async fn drop_products(
+    c: &mut Conn,
+    env: &Env<'_>,
+    user: UserId,
+    start: Vec<ProductId>,
+) -> OpResult<u64> {
+    let tenant = env.tenant();
+    let mut work = start;
+    let mut done: Vec<ProductId> = Vec::new();
+    let mut freed = 0;
+    while let Some(product) = work.pop() {
+        if done.contains(&product) {
+            continue;
+        }
+        done.push(product);
+        sqlx::query("DELETE FROM grants WHERE tenant_id = $1 AND user_id = $2 AND product_id = $3")
+            .bind(tenant)
+            .bind(user)
+            .bind(product)
+            .execute(&mut *c)
+            .await?;
+        for number in held_seats(c, tenant, user, product).await? {
+            let seat = seat_by_number(c, tenant, number).await?;
+            if seat.seat.session.is_some() {
+                continue; // floating seats stay with their sessions
+            }
+            uncharge(c, env, &seat).await?;
+            if free_seat(c, env, number).await? {
+                freed += 1;
+                audit(env,
+                    "seat.release",
+                    Subjects {
+                        user: Some(user),
+                        product: Some(product),
+                        seat: Some(seat.seat.id),
+                        ..Default::default()
+                    },
+                    json!({ "before": { "holder": user, "activation": seat.seat.activation }, "after": { "holder": null } }),
+                )
+                .await?;
+            }
+        }
+        // Plan members this product brought along lose that reason; those left with none go.
+        let orphaned = sqlx::query(
+            "DELETE FROM grants WHERE tenant_id = $1 AND user_id = $2 AND via_id = $3 RETURNING product_id",
+        )
+        .bind(tenant)
+        .bind(user)
+        .bind(product)
+        .fetch_all(&mut *c)
+        .await?;
+        for row in orphaned {
+            let member: i64 = row.try_get(0)?;
+            let remaining: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM grants WHERE tenant_id = $1 AND user_id = $2 AND product_id = $3",
+            )
+            .bind(tenant)
+            .bind(user)
+            .bind(member)
+            .fetch_one(&mut *c)
+            .await?;
+            if remaining == 0 {
+                work.push(member);
+            }
+        }
+        // Dependents the user holds lose their prerequisite, unless it is still held otherwise
+        // (a site product never goes; this product may still be held through another seat).
+        if !holds(c, env, user, product).await? {
+            let dependents = sqlx::query(
+                "SELECT DISTINCT p.id FROM products p JOIN seats s \
+                   ON s.tenant_id = p.tenant_id AND s.product_id = p.id AND s.holder_id = $3 \
+                 WHERE p.tenant_id = $1 AND p.prerequisite_id = $2 AND s.session_uuid IS NULL",
+            )
+            .bind(tenant)
+            .bind(product)
+            .bind(user)
+            .fetch_all(&mut *c)
+            .await?;
+            for row in dependents {
+                work.push(row.try_get(0)?);
+            }
+        }
+    }
+    Ok(freed)
+}

@@ -1,0 +1,398 @@
+//! Tenants, companies and users.
+
+use super::*;
+
+pub(crate) async fn create_tenant(
+    tx: &mut Tx<'_>,
+    name: &str,
+    actor: &str,
+    now: i64,
+    backend: Backend,
+) -> OpResult<i64> {
+    let c: &mut Conn = tx;
+    let name = rules::validate_name("tenant", name)?;
+    let row = sqlx::query(
+        "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id",
+    )
+    .bind(name.clone())
+    .bind(now)
+    .fetch_optional(&mut *c)
+    .await?;
+    let Some(row) = row else {
+        return Err(LedgerError::AlreadyExists {
+            what: "tenant",
+            name,
+        }
+        .into());
+    };
+    let id: i64 = row.try_get(0)?;
+    let ctx = Context::new(id, actor);
+    let env = Env::new(&ctx, now, backend);
+    audit(
+        &env,
+        "tenant.create",
+        Subjects::default(),
+        json!({ "after": { "name": name } }),
+    )
+    .await?;
+    flush_audit(c, &env).await?;
+    Ok(id)
+}
+
+pub(super) async fn create_company(
+    c: &mut Conn,
+    env: &Env<'_>,
+    name: &str,
+    pool_mode: PoolMode,
+) -> OpResult<Outcome> {
+    let name = rules::validate_name("name", name)?;
+    if find_company(c, env.tenant(), &CompanyRef::Name(name.clone()))
+        .await
+        .is_ok()
+    {
+        return Err(LedgerError::AlreadyExists {
+            what: "company",
+            name,
+        }
+        .into());
+    }
+    let id = bump_counter(c, env.tenant(), "last_company_id", 1).await?;
+    let company = Company {
+        id,
+        uuid: Uuid::new_v4(),
+        name,
+        pool_mode,
+    };
+    sqlx::query(
+        "INSERT INTO companies (tenant_id, id, uuid, name, name_key, pool_mode, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(env.tenant())
+    .bind(id)
+    .bind(company.uuid.to_string())
+    .bind(company.name.clone())
+    .bind(rules::name_key(&company.name))
+    .bind(pool_mode.as_str())
+    .bind(env.now)
+    .execute(&mut *c)
+    .await
+    .map_err(|e| unique_to(e, "company", &company.name))?;
+    audit(
+        env,
+        "company.create",
+        Subjects {
+            company: Some(id),
+            ..Default::default()
+        },
+        json!({ "after": company }),
+    )
+    .await?;
+    Ok(Outcome::Company(company))
+}
+
+/// Maps a unique violation (a concurrent insert of the same name) to `AlreadyExists`.
+pub(super) fn unique_to(e: sqlx::Error, what: &'static str, name: &str) -> OpError {
+    if is_unique_violation(&e) {
+        LedgerError::AlreadyExists {
+            what,
+            name: name.to_owned(),
+        }
+        .into()
+    } else {
+        e.into()
+    }
+}
+
+pub(super) async fn edit_company(
+    c: &mut Conn,
+    env: &Env<'_>,
+    company: &CompanyRef,
+    name: Option<&str>,
+    pool_mode: Option<PoolMode>,
+) -> OpResult<Outcome> {
+    let before = find_company(c, env.tenant(), company).await?;
+    let mut after = before.clone();
+    if let Some(name) = name {
+        after.name = rules::validate_name("name", name)?;
+    }
+    if let Some(mode) = pool_mode {
+        after.pool_mode = mode;
+    }
+    if after == before {
+        return Ok(changed(0));
+    }
+    sqlx::query("UPDATE companies SET name = $3, name_key = $4, pool_mode = $5 WHERE tenant_id = $1 AND id = $2")
+        .bind(env.tenant())
+        .bind(before.id)
+        .bind(after.name.clone())
+        .bind(rules::name_key(&after.name))
+        .bind(after.pool_mode.as_str())
+        .execute(&mut *c)
+        .await
+        .map_err(|e| unique_to(e, "company", &after.name))?;
+    audit(
+        env,
+        "company.edit",
+        Subjects {
+            company: Some(before.id),
+            ..Default::default()
+        },
+        json!({ "before": before, "after": after }),
+    )
+    .await?;
+    Ok(Outcome::Company(after))
+}
+
+pub(super) async fn set_company_quota(
+    c: &mut Conn,
+    env: &Env<'_>,
+    company: &CompanyRef,
+    product: &ProductRef,
+    quota: Option<i64>,
+) -> OpResult<Outcome> {
+    let company = find_company(c, env.tenant(), company).await?;
+    let product = find_product(c, env.tenant(), product).await?;
+    let current = sqlx::query(
+        "SELECT quota, used FROM company_quotas WHERE tenant_id = $1 AND company_id = $2 AND product_id = $3",
+    )
+    .bind(env.tenant())
+    .bind(company.id)
+    .bind(product.id())
+    .fetch_optional(&mut *c)
+    .await?;
+    let (old_quota, used) = match &current {
+        Some(row) => (Some(row.try_get::<i64, _>(0)?), row.try_get::<i64, _>(1)?),
+        None => (None, 0),
+    };
+    if old_quota == quota {
+        return Ok(changed(0));
+    }
+    match quota {
+        Some(q) => {
+            rules::validate_seat_count(q, true).map_err(|_| LedgerError::Invalid {
+                field: "quota",
+                reason: format!("must be between 0 and {}", rules::MAX_SEATS_PER_CALL),
+            })?;
+            // The CHECK (used <= quota) refuses a quota below what is in use, even if a seat
+            // was charged since `used` was read.
+            let result = if current.is_some() {
+                sqlx::query(
+                    "UPDATE company_quotas SET quota = $4 WHERE tenant_id = $1 AND company_id = $2 AND product_id = $3",
+                )
+            } else {
+                sqlx::query(
+                    "INSERT INTO company_quotas (tenant_id, company_id, product_id, quota) VALUES ($1, $2, $3, $4)",
+                )
+            }
+            .bind(env.tenant())
+            .bind(company.id)
+            .bind(product.id())
+            .bind(q)
+            .execute(&mut *c)
+            .await;
+            if let Err(e) = result {
+                if q < used {
+                    return Err(LedgerError::OverAllocated {
+                        held: used,
+                        total: q,
+                    }
+                    .into());
+                }
+                return Err(e.into());
+            }
+        }
+        None => {
+            let removed = sqlx::query(
+                "DELETE FROM company_quotas WHERE tenant_id = $1 AND company_id = $2 AND product_id = $3 AND used = 0",
+            )
+            .bind(env.tenant())
+            .bind(company.id)
+            .bind(product.id())
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+            if removed == 0 {
+                return Err(LedgerError::OverAllocated {
+                    held: used,
+                    total: 0,
+                }
+                .into());
+            }
+        }
+    }
+    audit(
+        env,
+        "company.quota",
+        Subjects {
+            company: Some(company.id),
+            product: Some(product.id()),
+            ..Default::default()
+        },
+        json!({ "before": { "quota": old_quota }, "after": { "quota": quota }, "used": used }),
+    )
+    .await?;
+    Ok(changed(1))
+}
+
+pub(super) async fn create_user(c: &mut Conn, env: &Env<'_>, new: &NewUser) -> OpResult<Outcome> {
+    let login = rules::validate_name("login", &new.login)?;
+    for (field, value) in [
+        ("first_name", &new.first_name),
+        ("last_name", &new.last_name),
+        ("email", &new.email),
+        ("user_type", &new.user_type),
+    ] {
+        rules::validate_text(field, value)?;
+    }
+    if find_user(c, env.tenant(), &UserRef::Login(login.clone()))
+        .await
+        .is_ok()
+    {
+        return Err(LedgerError::AlreadyExists {
+            what: "user",
+            name: login,
+        }
+        .into());
+    }
+    let company = match &new.company {
+        Some(company) => Some(find_company(c, env.tenant(), company).await?),
+        None => None,
+    };
+    let id = match new.id {
+        Some(id) if id <= 0 => {
+            return Err(LedgerError::Invalid {
+                field: "id",
+                reason: "must be a positive integer".into(),
+            }
+            .into());
+        }
+        Some(id) => {
+            if find_user(c, env.tenant(), &UserRef::Id(id)).await.is_ok() {
+                return Err(LedgerError::AlreadyExists {
+                    what: "user id",
+                    name: id.to_string(),
+                }
+                .into());
+            }
+            // Keep the allocator ahead of explicitly chosen ids.
+            sqlx::query(
+                "UPDATE tenants SET last_user_id = CASE WHEN last_user_id < $2 THEN $2 ELSE last_user_id END WHERE id = $1",
+            )
+            .bind(env.tenant())
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
+            id
+        }
+        None => bump_counter(c, env.tenant(), "last_user_id", 1).await?,
+    };
+    let user = User {
+        id,
+        uuid: Uuid::new_v4(),
+        login,
+        first_name: new.first_name.clone(),
+        last_name: new.last_name.clone(),
+        email: new.email.clone(),
+        company: company.as_ref().map(|c| c.id),
+        license_mode: new.license_mode,
+        retired: false,
+        user_type: new.user_type.clone(),
+    };
+    sqlx::query(
+        "INSERT INTO users (tenant_id, id, uuid, login, login_key, first_name, last_name, email, \
+           company_id, license_mode, retired, user_type, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12)",
+    )
+    .bind(env.tenant())
+    .bind(id)
+    .bind(user.uuid.to_string())
+    .bind(user.login.clone())
+    .bind(rules::name_key(&user.login))
+    .bind(user.first_name.clone())
+    .bind(user.last_name.clone())
+    .bind(user.email.clone())
+    .bind(user.company)
+    .bind(user.license_mode.as_str())
+    .bind(user.user_type.clone())
+    .bind(env.now)
+    .execute(&mut *c)
+    .await
+    .map_err(|e| unique_to(e, "user", &user.login))?;
+    audit(
+        env,
+        "user.create",
+        Subjects {
+            user: Some(id),
+            company: user.company,
+            ..Default::default()
+        },
+        json!({ "after": user }),
+    )
+    .await?;
+    Ok(Outcome::User(user))
+}
+
+pub(super) async fn edit_user(
+    c: &mut Conn,
+    env: &Env<'_>,
+    user: &UserRef,
+    patch: &UserPatch,
+) -> OpResult<Outcome> {
+    let before = find_user(c, env.tenant(), user).await?.user;
+    let mut after = before.clone();
+    if let Some(login) = &patch.login {
+        after.login = rules::validate_name("login", login)?;
+    }
+    for (field, target, value) in [
+        ("first_name", &mut after.first_name, &patch.first_name),
+        ("last_name", &mut after.last_name, &patch.last_name),
+        ("email", &mut after.email, &patch.email),
+        ("user_type", &mut after.user_type, &patch.user_type),
+    ] {
+        if let Some(value) = value {
+            rules::validate_text(field, value)?;
+            *target = value.clone();
+        }
+    }
+    if let Some(company) = &patch.company {
+        after.company = match company {
+            Some(company) => Some(find_company(c, env.tenant(), company).await?.id),
+            None => None,
+        };
+    }
+    if let Some(mode) = patch.license_mode {
+        after.license_mode = mode;
+    }
+    if after == before {
+        return Ok(changed(0));
+    }
+    sqlx::query(
+        "UPDATE users SET login = $3, login_key = $4, first_name = $5, last_name = $6, email = $7, \
+           company_id = $8, license_mode = $9, user_type = $10 WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(env.tenant())
+    .bind(before.id)
+    .bind(after.login.clone())
+    .bind(rules::name_key(&after.login))
+    .bind(after.first_name.clone())
+    .bind(after.last_name.clone())
+    .bind(after.email.clone())
+    .bind(after.company)
+    .bind(after.license_mode.as_str())
+    .bind(after.user_type.clone())
+    .execute(&mut *c)
+    .await
+    .map_err(|e| unique_to(e, "user", &after.login))?;
+    audit(
+        env,
+        "user.edit",
+        Subjects {
+            user: Some(before.id),
+            company: after.company,
+            ..Default::default()
+        },
+        json!({ "before": before, "after": after }),
+    )
+    .await?;
+    Ok(Outcome::User(after))
+}
