@@ -185,7 +185,12 @@ pub async fn bootstrap(state: &AppState) -> anyhow::Result<Option<String>> {
         ),
     };
     let hash = state.auth.passwords.hash(&password).await?;
-    let tenant = state.ledger.create_tenant("default", "bootstrap").await?;
+    let tenant = match state.ledger.create_tenant("default", "bootstrap").await {
+        Ok(tenant) => tenant,
+        // Another process sharing the store bootstrapped it first.
+        Err(crate::ledger::LedgerError::AlreadyExists { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     state
         .ledger
         .execute(

@@ -563,3 +563,100 @@ async fn postgres_server_end_to_end() {
     server.stop();
     db.drop_db().await;
 }
+
+/// Two server processes on one PostgreSQL database, 40 clients racing over HTTP for 10 seats
+/// through both: exactly 10 assignments win, and the counts agree from either process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_processes_on_one_postgres_never_over_allocate() {
+    let Some(db) = common::TestDb::postgres().await else {
+        return;
+    };
+    let first = Server::start(&db.url(), Some("pg-admin-password")).await;
+    let second = Server::start(&db.url(), Some("pg-admin-password")).await;
+    let token = login(&first.url, "default", "admin", "pg-admin-password")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cli(
+        &first.url,
+        &token,
+        &[
+            "product",
+            "add",
+            "--owner",
+            "SuperOffice",
+            "--name",
+            "contended",
+            "--seats",
+            "10",
+        ],
+    );
+    for i in 0..40 {
+        cli(
+            &first.url,
+            &token,
+            &["user", "add", "--login", &format!("racer{i}")],
+        );
+    }
+    let http = reqwest::Client::new();
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(40));
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        // The token was issued by the first process; the second one knows it from the shared store.
+        let url = if i % 2 == 0 {
+            first.url.clone()
+        } else {
+            second.url.clone()
+        };
+        let (http, token, barrier) = (http.clone(), token.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            http.post(format!("{url}/v1/users/racer{i}/assignments"))
+                .bearer_auth(token)
+                .json(&json!({ "product": "SuperOffice/contended" }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 409),
+        "{statuses:?}"
+    );
+    for server in [&first, &second] {
+        let status = cli_json(&server.url, &token, &["status"]);
+        assert_eq!(
+            (status["total"].as_i64(), status["in_use"].as_i64()),
+            (Some(10), Some(10)),
+            "{status}"
+        );
+    }
+    let invariants: Value = http
+        .get(format!("{}/v1/invariants", second.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(invariants["violations"], json!([]));
+    first.stop();
+    second.stop();
+    db.drop_db().await;
+}
