@@ -282,6 +282,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 metrics_listen: None,
                 admin_password: Some(Secret::new(password.clone())),
                 max_concurrency: 4096,
+                // One address drives all the load here: no per-address limit.
+                rate_limit: 0,
                 sqlite_sync: args.sqlite_sync,
                 ..Settings::default()
             };

@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// Requests handled at once; more are shed with 503 [default: 512]
     #[arg(long, env = "ALLOT_MAX_CONCURRENCY")]
     pub max_concurrency: Option<usize>,
+    /// Requests per second allowed from one client address (0: no limit) [default: 1000]
+    #[arg(long, env = "ALLOT_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
     /// Hours a token from /v1/auth/login lives [default: 12]
     #[arg(long, env = "ALLOT_TOKEN_TTL_HOURS")]
     pub token_ttl_hours: Option<i64>,
@@ -65,6 +68,7 @@ struct FileConfig {
     request_timeout: Option<u64>,
     max_body: Option<usize>,
     max_concurrency: Option<usize>,
+    rate_limit: Option<u32>,
     token_ttl_hours: Option<i64>,
     log_json: Option<bool>,
     sqlite_sync: Option<SqliteSync>,
@@ -99,6 +103,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub max_body: usize,
     pub max_concurrency: usize,
+    /// Requests per second per client address (bursts of twice that); 0 disables.
+    pub rate_limit: u32,
     pub token_ttl: time::Duration,
     pub log_json: bool,
     pub sqlite_sync: SqliteSync,
@@ -114,6 +120,7 @@ impl std::fmt::Debug for Settings {
             .field("request_timeout", &self.request_timeout)
             .field("max_body", &self.max_body)
             .field("max_concurrency", &self.max_concurrency)
+            .field("rate_limit", &self.rate_limit)
             .field("token_ttl", &self.token_ttl)
             .field("log_json", &self.log_json)
             .field("sqlite_sync", &self.sqlite_sync)
@@ -131,6 +138,7 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(30),
             max_body: 1024 * 1024,
             max_concurrency: 512,
+            rate_limit: 1000,
             token_ttl: time::Duration::hours(12),
             log_json: false,
             sqlite_sync: SqliteSync::Full,
@@ -195,6 +203,7 @@ impl Settings {
                 .max_concurrency
                 .or(file.max_concurrency)
                 .unwrap_or(d.max_concurrency),
+            rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(d.rate_limit),
             token_ttl: args
                 .token_ttl_hours
                 .or(file.token_ttl_hours)

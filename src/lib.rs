@@ -12,5 +12,6 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod ledger;
+pub mod ratelimit;
 pub mod server;
 pub mod telemetry;

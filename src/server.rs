@@ -26,6 +26,7 @@ use crate::api::error::ApiError;
 use crate::auth::{Authenticator, Passwords};
 use crate::config::Settings;
 use crate::ledger::{Command, Context, Ledger, Role};
+use crate::ratelimit::RateLimiter;
 
 /// Everything a handler may use.
 #[derive(Clone)]
@@ -110,6 +111,10 @@ pub fn app(state: AppState) -> Router {
                 "method not allowed here",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            RateLimiter::new(settings.rate_limit, settings.rate_limit.saturating_mul(2)),
+            crate::ratelimit::limit,
+        ))
         .layer(axum::middleware::from_fn(record_request))
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body))
         .layer(middleware)

@@ -813,6 +813,39 @@ async fn changing_a_password_revokes_its_tokens() {
     );
 }
 
+#[tokio::test]
+async fn requests_are_rate_limited_per_client_address() {
+    let app = TestApp::with(|s| s.rate_limit = 2).await; // bursts of 4
+    let from = |addr: &str, path: &str| {
+        let mut req = Request::builder().uri(path).body(Body::empty()).unwrap();
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        req
+    };
+    for _ in 0..4 {
+        assert_eq!(
+            app.raw(from("10.1.1.1:5000", "/v1/products")).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let r = app.raw(from("10.1.1.1:5001", "/v1/products")).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    assert!(r.headers.contains_key("retry-after"));
+    // Another address has its own allowance; probes are never limited.
+    assert_eq!(
+        app.raw(from("10.1.1.2:5000", "/v1/products")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.raw(from("10.1.1.1:5002", "/healthz")).await.status,
+        StatusCode::OK
+    );
+}
+
 #[test]
 fn openapi_document_matches_the_snapshot() {
     let doc: Value = serde_json::from_str(&allot::api::openapi_json()).unwrap();
