@@ -230,7 +230,11 @@ async fn admin_manages_products_users_and_assignments() {
     );
     let r = app.call("GET", "/v1/pools", t, None).await;
     assert!(
-        r.body.as_array().unwrap().iter().all(|p| p["in_use"] == 0),
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["in_use"] == 0),
         "{:?}",
         r.body
     );
@@ -437,7 +441,7 @@ async fn sessions_take_floating_seats_and_fence_their_leases() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let r = app.call("GET", "/v1/sessions", Some(&ann), None).await;
-    assert_eq!(r.body.as_array().unwrap().len(), 1);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
     // A user ends its own session with the lease token.
     let req = Request::builder()
         .method("DELETE")
@@ -603,7 +607,7 @@ async fn tenants_see_nothing_of_each_other() {
         .unwrap()
         .to_owned();
     let r = app.call("GET", "/v1/products", Some(&other), None).await;
-    assert_eq!(r.body, json!([]));
+    assert_eq!(r.body, json!({ "items": [], "next": null }));
     assert_eq!(
         app.call("GET", "/v1/products/1", Some(&other), None)
             .await

@@ -283,10 +283,10 @@ on_both_stores! {
         for client in [ClientKind::Windows, ClientKind::Web, ClientKind::Windows] {
             f.ok(Command::LogOn { user: by_id(&ann), client, device: String::new(), product: None, lease_seconds: 600 }).await;
         }
-        assert_eq!(f.ledger.live_sessions(f.tenant.id, Some(ann.id), Some(ClientKind::Windows)).await.unwrap().len(), 2);
+        assert_eq!(f.ledger.live_sessions(f.tenant.id, Some(ann.id), Some(ClientKind::Windows), None, None).await.unwrap().len(), 2);
         let out = f.ok(Command::LogOff { users: vec![by_id(&ann)], client: Some(ClientKind::Windows), reason: EndReason::Admin }).await;
         assert_eq!(out, Outcome::Changed { changed: 2 });
-        let live = f.ledger.live_sessions(f.tenant.id, Some(ann.id), None).await.unwrap();
+        let live = f.ledger.live_sessions(f.tenant.id, Some(ann.id), None, None, None).await.unwrap();
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].client, ClientKind::Web);
         let out = f.ok(Command::LogOff { users: vec![by_id(&ann)], client: Some(ClientKind::Windows), reason: EndReason::Admin }).await;
@@ -303,7 +303,7 @@ on_both_stores! {
         f.ok(Command::LogOn { user: by_id(&ann), client: ClientKind::Web, device: String::new(), product: Some(pid(&float)), lease_seconds: 600 }).await;
         assert!(f.ok(Command::Retire { user: by_id(&ann) }).await.changed() >= 3);
         assert!(f.seats_of(&ann).await.is_empty());
-        assert!(f.ledger.live_sessions(f.tenant.id, Some(ann.id), None).await.unwrap().is_empty());
+        assert!(f.ledger.live_sessions(f.tenant.id, Some(ann.id), None, None, None).await.unwrap().is_empty());
         assert_eq!(f.counts(&crm).await, (2, 0, 2));
         assert_eq!(f.counts(&float).await, (1, 0, 1));
         assert_eq!(f.assign(&ann, &crm).await.unwrap_err(), LedgerError::Retired(ann.id));

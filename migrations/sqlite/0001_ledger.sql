@@ -13,7 +13,8 @@ CREATE TABLE tenants (
     last_user_id        INTEGER NOT NULL DEFAULT 0,
     last_product_id     INTEGER NOT NULL DEFAULT 0,
     last_company_id     INTEGER NOT NULL DEFAULT 0,
-    last_owner_id       INTEGER NOT NULL DEFAULT 0
+    last_owner_id       INTEGER NOT NULL DEFAULT 0,
+    last_session_number INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE owners (
@@ -95,6 +96,8 @@ CREATE TABLE plan_members (
 CREATE TABLE sessions (
     tenant_id         INTEGER NOT NULL REFERENCES tenants (id),
     uuid              TEXT    NOT NULL,
+    -- Per-tenant sequence: the listing order and cursor.
+    number            INTEGER NOT NULL,
     user_id           INTEGER NOT NULL,
     client            TEXT    NOT NULL CHECK (client IN ('windows', 'web', 'mobile', 'api')),
     device            TEXT    NOT NULL DEFAULT '',
@@ -111,6 +114,7 @@ CREATE TABLE sessions (
     CHECK ((ended_at IS NULL) = (end_reason IS NULL))
 );
 CREATE INDEX sessions_live ON sessions (tenant_id, user_id) WHERE ended_at IS NULL;
+CREATE UNIQUE INDEX sessions_by_number ON sessions (tenant_id, number);
 
 -- One row per seat. A seat has at most one holder by construction (one column); overflow rows
 -- exist only for unrestricted products assigned past what was bought, and only while held.

@@ -47,7 +47,36 @@ pub struct Page<T> {
     pub next: Option<i64>,
 }
 
+/// Paging parameters shared by every list: `after` is the `next` of the previous page.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub after: Option<i64>,
+    /// At most 1000 [default: 100].
+    pub limit: Option<i64>,
+}
+
+impl PageQuery {
+    pub fn limit(&self) -> i64 {
+        self.limit.unwrap_or(100).clamp(1, 1000)
+    }
+}
+
 impl<T> Page<T> {
+    /// Pages a list that is read whole (small catalogs: products, companies, tenants), ordered
+    /// by `key`.
+    pub fn slice(mut items: Vec<T>, q: &PageQuery, key: impl Fn(&T) -> i64) -> Self {
+        items.sort_by_key(|i| key(i));
+        let after = q.after.unwrap_or(i64::MIN);
+        let limit = q.limit();
+        let items: Vec<T> = items
+            .into_iter()
+            .filter(|i| key(i) > after)
+            .take(limit as usize)
+            .collect();
+        Page::of(items, limit, key)
+    }
+
     /// `cursor` gives an item's position; a full page means there may be more.
     pub fn of(items: Vec<T>, limit: i64, cursor: impl Fn(&T) -> i64) -> Self {
         let next = if items.len() as i64 >= limit {

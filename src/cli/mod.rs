@@ -418,6 +418,25 @@ pub fn parse_time(text: &str) -> anyhow::Result<String> {
     Ok(date.midnight().assume_utc().format(&Rfc3339)?)
 }
 
+/// Reads every page of a paged list (`{items, next}`); `path` may already carry a query.
+async fn fetch_all(client: &Client, path: &str) -> anyhow::Result<Vec<Value>> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut all = Vec::new();
+    let mut after: Option<i64> = None;
+    loop {
+        let page_path = match after {
+            Some(a) => format!("{path}{sep}limit=1000&after={a}"),
+            None => format!("{path}{sep}limit=1000"),
+        };
+        let page: Value = client.get(&page_path).await?;
+        all.extend(page["items"].as_array().cloned().unwrap_or_default());
+        after = page["next"].as_i64();
+        if after.is_none() {
+            return Ok(all);
+        }
+    }
+}
+
 fn product_path(product: &str) -> String {
     segment(product)
 }
@@ -469,7 +488,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             command: ProductCmd::List,
             ..
         } => {
-            let list: Vec<Value> = client.get("/v1/products").await?;
+            let list = fetch_all(&client, "/v1/products").await?;
             out.products(&list);
         }
         Cmd::Seats {
@@ -500,7 +519,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 },
             ..
         } => {
-            let mut query = vec![("limit".to_owned(), "1000".to_owned())];
+            let mut query: Vec<(String, String)> = Vec::new();
             if let Some(p) = product {
                 query.push(("product".into(), p));
             }
@@ -515,20 +534,12 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 .map(|(k, v)| format!("{k}={}", segment(v)))
                 .collect::<Vec<_>>()
                 .join("&");
-            let mut all = Vec::new();
-            let mut after: Option<i64> = None;
-            loop {
-                let path = match after {
-                    Some(a) => format!("/v1/seats?{qs}&after={a}"),
-                    None => format!("/v1/seats?{qs}"),
-                };
-                let page: Value = client.get(&path).await?;
-                all.extend(page["items"].as_array().cloned().unwrap_or_default());
-                after = page["next"].as_i64();
-                if after.is_none() {
-                    break;
-                }
-            }
+            let path = if qs.is_empty() {
+                "/v1/seats".to_owned()
+            } else {
+                format!("/v1/seats?{qs}")
+            };
+            let all = fetch_all(&client, &path).await?;
             out.seats(&all);
         }
         Cmd::User {
@@ -559,20 +570,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             command: UserCmd::List,
             ..
         } => {
-            let mut all = Vec::new();
-            let mut after: Option<i64> = None;
-            loop {
-                let path = match after {
-                    Some(a) => format!("/v1/users?limit=1000&after={a}"),
-                    None => "/v1/users?limit=1000".to_owned(),
-                };
-                let page: Value = client.get(&path).await?;
-                all.extend(page["items"].as_array().cloned().unwrap_or_default());
-                after = page["next"].as_i64();
-                if after.is_none() {
-                    break;
-                }
-            }
+            let all = fetch_all(&client, "/v1/users").await?;
             out.users(&all);
         }
         Cmd::User {
@@ -611,7 +609,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             command: CompanyCmd::List,
             ..
         } => {
-            let list: Vec<Value> = client.get("/v1/companies").await?;
+            let list = fetch_all(&client, "/v1/companies").await?;
             out.companies(&list);
         }
         Cmd::Assign(a) => {
@@ -665,7 +663,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 Some(u) => format!("/v1/sessions?user={}", segment(&u)),
                 None => "/v1/sessions".into(),
             };
-            let list: Vec<Value> = client.get(&path).await?;
+            let list = fetch_all(&client, &path).await?;
             out.sessions(&list);
         }
         Cmd::Logoff {
@@ -686,7 +684,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             out.changed(&changed);
         }
         Cmd::Status { .. } => {
-            let pools: Vec<Value> = client.get("/v1/pools").await?;
+            let pools = fetch_all(&client, "/v1/pools").await?;
             out.status(&pools);
         }
         Cmd::Audit { since, follow, .. } => {

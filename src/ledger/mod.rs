@@ -213,8 +213,12 @@ impl Ledger {
         tenant: TenantId,
         user: Option<UserId>,
         client: Option<ClientKind>,
+        after: Option<i64>,
+        limit: Option<i64>,
     ) -> QueryResult<Vec<Session>> {
-        self.store.live_sessions(tenant, user, client).await
+        self.store
+            .live_sessions(tenant, user, client, after, limit)
+            .await
     }
 
     pub async fn computers(

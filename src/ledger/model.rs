@@ -198,6 +198,8 @@ pub struct Computer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Session {
     pub id: Uuid,
+    /// Per-tenant sequence number (listing order and cursor).
+    pub number: i64,
     pub user: UserId,
     pub client: ClientKind,
     pub device: String,

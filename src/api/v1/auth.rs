@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{run, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
-use crate::api::extract::{ApiJson, ApiPath, Caller};
+use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::auth::{Principal, new_token};
 use crate::ledger::*;
 use crate::server::AppState;
@@ -225,14 +225,16 @@ pub(crate) async fn hash_password(state: &AppState, password: &str) -> ApiResult
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))
 }
 
-#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", security(("bearer" = [])),
-    responses((status = 200, body = Vec<Tenant>)))]
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Page<Tenant>)))]
 pub async fn list_tenants(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<ApiJson<Vec<Tenant>>> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<ApiJson<Page<Tenant>>> {
     caller.operator()?;
-    Ok(ApiJson(state.ledger.tenants().await?))
+    let tenants = state.ledger.tenants().await?;
+    Ok(ApiJson(Page::slice(tenants, &q, |t| t.id)))
 }
 
 /// Creates a tenant with its first admin login (operator only).

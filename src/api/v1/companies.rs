@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use super::{run, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiResult, ErrorBody};
-use crate::api::extract::{ApiJson, ApiPath, Caller, product_ref};
+use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, product_ref};
 use crate::ledger::*;
 use crate::server::AppState;
 
@@ -17,14 +17,16 @@ fn company_key(text: &str) -> CompanyRef {
     }
 }
 
-#[utoipa::path(get, path = "/v1/companies", tag = "companies", security(("bearer" = [])),
-    responses((status = 200, body = Vec<Company>)))]
+#[utoipa::path(get, path = "/v1/companies", tag = "companies", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Page<Company>)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<ApiJson<Vec<Company>>> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<ApiJson<Page<Company>>> {
     let tenant = caller.reader()?;
-    Ok(ApiJson(state.ledger.companies(tenant).await?))
+    let companies = state.ledger.companies(tenant).await?;
+    Ok(ApiJson(Page::slice(companies, &q, |c| c.id)))
 }
 
 #[utoipa::path(post, path = "/v1/companies", tag = "companies", security(("bearer" = [])), request_body = NewCompanyRequest,

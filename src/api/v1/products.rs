@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use super::{run, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
-use crate::api::extract::{ApiJson, ApiPath, Caller, product_ref};
+use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, product_ref};
 use crate::ledger::*;
 use crate::server::AppState;
 
@@ -22,12 +22,13 @@ async fn with_status(
     Ok(ProductWithStatus { product, status })
 }
 
-#[utoipa::path(get, path = "/v1/products", tag = "products", security(("bearer" = [])),
-    responses((status = 200, body = Vec<ProductWithStatus>)))]
+#[utoipa::path(get, path = "/v1/products", tag = "products", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Page<ProductWithStatus>)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<ApiJson<Vec<ProductWithStatus>>> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<ApiJson<Page<ProductWithStatus>>> {
     let tenant = caller.reader()?;
     let products = state.ledger.products(tenant).await?;
     let statuses = state.ledger.pool_status(tenant, None).await?;
@@ -38,7 +39,7 @@ pub async fn list(
             Some(ProductWithStatus { product, status })
         })
         .collect();
-    Ok(ApiJson(items))
+    Ok(ApiJson(Page::slice(items, &q, |p| p.product.id)))
 }
 
 #[utoipa::path(post, path = "/v1/products", tag = "products", security(("bearer" = [])), request_body = NewProductRequest,
@@ -174,12 +175,14 @@ pub async fn add_seats(
 }
 
 /// Pool status of every product: Total, InUse, Free.
-#[utoipa::path(get, path = "/v1/pools", tag = "products", security(("bearer" = [])),
-    responses((status = 200, body = Vec<PoolStatus>)))]
+#[utoipa::path(get, path = "/v1/pools", tag = "products", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Page<PoolStatus>)))]
 pub async fn pools(
     State(state): State<AppState>,
     caller: Caller,
-) -> ApiResult<ApiJson<Vec<PoolStatus>>> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<ApiJson<Page<PoolStatus>>> {
     let tenant = caller.reader()?;
-    Ok(ApiJson(state.ledger.pool_status(tenant, None).await?))
+    let pools = state.ledger.pool_status(tenant, None).await?;
+    Ok(ApiJson(Page::slice(pools, &q, |p| p.product)))
 }

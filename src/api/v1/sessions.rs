@@ -133,16 +133,19 @@ pub async fn log_off(
 pub struct SessionQuery {
     pub user: Option<String>,
     pub client: Option<ClientKind>,
+    /// Cursor: the `next` of the previous page.
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
 }
 
 /// Live sessions (a lapsed lease counts until it expires or is taken over).
 #[utoipa::path(get, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])), params(SessionQuery),
-    responses((status = 200, body = Vec<Session>)))]
+    responses((status = 200, body = Page<Session>)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<SessionQuery>,
-) -> ApiResult<ApiJson<Vec<Session>>> {
+) -> ApiResult<ApiJson<Page<Session>>> {
     let tenant = caller.tenant()?;
     let user = match &q.user {
         Some(u) => Some(state.ledger.user(tenant, &user_ref(u)).await?.id),
@@ -162,7 +165,10 @@ pub async fn list(
         }
         Some(me)
     };
-    Ok(ApiJson(
-        state.ledger.live_sessions(tenant, user, q.client).await?,
-    ))
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let sessions = state
+        .ledger
+        .live_sessions(tenant, user, q.client, q.after, Some(limit))
+        .await?;
+    Ok(ApiJson(Page::of(sessions, limit, |s| s.number)))
 }

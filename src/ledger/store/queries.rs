@@ -394,14 +394,19 @@ impl Store {
         tenant: TenantId,
         user: Option<UserId>,
         client: Option<ClientKind>,
+        after: Option<i64>,
+        limit: Option<i64>,
     ) -> QueryResult<Vec<Session>> {
         let rows = sqlx::query(sql(format!(
             "SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = $1 AND ended_at IS NULL \
-               AND ($2 IS NULL OR user_id = $2) AND ($3 IS NULL OR client = $3) ORDER BY started_at, uuid"
+               AND ($2 IS NULL OR user_id = $2) AND ($3 IS NULL OR client = $3) AND number > $4 \
+             ORDER BY number LIMIT $5"
         )))
         .bind(tenant)
         .bind(user)
         .bind(client.map(|c| c.as_str()))
+        .bind(after.unwrap_or(0))
+        .bind(page(limit))
         .fetch_all(self.reader())
         .await?;
         rows.iter().map(|r| Ok(session_from_row(r)?.0)).collect()

@@ -303,7 +303,12 @@ pub(crate) fn bind_key<'q>(
 
 /// Bumps one of the tenant's counters by `by` and returns its new value. Locks the tenant row
 /// until commit (on PostgreSQL), which is what keeps per-tenant numbering dense.
-async fn bump_counter(c: &mut Conn, tenant: i64, column: &'static str, by: i64) -> OpResult<i64> {
+pub(super) async fn bump_counter(
+    c: &mut Conn,
+    tenant: i64,
+    column: &'static str,
+    by: i64,
+) -> OpResult<i64> {
     let row = sqlx::query(sql(format!(
         "UPDATE tenants SET {column} = {column} + $2 WHERE id = $1 RETURNING {column}"
     )))

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(crate) const SESSION_COLUMNS: &str = "uuid, user_id, client, device, product_id, started_at, \
+pub(crate) const SESSION_COLUMNS: &str = "uuid, number, user_id, client, device, product_id, started_at, \
      last_heartbeat_at, lease_expires_at, lease_token_hash, ended_at, end_reason";
 
 pub(crate) fn session_from_row(row: &AnyRow) -> OpResult<(Session, String)> {
@@ -11,6 +11,7 @@ pub(crate) fn session_from_row(row: &AnyRow) -> OpResult<(Session, String)> {
     Ok((
         Session {
             id: parse_uuid(&row.try_get::<String, _>("uuid")?)?,
+            number: row.try_get("number")?,
             user: row.try_get("user_id")?,
             client: parse_enum(&row.try_get::<String, _>("client")?)?,
             device: row.try_get("device")?,
@@ -73,12 +74,13 @@ pub(super) async fn log_on(
         None => None,
     };
     let id = Uuid::new_v4();
+    let number = bump_counter(c, env.tenant(), "last_session_number", 1).await?;
     let token = rules::new_lease_token();
     let expires = env.now + lease_seconds * 1_000_000;
     sqlx::query(
         "INSERT INTO sessions (tenant_id, uuid, user_id, client, device, product_id, started_at, \
-           last_heartbeat_at, lease_expires_at, lease_token_hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)",
+           last_heartbeat_at, lease_expires_at, lease_token_hash, number) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)",
     )
     .bind(env.tenant())
     .bind(id.to_string())
@@ -89,6 +91,7 @@ pub(super) async fn log_on(
     .bind(env.now)
     .bind(expires)
     .bind(rules::hash_token(&token))
+    .bind(number)
     .execute(&mut *c)
     .await?;
     let mut seat = None;
