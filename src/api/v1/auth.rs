@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use std::net::SocketAddr;
 use uuid::Uuid;
 
-use super::{run, unexpected};
+use super::{run, run_admin, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller};
@@ -146,18 +146,7 @@ pub async fn revoke_token(
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<ApiJson<Changed>> {
-    let tenant = caller.admin()?;
-    let outcome = run(
-        &state,
-        &caller,
-        tenant,
-        &headers,
-        Command::RevokeToken { id },
-    )
-    .await?;
-    Ok(ApiJson(Changed {
-        changed: outcome.changed(),
-    }))
+    run_admin(&state, &caller, &headers, Command::RevokeToken { id }).await
 }
 
 #[utoipa::path(post, path = "/v1/logins", tag = "auth", security(("bearer" = [])), request_body = NewLoginRequest,

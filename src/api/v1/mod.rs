@@ -33,6 +33,20 @@ pub(crate) async fn run(
     result.map_err(ApiError::from)
 }
 
+/// Runs an admin command in the caller's tenant and answers how much it changed.
+pub(crate) async fn run_admin(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    command: Command,
+) -> ApiResult<crate::api::extract::ApiJson<crate::api::dto::Changed>> {
+    let tenant = caller.admin()?;
+    let outcome = run(state, caller, tenant, headers, command).await?;
+    Ok(crate::api::extract::ApiJson(crate::api::dto::Changed {
+        changed: outcome.changed(),
+    }))
+}
+
 /// An outcome of an unexpected kind is a bug; answer it as a server error without panicking.
 pub(crate) fn unexpected(outcome: Outcome) -> ApiError {
     tracing::error!(?outcome, "unexpected outcome");

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use super::{run, unexpected};
+use super::{run, run_admin, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, product_ref, user_ref};
@@ -232,20 +232,15 @@ pub async fn remove_all(
     headers: HeaderMap,
     ApiPath(user): ApiPath<String>,
 ) -> ApiResult<ApiJson<Changed>> {
-    let tenant = caller.admin()?;
-    let outcome = run(
+    run_admin(
         &state,
         &caller,
-        tenant,
         &headers,
         Command::RemoveAllLicenses {
             user: user_ref(&user),
         },
     )
-    .await?;
-    Ok(ApiJson(Changed {
-        changed: outcome.changed(),
-    }))
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/users/{user}/retire", tag = "users", security(("bearer" = [])),
@@ -256,20 +251,15 @@ pub async fn retire(
     headers: HeaderMap,
     ApiPath(user): ApiPath<String>,
 ) -> ApiResult<ApiJson<Changed>> {
-    let tenant = caller.admin()?;
-    let outcome = run(
+    run_admin(
         &state,
         &caller,
-        tenant,
         &headers,
         Command::Retire {
             user: user_ref(&user),
         },
     )
-    .await?;
-    Ok(ApiJson(Changed {
-        changed: outcome.changed(),
-    }))
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/users/{user}/unretire", tag = "users", security(("bearer" = [])),
@@ -280,18 +270,13 @@ pub async fn unretire(
     headers: HeaderMap,
     ApiPath(user): ApiPath<String>,
 ) -> ApiResult<ApiJson<Changed>> {
-    let tenant = caller.admin()?;
-    let outcome = run(
+    run_admin(
         &state,
         &caller,
-        tenant,
         &headers,
         Command::Unretire {
             user: user_ref(&user),
         },
     )
-    .await?;
-    Ok(ApiJson(Changed {
-        changed: outcome.changed(),
-    }))
+    .await
 }
