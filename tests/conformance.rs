@@ -531,6 +531,18 @@ on_both_stores! {
         assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
     }
 
+    async fn the_database_refuses_to_rewrite_the_audit_trail(f: Fixture) {
+        use sqlx::Connection;
+        f.user("ann").await;
+        let mut conn = sqlx::AnyConnection::connect(&f.db.url()).await.unwrap();
+        let update = sqlx::query("UPDATE audit_events SET actor = 'mallory'").execute(&mut conn).await;
+        assert!(update.is_err(), "an audit record was rewritten");
+        let delete = sqlx::query("DELETE FROM audit_events").execute(&mut conn).await;
+        assert!(delete.is_err(), "audit records were deleted");
+        conn.close().await.unwrap();
+        assert_eq!(f.audit_len().await, 2);
+    }
+
     async fn reopening_the_store_keeps_everything(f: Fixture) {
         let crm = f.user_product("crm", 2).await;
         let ann = f.user("ann").await;
