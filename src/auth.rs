@@ -140,7 +140,7 @@ impl Throttle {
     /// `Err(retry_after)` while the key is locked.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
         let now = Instant::now();
-        let mut entries = self.entries.lock().expect("throttle lock");
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = entries.get(key)
             && let Some(until) = f.locked_until
             && until > now
@@ -157,7 +157,7 @@ impl Throttle {
 
     pub fn failure(&self, key: &str) {
         let now = Instant::now();
-        let mut entries = self.entries.lock().expect("throttle lock");
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let f = entries.entry(key.to_owned()).or_insert(Failures {
             count: 0,
             last: now,
@@ -176,7 +176,10 @@ impl Throttle {
     }
 
     pub fn success(&self, key: &str) {
-        self.entries.lock().expect("throttle lock").remove(key);
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 }
 
@@ -255,16 +258,15 @@ impl Authenticator {
             .as_ref()
             .map(|r| r.password_hash.as_str())
             .unwrap_or(DUMMY_HASH);
-        let matches = self.passwords.verify(hash, password).await && record.is_some();
-        if !matches {
+        let verified = self.passwords.verify(hash, password).await;
+        let Some(record) = record.filter(|_| verified) else {
             self.by_login.failure(&login_key);
             if let Some(key) = &address_key {
                 self.by_address.failure(key);
             }
             return Err(AuthError::Unauthorized);
-        }
+        };
         self.by_login.success(&login_key);
-        let record = record.expect("checked above");
         Ok(Principal {
             tenant: Some(tenant),
             role: record.info.role,
