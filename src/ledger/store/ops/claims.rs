@@ -29,17 +29,7 @@ pub(super) async fn take_seat(
     }
     if let Pool::Company(company) = pool {
         // Past the company's own seats: tenant-wide seats, within the company's quota.
-        let charged = sqlx::query(
-            "UPDATE company_quotas SET used = used + 1 \
-             WHERE tenant_id = $1 AND company_id = $2 AND product_id = $3 AND used < quota",
-        )
-        .bind(env.tenant())
-        .bind(company)
-        .bind(product.id())
-        .execute(&mut *c)
-        .await?
-        .rows_affected();
-        if charged == 1 {
+        if charge_quota(c, env, company, product.id()).await? {
             if let Some(number) = claim_free_seat(
                 c,
                 env,
@@ -221,6 +211,27 @@ pub(super) async fn release_held_seat(
         count += drop_products(c, env, holder, vec![seat.seat.product]).await?;
     }
     Ok(count)
+}
+
+/// Charges one seat of `product` to `company`'s quota, if the quota has room (conditional
+/// update: concurrent charges cannot exceed it). False when full or when there is no quota.
+pub(super) async fn charge_quota(
+    c: &mut Conn,
+    env: &Env<'_>,
+    company: CompanyId,
+    product: ProductId,
+) -> OpResult<bool> {
+    let charged = sqlx::query(
+        "UPDATE company_quotas SET used = used + 1 \
+         WHERE tenant_id = $1 AND company_id = $2 AND product_id = $3 AND used < quota",
+    )
+    .bind(env.tenant())
+    .bind(company)
+    .bind(product)
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    Ok(charged == 1)
 }
 
 /// Returns a seat's quota charge to its company.

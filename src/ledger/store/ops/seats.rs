@@ -67,17 +67,7 @@ pub(super) async fn grant_seat(
         (Pool::Global, None) => None,
         (Pool::Company(company), Some(pool)) if company == pool => None,
         (Pool::Company(company), None) => {
-            let charged = sqlx::query(
-                "UPDATE company_quotas SET used = used + 1 \
-                 WHERE tenant_id = $1 AND company_id = $2 AND product_id = $3 AND used < quota",
-            )
-            .bind(env.tenant())
-            .bind(company)
-            .bind(product.id())
-            .execute(&mut *c)
-            .await?
-            .rows_affected();
-            if charged == 0 {
+            if !charge_quota(c, env, company, product.id()).await? {
                 return Err(if has_quota(c, env, company, product.id()).await? {
                     LedgerError::QuotaExhausted {
                         product: product.id(),
