@@ -72,6 +72,41 @@ struct FileConfig {
     token_ttl_hours: Option<i64>,
     log_json: Option<bool>,
     sqlite_sync: Option<SqliteSync>,
+    superoffice: Option<SuperOfficeConfig>,
+    msp360: Option<Msp360Config>,
+}
+
+/// `[superoffice]` in the TOML file: how the SuperOffice NetServer dialect behaves per tenant.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuperOfficeConfig {
+    /// Tenants that behave as SuperOffice Online: every REST and SOAP call must carry a
+    /// registered application token (`SO-AppToken` / the SOAP `ApplicationToken` header).
+    /// On-site tenants (all others) accept any token or none.
+    #[serde(default)]
+    pub online_tenants: Vec<String>,
+    /// Registered application tokens, as lowercase hex SHA-256 digests (the tokens themselves
+    /// never appear in the configuration): `printf %s TOKEN | sha256sum`.
+    #[serde(default)]
+    pub app_token_hashes: Vec<String>,
+}
+
+impl SuperOfficeConfig {
+    pub fn is_online(&self, tenant: &str) -> bool {
+        self.online_tenants
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(tenant))
+    }
+}
+
+/// `[msp360]` in the TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Msp360Config {
+    /// Tenants whose failed `Provider/Login` answers 403 (as later MSP360 clients expect)
+    /// instead of the documented 400 `invalid_grant`.
+    #[serde(default)]
+    pub forbidden_on_bad_login: Vec<String>,
 }
 
 /// A secret string: shown as `<redacted>` in every debug print.
@@ -108,6 +143,8 @@ pub struct Settings {
     pub token_ttl: time::Duration,
     pub log_json: bool,
     pub sqlite_sync: SqliteSync,
+    pub superoffice: SuperOfficeConfig,
+    pub msp360: Msp360Config,
 }
 
 impl std::fmt::Debug for Settings {
@@ -124,6 +161,8 @@ impl std::fmt::Debug for Settings {
             .field("token_ttl", &self.token_ttl)
             .field("log_json", &self.log_json)
             .field("sqlite_sync", &self.sqlite_sync)
+            .field("superoffice", &self.superoffice)
+            .field("msp360", &self.msp360)
             .finish()
     }
 }
@@ -142,6 +181,8 @@ impl Default for Settings {
             token_ttl: time::Duration::hours(12),
             log_json: false,
             sqlite_sync: SqliteSync::Full,
+            superoffice: SuperOfficeConfig::default(),
+            msp360: Msp360Config::default(),
         }
     }
 }
@@ -214,6 +255,8 @@ impl Settings {
                 .sqlite_sync
                 .or(file.sqlite_sync)
                 .unwrap_or(d.sqlite_sync),
+            superoffice: file.superoffice.unwrap_or_default(),
+            msp360: file.msp360.unwrap_or_default(),
         };
         if settings.max_concurrency == 0 || settings.max_body == 0 {
             anyhow::bail!("max_concurrency and max_body must be positive");

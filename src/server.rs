@@ -102,7 +102,8 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(RequestBodyDeadlineLayer::new(settings.request_timeout))
         .layer(RequestBodyLimitLayer::new(settings.max_body));
-    crate::api::v1_routes()
+    let routed = crate::api::v1_routes()
+        .merge(crate::dialects::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -118,7 +119,13 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(record_request))
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body))
         .layer(middleware)
-        .with_state(state)
+        .with_state(state);
+    // Dialect clients are case-insensitive about `api`/`Remote`; fix the casing before routing.
+    Router::new().fallback_service(
+        ServiceBuilder::new()
+            .map_request(crate::dialects::normalize_path)
+            .service(routed),
+    )
 }
 
 /// Counts requests and their latency by route and status.

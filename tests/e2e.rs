@@ -3,122 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use common::server::{BIN, Server};
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_allot");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    url: String,
-    metrics: String,
-    stdout_lines: Vec<String>,
-}
-
-impl Server {
-    /// Starts `allot serve` on `db` and waits until `/healthz` answers.
-    async fn start(db: &str, admin_password: Option<&str>) -> Server {
-        let (port, metrics_port) = (free_port(), free_port());
-        let mut cmd = Command::new(BIN);
-        cmd.args([
-            "serve",
-            "--db",
-            db,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-        .env_remove("ALLOT_ADMIN_PASSWORD")
-        .env("ALLOT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-        if let Some(p) = admin_password {
-            cmd.env("ALLOT_ADMIN_PASSWORD", p);
-        }
-        let mut child = cmd.spawn().expect("start allot serve");
-        let url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Ok(r) = http.get(format!("{url}/healthz")).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("allot serve exited early: {status}");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "server did not come up"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        // The first-start banner (if any) was printed before the listener opened.
-        let mut stdout_lines = Vec::new();
-        if admin_password.is_none() {
-            let mut reader = BufReader::new(child.stdout.take().unwrap());
-            for _ in 0..2 {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                stdout_lines.push(line.trim_end().to_owned());
-            }
-        }
-        Server {
-            child,
-            url,
-            metrics: format!("http://127.0.0.1:{metrics_port}"),
-            stdout_lines,
-        }
-    }
-
-    fn stop(mut self) {
-        self.terminate();
-    }
-
-    fn terminate(&mut self) {
-        // SIGTERM: a graceful shutdown that exits cleanly.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(
-                    status.success(),
-                    "allot serve exited with {status} on SIGTERM"
-                );
-                return;
-            }
-            if started.elapsed() > Duration::from_secs(20) {
-                let _ = self.child.kill();
-                panic!("allot serve did not stop on SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// A test that fails midway must not leave its server running.
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 async fn login(url: &str, tenant: &str, login: &str, password: &str) -> reqwest::Response {
     reqwest::Client::new()

@@ -2,6 +2,8 @@
 //! PostgreSQL (a database of its own), a tenant, a hand-moved clock and small helpers.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
