@@ -277,6 +277,59 @@ impl Authenticator {
     }
 }
 
+/// A credential just issued to a principal: the secret (shown to its holder once) and what the
+/// store recorded.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub secret: String,
+    pub info: crate::ledger::TokenInfo,
+}
+
+impl Authenticator {
+    /// Issues a bearer credential for an authenticated principal of `tenant`, in the dialect's
+    /// own format: `prefix` followed by 256 random bits as hex (`7T:` for SuperOffice tickets,
+    /// nothing for MSP360 tokens). It is stored by its SHA-256 like every API token, so
+    /// [`Authenticator::token`] accepts it and changing the login's password revokes it.
+    pub async fn issue(
+        &self,
+        principal: &Principal,
+        tenant: TenantId,
+        prefix: &str,
+        label: &str,
+        lifetime: time::Duration,
+        request_id: Option<String>,
+    ) -> Result<Issued, crate::ledger::LedgerError> {
+        use crate::ledger::{Command, Context, Outcome};
+        let secret = format!("{prefix}{}", rules::new_lease_token());
+        let ctx = Context {
+            tenant,
+            actor: principal.login.clone(),
+            request_id,
+        };
+        let outcome = self
+            .ledger
+            .execute(
+                &ctx,
+                Command::IssueToken {
+                    token_hash: rules::hash_token(&secret),
+                    role: principal.role,
+                    login: principal.login.clone(),
+                    user: principal.user,
+                    label: label.to_owned(),
+                    expires_at: self.ledger.now_time() + lifetime,
+                },
+            )
+            .await?;
+        match outcome {
+            Outcome::Token(info) => Ok(Issued { secret, info }),
+            other => Err(crate::ledger::LedgerError::Invalid {
+                field: "token",
+                reason: format!("unexpected outcome {other:?}"),
+            }),
+        }
+    }
+}
+
 /// A valid argon2id hash of a random password nobody knows, verified against when the login
 /// does not exist.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Dh1i3/Qk0T2sTjv0q0x6Vf1Yy1RJQ9m3rQ2mZr6b1bY";
