@@ -206,6 +206,11 @@ pub enum Command {
         name: Option<String>,
         pool_mode: Option<PoolMode>,
     },
+    /// Deletes a company (MSP360 `DELETE /api/Companies/{id}`): its members leave it, its quotas
+    /// and the charges against them go. Refused while seats are in the company's own pool.
+    DeleteCompany {
+        company: CompanyRef,
+    },
     /// Sets (or with `None` removes) how many tenant-wide seats of a product a company-pool
     /// company's users may hold.
     SetCompanyQuota {
@@ -224,6 +229,11 @@ pub enum Command {
         patch: ProductPatch,
     },
     AddSeats(NewSeats),
+    /// Removes an owner's whole license from the store (SuperOffice RemoveLicenseFromDB): every
+    /// holder loses the owner's products, then their seats, quotas and the products go.
+    RemoveOwner {
+        owner: String,
+    },
     /// Gives the user a seat of a user-kind product (and a plan's members along with a plan).
     Assign {
         user: UserRef,
@@ -379,11 +389,13 @@ impl Command {
         match self {
             Command::CreateCompany { .. } => "create_company",
             Command::EditCompany { .. } => "edit_company",
+            Command::DeleteCompany { .. } => "delete_company",
             Command::SetCompanyQuota { .. } => "set_company_quota",
             Command::CreateUser(_) => "create_user",
             Command::EditUser { .. } => "edit_user",
             Command::CreateProduct(_) => "create_product",
             Command::EditProduct { .. } => "edit_product",
+            Command::RemoveOwner { .. } => "remove_owner",
             Command::AddSeats(_) => "add_seats",
             Command::Assign { .. } => "assign",
             Command::Unassign { .. } => "unassign",

@@ -401,3 +401,105 @@ pub(super) async fn add_seats(c: &mut Conn, env: &Env<'_>, new: &NewSeats) -> Op
     .await?;
     Ok(Outcome::Seats { seats })
 }
+
+/// Removes an owner and everything of theirs. Holders lose the products first, through the
+/// same cascade as an unassign (plan members and dependents go too), so no user is left with a
+/// grant or seat that refers to nothing; floating seats end with their sessions.
+pub(super) async fn remove_owner(c: &mut Conn, env: &Env<'_>, owner: &str) -> OpResult<Outcome> {
+    let tenant = env.tenant();
+    let owner_id: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM owners WHERE tenant_id = $1 AND name_key = $2")
+            .bind(tenant)
+            .bind(rules::name_key(owner))
+            .fetch_optional(&mut *c)
+            .await?;
+    let Some(owner_id) = owner_id else {
+        return Err(LedgerError::UnknownProduct(format!("{owner}/*")).into());
+    };
+    let products: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM products WHERE tenant_id = $1 AND owner_id = $2 ORDER BY id",
+    )
+    .bind(tenant)
+    .bind(owner_id)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut holders: Vec<i64> = Vec::new();
+    for product in &products {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "SELECT holder_id FROM seats WHERE tenant_id = $1 AND product_id = $2 \
+               AND holder_id IS NOT NULL AND session_uuid IS NULL \
+             UNION SELECT user_id FROM grants WHERE tenant_id = $1 AND (product_id = $2 OR via_id = $2)",
+        )
+        .bind(tenant)
+        .bind(*product)
+        .fetch_all(&mut *c)
+        .await?;
+        for user in rows {
+            if !holders.contains(&user) {
+                holders.push(user);
+            }
+        }
+    }
+    holders.sort_unstable();
+    let mut seats_freed = 0;
+    for user in &holders {
+        find_user_locked(c, env, &UserRef::Id(*user)).await?;
+        seats_freed += drop_products(c, env, *user, products.clone()).await?;
+    }
+    let mut sessions_ended = 0;
+    let mut seats_removed = 0;
+    for product in &products {
+        let live: Vec<String> = sqlx::query_scalar(
+            "SELECT uuid FROM sessions WHERE tenant_id = $1 AND product_id = $2 AND ended_at IS NULL",
+        )
+        .bind(tenant)
+        .bind(*product)
+        .fetch_all(&mut *c)
+        .await?;
+        for session in live {
+            if end_session(c, env, parse_uuid(&session)?, EndReason::Admin).await? {
+                sessions_ended += 1;
+            }
+        }
+        // Ended sessions keep their history; they just no longer point at the product.
+        for statement in [
+            "UPDATE sessions SET product_id = NULL WHERE tenant_id = $1 AND product_id = $2",
+            "UPDATE products SET prerequisite_id = NULL WHERE tenant_id = $1 AND prerequisite_id = $2",
+            "DELETE FROM plan_members WHERE tenant_id = $1 AND (plan_id = $2 OR member_id = $2)",
+            "DELETE FROM grants WHERE tenant_id = $1 AND (product_id = $2 OR via_id = $2)",
+            "DELETE FROM company_quotas WHERE tenant_id = $1 AND product_id = $2",
+        ] {
+            sqlx::query(statement)
+                .bind(tenant)
+                .bind(*product)
+                .execute(&mut *c)
+                .await?;
+        }
+        seats_removed += sqlx::query("DELETE FROM seats WHERE tenant_id = $1 AND product_id = $2")
+            .bind(tenant)
+            .bind(*product)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM products WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(*product)
+            .execute(&mut *c)
+            .await?;
+    }
+    sqlx::query("DELETE FROM owners WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(owner_id)
+        .execute(&mut *c)
+        .await?;
+    audit(
+        env,
+        "owner.remove",
+        Subjects::default(),
+        json!({ "owner": owner, "products": products, "holders": holders,
+                "seats_freed": seats_freed, "sessions_ended": sessions_ended,
+                "seats_removed": seats_removed }),
+    )
+    .await?;
+    Ok(changed(1 + seats_removed))
+}

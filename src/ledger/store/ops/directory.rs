@@ -143,6 +143,68 @@ pub(super) async fn edit_company(
     Ok(Outcome::Company(after))
 }
 
+pub(super) async fn delete_company(
+    c: &mut Conn,
+    env: &Env<'_>,
+    company: &CompanyRef,
+) -> OpResult<Outcome> {
+    let company = find_company(c, env.tenant(), company).await?;
+    // Seats bought for the company have nowhere to go: the caller must remove them first.
+    let pool_seats: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM seats WHERE tenant_id = $1 AND pool_company_id = $2",
+    )
+    .bind(env.tenant())
+    .bind(company.id)
+    .fetch_one(&mut *c)
+    .await?;
+    if pool_seats > 0 {
+        return Err(LedgerError::Invalid {
+            field: "company",
+            reason: format!(
+                "{pool_seats} seats are in the company's own pool; remove them before deleting it"
+            ),
+        }
+        .into());
+    }
+    // Seats stay with their holders; only the charge against the company's quota goes.
+    let charges_cleared = sqlx::query(
+        "UPDATE seats SET charged_company_id = NULL WHERE tenant_id = $1 AND charged_company_id = $2",
+    )
+    .bind(env.tenant())
+    .bind(company.id)
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    sqlx::query("DELETE FROM company_quotas WHERE tenant_id = $1 AND company_id = $2")
+        .bind(env.tenant())
+        .bind(company.id)
+        .execute(&mut *c)
+        .await?;
+    let members_detached =
+        sqlx::query("UPDATE users SET company_id = NULL WHERE tenant_id = $1 AND company_id = $2")
+            .bind(env.tenant())
+            .bind(company.id)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+    sqlx::query("DELETE FROM companies WHERE tenant_id = $1 AND id = $2")
+        .bind(env.tenant())
+        .bind(company.id)
+        .execute(&mut *c)
+        .await?;
+    audit(
+        env,
+        "company.delete",
+        Subjects {
+            company: Some(company.id),
+            ..Default::default()
+        },
+        json!({ "before": company, "members_detached": members_detached, "charges_cleared": charges_cleared }),
+    )
+    .await?;
+    Ok(changed(1))
+}
+
 pub(super) async fn set_company_quota(
     c: &mut Conn,
     env: &Env<'_>,

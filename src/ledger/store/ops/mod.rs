@@ -44,6 +44,7 @@ pub(crate) async fn execute(
             name,
             pool_mode,
         } => edit_company(c, env, company, name.as_deref(), *pool_mode).await,
+        Command::DeleteCompany { company } => delete_company(c, env, company).await,
         Command::SetCompanyQuota {
             company,
             product,
@@ -53,6 +54,7 @@ pub(crate) async fn execute(
         Command::EditUser { user, patch } => edit_user(c, env, user, patch).await,
         Command::CreateProduct(new) => create_product(c, env, new).await,
         Command::EditProduct { product, patch } => edit_product(c, env, product, patch).await,
+        Command::RemoveOwner { owner } => remove_owner(c, env, owner).await,
         Command::AddSeats(new) => add_seats(c, env, new).await,
         Command::Assign { user, product } => assign(c, env, user, product).await,
         Command::Unassign { user, product } => unassign(c, env, user, product).await,
