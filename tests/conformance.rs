@@ -417,6 +417,34 @@ on_both_stores! {
         assert!(matches!(e, LedgerError::AlreadyExists { what: "company", .. }));
     }
 
+    async fn deleting_a_company_detaches_members_and_drops_its_quotas(f: Fixture) {
+        let ult = f.user_product("ult", 2).await;
+        // A company with seats in its own pool cannot be deleted: nothing changes.
+        let owning = f.company("Owning", PoolMode::Company).await;
+        f.add_seats(NewSeats { pool_company: Some(CompanyRef::Id(owning.id)), ..NewSeats::plain(pid(&ult), 1) }).await;
+        let e = f.err(Command::DeleteCompany { company: CompanyRef::Uuid(owning.uuid) }).await;
+        assert!(matches!(e, LedgerError::Invalid { field: "company", .. }), "{e:?}");
+        assert!(f.ledger.company(f.tenant.id, &CompanyRef::Id(owning.id)).await.is_ok());
+        // A company whose member holds a seat charged to its quota.
+        let pooled = f.company("Pooled", PoolMode::Company).await;
+        let member = NewUser { company: Some(CompanyRef::Id(pooled.id)), license_mode: LicenseMode::Company, ..NewUser::named("m") };
+        let m = f.user_with(member).await;
+        f.ok(Command::SetCompanyQuota { company: CompanyRef::Id(pooled.id), product: pid(&ult), quota: Some(1) }).await;
+        f.assign(&m, &ult).await.unwrap();
+        f.ok(Command::DeleteCompany { company: CompanyRef::Uuid(pooled.uuid) }).await;
+        let e = f.ledger.company(f.tenant.id, &CompanyRef::Id(pooled.id)).await.unwrap_err();
+        assert!(matches!(e, QueryError::Ledger(LedgerError::UnknownCompany(_))), "{e:?}");
+        // The member stays, out of the company, and keeps its seat (no longer charged).
+        let m = f.ledger.user(f.tenant.id, &by_id(&m)).await.unwrap();
+        assert_eq!(m.company, None);
+        assert_eq!(f.seats_of(&m).await.len(), 1);
+        assert_eq!(f.seats_of(&m).await[0].pool_company, None);
+        // Gone means gone: a second delete is refused, and the name is free again.
+        let e = f.err(Command::DeleteCompany { company: CompanyRef::Uuid(pooled.uuid) }).await;
+        assert!(matches!(e, LedgerError::UnknownCompany(_)), "{e:?}");
+        f.company("pooled", PoolMode::Global).await;
+    }
+
     async fn activation_rules(f: Fixture) {
         let ult = f.user_product("ult", 3).await;
         let (ann, bob) = (f.user("ann").await, f.user("bob").await);

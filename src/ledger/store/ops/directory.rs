@@ -161,7 +161,7 @@ pub(super) async fn delete_company(
         return Err(LedgerError::Invalid {
             field: "company",
             reason: format!(
-                "{pool_seats} seats are in the company's own pool; remove them before deleting it"
+                "the company's own pool still has {pool_seats} seat(s); remove them before deleting it"
             ),
         }
         .into());
