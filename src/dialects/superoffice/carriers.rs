@@ -204,7 +204,6 @@ pub fn extended_license_info(
     owner: &str,
     lines: &[(&Product, &PoolStatus)],
     catalog: &Catalog,
-    now: OffsetDateTime,
 ) -> Wire {
     let expires = lines.iter().filter_map(|(p, _)| p.expires_at).min();
     let modules: Vec<Wire> = lines
@@ -264,7 +263,7 @@ pub fn extended_license_info(
                 "ExtendedModuleLicenses",
                 Wire::Arr("ExtendedModuleLicense", extended),
             ),
-            ("AccumulatedNextCheckDate", expiry(expires.or(Some(now + time::Duration::days(30))))),
+            ("AccumulatedNextCheckDate", expiry(expires)),
         ],
     )
 }
@@ -342,12 +341,12 @@ pub fn user_info(user: &User, views: &[UserProductView]) -> Wire {
             ("UserGroupId", Wire::Int(0)),
             ("EjUserId", Wire::Int(0)),
             ("UserType", Wire::str("InternalAssociate")),
-            // A user can log on while not retired and holding at least one license.
-            ("CanLogon", Wire::Bool(!user.retired && !granted.is_empty())),
             (
                 "GrantedLicenses",
-                Wire::Arr("string", granted.into_iter().map(Wire::Str).collect()),
+                Wire::Arr("string", granted.iter().cloned().map(Wire::Str).collect()),
             ),
+            // A user can log on while not retired and holding at least one license.
+            ("CanLogon", Wire::Bool(!user.retired && !granted.is_empty())),
             ("RoleName", Wire::str("")),
             ("RoleTooltip", Wire::str("")),
             ("UserGroupName", Wire::str("")),

@@ -719,7 +719,6 @@ async fn license_infos(
             owners.push(&p.owner);
         }
     }
-    let now = state.ledger.now_time();
     Ok(owners
         .into_iter()
         .map(|o| {
@@ -728,7 +727,7 @@ async fn license_infos(
                 .filter(|p| p.owner.eq_ignore_ascii_case(o))
                 .filter_map(|p| statuses.iter().find(|s| s.product == p.id).map(|s| (p, s)))
                 .collect();
-            carriers::extended_license_info(&caller.tenant_name, o, &lines, &catalog, now)
+            carriers::extended_license_info(&caller.tenant_name, o, &lines, &catalog)
         })
         .collect())
 }

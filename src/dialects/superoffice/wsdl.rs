@@ -8,8 +8,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use time::macros::datetime;
-
 use super::Version;
 use super::carriers::{self, Catalog};
 use super::methods::{METHODS, Method, Param, Returns};
@@ -324,7 +322,6 @@ fn sample(op: &Method, version: Version) -> Option<Wire> {
         retired: false,
         user_type: "internal".into(),
     };
-    let now = datetime!(2026-01-01 00:00 UTC);
     Some(match op.name {
         "GetUserLicenses" => carriers::license_owners(&views, &catalog, version),
         "GetThirdPartyLicenseAssignments" | "AssignThirdPartyLicenses"
@@ -335,7 +332,7 @@ fn sample(op: &Method, version: Version) -> Option<Wire> {
         "GetLicenseFromDB" | "GetLicenseForAllOwnersFromDB" => {
             let lines: Vec<(&Product, &PoolStatus)> =
                 views.iter().map(|v| (&v.product, &v.status)).collect();
-            let info = carriers::extended_license_info("t", "owner", &lines, &catalog, now);
+            let info = carriers::extended_license_info("t", "owner", &lines, &catalog);
             if op.name == "GetLicenseFromDB" {
                 info
             } else {
