@@ -80,7 +80,9 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
         .chars()
         .any(|c| c < '\u{20}' && !matches!(c, '\t' | '\n' | '\r'))
     {
-        return Err(XmlError::Malformed("control characters are not allowed".into()));
+        return Err(XmlError::Malformed(
+            "control characters are not allowed".into(),
+        ));
     }
     let mut reader = NsReader::from_str(text);
     reader.config_mut().check_end_names = true;
@@ -120,8 +122,8 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
                 };
                 for attribute in start.attributes() {
                     let attribute = attribute.map_err(|e| XmlError::Malformed(e.to_string()))?;
-                    let key = String::from_utf8_lossy(attribute.key.local_name().as_ref())
-                        .into_owned();
+                    let key =
+                        String::from_utf8_lossy(attribute.key.local_name().as_ref()).into_owned();
                     let value = attribute
                         .unescape_value()
                         .map_err(|e| XmlError::Malformed(e.to_string()))?
@@ -183,7 +185,7 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
     root.ok_or(XmlError::Empty)
 }
 
-fn close(element: Element, stack: &mut Vec<Element>, root: &mut Option<Element>) {
+fn close(element: Element, stack: &mut [Element], root: &mut Option<Element>) {
     match stack.last_mut() {
         Some(parent) => parent.children.push(element),
         None => *root = Some(element),
@@ -286,22 +288,31 @@ mod tests {
         assert_eq!(child.namespace.as_deref(), Some("urn:d"));
         assert_eq!(child.value(), "fish & chips A");
         assert_eq!(child.attribute("x"), Some("1 & 2"));
-        assert_eq!(doc.child("Empty").unwrap().namespace.as_deref(), Some("urn:a"));
+        assert_eq!(
+            doc.child("Empty").unwrap().namespace.as_deref(),
+            Some("urn:a")
+        );
     }
 
     #[test]
     fn refuses_dtds_entities_depth_and_garbage() {
         let bomb = "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\">]><r>&lol;</r>";
         assert_eq!(parse(bomb), Err(XmlError::Dtd));
-        assert_eq!(
-            parse("<r>&lol;</r>"),
-            Err(XmlError::Entity("lol".into()))
-        );
+        assert_eq!(parse("<r>&lol;</r>"), Err(XmlError::Entity("lol".into())));
         let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
         assert_eq!(parse(&deep), Err(XmlError::TooDeep));
         for bad in [
-            "", "<", "<a>", "<a></b>", "<a/><b/>", "text", "<p:a/>", "<a x='1' x='2'/>",
-            "\u{feff}", "<a>\u{0}</a>", "<a></a>trailing",
+            "",
+            "<",
+            "<a>",
+            "<a></b>",
+            "<a/><b/>",
+            "text",
+            "<p:a/>",
+            "<a x='1' x='2'/>",
+            "\u{feff}",
+            "<a>\u{0}</a>",
+            "<a></a>trailing",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }
@@ -312,9 +323,6 @@ mod tests {
     fn writer_escapes() {
         let mut w = XmlWriter::new();
         w.open("a", &[("k", "\"<>")]).text("b", "x & y").close("a");
-        assert_eq!(
-            w.finish(),
-            "<a k=\"&quot;&lt;&gt;\"><b>x &amp; y</b></a>"
-        );
+        assert_eq!(w.finish(), "<a k=\"&quot;&lt;&gt;\"><b>x &amp; y</b></a>");
     }
 }

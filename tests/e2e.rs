@@ -5,8 +5,8 @@ mod common;
 
 use common::server::{BIN, Server};
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 

@@ -161,8 +161,7 @@ struct Reply {
 
 impl Reply {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
 }
 
@@ -210,7 +209,8 @@ impl So {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        self.send(req.body(Body::from(body.to_owned())).unwrap()).await
+        self.send(req.body(Body::from(body.to_owned())).unwrap())
+            .await
     }
 
     async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
@@ -243,7 +243,11 @@ impl So {
         let reply = self.soap(version, "SoPrincipal", &envelope).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
         let doc = allot::xml::parse(&reply.text).unwrap();
-        let response = doc.child("Body").unwrap().child("AuthenticateResponse").unwrap();
+        let response = doc
+            .child("Body")
+            .unwrap()
+            .child("AuthenticateResponse")
+            .unwrap();
         assert_eq!(
             response.child("AuthenticationSucceeded").unwrap().value(),
             "true",
@@ -365,21 +369,47 @@ async fn seed_rest_unassign(db: TestDb) {
     // serde_json's map sorts keys, so the wire order is checked on the text itself.
     let first = &reply.text[..reply.text.find("},{").unwrap_or(reply.text.len())];
     let order = [
-        "Unrestricted", "Total", "Tooltip", "CanAssign", "Free", "InUse", "IsHidden", "Assigned",
-        "ModuleLicenseId", "Name", "Description", "PrerequisiteModuleName", "SortOrder",
-        "ExtraFlags", "TableRight", "FieldProperties",
+        "Unrestricted",
+        "Total",
+        "Tooltip",
+        "CanAssign",
+        "Free",
+        "InUse",
+        "IsHidden",
+        "Assigned",
+        "ModuleLicenseId",
+        "Name",
+        "Description",
+        "PrerequisiteModuleName",
+        "SortOrder",
+        "ExtraFlags",
+        "TableRight",
+        "FieldProperties",
     ];
     let positions: Vec<usize> = order
         .iter()
-        .map(|k| first.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("{k} missing")))
+        .map(|k| {
+            first
+                .find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("{k} missing"))
+        })
         .collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "the seed page's field order: {first}");
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "the seed page's field order: {first}"
+    );
     for link in links {
         assert_eq!(link["Assigned"], false);
-        assert_eq!(link["Total"].as_i64().unwrap(), link["Free"].as_i64().unwrap() + link["InUse"].as_i64().unwrap());
+        assert_eq!(
+            link["Total"].as_i64().unwrap(),
+            link["Free"].as_i64().unwrap() + link["InUse"].as_i64().unwrap()
+        );
     }
     let a = links.iter().find(|l| l["Name"] == MODULE_A).unwrap();
-    assert_eq!((a["Total"].as_i64(), a["InUse"].as_i64(), a["Free"].as_i64()), (Some(2), Some(0), Some(2)));
+    assert_eq!(
+        (a["Total"].as_i64(), a["InUse"].as_i64(), a["Free"].as_i64()),
+        (Some(2), Some(0), Some(2))
+    );
     assert_eq!(a["CanAssign"], true);
     assert!(!so.holds(ASSOCIATE, "saepe", MODULE_A).await);
     assert!(!so.holds(ASSOCIATE, "saepe", MODULE_B).await);
@@ -406,16 +436,37 @@ async fn seed_soap_remove_licenses(db: TestDb) {
         "answered in the request's SOAP 1.2"
     );
     let doc = allot::xml::parse(&reply.text).unwrap();
-    assert_eq!(doc.namespace.as_deref(), Some("http://www.w3.org/2003/05/soap-envelope"));
-    let response = doc.child("Body").unwrap().child("RemoveLicensesResponse").unwrap();
+    assert_eq!(
+        doc.namespace.as_deref(),
+        Some("http://www.w3.org/2003/05/soap-envelope")
+    );
+    let response = doc
+        .child("Body")
+        .unwrap()
+        .child("RemoveLicensesResponse")
+        .unwrap();
     assert_eq!(
         response.namespace.as_deref(),
         Some("http://www.superoffice.net/ws/crm/NetServer/Services75")
     );
     assert!(response.children.is_empty());
-    assert_eq!(doc.child("Header").unwrap().child("Succeeded").unwrap().value(), "true");
-    for (owner, module) in [("saepe", MODULE_A), ("SuperOffice", "user"), ("SuperOffice", "web")] {
-        assert!(!so.holds(ASSOCIATE, owner, module).await, "{owner}/{module} still held");
+    assert_eq!(
+        doc.child("Header")
+            .unwrap()
+            .child("Succeeded")
+            .unwrap()
+            .value(),
+        "true"
+    );
+    for (owner, module) in [
+        ("saepe", MODULE_A),
+        ("SuperOffice", "user"),
+        ("SuperOffice", "web"),
+    ] {
+        assert!(
+            !so.holds(ASSOCIATE, owner, module).await,
+            "{owner}/{module} still held"
+        );
     }
     so.finish().await;
 }
@@ -448,9 +499,25 @@ async fn seed_soap_log_off(db: TestDb) {
     let reply = so.soap(86, "Associate", &envelope).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     let doc = allot::xml::parse(&reply.text).unwrap();
-    assert!(doc.child("Body").unwrap().child("LogOffWindowsUsersResponse").is_some());
-    assert_eq!(doc.child("Header").unwrap().child("Succeeded").unwrap().value(), "true");
-    let session = so.ledger.session(so.tenant, lease.session.id).await.unwrap();
+    assert!(
+        doc.child("Body")
+            .unwrap()
+            .child("LogOffWindowsUsersResponse")
+            .is_some()
+    );
+    assert_eq!(
+        doc.child("Header")
+            .unwrap()
+            .child("Succeeded")
+            .unwrap()
+            .value(),
+        "true"
+    );
+    let session = so
+        .ledger
+        .session(so.tenant, lease.session.id)
+        .await
+        .unwrap();
     assert!(session.ended_at.is_some());
     assert_eq!(session.end_reason, Some(EndReason::Admin));
     so.finish().await;
@@ -459,50 +526,119 @@ async fn seed_soap_log_off(db: TestDb) {
 async fn rest_agents(db: TestDb) {
     let so = So::new(db).await;
     // GET on an agent URL describes the call and changes nothing.
-    let before = so.ledger.audit(so.tenant, &Default::default()).await.unwrap().len();
-    let described = so.get("/api/v1/Agents/License/UnassignThirdPartyLicenses", &[]).await;
+    let before = so
+        .ledger
+        .audit(so.tenant, &Default::default())
+        .await
+        .unwrap()
+        .len();
+    let described = so
+        .get("/api/v1/Agents/License/UnassignThirdPartyLicenses", &[])
+        .await;
     assert_eq!(described.status, StatusCode::OK);
     assert_eq!(described.json()["Verb"], "POST");
-    assert_eq!(so.ledger.audit(so.tenant, &Default::default()).await.unwrap().len(), before);
+    assert_eq!(
+        so.ledger
+            .audit(so.tenant, &Default::default())
+            .await
+            .unwrap()
+            .len(),
+        before
+    );
 
     // Unknown ids: 200 null. Unbindable input: 400 {Message, MessageDetail}.
-    let unknown = so.agent("License/GetUserLicenses", "{\"AssociateId\": 999}").await;
-    assert_eq!((unknown.status, unknown.text.as_str()), (StatusCode::OK, "null"));
-    let glops = so.agent("License/GetUserLicenses", "{\"AssociateId\": \"glops\"}").await;
+    let unknown = so
+        .agent("License/GetUserLicenses", "{\"AssociateId\": 999}")
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.text.as_str()),
+        (StatusCode::OK, "null")
+    );
+    let glops = so
+        .agent("License/GetUserLicenses", "{\"AssociateId\": \"glops\"}")
+        .await;
     assert_eq!(glops.status, StatusCode::BAD_REQUEST);
     assert_eq!(glops.json()["Message"], "The request is invalid.");
     assert!(glops.json()["MessageDetail"].is_string());
-    let broken = so.agent("License/GetUserLicenses", "{\"AssociateId\": ").await;
+    let broken = so
+        .agent("License/GetUserLicenses", "{\"AssociateId\": ")
+        .await;
     assert_eq!(broken.status, StatusCode::BAD_REQUEST);
     let no_method = so.agent("License/NoSuchMethod", "{}").await;
     assert_eq!(no_method.status, StatusCode::NOT_FOUND);
-    assert!(no_method.json()["Message"].as_str().unwrap().starts_with("No HTTP resource"));
+    assert!(
+        no_method.json()["Message"]
+            .as_str()
+            .unwrap()
+            .starts_with("No HTTP resource")
+    );
 
     // GetUserLicenses groups by owner and splits restricted from unrestricted.
-    let owners = so.agent("License/GetUserLicenses", "{\"AssociateId\": 326}").await.json();
-    let saepe = owners.as_array().unwrap().iter().find(|o| o["Name"] == "saepe").unwrap();
+    let owners = so
+        .agent("License/GetUserLicenses", "{\"AssociateId\": 326}")
+        .await
+        .json();
+    let saepe = owners
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["Name"] == "saepe")
+        .unwrap();
     assert_eq!(saepe["RestrictedModuleLicenses"][0]["Name"], MODULE_A);
     assert_eq!(saepe["UnrestrictedModuleLicenses"][0]["Name"], MODULE_B);
 
     // Assign past the restricted limit: associate 327 takes the second seat, then the pool is
     // empty and the module stays unassigned for a third user.
     let assign = |id: i64| {
-        format!("{{\"AssociateId\": {id}, \"ModuleOwner\": \"saepe\", \"ModuleLicenseNames\": [\"{MODULE_A}\", \"no such module\"]}}")
+        format!(
+            "{{\"AssociateId\": {id}, \"ModuleOwner\": \"saepe\", \"ModuleLicenseNames\": [\"{MODULE_A}\", \"no such module\"]}}"
+        )
     };
-    let r = so.agent("License/AssignThirdPartyLicenses", &assign(OTHER)).await.json();
-    let a = r.as_array().unwrap().iter().find(|l| l["Name"] == MODULE_A).unwrap().clone();
-    assert_eq!((a["Assigned"].clone(), a["InUse"].as_i64(), a["Free"].as_i64()), (Value::Bool(true), Some(2), Some(0)));
+    let r = so
+        .agent("License/AssignThirdPartyLicenses", &assign(OTHER))
+        .await
+        .json();
+    let a = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["Name"] == MODULE_A)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            a["Assigned"].clone(),
+            a["InUse"].as_i64(),
+            a["Free"].as_i64()
+        ),
+        (Value::Bool(true), Some(2), Some(0))
+    );
     so.ledger
-        .execute(&Context::new(so.tenant, "test"), Command::CreateUser({
-            let mut u = NewUser::named("third");
-            u.id = Some(328);
-            u
-        }))
+        .execute(
+            &Context::new(so.tenant, "test"),
+            Command::CreateUser({
+                let mut u = NewUser::named("third");
+                u.id = Some(328);
+                u
+            }),
+        )
         .await
         .unwrap();
-    let r = so.agent("License/AssignThirdPartyLicenses", &assign(328)).await.json();
-    let a = r.as_array().unwrap().iter().find(|l| l["Name"] == MODULE_A).unwrap().clone();
-    assert_eq!((a["Assigned"].clone(), a["CanAssign"].clone()), (Value::Bool(false), Value::Bool(false)));
+    let r = so
+        .agent("License/AssignThirdPartyLicenses", &assign(328))
+        .await
+        .json();
+    let a = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["Name"] == MODULE_A)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (a["Assigned"].clone(), a["CanAssign"].clone()),
+        (Value::Bool(false), Value::Bool(false))
+    );
     assert_eq!(so.in_use("saepe", MODULE_A).await, 2);
 
     // Third-party calls never touch SuperOffice's own modules.
@@ -548,21 +684,46 @@ async fn rest_agents(db: TestDb) {
     assert_eq!(doc.children.len(), 2);
 
     // Void agents: 204. Retire removes every license; un-retire restores none.
-    let retired = so.agent("User/MakeRetired", "{\"AssociateId\": 327, \"Retired\": true}").await;
+    let retired = so
+        .agent(
+            "User/MakeRetired",
+            "{\"AssociateId\": 327, \"Retired\": true}",
+        )
+        .await;
     assert_eq!(retired.status, StatusCode::NO_CONTENT);
     assert!(!so.holds(OTHER, "saepe", MODULE_A).await);
-    let info = so.agent("User/GetUserInfo", "{\"UserName\": \"other\"}").await.json();
-    assert_eq!((info["Deleted"].clone(), info["CanLogon"].clone()), (Value::Bool(true), Value::Bool(false)));
-    let back = so.agent("User/MakeRetired", "{\"AssociateId\": 327, \"Retired\": false}").await;
+    let info = so
+        .agent("User/GetUserInfo", "{\"UserName\": \"other\"}")
+        .await
+        .json();
+    assert_eq!(
+        (info["Deleted"].clone(), info["CanLogon"].clone()),
+        (Value::Bool(true), Value::Bool(false))
+    );
+    let back = so
+        .agent(
+            "User/MakeRetired",
+            "{\"AssociateId\": 327, \"Retired\": false}",
+        )
+        .await;
     assert_eq!(back.status, StatusCode::NO_CONTENT);
-    let removed = so.agent("User/RemoveLicenses", "{\"AssociateId\": 326}").await;
+    let removed = so
+        .agent("User/RemoveLicenses", "{\"AssociateId\": 326}")
+        .await;
     assert_eq!(removed.status, StatusCode::NO_CONTENT);
     assert!(!so.holds(ASSOCIATE, "SuperOffice", "user").await);
-    let logoff = so.agent("Associate/LogOffWindowsUsers", "{\"AssociateIds\": [326, 99999]}").await;
+    let logoff = so
+        .agent(
+            "Associate/LogOffWindowsUsers",
+            "{\"AssociateIds\": [326, 99999]}",
+        )
+        .await;
     assert_eq!(logoff.status, StatusCode::NO_CONTENT);
 
     // Credentials: none, wrong, a user's own scope, SOTicket in any casing, Bearer, XSRF.
-    let none = so.post("/api/v1/Agents/License/GetUserLicenses", &[], "{}").await;
+    let none = so
+        .post("/api/v1/Agents/License/GetUserLicenses", &[], "{}")
+        .await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
     let wrong = so
         .post(
@@ -573,7 +734,11 @@ async fn rest_agents(db: TestDb) {
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     let garbage = so
-        .post("/api/v1/Agents/License/GetUserLicenses", &[("authorization", "Basic !!!")], "{}")
+        .post(
+            "/api/v1/Agents/License/GetUserLicenses",
+            &[("authorization", "Basic !!!")],
+            "{}",
+        )
         .await;
     assert_eq!(garbage.status, StatusCode::UNAUTHORIZED);
     let ticket = so.ticket(88, "tje0", "Tje0").await;
@@ -581,7 +746,10 @@ async fn rest_agents(db: TestDb) {
         let r = so
             .post(
                 "/api/v1/Agents/License/GetUserLicenses",
-                &[("authorization", &format!("{scheme} {ticket}")), ("content-type", "application/json")],
+                &[
+                    ("authorization", &format!("{scheme} {ticket}")),
+                    ("content-type", "application/json"),
+                ],
                 "{\"AssociateId\": 326}",
             )
             .await;
@@ -591,7 +759,11 @@ async fn rest_agents(db: TestDb) {
     let xsrf = so
         .post(
             "/api/v1/Agents/License/GetUserLicenses",
-            &[("x-xsrf-token", "abc123"), ("cookie", &cookie), ("content-type", "application/json")],
+            &[
+                ("x-xsrf-token", "abc123"),
+                ("cookie", &cookie),
+                ("content-type", "application/json"),
+            ],
             "{\"AssociateId\": 326}",
         )
         .await;
@@ -609,7 +781,10 @@ async fn rest_agents(db: TestDb) {
     let mine = so
         .post(
             "/api/v1/Agents/License/GetUserLicenses",
-            &[("authorization", &own), ("content-type", "application/json")],
+            &[
+                ("authorization", &own),
+                ("content-type", "application/json"),
+            ],
             "{\"AssociateId\": 327}",
         )
         .await;
@@ -617,7 +792,10 @@ async fn rest_agents(db: TestDb) {
     let theirs = so
         .post(
             "/api/v1/Agents/License/GetUserLicenses",
-            &[("authorization", &own), ("content-type", "application/json")],
+            &[
+                ("authorization", &own),
+                ("content-type", "application/json"),
+            ],
             "{\"AssociateId\": 326}",
         )
         .await;
@@ -625,7 +803,10 @@ async fn rest_agents(db: TestDb) {
     let change = so
         .post(
             "/api/v1/Agents/User/RemoveLicenses",
-            &[("authorization", &own), ("content-type", "application/json")],
+            &[
+                ("authorization", &own),
+                ("content-type", "application/json"),
+            ],
             "{\"AssociateId\": 327}",
         )
         .await;
@@ -644,7 +825,9 @@ async fn rest_agents(db: TestDb) {
     let links = so.get("/api/v1/License/saepe/326", &auth).await;
     assert_eq!(links.status, StatusCode::OK);
     assert!(links.json().is_array());
-    let module = so.get(&format!("/api/v1/License/saepe/{}", MODULE_A), &auth).await;
+    let module = so
+        .get(&format!("/api/v1/License/saepe/{}", MODULE_A), &auth)
+        .await;
     assert_eq!(module.json()["ModuleName"], MODULE_A);
     let put = so
         .send(
@@ -708,10 +891,19 @@ async fn soap_third_party(db: TestDb) {
     );
     for version in [83u8, 86, 87, 88] {
         let reply = so
-            .soap(version, "License", &soap11(version, &ticket, "UnassignThirdPartyLicenses", &body))
+            .soap(
+                version,
+                "License",
+                &soap11(version, &ticket, "UnassignThirdPartyLicenses", &body),
+            )
             .await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-        assert!(reply.headers["content-type"].to_str().unwrap().starts_with("text/xml"));
+        assert!(
+            reply.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/xml")
+        );
         let doc = allot::xml::parse(&reply.text).unwrap();
         let link = doc
             .child("Body")
@@ -725,7 +917,10 @@ async fn soap_third_party(db: TestDb) {
         let names: Vec<&str> = link.children.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names.contains(&"IsHidden"), version >= 87, "{version}");
         assert_eq!(names.contains(&"ExtraFlags"), version >= 88, "{version}");
-        insta::assert_snapshot!(format!("soap_unassign_third_party_services{version}"), stable(&reply.text, &ticket));
+        insta::assert_snapshot!(
+            format!("soap_unassign_third_party_services{version}"),
+            stable(&reply.text, &ticket)
+        );
         // Re-assign for the next version's call.
         so.agent(
             "License/AssignThirdPartyLicenses",
@@ -735,30 +930,69 @@ async fn soap_third_party(db: TestDb) {
     }
     // Before Services83 the operation does not exist: a fault.
     let old = so
-        .soap(82, "License", &soap11(82, &ticket, "UnassignThirdPartyLicenses", &body))
+        .soap(
+            82,
+            "License",
+            &soap11(82, &ticket, "UnassignThirdPartyLicenses", &body),
+        )
         .await;
     assert_eq!(old.status, StatusCode::BAD_REQUEST);
     assert!(old.text.contains("faultcode"), "{}", old.text);
     // GetUserLicenses exists in every version.
     let owners = so
-        .soap(75, "License", &soap11(75, &ticket, "GetUserLicenses", "<AssociateId>326</AssociateId>"))
+        .soap(
+            75,
+            "License",
+            &soap11(
+                75,
+                &ticket,
+                "GetUserLicenses",
+                "<AssociateId>326</AssociateId>",
+            ),
+        )
         .await;
-    insta::assert_snapshot!("soap_get_user_licenses_services75", stable(&owners.text, &ticket));
+    insta::assert_snapshot!(
+        "soap_get_user_licenses_services75",
+        stable(&owners.text, &ticket)
+    );
     so.finish().await;
 }
 
 async fn remove_license_from_db(db: TestDb) {
     let so = So::new(db).await;
-    let refused = so.agent("License/RemoveLicenseFromDB", "{\"ModuleOwner\": \"SuperOffice\"}").await.json();
+    let refused = so
+        .agent(
+            "License/RemoveLicenseFromDB",
+            "{\"ModuleOwner\": \"SuperOffice\"}",
+        )
+        .await
+        .json();
     assert_eq!(refused["Succeeded"], false);
     assert!(so.holds(ASSOCIATE, "SuperOffice", "user").await);
-    let unknown = so.agent("License/RemoveLicenseFromDB", "{\"ModuleOwner\": \"nobody\"}").await.json();
+    let unknown = so
+        .agent(
+            "License/RemoveLicenseFromDB",
+            "{\"ModuleOwner\": \"nobody\"}",
+        )
+        .await
+        .json();
     assert_eq!(unknown["Succeeded"], false);
-    let removed = so.agent("License/RemoveLicenseFromDB", "{\"ModuleOwner\": \"saepe\"}").await.json();
+    let removed = so
+        .agent(
+            "License/RemoveLicenseFromDB",
+            "{\"ModuleOwner\": \"saepe\"}",
+        )
+        .await
+        .json();
     assert_eq!(removed["Succeeded"], true, "{removed}");
-    let info = so.agent("License/GetLicenseFromDB", "{\"OwnerName\": \"saepe\"}").await;
+    let info = so
+        .agent("License/GetLicenseFromDB", "{\"OwnerName\": \"saepe\"}")
+        .await;
     assert_eq!(info.text, "null");
-    let all = so.agent("License/GetLicenseForAllOwnersFromDB", "").await.json();
+    let all = so
+        .agent("License/GetLicenseForAllOwnersFromDB", "")
+        .await
+        .json();
     assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
     assert_eq!(all[0]["Current"]["OwnerName"], "SuperOffice");
     assert!(so.holds(ASSOCIATE, "SuperOffice", "web").await);
@@ -785,12 +1019,28 @@ async fn soap_errors_are_netserver_shaped_and_hostile_input_is_refused() {
         );
         insta::assert_snapshot!("soap_exception_info", reply.text);
     }
-    assert!(so.holds(ASSOCIATE, "saepe", MODULE_A).await, "nothing changed");
+    assert!(
+        so.holds(ASSOCIATE, "saepe", MODULE_A).await,
+        "nothing changed"
+    );
     // Unknown associate on a void method: ExceptionInfo.
     let unknown = so
-        .soap(86, "User", &soap11(86, &ticket, "RemoveLicenses", "<AssociateId>999</AssociateId>"))
+        .soap(
+            86,
+            "User",
+            &soap11(
+                86,
+                &ticket,
+                "RemoveLicenses",
+                "<AssociateId>999</AssociateId>",
+            ),
+        )
         .await;
-    assert!(unknown.text.contains("SoNotFoundException"), "{}", unknown.text);
+    assert!(
+        unknown.text.contains("SoNotFoundException"),
+        "{}",
+        unknown.text
+    );
     // A wrong password at SoPrincipal is AuthenticationSucceeded=false, not a fault.
     let wrong = so
         .soap(
@@ -800,7 +1050,13 @@ async fn soap_errors_are_netserver_shaped_and_hostile_input_is_refused() {
         )
         .await;
     assert_eq!(wrong.status, StatusCode::OK);
-    assert!(wrong.text.contains("<tns:AuthenticationSucceeded>false</tns:AuthenticationSucceeded>"), "{}", wrong.text);
+    assert!(
+        wrong
+            .text
+            .contains("<tns:AuthenticationSucceeded>false</tns:AuthenticationSucceeded>"),
+        "{}",
+        wrong.text
+    );
     insta::assert_snapshot!("soap_authenticate_failed", wrong.text);
 
     // Faults for envelopes that cannot be read.
@@ -823,10 +1079,22 @@ async fn soap_errors_are_netserver_shaped_and_hostile_input_is_refused() {
     ];
     for (what, envelope) in cases {
         let reply = so.soap(86, "User", &envelope).await;
-        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{what}: {}", reply.text);
-        let doc = allot::xml::parse(&reply.text).unwrap_or_else(|e| panic!("{what}: fault not XML: {e}"));
-        assert!(doc.child("Body").unwrap().child("Fault").is_some(), "{what}");
-        assert!(!reply.text.contains("root:"), "{what}: an entity was expanded");
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{what}: {}",
+            reply.text
+        );
+        let doc =
+            allot::xml::parse(&reply.text).unwrap_or_else(|e| panic!("{what}: fault not XML: {e}"));
+        assert!(
+            doc.child("Body").unwrap().child("Fault").is_some(),
+            "{what}"
+        );
+        assert!(
+            !reply.text.contains("root:"),
+            "{what}: an entity was expanded"
+        );
     }
     // SOAP 1.2 faults are SOAP 1.2.
     let fault12 = so
@@ -836,7 +1104,13 @@ async fn soap_errors_are_netserver_shaped_and_hostile_input_is_refused() {
             "<nope",
         )
         .await;
-    assert!(fault12.text.contains("http://www.w3.org/2003/05/soap-envelope"), "{}", fault12.text);
+    assert!(
+        fault12
+            .text
+            .contains("http://www.w3.org/2003/05/soap-envelope"),
+        "{}",
+        fault12.text
+    );
     assert!(fault12.text.contains("s:Sender"));
     // Huge bodies are refused before they are read whole.
     let huge = format!(
@@ -846,8 +1120,16 @@ async fn soap_errors_are_netserver_shaped_and_hostile_input_is_refused() {
     let too_big = so.soap(86, "User", &huge).await;
     assert_eq!(too_big.status, StatusCode::PAYLOAD_TOO_LARGE);
     // Unknown services and versions.
-    assert_eq!(so.get("/Remote/Services79/User.svc?wsdl", &[]).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(so.get("/Remote/Services86/Contact.svc?wsdl", &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        so.get("/Remote/Services79/User.svc?wsdl", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        so.get("/Remote/Services86/Contact.svc?wsdl", &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     so.finish().await;
 }
 
@@ -865,7 +1147,11 @@ async fn online_tenants_need_a_registered_application_token() {
     let with = so
         .post(
             "/api/v1/Agents/License/GetUserLicenses",
-            &[("authorization", SEED_BASIC), ("so-apptoken", app_token), ("content-type", "application/json")],
+            &[
+                ("authorization", SEED_BASIC),
+                ("so-apptoken", app_token),
+                ("content-type", "application/json"),
+            ],
             body,
         )
         .await;
@@ -873,17 +1159,39 @@ async fn online_tenants_need_a_registered_application_token() {
     let wrong = so
         .post(
             "/api/v1/Agents/License/GetUserLicenses",
-            &[("authorization", SEED_BASIC), ("so-apptoken", "guess"), ("content-type", "application/json")],
+            &[
+                ("authorization", SEED_BASIC),
+                ("so-apptoken", "guess"),
+                ("content-type", "application/json"),
+            ],
             body,
         )
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     // SOAP: the seed envelope's ApplicationToken is not registered here.
     let login = "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Header><ApplicationToken xmlns=\"http://www.superoffice.net/ws/crm/NetServer/Services86\">TOKEN</ApplicationToken></s:Header><s:Body><AuthenticateUsernamePassword xmlns=\"http://www.superoffice.net/ws/crm/NetServer/Services86\"><UserName>tje0</UserName><Password>Tje0</Password></AuthenticateUsernamePassword></s:Body></s:Envelope>";
-    let refused = so.soap(86, "SoPrincipal", &login.replace("TOKEN", "1234567-1234-9876")).await;
-    assert!(refused.text.contains("<tns:Succeeded>false</tns:Succeeded>"), "{}", refused.text);
-    let accepted = so.soap(86, "SoPrincipal", &login.replace("TOKEN", app_token)).await;
-    assert!(accepted.text.contains("<tns:AuthenticationSucceeded>true"), "{}", accepted.text);
+    let refused = so
+        .soap(
+            86,
+            "SoPrincipal",
+            &login.replace("TOKEN", "1234567-1234-9876"),
+        )
+        .await;
+    assert!(
+        refused
+            .text
+            .contains("<tns:Succeeded>false</tns:Succeeded>"),
+        "{}",
+        refused.text
+    );
+    let accepted = so
+        .soap(86, "SoPrincipal", &login.replace("TOKEN", app_token))
+        .await;
+    assert!(
+        accepted.text.contains("<tns:AuthenticationSucceeded>true"),
+        "{}",
+        accepted.text
+    );
     so.finish().await;
 }
 
@@ -899,7 +1207,10 @@ async fn wsdls_and_rest_shapes_are_snapshotted() {
         (88, "License"),
     ] {
         let reply = so
-            .get(&format!("/Remote/Services{version}/{service}.svc?wsdl"), &[("host", "allot.test")])
+            .get(
+                &format!("/Remote/Services{version}/{service}.svc?wsdl"),
+                &[("host", "allot.test")],
+            )
             .await;
         assert_eq!(reply.status, StatusCode::OK);
         assert!(reply.text.contains(&format!(
@@ -909,16 +1220,46 @@ async fn wsdls_and_rest_shapes_are_snapshotted() {
     }
     // Under a tenant prefix the address keeps the prefix.
     so.ledger.create_tenant("acme", "test").await.unwrap();
-    let prefixed = so.get("/acme/Remote/Services88/User.svc?wsdl", &[("host", "h")]).await;
-    assert!(prefixed.text.contains("location=\"http://h/acme/Remote/Services88/User.svc\""));
+    let prefixed = so
+        .get("/acme/Remote/Services88/User.svc?wsdl", &[("host", "h")])
+        .await;
+    assert!(
+        prefixed
+            .text
+            .contains("location=\"http://h/acme/Remote/Services88/User.svc\"")
+    );
 
     for (name, path, body) in [
-        ("rest_get_user_licenses", "License/GetUserLicenses", "{\"AssociateId\": 326}"),
-        ("rest_get_license_from_db", "License/GetLicenseFromDB", "{\"OwnerName\": \"saepe\"}"),
-        ("rest_get_module_license_from_db", "License/GetModuleLicenseFromDB", "{\"OwnerName\": \"SuperOffice\", \"ModuleName\": \"web\"}"),
-        ("rest_user_and_installation_status", "License/GetUserAndInstallationLicenceStatus", "{\"AssociateId\": 326}"),
-        ("rest_get_user_info", "User/GetUserInfo", "{\"UserName\": \"tje0\"}"),
-        ("rest_remove_license_superoffice", "License/RemoveLicenseFromDB", "{\"ModuleOwner\": \"SuperOffice\"}"),
+        (
+            "rest_get_user_licenses",
+            "License/GetUserLicenses",
+            "{\"AssociateId\": 326}",
+        ),
+        (
+            "rest_get_license_from_db",
+            "License/GetLicenseFromDB",
+            "{\"OwnerName\": \"saepe\"}",
+        ),
+        (
+            "rest_get_module_license_from_db",
+            "License/GetModuleLicenseFromDB",
+            "{\"OwnerName\": \"SuperOffice\", \"ModuleName\": \"web\"}",
+        ),
+        (
+            "rest_user_and_installation_status",
+            "License/GetUserAndInstallationLicenceStatus",
+            "{\"AssociateId\": 326}",
+        ),
+        (
+            "rest_get_user_info",
+            "User/GetUserInfo",
+            "{\"UserName\": \"tje0\"}",
+        ),
+        (
+            "rest_remove_license_superoffice",
+            "License/RemoveLicenseFromDB",
+            "{\"ModuleOwner\": \"SuperOffice\"}",
+        ),
     ] {
         let reply = so.agent(path, body).await;
         assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text);
@@ -929,7 +1270,11 @@ async fn wsdls_and_rest_shapes_are_snapshotted() {
     let xml = so
         .post(
             "/api/v1/Agents/License/GetThirdPartyLicenseAssignments",
-            &[("authorization", SEED_BASIC), ("accept", "text/xml"), ("content-type", "application/json")],
+            &[
+                ("authorization", SEED_BASIC),
+                ("accept", "text/xml"),
+                ("content-type", "application/json"),
+            ],
             "{\"AssociateId\": 326, \"ModuleOwner\": \"saepe\"}",
         )
         .await;
@@ -991,7 +1336,13 @@ async fn python_zeep_drives_the_soap_services() {
     let out = tokio::task::spawn_blocking(move || {
         run_python(
             "superoffice_zeep.py",
-            &[&url, "tje0", "Tje0", &ASSOCIATE.to_string(), &OTHER.to_string()],
+            &[
+                &url,
+                "tje0",
+                "Tje0",
+                &ASSOCIATE.to_string(),
+                &OTHER.to_string(),
+            ],
         )
     })
     .await
@@ -1006,13 +1357,22 @@ async fn python_zeep_drives_the_soap_services() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert!(fields.contains(&"ExtraFlags") && fields.contains(&"IsHidden"), "{fields:?}");
+    assert!(
+        fields.contains(&"ExtraFlags") && fields.contains(&"IsHidden"),
+        "{fields:?}"
+    );
     let fields86 = report["86"]["third_party_fields"].to_string();
     assert!(!fields86.contains("IsHidden"), "{fields86}");
     // The ledger saw it: licenses removed, the Windows session ended.
     let (ledger, tenant) = open_ledger(&dir).await;
-    let views = ledger.user_view(tenant, &UserRef::Id(ASSOCIATE)).await.unwrap();
-    assert!(views.iter().all(|v| !v.assigned), "RemoveLicenses left licenses");
+    let views = ledger
+        .user_view(tenant, &UserRef::Id(ASSOCIATE))
+        .await
+        .unwrap();
+    assert!(
+        views.iter().all(|v| !v.assigned),
+        "RemoveLicenses left licenses"
+    );
     let live = ledger
         .live_sessions(tenant, Some(OTHER), Some(ClientKind::Windows), None, None)
         .await
@@ -1059,8 +1419,14 @@ async fn python_requests_calls_the_rest_agents() {
     assert_eq!(report["assign_basic_json"][MODULE_A], true);
     assert_eq!(report["unassign_ticket_xml"][MODULE_A], "false");
     let (ledger, tenant) = open_ledger(&dir).await;
-    let views = ledger.user_view(tenant, &UserRef::Id(ASSOCIATE)).await.unwrap();
-    assert!(views.iter().all(|v| !v.assigned), "RemoveLicenses (REST) left licenses");
+    let views = ledger
+        .user_view(tenant, &UserRef::Id(ASSOCIATE))
+        .await
+        .unwrap();
+    assert!(
+        views.iter().all(|v| !v.assigned),
+        "RemoveLicenses (REST) left licenses"
+    );
     assert!(ledger.check_invariants(tenant).await.unwrap().is_empty());
     ledger.close().await;
     server.stop();

@@ -96,7 +96,10 @@ fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
 }
 
 /// Resolves a tenant name to its id (`None`: no such tenant).
-pub async fn tenant_id(state: &AppState, name: &str) -> Result<Option<TenantId>, crate::ledger::StoreError> {
+pub async fn tenant_id(
+    state: &AppState,
+    name: &str,
+) -> Result<Option<TenantId>, crate::ledger::StoreError> {
     Ok(state.ledger.tenant(name).await?.map(|t| t.id))
 }
 
@@ -158,7 +161,10 @@ async fn tenant_api(
     Path(params): Path<Vec<(String, String)>>,
     req: Request,
 ) -> Response {
-    let tenant = params.into_iter().find(|(k, _)| k == "tenant").map(|(_, v)| v);
+    let tenant = params
+        .into_iter()
+        .find(|(k, _)| k == "tenant")
+        .map(|(_, v)| v);
     dispatch(state, tenant, Area::Api, req).await
 }
 
@@ -171,7 +177,10 @@ async fn tenant_remote(
     Path(params): Path<Vec<(String, String)>>,
     req: Request,
 ) -> Response {
-    let tenant = params.into_iter().find(|(k, _)| k == "tenant").map(|(_, v)| v);
+    let tenant = params
+        .into_iter()
+        .find(|(k, _)| k == "tenant")
+        .map(|(_, v)| v);
     dispatch(state, tenant, Area::Remote, req).await
 }
 
@@ -195,10 +204,12 @@ async fn dispatch(state: AppState, tenant: Option<String>, area: Area, req: Requ
         .split('/')
         .skip(skip)
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s))
+        .map(percent_decode)
         .collect();
-    let is_superoffice_rest =
-        area == Area::Api && segments.first().is_some_and(|s| s.eq_ignore_ascii_case("v1"));
+    let is_superoffice_rest = area == Area::Api
+        && segments
+            .first()
+            .is_some_and(|s| s.eq_ignore_ascii_case("v1"));
     // The body limit layer bounds this read; a body that exceeds it or times out is refused in
     // the dialect's own error shape.
     let (body, body_error) = match axum::body::to_bytes(body, usize::MAX).await {

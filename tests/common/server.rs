@@ -130,7 +130,6 @@ impl Drop for Server {
     }
 }
 
-
 /// The Python interpreter of the test virtual environment (zeep, requests, msp360 from PyPI,
 /// pinned in `tests/python/requirements.txt`). `.ci/run` creates it; a developer's first
 /// `cargo test` creates it too. `ALLOT_TEST_PYTHON` points elsewhere.
@@ -154,13 +153,19 @@ pub fn python() -> PathBuf {
         .arg(&venv)
         .status()
         .expect("python3 -m venv");
-    assert!(status.success(), "creating the Python test environment failed");
+    assert!(
+        status.success(),
+        "creating the Python test environment failed"
+    );
     let status = Command::new(&python)
         .args(["-m", "pip", "install", "-q", "-r"])
         .arg(&requirements)
         .status()
         .expect("pip install");
-    assert!(status.success(), "installing the Python test clients failed");
+    assert!(
+        status.success(),
+        "installing the Python test clients failed"
+    );
     std::fs::write(&marker, wanted).expect("venv marker");
     python
 }

@@ -127,7 +127,10 @@ pub fn module_license_links(
 pub fn license_owners(views: &[UserProductView], catalog: &Catalog, version: Version) -> Wire {
     let mut owners: Vec<&str> = Vec::new();
     for v in views {
-        if !owners.iter().any(|o| o.eq_ignore_ascii_case(&v.product.owner)) {
+        if !owners
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(&v.product.owner))
+        {
             owners.push(&v.product.owner);
         }
     }
@@ -228,7 +231,10 @@ pub fn extended_license_info(
             ("DeploymentType", Wire::Int(0)),
             ("ProductType", Wire::str("")),
             ("ProductDescription", Wire::str("")),
-            ("ModuleLicenses", Wire::Arr("ModuleLicense", modules.clone())),
+            (
+                "ModuleLicenses",
+                Wire::Arr("ModuleLicense", modules.clone()),
+            ),
             ("PublicKey", Wire::Null),
             ("Signature", Wire::str("")),
         ],
@@ -287,15 +293,18 @@ pub fn granted_names(views: &[UserProductView]) -> Vec<String> {
     views
         .iter()
         .filter(|v| v.assigned)
-        .map(|v| format!("{}.{}", v.product.owner.to_ascii_lowercase(), v.product.name))
+        .map(|v| {
+            format!(
+                "{}.{}",
+                v.product.owner.to_ascii_lowercase(),
+                v.product.name
+            )
+        })
         .collect()
 }
 
 /// `UserAndInstallationLicenceStatus`.
-pub fn user_and_installation_status(
-    tenant_name: &str,
-    views: &[UserProductView],
-) -> Wire {
+pub fn user_and_installation_status(tenant_name: &str, views: &[UserProductView]) -> Wire {
     let expires = views.iter().filter_map(|v| v.product.expires_at).min();
     Wire::Obj(
         "UserAndInstallationLicenceStatus",

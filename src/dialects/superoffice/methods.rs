@@ -7,8 +7,8 @@ use super::carriers::{self, Catalog};
 use super::wire::Wire;
 use super::{SoCaller, SoError, Version, is_superoffice_owner};
 use crate::ledger::{
-    ClientKind, Command, EndReason, LedgerError, PoolStatus, Product, ProductRef, QueryError,
-    User, UserRef, UserProductView,
+    ClientKind, Command, EndReason, LedgerError, PoolStatus, Product, ProductRef, QueryError, User,
+    UserProductView, UserRef,
 };
 use crate::server::AppState;
 use crate::xml::Element;
@@ -358,13 +358,15 @@ impl Args {
             };
             match kind {
                 Int => {
-                    args.ints.insert(name, parse_int(child.value()).ok_or_else(bad)?);
+                    args.ints
+                        .insert(name, parse_int(child.value()).ok_or_else(bad)?);
                 }
                 Str => {
                     args.strs.insert(name, child.text.clone());
                 }
                 Bool => {
-                    args.bools.insert(name, parse_bool(child.value()).ok_or_else(bad)?);
+                    args.bools
+                        .insert(name, parse_bool(child.value()).ok_or_else(bad)?);
                 }
                 IntArray => {
                     let ints = child
@@ -408,13 +410,15 @@ impl Args {
             };
             match kind {
                 Int => {
-                    args.ints.insert(name, parse_int(first).ok_or_else(|| bad(first))?);
+                    args.ints
+                        .insert(name, parse_int(first).ok_or_else(|| bad(first))?);
                 }
                 Str => {
                     args.strs.insert(name, (*first).to_owned());
                 }
                 Bool => {
-                    args.bools.insert(name, parse_bool(first).ok_or_else(|| bad(first))?);
+                    args.bools
+                        .insert(name, parse_bool(first).ok_or_else(|| bad(first))?);
                 }
                 IntArray => {
                     let ints = values
@@ -443,10 +447,7 @@ fn json_int(value: &serde_json::Value) -> Option<i64> {
 }
 
 fn parse_int(text: &str) -> Option<i64> {
-    text.trim()
-        .parse::<i32>()
-        .ok()
-        .map(i64::from)
+    text.trim().parse::<i32>().ok().map(i64::from)
 }
 
 fn parse_bool(text: &str) -> Option<bool> {
@@ -495,7 +496,9 @@ pub async fn call(
             let views = ledger.user_view(tenant, &UserRef::Id(user.id)).await?;
             let products: Vec<Product> = views.iter().map(|v| v.product.clone()).collect();
             let catalog = Catalog::new(&products);
-            Ok(Answer::Value(carriers::license_owners(&views, &catalog, version)))
+            Ok(Answer::Value(carriers::license_owners(
+                &views, &catalog, version,
+            )))
         }
         ("License", "GetThirdPartyLicenseAssignments")
         | ("License", "AssignThirdPartyLicenses")
@@ -505,7 +508,10 @@ pub async fn call(
         ("License", "GetLicenseFromDB") => {
             let owner = args.str("OwnerName");
             let infos = license_infos(state, caller, Some(owner)).await?;
-            Ok(infos.into_iter().next().map_or(Answer::NotFound, Answer::Value))
+            Ok(infos
+                .into_iter()
+                .next()
+                .map_or(Answer::NotFound, Answer::Value))
         }
         ("License", "GetLicenseForAllOwnersFromDB") => {
             let infos = license_infos(state, caller, None).await?;
@@ -531,7 +537,9 @@ pub async fn call(
                 return Ok(Answer::NotFound);
             };
             let catalog = Catalog::new(&products);
-            Ok(Answer::Value(carriers::module_license(&product, status, &catalog)))
+            Ok(Answer::Value(carriers::module_license(
+                &product, status, &catalog,
+            )))
         }
         ("License", "GetUserAndInstallationLicenceStatus") => {
             let Some(user) = associate(state, caller, args.int("AssociateId")).await? else {
@@ -554,7 +562,12 @@ pub async fn call(
                 )));
             }
             match ledger
-                .execute(&caller.context(), Command::RemoveOwner { owner: owner.clone() })
+                .execute(
+                    &caller.context(),
+                    Command::RemoveOwner {
+                        owner: owner.clone(),
+                    },
+                )
                 .await
             {
                 Ok(_) => Ok(Answer::Value(carriers::license_result(true, ""))),
@@ -795,7 +808,10 @@ mod tests {
             Args::from_json(m, &serde_json::json!([1])),
             Err(SoError::Bind(_))
         ));
-        assert_eq!(Args::from_json(m, &serde_json::Value::Null).unwrap(), Args::default());
+        assert_eq!(
+            Args::from_json(m, &serde_json::Value::Null).unwrap(),
+            Args::default()
+        );
     }
 
     #[test]
@@ -810,7 +826,10 @@ mod tests {
             ("AssociateIds[]".to_owned(), "1".to_owned()),
             ("associateids".to_owned(), "2".to_owned()),
         ];
-        assert_eq!(Args::from_form(m, &pairs).unwrap().ints("AssociateIds"), [1, 2]);
+        assert_eq!(
+            Args::from_form(m, &pairs).unwrap().ints("AssociateIds"),
+            [1, 2]
+        );
         let bad = vec![("AssociateIds".to_owned(), "x".to_owned())];
         assert!(Args::from_form(m, &bad).is_err());
     }

@@ -41,7 +41,10 @@ impl Version {
     }
 
     pub fn namespace(self) -> String {
-        format!("http://www.superoffice.net/ws/crm/NetServer/Services{}", self.0)
+        format!(
+            "http://www.superoffice.net/ws/crm/NetServer/Services{}",
+            self.0
+        )
     }
 
     /// `ModuleLicenseLink.IsHidden` exists from Services87.
@@ -214,12 +217,9 @@ pub fn check_app_token(state: &AppState, tenant: &str, token: Option<&str>) -> R
     };
     let hash = rules::hash_token(token);
     // Compare digests in constant time; every registered hash is checked.
-    let registered = config
-        .app_token_hashes
-        .iter()
-        .fold(false, |found, h| {
-            found | rules::hashes_match(&h.trim().to_ascii_lowercase(), &hash)
-        });
+    let registered = config.app_token_hashes.iter().fold(false, |found, h| {
+        found | rules::hashes_match(&h.trim().to_ascii_lowercase(), &hash)
+    });
     if registered {
         Ok(())
     } else {

@@ -15,7 +15,11 @@ use crate::dialects::{BodyError, DialectRequest};
 use crate::ledger::rules;
 use crate::server::AppState;
 
-pub async fn handle(state: AppState, req: DialectRequest, body_error: Option<BodyError>) -> Response {
+pub async fn handle(
+    state: AppState,
+    req: DialectRequest,
+    body_error: Option<BodyError>,
+) -> Response {
     let format = Format::negotiate(req.header("accept"));
     if let Some(e) = body_error {
         return match e {
@@ -33,7 +37,9 @@ pub async fn handle(state: AppState, req: DialectRequest, body_error: Option<Bod
             ),
         };
     }
-    let seg: Vec<String> = (0..req.segments.len()).map(|i| req.segment_lower(i)).collect();
+    let seg: Vec<String> = (0..req.segments.len())
+        .map(|i| req.segment_lower(i))
+        .collect();
     let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
     match seg.as_slice() {
         ["v1", "agents", agent, name] => {
@@ -81,7 +87,12 @@ impl Format {
     /// (absent, `*/*`, unknown types) means JSON.
     pub fn negotiate(accept: Option<&str>) -> Format {
         for entry in accept.unwrap_or("").split(',') {
-            let media = entry.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let media = entry
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if media.ends_with("/json") || media.ends_with("+json") {
                 return Format::Json;
             }
@@ -100,7 +111,12 @@ impl Format {
     }
 }
 
-fn render(status: StatusCode, value: Option<Wire>, req: &DialectRequest, format: Format) -> Response {
+fn render(
+    status: StatusCode,
+    value: Option<Wire>,
+    req: &DialectRequest,
+    format: Format,
+) -> Response {
     let value = value.unwrap_or(Wire::Null);
     let value = match req.query("$select") {
         Some(select) => value.select(&parse_select(&select)),
@@ -110,7 +126,12 @@ fn render(status: StatusCode, value: Option<Wire>, req: &DialectRequest, format:
         Format::Json => value.to_json(),
         Format::Xml => value.to_rest_xml(),
     };
-    (status, [(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response()
 }
 
 /// ASP.NET's `HttpError` shape: `{"Message": ..., "MessageDetail": ...}`.
@@ -124,7 +145,12 @@ fn message(status: StatusCode, text: &str, detail: Option<&str>, format: Format)
         Format::Json => wire.to_json(),
         Format::Xml => wire.to_rest_xml(),
     };
-    (status, [(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response()
 }
 
 fn no_resource(req: &DialectRequest, format: Format) -> Response {
@@ -147,7 +173,12 @@ fn agent_error(e: SoError, format: Format) -> Response {
                 Format::Json => "null".to_owned(),
                 Format::Xml => Wire::Null.to_rest_xml(),
             };
-            (StatusCode::OK, [(header::CONTENT_TYPE, format.content_type())], body).into_response()
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, format.content_type())],
+                body,
+            )
+                .into_response()
         }
         SoError::Bind(detail) => message(
             StatusCode::BAD_REQUEST,
@@ -216,7 +247,12 @@ fn entity_error(status: StatusCode, kind: &str, text: &str, format: Format) -> R
         Format::Json => wire.to_json(),
         Format::Xml => wire.to_rest_xml(),
     };
-    (status, [(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response()
 }
 
 /// Who is calling: `Authorization` (Basic, SOTicket, Bearer; scheme case-insensitive), or
@@ -231,10 +267,10 @@ pub async fn authenticate(state: &AppState, req: &DialectRequest) -> Result<SoCa
             .split_once(' ')
             .ok_or(SoError::Unauthorized)?;
         match scheme.to_ascii_lowercase().as_str() {
-            "basic" => {
-                super::principal_from_basic(state, tenant, credentials, req.client).await?
+            "basic" => super::principal_from_basic(state, tenant, credentials, req.client).await?,
+            "soticket" | "bearer" => {
+                super::principal_from_ticket(state, tenant, credentials).await?
             }
-            "soticket" | "bearer" => super::principal_from_ticket(state, tenant, credentials).await?,
             _ => return Err(SoError::Unauthorized),
         }
     } else if let Some(xsrf) = req.header("x-xsrf-token") {
@@ -286,7 +322,7 @@ enum Body {
     Form(Vec<(String, String)>),
 }
 
-fn read_body(req: &DialectRequest) -> Result<Body, Response> {
+fn read_body(req: &DialectRequest) -> Result<Body, Box<Response>> {
     let format = Format::negotiate(req.header("accept"));
     if req.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Body::Empty);
@@ -300,12 +336,12 @@ fn read_body(req: &DialectRequest) -> Result<Body, Response> {
         .trim()
         .to_ascii_lowercase();
     let invalid = |detail: String| {
-        message(
+        Box::new(message(
             StatusCode::BAD_REQUEST,
             "The request is invalid.",
             Some(&detail),
             format,
-        )
+        ))
     };
     if content_type.ends_with("/json") || content_type.ends_with("+json") {
         return serde_json::from_slice(&req.body)
@@ -324,14 +360,14 @@ fn read_body(req: &DialectRequest) -> Result<Body, Response> {
             .map(Body::Form)
             .map_err(|e| invalid(format!("The form body cannot be read: {e}")));
     }
-    Err(message(
+    Err(Box::new(message(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         &format!(
             "The request entity's media type '{content_type}' is not supported for this resource."
         ),
         None,
         format,
-    ))
+    )))
 }
 
 fn bind(method: &Method, body: &Body) -> Result<Args, SoError> {
@@ -343,14 +379,19 @@ fn bind(method: &Method, body: &Body) -> Result<Args, SoError> {
     }
 }
 
-async fn agent_call(state: &AppState, req: &DialectRequest, method: &Method, format: Format) -> Response {
+async fn agent_call(
+    state: &AppState,
+    req: &DialectRequest,
+    method: &Method,
+    format: Format,
+) -> Response {
     let caller = match authenticate(state, req).await {
         Ok(c) => c,
         Err(e) => return auth_error(e, format),
     };
     let body = match read_body(req) {
         Ok(b) => b,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let args = match bind(method, &body) {
         Ok(a) => a,
@@ -379,7 +420,10 @@ fn describe(req: &DialectRequest, method: &Method, format: Format) -> Response {
             .map(|(name, kind)| {
                 Wire::Obj(
                     "Parameter",
-                    vec![("Name", Wire::str(*name)), ("Type", Wire::str(kind.dotnet()))],
+                    vec![
+                        ("Name", Wire::str(*name)),
+                        ("Type", Wire::str(kind.dotnet())),
+                    ],
                 )
             })
             .collect(),
@@ -408,7 +452,12 @@ fn describe(req: &DialectRequest, method: &Method, format: Format) -> Response {
         Format::Json => wire.to_json(),
         Format::Xml => wire.to_rest_xml(),
     };
-    (StatusCode::OK, [(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response()
 }
 
 /// The RESTful `/api/v1/License` routes, which wrap the License agent.
@@ -452,7 +501,7 @@ async fn license_resource(state: &AppState, req: &DialectRequest, format: Format
                     Verb::PUT | Verb::DELETE => {
                         let names = match module_names(req, format) {
                             Ok(n) => n,
-                            Err(response) => return response,
+                            Err(response) => return *response,
                         };
                         args.set_strs("ModuleLicenseNames", names);
                         if *verb == Verb::PUT {
@@ -501,14 +550,14 @@ fn method_not_allowed(format: Format) -> Response {
 
 /// The body of PUT/DELETE `License/{owner}/{associateId}`: a JSON array of module names, or an
 /// XML `ArrayOfstring`.
-fn module_names(req: &DialectRequest, format: Format) -> Result<Vec<String>, Response> {
+fn module_names(req: &DialectRequest, format: Format) -> Result<Vec<String>, Box<Response>> {
     let invalid = || {
-        entity_error(
+        Box::new(entity_error(
             StatusCode::BAD_REQUEST,
             "SoArgumentException",
             "Bad request. The body must be an array of module license names.",
             format,
-        )
+        ))
     };
     match read_body(req)? {
         Body::Json(serde_json::Value::Array(items)) => items

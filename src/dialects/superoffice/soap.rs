@@ -47,7 +47,11 @@ impl SoapVersion {
     }
 }
 
-pub async fn handle(state: AppState, req: DialectRequest, body_error: Option<BodyError>) -> Response {
+pub async fn handle(
+    state: AppState,
+    req: DialectRequest,
+    body_error: Option<BodyError>,
+) -> Response {
     let version = req.segments.first().and_then(|s| Version::parse(s));
     let service = req.segments.get(1).and_then(|s| {
         let name = s.strip_suffix(".svc").or_else(|| {
@@ -69,10 +73,9 @@ pub async fn handle(state: AppState, req: DialectRequest, body_error: Option<Bod
     };
     match req.method {
         Verb::GET | Verb::HEAD => {
-            let wants_wsdl = req
-                .query_pairs()
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case("wsdl") || k.eq_ignore_ascii_case("singlewsdl"));
+            let wants_wsdl = req.query_pairs().iter().any(|(k, _)| {
+                k.eq_ignore_ascii_case("wsdl") || k.eq_ignore_ascii_case("singlewsdl")
+            });
             if wants_wsdl {
                 let address = service_address(&req, version, service);
                 (
@@ -106,7 +109,10 @@ pub async fn handle(state: AppState, req: DialectRequest, body_error: Option<Bod
 
 /// The absolute address of a service, as the client reached it.
 fn service_address(req: &DialectRequest, version: Version, service: &str) -> String {
-    let host = req.header("x-forwarded-host").or(req.header("host")).unwrap_or("localhost");
+    let host = req
+        .header("x-forwarded-host")
+        .or(req.header("host"))
+        .unwrap_or("localhost");
     let scheme = req
         .header("x-forwarded-proto")
         .filter(|p| p.eq_ignore_ascii_case("https"))
@@ -160,13 +166,16 @@ fn request_headers(envelope: &Element) -> RequestHeaders {
         .flat_map(|h| h.children.iter());
     for item in in_header.chain(loose) {
         if item.name.eq_ignore_ascii_case("ApplicationToken") && !item.is_nil() {
-            found.application_token.get_or_insert_with(|| item.value().to_owned());
-        } else if item.name.eq_ignore_ascii_case("Credentials")
-            || item.name.eq_ignore_ascii_case("SoCredentials")
+            found
+                .application_token
+                .get_or_insert_with(|| item.value().to_owned());
+        } else if (item.name.eq_ignore_ascii_case("Credentials")
+            || item.name.eq_ignore_ascii_case("SoCredentials"))
+            && let Some(ticket) = item.child("Ticket").filter(|t| !t.is_nil())
         {
-            if let Some(ticket) = item.child("Ticket").filter(|t| !t.is_nil()) {
-                found.ticket.get_or_insert_with(|| ticket.value().to_owned());
-            }
+            found
+                .ticket
+                .get_or_insert_with(|| ticket.value().to_owned());
         }
     }
     found
@@ -179,7 +188,10 @@ async fn post(
     service: &'static str,
     body_error: Option<BodyError>,
 ) -> Response {
-    let content_type = req.header("content-type").unwrap_or("").to_ascii_lowercase();
+    let content_type = req
+        .header("content-type")
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let mut soap = if content_type.starts_with("application/soap+xml") {
         SoapVersion::V12
     } else {
@@ -187,25 +199,40 @@ async fn post(
     };
     match body_error {
         Some(BodyError::TooLarge) => {
-            return fault(soap, StatusCode::PAYLOAD_TOO_LARGE, true, "The message is too large.");
+            return fault(
+                soap,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                true,
+                "The message is too large.",
+            );
         }
         Some(BodyError::Incomplete) => {
-            return fault(soap, StatusCode::REQUEST_TIMEOUT, true, "The message did not arrive in time.");
+            return fault(
+                soap,
+                StatusCode::REQUEST_TIMEOUT,
+                true,
+                "The message did not arrive in time.",
+            );
         }
         None => {}
     }
-    if !(content_type.is_empty()
-        || content_type.contains("xml"))
-    {
+    if !(content_type.is_empty() || content_type.contains("xml")) {
         return fault(
             soap,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             true,
-            &format!("Content type '{content_type}' is not a SOAP message; use text/xml or application/soap+xml."),
+            &format!(
+                "Content type '{content_type}' is not a SOAP message; use text/xml or application/soap+xml."
+            ),
         );
     }
     let Ok(text) = std::str::from_utf8(&req.body) else {
-        return fault(soap, StatusCode::BAD_REQUEST, true, "The message is not UTF-8.");
+        return fault(
+            soap,
+            StatusCode::BAD_REQUEST,
+            true,
+            "The message is not UTF-8.",
+        );
     };
     let envelope = match crate::xml::parse(text) {
         Ok(e) => e,
@@ -228,10 +255,20 @@ async fn post(
         .iter()
         .find(|c| c.name == "Body" && c.namespace.as_deref() == Some(soap.namespace()))
     else {
-        return fault(soap, StatusCode::BAD_REQUEST, true, "The envelope has no Body.");
+        return fault(
+            soap,
+            StatusCode::BAD_REQUEST,
+            true,
+            "The envelope has no Body.",
+        );
     };
     let Some(operation) = body.children.first() else {
-        return fault(soap, StatusCode::BAD_REQUEST, true, "The Body names no operation.");
+        return fault(
+            soap,
+            StatusCode::BAD_REQUEST,
+            true,
+            "The Body names no operation.",
+        );
     };
     let namespace = version.namespace();
     if operation.namespace.as_deref() != Some(namespace.as_str()) {
@@ -263,7 +300,8 @@ async fn post(
         namespace,
         method,
     };
-    if let Err(e) = super::check_app_token(state, &req.tenant, headers.application_token.as_deref()) {
+    if let Err(e) = super::check_app_token(state, &req.tenant, headers.application_token.as_deref())
+    {
         return out.failure(e);
     }
     let args = match Args::from_xml(method, operation) {
@@ -280,19 +318,23 @@ async fn post(
     match methods::call(state, &caller, method, &args, version).await {
         Ok(Answer::Value(wire)) => out.success(Some(&wire)),
         Ok(Answer::Void) => out.success(None),
-        Ok(Answer::NotFound) if method.returns == Returns::Void => {
-            out.failure(SoError::Refused(crate::ledger::LedgerError::UnknownUser(
-                "the associate does not exist".into(),
-            )))
-        }
+        Ok(Answer::NotFound) if method.returns == Returns::Void => out.failure(SoError::Refused(
+            crate::ledger::LedgerError::UnknownUser("the associate does not exist".into()),
+        )),
         Ok(Answer::NotFound) => out.success(Some(&Wire::Null)),
         Err(e) => out.failure(e),
     }
 }
 
-async fn caller(state: &AppState, req: &DialectRequest, ticket: Option<&str>) -> Result<SoCaller, SoError> {
+async fn caller(
+    state: &AppState,
+    req: &DialectRequest,
+    ticket: Option<&str>,
+) -> Result<SoCaller, SoError> {
     let tenant = super::tenant_of(state, &req.tenant).await?;
-    let ticket = ticket.filter(|t| !t.trim().is_empty()).ok_or(SoError::Unauthorized)?;
+    let ticket = ticket
+        .filter(|t| !t.trim().is_empty())
+        .ok_or(SoError::Unauthorized)?;
     let principal = super::principal_from_ticket(state, tenant, ticket).await?;
     Ok(SoCaller {
         tenant,
@@ -313,7 +355,12 @@ async fn authenticate(state: &AppState, req: &DialectRequest, args: &Args, out: 
     };
     let principal = match state
         .auth
-        .password(tenant.id, args.str("UserName"), args.str("Password"), req.client)
+        .password(
+            tenant.id,
+            args.str("UserName"),
+            args.str("Password"),
+            req.client,
+        )
         .await
     {
         Ok(p) => p,
@@ -358,7 +405,12 @@ impl Out {
             self.soap.namespace(),
             self.namespace
         );
-        (StatusCode::OK, [(header::CONTENT_TYPE, self.soap.content_type())], xml).into_response()
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, self.soap.content_type())],
+            xml,
+        )
+            .into_response()
     }
 
     fn response_element(&self) -> String {
@@ -409,7 +461,10 @@ impl Out {
 
     fn failure(&self, e: SoError) -> Response {
         if matches!(e, SoError::Unavailable) {
-            tracing::warn!(operation = self.method.name, "SOAP call failed: store unavailable");
+            tracing::warn!(
+                operation = self.method.name,
+                "SOAP call failed: store unavailable"
+            );
         }
         let info = Wire::Obj(
             "SoExceptionInfo",

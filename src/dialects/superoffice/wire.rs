@@ -51,7 +51,9 @@ impl Wire {
         let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>");
         let root = self.type_name();
         if matches!(self, Wire::Null) {
-            out.push_str("<Object xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\" i:nil=\"true\"/>");
+            out.push_str(
+                "<Object xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\" i:nil=\"true\"/>",
+            );
             return out;
         }
         write_xml_element(
@@ -286,7 +288,10 @@ mod tests {
     fn rest_xml_is_named_after_the_type_and_escaped() {
         let xml = sample().to_rest_xml();
         assert!(xml.contains("<ArrayOfModuleLicenseLink xmlns:i="), "{xml}");
-        assert!(xml.contains("<Name>web &amp; &lt;mobile&gt;</Name>"), "{xml}");
+        assert!(
+            xml.contains("<Name>web &amp; &lt;mobile&gt;</Name>"),
+            "{xml}"
+        );
         crate::xml::parse(&xml).expect("well-formed");
         let null = Wire::Null.to_rest_xml();
         crate::xml::parse(&null).expect("well-formed");

@@ -45,7 +45,11 @@ xmlns:tns=\"{ns}\" xmlns:q1=\"{ARRAYS}\" xmlns:wsaw=\"http://www.w3.org/2006/05/
     );
     // Operation wrappers.
     for op in &ops {
-        let _ = write!(w, "<xs:element name=\"{}\"><xs:complexType><xs:sequence>", op.name);
+        let _ = write!(
+            w,
+            "<xs:element name=\"{}\"><xs:complexType><xs:sequence>",
+            op.name
+        );
         for (name, kind) in op.params {
             let nillable = matches!(kind, Param::Str | Param::IntArray | Param::StrArray);
             let _ = write!(
@@ -66,7 +70,11 @@ xmlns:tns=\"{ns}\" xmlns:q1=\"{ARRAYS}\" xmlns:wsaw=\"http://www.w3.org/2006/05/
             );
             continue;
         }
-        let _ = write!(w, "<xs:element name=\"{}Response\"><xs:complexType>", op.name);
+        let _ = write!(
+            w,
+            "<xs:element name=\"{}Response\"><xs:complexType>",
+            op.name
+        );
         match op.returns {
             Returns::Void => w.push_str("<xs:sequence/>"),
             Returns::One(t) => {
@@ -324,7 +332,8 @@ fn sample(op: &Method, version: Version) -> Option<Wire> {
     };
     Some(match op.name {
         "GetUserLicenses" => carriers::license_owners(&views, &catalog, version),
-        "GetThirdPartyLicenseAssignments" | "AssignThirdPartyLicenses"
+        "GetThirdPartyLicenseAssignments"
+        | "AssignThirdPartyLicenses"
         | "UnassignThirdPartyLicenses" => {
             let refs: Vec<&UserProductView> = views.iter().collect();
             carriers::module_license_links(&refs, &catalog, version)
@@ -373,7 +382,9 @@ mod tests {
         assert!(v81.contains("\"LogOffWindowsUsers\""));
         let link = |v: u8| {
             let doc = document(Version(v), "License", "a");
-            let start = doc.find("<xs:complexType name=\"ModuleLicenseLink\">").unwrap();
+            let start = doc
+                .find("<xs:complexType name=\"ModuleLicenseLink\">")
+                .unwrap();
             let end = start + doc[start..].find("</xs:complexType>").unwrap();
             doc[start..end].to_owned()
         };
