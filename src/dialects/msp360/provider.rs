@@ -89,14 +89,17 @@ pub async fn login(state: &AppState, req: &DialectRequest) -> Result<Response, F
         )
         .await
         .map_err(Fault::from)?;
-    let lifetime = (issued.info.expires_at - issued.info.created_at).whole_seconds();
+    // OWIN writes the whole seconds left, 1209599 for a fresh two-week token.
+    let left = (issued.info.expires_at - state.ledger.now_time())
+        .whole_seconds()
+        .min(TOKEN_LIFETIME.whole_seconds() - 1)
+        .max(0);
     let out = Out::Obj {
         name: "Token",
         fields: vec![
             ("access_token", Out::Str(issued.secret)),
             ("token_type", Out::Str("bearer".into())),
-            // OWIN rounds the remaining lifetime down: 1209599 for two weeks.
-            ("expires_in", Out::Int((lifetime - 1).max(0))),
+            ("expires_in", Out::Int(left)),
             ("userName", Out::Str(principal.login)),
             (".issued", Out::Str(wire::rfc1123(issued.info.created_at))),
             (".expires", Out::Str(wire::rfc1123(issued.info.expires_at))),
