@@ -327,6 +327,17 @@ async fn user_by_uuid(f: &Fixture, id: Uuid) -> User {
         .unwrap()
 }
 
+/// A bad request: what it shows, path, content type, body, expected status, a word the
+/// message must contain.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    String,
+    StatusCode,
+    &'a str,
+);
+
 fn op(license: impl std::fmt::Display, user: impl std::fmt::Display) -> Value {
     json!({ "LicenseID": license.to_string(), "UserID": user.to_string() })
 }
@@ -887,7 +898,7 @@ on_both_stores! {
         let _ = company;
         let unknown = Uuid::new_v4();
         let grant = "/acme/api/Licenses/Grant";
-        let cases: Vec<(&str, &str, Option<&str>, String, StatusCode, &str)> = vec![
+        let cases: Vec<Case> = vec![
             ("unknown license", grant, JSON, op(unknown, one).to_string(), StatusCode::BAD_REQUEST, "not found"),
             ("malformed license id", grant, JSON, op("sample string 1", one).to_string(), StatusCode::BAD_REQUEST, "not a license ID"),
             ("unknown user", grant, JSON, op(seats[1].id, unknown).to_string(), StatusCode::BAD_REQUEST, "not found"),
@@ -978,6 +989,25 @@ on_both_stores! {
         // The minimal documented body; the other spelling of the mode, as a numeric string.
         let robert = a.create_user(&token, json!({ "Email": "roberttech1", "Password": "splendidpass", "Enabled": true })).await;
         let third = a.create_user(&token, json!({ "email": "third", "password": "secret1", "LicenseManagementMode": "2" })).await;
+        // DataContract XML in, XML out: the new ID as a serialized string.
+        let req = Request::builder().method("POST").uri("/acme/api/Users")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "text/xml")
+            .header("accept", "application/xml")
+            .body(Body::from("<UsersAddModels xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\" \
+                xmlns=\"http://schemas.datacontract.org/2004/07/MBSAPImvc.Engine.Models\">\
+                <Email>xmluser</Email><Enabled>true</Enabled><FirstName>X</FirstName>\
+                <LicenseManagmentMode>Automatic</LicenseManagmentMode>\
+                <NotificationEmails xmlns:a=\"http://schemas.microsoft.com/2003/10/Serialization/Arrays\">\
+                <a:string>x@example.com</a:string></NotificationEmails><Password>secret12</Password></UsersAddModels>"))
+            .unwrap();
+        let r = a.send(req).await;
+        r.expect(StatusCode::OK);
+        let doc = allot::xml::parse(&r.text).unwrap();
+        assert_eq!(doc.name, "string");
+        let xml_user = user_by_uuid(&f, doc.value().parse().unwrap()).await;
+        assert_eq!((xml_user.login.as_str(), xml_user.email.as_str(), xml_user.license_mode), ("xmluser", "x@example.com", LicenseMode::Automatic));
+        a.delete(&format!("/acme/api/Users/{}", xml_user.uuid), &token).await.expect(StatusCode::OK);
         assert_eq!(user_by_uuid(&f, third).await.license_mode, LicenseMode::Company);
 
         let list = a.get("/acme/api/Users", &token).await;

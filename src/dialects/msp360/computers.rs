@@ -10,7 +10,7 @@ use axum::response::Response;
 
 use super::wire::{self, Out};
 use super::{Call, Fault, field, invalid, parse_id};
-use crate::ledger::{Command, LedgerError, ProductRef, QueryError, Seat, SeatFilter, UserRef};
+use crate::ledger::{Command, LedgerError, QueryError, Seat, SeatFilter, UserRef};
 
 /// The Computers endpoints' code for "object not found".
 const NOT_FOUND: i64 = -6;
@@ -114,6 +114,14 @@ pub async fn page(call: &Call<'_>, offset: &str, count: &str) -> Result<Response
         },
     )
     .await?;
+    let products: HashMap<_, _> = call
+        .state
+        .ledger
+        .products(call.tenant)
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p))
+        .collect();
     let mut by_hid: HashMap<&str, &Seat> = HashMap::new();
     for seat in &activated {
         if let Some(a) = &seat.activation {
@@ -126,12 +134,8 @@ pub async fn page(call: &Call<'_>, offset: &str, count: &str) -> Result<Response
         let company = user.and_then(|u| u.company).and_then(|c| companies.get(&c));
         let license = match by_hid.get(computer.hardware_id.as_str()) {
             Some(seat) => {
-                let product = call
-                    .state
-                    .ledger
-                    .product(call.tenant, &ProductRef::Id(seat.product))
-                    .await?;
-                let expires = match (seat.expires_at, product.expires_at) {
+                let product = products.get(&seat.product);
+                let expires = match (seat.expires_at, product.and_then(|p| p.expires_at)) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
@@ -139,7 +143,10 @@ pub async fn page(call: &Call<'_>, offset: &str, count: &str) -> Result<Response
                     name: "ComputerLicense",
                     fields: vec![
                         ("Granted", Out::Bool(true)),
-                        ("IsTrial", Out::Bool(seat.trial || product.trial)),
+                        (
+                            "IsTrial",
+                            Out::Bool(seat.trial || product.is_some_and(|p| p.trial)),
+                        ),
                         (
                             "DisplayExpiresDate",
                             Out::Str(
