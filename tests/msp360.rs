@@ -1199,6 +1199,13 @@ on_both_stores! {
         assert_eq!(body["Computers"][0]["License"], json!({ "Granted": true, "IsTrial": true, "DisplayExpiresDate": "2026-12-08T09:00:00" }));
         assert_eq!(body["Computers"][1]["License"]["Granted"], false);
         insta::assert_snapshot!("computers_page", snapshot_text(&page));
+        // One computer by its hardware id, in the list's shape.
+        let one = a.get("/acme/api/computers/HW-1", &token).await;
+        one.expect(StatusCode::OK);
+        assert_eq!(one.json(), body["Computers"][0]);
+        let missing = a.get("/acme/api/Computers/HW-404", &token).await;
+        missing.expect(StatusCode::BAD_REQUEST);
+        assert_eq!(missing.json(), json!({ "ErrorCode": -6, "Message": "Object \"HW-404\" not found" }));
         let second = a.get("/acme/api/Computers/1/1", &token).await.json();
         assert_eq!(second["Computers"].as_array().unwrap().len(), 1);
         assert_eq!(second["Computers"][0]["ComputerHID"], "HW-2");

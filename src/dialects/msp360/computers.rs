@@ -1,6 +1,7 @@
 //! Computers (the 2025 endpoints): `POST /api/Computers/{hid}/authorization` binds a computer to
-//! a user (the ledger's `RegisterComputer`), and `GET /api/Computers/{offset}/{count}` pages
-//! through them with a summary of the license activated on each. These endpoints answer in
+//! a user (the ledger's `RegisterComputer`); `GET /api/Computers/{offset}/{count}` pages through
+//! them and `GET /api/Computers/{hid}` answers one, with a summary of the license activated on
+//! each. These endpoints answer in
 //! their own shapes: `{"ResultCode": 0, "ErrorMessage": ""}` and `{"ErrorCode": -6, ...}`.
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use axum::response::Response;
 
 use super::wire::{self, Out};
 use super::{Call, Fault, field, invalid, parse_id};
-use crate::ledger::{Command, LedgerError, QueryError, Seat, SeatFilter, UserRef};
+use crate::ledger::{Command, Computer, LedgerError, QueryError, Seat, SeatFilter, UserRef};
 
 /// The Computers endpoints' code for "object not found".
 const NOT_FOUND: i64 = -6;
@@ -92,49 +93,52 @@ pub async fn authorize(call: &Call<'_>, hid: &str) -> Result<Response, Fault> {
     )
 }
 
-/// `GET /api/Computers/{offset}/{count}`: `Count` is how many computers there are in all.
-pub async fn page(call: &Call<'_>, offset: &str, count: &str) -> Result<Response, Fault> {
-    let parse = |name: &str, text: &str| {
-        text.trim().parse::<usize>().map_err(|_| {
-            invalid(format!(
-                "{name} must be a non-negative integer, not '{text}'"
-            ))
+/// What describing computers needs: users, company names, products and activated seats.
+struct Inventory {
+    users: HashMap<crate::ledger::UserId, crate::ledger::User>,
+    companies: HashMap<crate::ledger::CompanyId, String>,
+    products: HashMap<crate::ledger::ProductId, crate::ledger::Product>,
+    activated: Vec<Seat>,
+}
+
+impl Inventory {
+    async fn load(call: &Call<'_>) -> Result<Inventory, Fault> {
+        Ok(Inventory {
+            users: super::licenses::all_users(call).await?,
+            companies: super::users::company_names(call).await?,
+            products: call
+                .state
+                .ledger
+                .products(call.tenant)
+                .await?
+                .into_iter()
+                .map(|p| (p.id, p))
+                .collect(),
+            activated: super::licenses::all_seats(
+                call,
+                SeatFilter {
+                    activated: Some(true),
+                    ..SeatFilter::default()
+                },
+            )
+            .await?,
         })
-    };
-    let offset = parse("offset", offset)?;
-    let count = parse("count", count)?.min(MAX_PAGE);
-    let computers = call.state.ledger.computers(call.tenant, None).await?;
-    let users = super::licenses::all_users(call).await?;
-    let companies = super::users::company_names(call).await?;
-    let activated = super::licenses::all_seats(
-        call,
-        SeatFilter {
-            activated: Some(true),
-            ..SeatFilter::default()
-        },
-    )
-    .await?;
-    let products: HashMap<_, _> = call
-        .state
-        .ledger
-        .products(call.tenant)
-        .await?
-        .into_iter()
-        .map(|p| (p.id, p))
-        .collect();
-    let mut by_hid: HashMap<&str, &Seat> = HashMap::new();
-    for seat in &activated {
-        if let Some(a) = &seat.activation {
-            by_hid.entry(a.hardware_id.as_str()).or_insert(seat);
-        }
     }
-    let mut items = Vec::new();
-    for computer in computers.iter().skip(offset).take(count) {
-        let user = computer.user.and_then(|u| users.get(&u));
-        let company = user.and_then(|u| u.company).and_then(|c| companies.get(&c));
-        let license = match by_hid.get(computer.hardware_id.as_str()) {
+
+    /// One computer with the summary of the (first) license activated on it.
+    fn describe(&self, computer: &Computer) -> Out {
+        let user = computer.user.and_then(|u| self.users.get(&u));
+        let company = user
+            .and_then(|u| u.company)
+            .and_then(|c| self.companies.get(&c));
+        let seat = self.activated.iter().find(|s| {
+            s.activation
+                .as_ref()
+                .is_some_and(|a| a.hardware_id == computer.hardware_id)
+        });
+        let license = match seat {
             Some(seat) => {
-                let product = products.get(&seat.product);
+                let product = self.products.get(&seat.product);
                 let expires = match (seat.expires_at, product.and_then(|p| p.expires_at)) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -167,7 +171,7 @@ pub async fn page(call: &Call<'_>, offset: &str, count: &str) -> Result<Response
                 ],
             },
         };
-        items.push(Out::Obj {
+        Out::Obj {
             name: "Computer",
             fields: vec![
                 ("ComputerHID", Out::Str(computer.hardware_id.clone())),
@@ -184,8 +188,29 @@ pub async fn page(call: &Call<'_>, offset: &str, count: &str) -> Result<Response
                 ),
                 ("License", license),
             ],
-        });
+        }
     }
+}
+
+/// `GET /api/Computers/{offset}/{count}`: `Count` is how many computers there are in all.
+pub async fn page(call: &Call<'_>, offset: &str, count: &str) -> Result<Response, Fault> {
+    let parse = |name: &str, text: &str| {
+        text.trim().parse::<usize>().map_err(|_| {
+            invalid(format!(
+                "{name} must be a non-negative integer, not '{text}'"
+            ))
+        })
+    };
+    let offset = parse("offset", offset)?;
+    let count = parse("count", count)?.min(MAX_PAGE);
+    let computers = call.state.ledger.computers(call.tenant, None).await?;
+    let inventory = Inventory::load(call).await?;
+    let items = computers
+        .iter()
+        .skip(offset)
+        .take(count)
+        .map(|c| inventory.describe(c))
+        .collect();
     call.ok(
         &Out::Obj {
             name: "ComputersResult",
@@ -204,4 +229,18 @@ pub async fn page(call: &Call<'_>, offset: &str, count: &str) -> Result<Response
         },
         "ComputersResult",
     )
+}
+
+/// `GET /api/Computers/{hid}`: one computer, or 400 `{"ErrorCode": -6, ...}` when unknown.
+pub async fn one(call: &Call<'_>, hid: &str) -> Result<Response, Fault> {
+    let computer = call
+        .state
+        .ledger
+        .computers(call.tenant, None)
+        .await?
+        .into_iter()
+        .find(|c| c.hardware_id == hid.trim())
+        .ok_or_else(|| object_not_found(hid))?;
+    let inventory = Inventory::load(call).await?;
+    call.ok(&inventory.describe(&computer), "Computer")
 }

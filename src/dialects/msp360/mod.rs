@@ -88,6 +88,7 @@ enum Route {
     DeleteCompany(String),
     AuthorizeComputer(String),
     ComputersPage(String, String),
+    Computer(String),
 }
 
 impl Route {
@@ -102,6 +103,7 @@ impl Route {
                 | Route::Companies
                 | Route::Company(_)
                 | Route::ComputersPage(..)
+                | Route::Computer(_)
         )
     }
 }
@@ -187,6 +189,7 @@ fn route(req: &DialectRequest) -> Result<Route, Miss> {
         },
         ["computers", _, "authorization"] => only(&Method::POST, Route::AuthorizeComputer(raw(1))),
         ["computers", _, _] => only(&Method::GET, Route::ComputersPage(raw(1), raw(2))),
+        ["computers", _] => only(&Method::GET, Route::Computer(raw(1))),
         _ => Err(Miss::NotFound),
     }
 }
@@ -500,6 +503,7 @@ impl<'a> Call<'a> {
             Route::DeleteCompany(id) => companies::delete(&self, &id).await,
             Route::AuthorizeComputer(hid) => computers::authorize(&self, &hid).await,
             Route::ComputersPage(offset, count) => computers::page(&self, &offset, &count).await,
+            Route::Computer(hid) => computers::one(&self, &hid).await,
         }
     }
 
