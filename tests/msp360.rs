@@ -1078,6 +1078,13 @@ on_both_stores! {
         assert_eq!(a.get(&format!("/acme/api/Users/{charlie}"), &token).await.text, "null");
         assert_eq!(a.get("/acme/api/Users", &token).await.json().as_array().unwrap().len(), 2);
         a.delete(&format!("/acme/api/Users/{charlie}"), &token).await.expect(StatusCode::BAD_REQUEST);
+        // Its login is free again (the retired row is renamed, and keeps its history).
+        let gone = user_by_uuid(&f, charlie).await;
+        assert!(gone.retired);
+        assert_eq!(gone.login, format!("CharlieMarketing (deleted {charlie})"));
+        let again = a.create_user(&token, json!({ "Email": "CharlieMarketing", "Password": "splendidpass" })).await;
+        assert_ne!(again, charlie);
+        a.delete(&format!("/acme/api/Users/{again}"), &token).await.expect(StatusCode::OK);
         a.delete(&format!("/acme/api/Users/{robert}/Account"), &token).await.expect(StatusCode::OK);
         let r = a.delete(&format!("/acme/api/Users/{}/account", Uuid::new_v4()), &token).await;
         r.expect(StatusCode::BAD_REQUEST);

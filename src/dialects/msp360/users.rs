@@ -2,8 +2,8 @@
 //! `DELETE /api/Users/{id}/Account`, `GET /api/Users/{id}/Computers`.
 //!
 //! `ID` is the user's UUID, `Email` its login, `Company` its company's name. Deleting a user
-//! retires it in the ledger: its licenses are released, and it is gone from the API from then
-//! on (lists, lookups, a second delete), while the audit trail keeps it.
+//! retires it in the ledger: its licenses are released, its login is freed, and it is gone from
+//! the API from then on (lists, lookups, a second delete), while the audit trail keeps it.
 
 use std::collections::HashMap;
 
@@ -220,12 +220,33 @@ pub async fn edit(call: &Call<'_>) -> Result<Response, Fault> {
 
 /// `DELETE /api/Users/{id}` and `/{id}/Account`: releases the user's licenses and deletes it
 /// (a ledger retirement). 400 for an id that names no user.
+///
+/// The retired user keeps its row (history points at it), so in the same transaction its login
+/// is renamed to `<login> (deleted <ID>)`: the `Email` is free for a new user, as it is after a
+/// delete in MSP360.
 pub async fn delete(call: &Call<'_>, id: &str) -> Result<Response, Fault> {
     let user = require(call, id).await?;
-    call.execute(Command::Retire {
-        user: UserRef::Id(user.id),
-    })
-    .await?;
+    let suffix = format!(" (deleted {})", user.uuid);
+    let keep = crate::ledger::rules::MAX_TEXT.saturating_sub(suffix.chars().count());
+    let renamed: String = user.login.chars().take(keep).collect::<String>() + &suffix;
+    call.state
+        .ledger
+        .apply_all_or_nothing(
+            &call.context(),
+            &[
+                Command::Retire {
+                    user: UserRef::Id(user.id),
+                },
+                Command::EditUser {
+                    user: UserRef::Id(user.id),
+                    patch: UserPatch {
+                        login: Some(renamed),
+                        ..UserPatch::default()
+                    },
+                },
+            ],
+        )
+        .await?;
     ok_empty()
 }
 
