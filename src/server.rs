@@ -121,11 +121,13 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware)
         .with_state(state);
     // Dialect clients are case-insensitive about `api`/`Remote`; fix the casing before routing.
-    Router::new().fallback_service(
-        ServiceBuilder::new()
-            .map_request(crate::dialects::normalize_path)
-            .service(routed),
-    )
+    Router::new()
+        .fallback_service(
+            ServiceBuilder::new()
+                .map_request(crate::dialects::normalize_path)
+                .service(routed),
+        )
+        .layer(axum::middleware::from_fn(crate::dialects::error_shapes))
 }
 
 /// Counts requests and their latency by route and status.

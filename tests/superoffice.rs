@@ -1431,3 +1431,94 @@ async fn python_requests_calls_the_rest_agents() {
     ledger.close().await;
     server.stop();
 }
+
+#[tokio::test]
+async fn server_layer_answers_keep_the_dialect_shape() {
+    let so = So::with(TestDb::sqlite(), |s| {
+        s.rate_limit = 1;
+        s.max_body = 64 * 1024;
+    })
+    .await;
+    let peer: std::net::SocketAddr = "10.1.2.3:5555".parse().unwrap();
+    let limited = |path: &str, content_type: &str| {
+        let mut req = Request::post(path)
+            .header("content-type", content_type)
+            .body(Body::from("{}"))
+            .unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        req
+    };
+    // Spend the burst, then each dialect answers 429 in its own shape.
+    let mut last = None;
+    for _ in 0..5 {
+        last = Some(
+            so.send(limited(
+                "/api/v1/Agents/License/GetUserLicenses",
+                "application/json",
+            ))
+            .await,
+        );
+    }
+    let rest = last.unwrap();
+    assert_eq!(rest.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(rest.json()["Message"].is_string(), "{}", rest.text);
+    assert!(rest.headers.contains_key("retry-after"));
+    let msp = so.send(limited("/api/Licenses", "application/json")).await;
+    assert_eq!(msp.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(msp.json()["Message"].is_string(), "{}", msp.text);
+    let soap = so
+        .send(limited("/Remote/Services86/User.svc", "text/xml"))
+        .await;
+    assert_eq!(soap.status, StatusCode::TOO_MANY_REQUESTS);
+    let fault = allot::xml::parse(&soap.text).unwrap();
+    assert!(
+        fault.child("Body").unwrap().child("Fault").is_some(),
+        "{}",
+        soap.text
+    );
+    // The native API keeps its own shape.
+    let native = so.send(limited("/v1/products", "application/json")).await;
+    assert_eq!(native.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        native.json()["error"]["code"].is_string(),
+        "{}",
+        native.text
+    );
+
+    // A declared length over the limit is refused before the body is read.
+    let big = "x".repeat(100 * 1024);
+    let early = so
+        .send(
+            Request::post("/Remote/Services86/User.svc")
+                .header("content-type", "application/soap+xml")
+                .header("content-length", big.len().to_string())
+                .body(Body::from(big.clone()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(early.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        early
+            .text
+            .contains("http://www.w3.org/2003/05/soap-envelope"),
+        "{}",
+        early.text
+    );
+    let early_rest = so
+        .send(
+            Request::post("/api/v1/Agents/User/RemoveLicenses")
+                .header("content-type", "application/json")
+                .header("content-length", big.len().to_string())
+                .body(Body::from(big))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(early_rest.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        early_rest.json()["Message"].is_string(),
+        "{}",
+        early_rest.text
+    );
+    so.finish().await;
+}

@@ -21,7 +21,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, Method, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
 use crate::ledger::TenantId;
@@ -226,13 +226,95 @@ async fn dispatch(state: AppState, tenant: Option<String>, area: Area, req: Requ
         body,
         client,
     };
-    match area {
+    let mut response = match area {
         Area::Remote => superoffice::soap::handle(state, request, body_error).await,
         Area::Api if is_superoffice_rest => {
             superoffice::rest::handle(state, request, body_error).await
         }
         Area::Api => msp360::handle(state, request, body_error).await,
+    };
+    response.extensions_mut().insert(DialectAnswer);
+    response
+}
+
+/// Marks a response a dialect wrote itself; [`error_shapes`] leaves those alone.
+#[derive(Debug, Clone, Copy)]
+pub struct DialectAnswer;
+
+/// Answers the server's own layers give before a dialect runs (rate limit 429, early 413 on a
+/// large `Content-Length`, 408 timeout, 503 load shedding, 500 from a caught panic) come back in
+/// the dialect's shape on dialect paths: `{"Message": ...}` for the REST dialects, a SOAP fault
+/// under `/Remote`. Status and headers (`Retry-After`) are kept.
+pub async fn error_shapes(req: Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let soap12 = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/soap+xml"));
+    let response = next.run(req).await;
+    let status = response.status();
+    if response.extensions().get::<DialectAnswer>().is_some()
+        || !matches!(status.as_u16(), 408 | 413 | 429 | 500 | 503)
+    {
+        return response;
     }
+    let area = path.split('/').skip(1).take(2).find_map(|seg| {
+        if seg.eq_ignore_ascii_case("api") {
+            Some(Area::Api)
+        } else if seg.eq_ignore_ascii_case("remote") {
+            Some(Area::Remote)
+        } else {
+            None
+        }
+    });
+    let Some(area) = area else {
+        return response;
+    };
+    let text = match status.as_u16() {
+        408 => "The request took too long.",
+        413 => "The request body is larger than this server accepts.",
+        429 => "Too many requests from this address; retry after the time in Retry-After.",
+        503 => "The server is busy; please try again.",
+        _ => "An error has occurred.",
+    };
+    let (parts, _) = response.into_parts();
+    let mut rewritten = match area {
+        Area::Api => {
+            let body = serde_json::json!({ "Message": text }).to_string();
+            (
+                status,
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "application/json; charset=utf-8",
+                )],
+                body,
+            )
+                .into_response()
+        }
+        Area::Remote => {
+            let version = if soap12 {
+                superoffice::soap::SoapVersion::V12
+            } else {
+                superoffice::soap::SoapVersion::V11
+            };
+            superoffice::soap::fault(
+                version,
+                status,
+                status.as_u16() != 500 && status.as_u16() != 503,
+                text,
+            )
+        }
+    };
+    for name in [
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderName::from_static("x-request-id"),
+    ] {
+        if let Some(value) = parts.headers.get(&name) {
+            rewritten.headers_mut().insert(name, value.clone());
+        }
+    }
+    rewritten
 }
 
 /// Why the request body could not be read.

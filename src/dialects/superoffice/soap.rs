@@ -126,7 +126,7 @@ fn service_address(req: &DialectRequest, version: Version, service: &str) -> Str
 }
 
 /// A SOAP fault, for envelopes that cannot be read.
-fn fault(soap: SoapVersion, status: StatusCode, sender: bool, text: &str) -> Response {
+pub fn fault(soap: SoapVersion, status: StatusCode, sender: bool, text: &str) -> Response {
     let text = escape(text);
     let body = match soap {
         SoapVersion::V11 => format!(
