@@ -39,6 +39,20 @@ pub struct BenchArgs {
     /// SQLite durability of the server started here
     #[arg(long, value_enum, default_value = "full")]
     pub sqlite_sync: crate::config::SqliteSync,
+    /// Which protocol the license operations speak
+    #[arg(long, value_enum, default_value = "native")]
+    pub workload: Workload,
+}
+
+/// The wire the benchmark's license operations use; the ledger underneath is the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// `/v1` assign/unassign and grant/release
+    Native,
+    /// SuperOffice REST agents: AssignThirdPartyLicenses / UnassignThirdPartyLicenses
+    Superoffice,
+    /// MSP360: POST /api/Licenses/Grant and /Release
+    Msp360,
 }
 
 /// Latencies and counts of one measurement.
@@ -72,7 +86,7 @@ impl Tally {
         let rate = total / elapsed.as_secs_f64();
         let sorted = std::mem::take(&mut self.latencies_us);
         println!(
-            "{name:<12} {:>9} requests in {:.1}s = {:>9.1}/s   p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms   ok {}  refused(409) {}  errors {}",
+            "{name:<12} {:>9} requests in {:.1}s = {:>9.1}/s   p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms   ok {}  refused {}  errors {}",
             sorted.len(),
             elapsed.as_secs_f64(),
             rate,
@@ -98,27 +112,34 @@ fn classify(result: &Result<Value, ClientError>, tally: &mut Tally) {
 
 struct World {
     products: Vec<i64>,
+    product_names: Vec<String>,
     users: Vec<i64>,
+    user_uuids: Vec<String>,
     seats: Vec<String>,
 }
 
 async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<World> {
     let mut products = Vec::new();
+    let mut product_names = Vec::new();
     for i in 0..args.products {
+        let name = format!("{tag}-p{i}");
         let p: Value = client
             .post(
                 "/v1/products",
-                &json!({ "owner": "bench", "name": format!("{tag}-p{i}"), "seats": args.seats }),
+                &json!({ "owner": "bench", "name": name, "seats": args.seats }),
             )
             .await?;
         products.push(p["id"].as_i64().context("product id")?);
+        product_names.push(name);
     }
     let mut users = Vec::new();
+    let mut user_uuids = Vec::new();
     for i in 0..args.users {
         let u: Value = client
             .post("/v1/users", &json!({ "login": format!("{tag}-u{i}") }))
             .await?;
         users.push(u["id"].as_i64().context("user id")?);
+        user_uuids.push(u["uuid"].as_str().context("user uuid")?.to_owned());
     }
     let mut seats = Vec::new();
     for p in &products {
@@ -140,7 +161,9 @@ async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<W
     }
     Ok(World {
         products,
+        product_names,
         users,
+        user_uuids,
         seats,
     })
 }
@@ -191,6 +214,60 @@ async fn license_client(client: Client, world: Arc<World>, deadline: Instant) ->
                 tally.latencies_us.push(t.elapsed().as_micros() as u32);
                 classify(&r, &mut tally);
             }
+        }
+    }
+    tally
+}
+
+/// Counts a dialect answer: 2xx ok, 4xx a refusal (a seat already taken), anything else an error.
+fn classify_status(result: &Result<reqwest::StatusCode, ClientError>, tally: &mut Tally) {
+    match result {
+        Ok(s) if s.is_success() => tally.ok += 1,
+        Ok(s) if s.is_client_error() => tally.refused += 1,
+        _ => tally.errors += 1,
+    }
+}
+
+/// The same load through a dialect: SuperOffice assigns and unassigns a third-party module
+/// (two agent calls), MSP360 grants and releases a seat (two calls).
+async fn dialect_client(
+    client: Client,
+    world: Arc<World>,
+    deadline: Instant,
+    workload: Workload,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    while Instant::now() < deadline {
+        let u = rng.random_range(0..world.users.len());
+        let (first, second, body) = match workload {
+            Workload::Superoffice => {
+                let name = &world.product_names[rng.random_range(0..world.product_names.len())];
+                (
+                    "/api/v1/Agents/License/AssignThirdPartyLicenses",
+                    "/api/v1/Agents/License/UnassignThirdPartyLicenses",
+                    json!({ "AssociateId": world.users[u], "ModuleOwner": "bench",
+                            "ModuleLicenseNames": [name] }),
+                )
+            }
+            Workload::Msp360 | Workload::Native => {
+                let seat = &world.seats[rng.random_range(0..world.seats.len())];
+                (
+                    "/api/Licenses/Grant",
+                    "/api/Licenses/Release",
+                    json!({ "LicenseID": seat, "UserID": world.user_uuids[u] }),
+                )
+            }
+        };
+        let t = Instant::now();
+        let r = client.post_status(first, &body).await;
+        tally.latencies_us.push(t.elapsed().as_micros() as u32);
+        classify_status(&r, &mut tally);
+        if matches!(r, Ok(s) if s.is_success()) {
+            let t = Instant::now();
+            let r = client.post_status(second, &body).await;
+            tally.latencies_us.push(t.elapsed().as_micros() as u32);
+            classify_status(&r, &mut tally);
         }
     }
     tally
@@ -329,13 +406,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         String::new()
     };
     println!(
-        "allot bench: store={store}{sync} products={} seats/product={} users={} clients={} duration={}s",
-        args.products, args.seats, args.users, args.clients, args.duration
+        "allot bench: store={store}{sync} workload={:?} products={} seats/product={} users={} clients={} duration={}s",
+        args.workload, args.products, args.seats, args.users, args.clients, args.duration
     );
     let world = Arc::new(setup(&client, &args, &tag).await?);
     let duration = Duration::from_secs(args.duration);
+    let workload = args.workload;
     let (mut ops, elapsed) = measure(args.clients, duration, |deadline| {
-        license_client(client.clone(), world.clone(), deadline)
+        let (client, world) = (client.clone(), world.clone());
+        async move {
+            match workload {
+                Workload::Native => license_client(client, world, deadline).await,
+                dialect => dialect_client(client, world, deadline, dialect).await,
+            }
+        }
     })
     .await;
     let ops_rate = ops.report("license ops", elapsed);

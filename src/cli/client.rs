@@ -103,6 +103,19 @@ impl Client {
     }
 
     /// Raw GET returning the status only (for the benchmark's baseline endpoint).
+    /// POSTs a JSON body with the bearer token and answers only the status (the body is read
+    /// and dropped): for dialect endpoints whose answers are not the native API's.
+    pub async fn post_status(&self, path: &str, body: &Value) -> Result<StatusCode, ClientError> {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let _ = resp.bytes().await?;
+        Ok(status)
+    }
+
     pub async fn get_status(&self, path: &str) -> Result<StatusCode, ClientError> {
         Ok(self
             .http
