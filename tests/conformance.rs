@@ -445,6 +445,54 @@ on_both_stores! {
         f.company("pooled", PoolMode::Global).await;
     }
 
+    async fn removing_an_owner_takes_its_products_from_every_holder(f: Fixture) {
+        let base = NewProduct::user("Acme", "base", 2);
+        let base = f.product(base).await;
+        let mut addon = NewProduct::user("Acme", "addon", 1);
+        addon.prerequisite = Some(pid(&base));
+        let addon = f.product(addon).await;
+        let mut floating = NewProduct::user("Acme", "float", 1);
+        floating.kind = ProductKind::Floating;
+        f.product(floating).await;
+        // Another owner's plan brings an Acme module along; its own module must survive.
+        let own = f.user_product("own", 2).await;
+        let mut plan = NewProduct::user("Other", "plan", 2);
+        plan.extra_flags = EXTRA_FLAG_USER_PLAN;
+        plan.plan_members = vec![pid(&base), pid(&own)];
+        let plan = f.product(plan).await;
+        let (ann, bob) = (f.user("ann").await, f.user("bob").await);
+        f.assign(&ann, &base).await.unwrap();
+        f.assign(&ann, &addon).await.unwrap();
+        f.assign(&bob, &plan).await.unwrap();
+        let lease = f
+            .ok(Command::LogOn {
+                user: by_id(&ann),
+                client: ClientKind::Web,
+                device: "d".into(),
+                product: Some(ProductRef::named("Acme", "float")),
+                lease_seconds: 60,
+            })
+            .await;
+        let Outcome::Lease(lease) = lease else { panic!("{lease:?}") };
+        let audit_before = f.audit_len().await;
+        f.ok(Command::RemoveOwner { owner: "acme".into() }).await;
+        for name in ["base", "addon", "float"] {
+            let e = f.ledger.product(f.tenant.id, &ProductRef::named("Acme", name)).await.unwrap_err();
+            assert!(matches!(e, QueryError::Ledger(LedgerError::UnknownProduct(_))), "{name}: {e:?}");
+        }
+        assert!(f.seats_of(&ann).await.is_empty());
+        // Bob keeps his plan and its other member; the floating session ended with its seat.
+        assert!(f.assigned(&bob, &plan).await && f.assigned(&bob, &own).await);
+        let session = f.ledger.session(f.tenant.id, lease.session.id).await.unwrap();
+        assert!(session.ended_at.is_some());
+        assert!(f.audit_len().await > audit_before);
+        let e = f.err(Command::RemoveOwner { owner: "Acme".into() }).await;
+        assert!(matches!(e, LedgerError::UnknownProduct(_)), "{e:?}");
+        // The owner's name can be used again.
+        f.user_product("fresh", 1).await;
+        f.product(NewProduct::user("Acme", "base", 1)).await;
+    }
+
     async fn activation_rules(f: Fixture) {
         let ult = f.user_product("ult", 3).await;
         let (ann, bob) = (f.user("ann").await, f.user("bob").await);
