@@ -319,6 +319,29 @@ mod tests {
         assert!(parse("\u{feff}<a/>").is_ok());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any input at all: an element tree or an error, never a panic.
+        #[test]
+        fn never_panics_on_arbitrary_text(text in "\\PC{0,200}") {
+            let _ = parse(&text);
+        }
+
+        /// Valid documents cut and spliced at random places, where parser bugs live.
+        #[test]
+        fn never_panics_on_mangled_envelopes(cut in 0usize..400, splice in "[<>&;:/=\"'!?\\[\\]a-zA-Z0-9 ]{0,12}") {
+            let doc = "<?xml version=\"1.0\"?><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+                xmlns:u=\"urn:u\"><s:Header><u:Credentials><u:Ticket>7T:a&amp;b</u:Ticket></u:Credentials>\
+                </s:Header><s:Body><u:Op a=\"1\"><u:Ids><u:int>1</u:int></u:Ids><![CDATA[x<y]]></u:Op></s:Body></s:Envelope>";
+            let cut = cut.min(doc.len());
+            let cut = (0..=cut).rev().find(|i| doc.is_char_boundary(*i)).unwrap_or(0);
+            let mangled = format!("{}{}{}", &doc[..cut], splice, &doc[cut..]);
+            let _ = parse(&mangled);
+            let _ = parse(&doc[..cut]);
+        }
+    }
+
     #[test]
     fn writer_escapes() {
         let mut w = XmlWriter::new();

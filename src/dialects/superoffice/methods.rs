@@ -834,6 +834,46 @@ mod tests {
         assert!(Args::from_form(m, &bad).is_err());
     }
 
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|i| serde_json::json!(i)),
+            any::<f64>().prop_map(|f| serde_json::json!(f)),
+            "\\PC{0,12}".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("AssociateId".to_owned()),
+                            Just("associateids".to_owned()),
+                            Just("ModuleLicenseNames".to_owned()),
+                            Just("Retired".to_owned()),
+                            "[a-zA-Z]{1,8}",
+                        ],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|kv| serde_json::Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever JSON arrives, binding answers arguments or a bind error, never a panic.
+        #[test]
+        fn json_binding_never_panics(value in json_value()) {
+            for method in METHODS {
+                let _ = Args::from_json(method, &value);
+            }
+        }
+    }
+
     #[test]
     fn version_table_matches_netserver() {
         let logoff = method("LogOffWindowsUsers");
