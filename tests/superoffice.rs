@@ -221,11 +221,17 @@ impl So {
         self.send(req.body(Body::empty()).unwrap()).await
     }
 
+    /// A JSON agent call as the seed page's admin `tje0`.
     async fn agent(&self, path: &str, body: &str) -> Reply {
+        self.agent_as(SEED_BASIC, path, body).await
+    }
+
+    /// A JSON agent call with the given `Authorization`.
+    async fn agent_as(&self, authorization: &str, path: &str, body: &str) -> Reply {
         self.post(
             &format!("/api/v1/Agents/{path}"),
             &[
-                ("authorization", SEED_BASIC),
+                ("authorization", authorization),
                 ("content-type", "application/json"),
             ],
             body,
@@ -744,12 +750,9 @@ async fn rest_agents(db: TestDb) {
     let ticket = so.ticket(88, "tje0", "Tje0").await;
     for scheme in ["SOTicket", "soticket", "SOTICKET", "Bearer"] {
         let r = so
-            .post(
-                "/api/v1/Agents/License/GetUserLicenses",
-                &[
-                    ("authorization", &format!("{scheme} {ticket}")),
-                    ("content-type", "application/json"),
-                ],
+            .agent_as(
+                &format!("{scheme} {ticket}"),
+                "License/GetUserLicenses",
                 "{\"AssociateId\": 326}",
             )
             .await;
@@ -779,36 +782,15 @@ async fn rest_agents(db: TestDb) {
     let user_ticket = so.ticket(88, "other", "other-password").await;
     let own = format!("SOTicket {user_ticket}");
     let mine = so
-        .post(
-            "/api/v1/Agents/License/GetUserLicenses",
-            &[
-                ("authorization", &own),
-                ("content-type", "application/json"),
-            ],
-            "{\"AssociateId\": 327}",
-        )
+        .agent_as(&own, "License/GetUserLicenses", "{\"AssociateId\": 327}")
         .await;
     assert_eq!(mine.status, StatusCode::OK);
     let theirs = so
-        .post(
-            "/api/v1/Agents/License/GetUserLicenses",
-            &[
-                ("authorization", &own),
-                ("content-type", "application/json"),
-            ],
-            "{\"AssociateId\": 326}",
-        )
+        .agent_as(&own, "License/GetUserLicenses", "{\"AssociateId\": 326}")
         .await;
     assert_eq!(theirs.status, StatusCode::FORBIDDEN);
     let change = so
-        .post(
-            "/api/v1/Agents/User/RemoveLicenses",
-            &[
-                ("authorization", &own),
-                ("content-type", "application/json"),
-            ],
-            "{\"AssociateId\": 327}",
-        )
+        .agent_as(&own, "User/RemoveLicenses", "{\"AssociateId\": 327}")
         .await;
     assert_eq!(change.status, StatusCode::FORBIDDEN);
     let odd_type = so

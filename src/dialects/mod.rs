@@ -161,11 +161,7 @@ async fn tenant_api(
     Path(params): Path<Vec<(String, String)>>,
     req: Request,
 ) -> Response {
-    let tenant = params
-        .into_iter()
-        .find(|(k, _)| k == "tenant")
-        .map(|(_, v)| v);
-    dispatch(state, tenant, Area::Api, req).await
+    dispatch(state, tenant_param(params), Area::Api, req).await
 }
 
 async fn root_remote(State(state): State<AppState>, req: Request) -> Response {
@@ -177,11 +173,14 @@ async fn tenant_remote(
     Path(params): Path<Vec<(String, String)>>,
     req: Request,
 ) -> Response {
-    let tenant = params
+    dispatch(state, tenant_param(params), Area::Remote, req).await
+}
+
+fn tenant_param(params: Vec<(String, String)>) -> Option<String> {
+    params
         .into_iter()
         .find(|(k, _)| k == "tenant")
-        .map(|(_, v)| v);
-    dispatch(state, tenant, Area::Remote, req).await
+        .map(|(_, v)| v)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

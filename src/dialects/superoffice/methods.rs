@@ -468,13 +468,21 @@ pub enum Answer {
     NotFound,
 }
 
-/// Looks a user up by AssociateId; `None` when there is no such user.
-async fn associate(state: &AppState, caller: &SoCaller, id: i64) -> Result<Option<User>, SoError> {
-    match state.ledger.user(caller.tenant, &UserRef::Id(id)).await {
-        Ok(user) => Ok(Some(user)),
-        Err(QueryError::Ledger(LedgerError::UnknownUser(_))) => Ok(None),
+/// A lookup's result with "no such user/product" as `None` (agents answer those with `null`);
+/// other failures stay errors.
+fn found<T>(result: Result<T, QueryError>) -> Result<Option<T>, SoError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(QueryError::Ledger(LedgerError::UnknownUser(_) | LedgerError::UnknownProduct(_))) => {
+            Ok(None)
+        }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Looks a user up by AssociateId; `None` when there is no such user.
+async fn associate(state: &AppState, caller: &SoCaller, id: i64) -> Result<Option<User>, SoError> {
+    found(state.ledger.user(caller.tenant, &UserRef::Id(id)).await)
 }
 
 /// Runs a method (anything but SoPrincipal's, which needs no caller) for `caller`.
@@ -518,18 +526,9 @@ pub async fn call(
             Ok(Answer::Value(Wire::Arr("ExtendedLicenseInfo", infos)))
         }
         ("License", "GetModuleLicenseFromDB") => {
-            let product = match ledger
-                .product(
-                    tenant,
-                    &ProductRef::named(args.str("OwnerName"), args.str("ModuleName")),
-                )
-                .await
-            {
-                Ok(p) => p,
-                Err(QueryError::Ledger(LedgerError::UnknownProduct(_))) => {
-                    return Ok(Answer::NotFound);
-                }
-                Err(e) => return Err(e.into()),
+            let named = ProductRef::named(args.str("OwnerName"), args.str("ModuleName"));
+            let Some(product) = found(ledger.product(tenant, &named).await)? else {
+                return Ok(Answer::NotFound);
             };
             let products = ledger.products(tenant).await?;
             let status = ledger.pool_status(tenant, Some(product.id)).await?;
@@ -609,12 +608,9 @@ pub async fn call(
         }
         ("User", "GetUserInfo") => {
             let name = args.str("UserName");
-            let user = match ledger.user(tenant, &UserRef::Login(name.to_owned())).await {
-                Ok(u) => u,
-                Err(QueryError::Ledger(LedgerError::UnknownUser(_))) => {
-                    return Ok(Answer::NotFound);
-                }
-                Err(e) => return Err(e.into()),
+            let Some(user) = found(ledger.user(tenant, &UserRef::Login(name.to_owned())).await)?
+            else {
+                return Ok(Answer::NotFound);
             };
             caller.require_reader_or_self(user.id)?;
             let views = ledger.user_view(tenant, &UserRef::Id(user.id)).await?;
@@ -753,11 +749,7 @@ pub async fn principal_carrier(
     rest: bool,
 ) -> Result<Wire, SoError> {
     let user = match principal.user {
-        Some(id) => match state.ledger.user(tenant, &UserRef::Id(id)).await {
-            Ok(u) => Some(u),
-            Err(QueryError::Ledger(LedgerError::UnknownUser(_))) => None,
-            Err(e) => return Err(e.into()),
-        },
+        Some(id) => found(state.ledger.user(tenant, &UserRef::Id(id)).await)?,
         None => None,
     };
     let views = match &user {

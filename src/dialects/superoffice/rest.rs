@@ -111,6 +111,20 @@ impl Format {
     }
 }
 
+/// A carrier (or `null`) in the negotiated format.
+fn respond(status: StatusCode, wire: &Wire, format: Format) -> Response {
+    let body = match format {
+        Format::Json => wire.to_json(),
+        Format::Xml => wire.to_rest_xml(),
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response()
+}
+
 fn render(
     status: StatusCode,
     value: Option<Wire>,
@@ -122,16 +136,7 @@ fn render(
         Some(select) => value.select(&parse_select(&select)),
         None => value,
     };
-    let body = match format {
-        Format::Json => value.to_json(),
-        Format::Xml => value.to_rest_xml(),
-    };
-    (
-        status,
-        [(header::CONTENT_TYPE, format.content_type())],
-        body,
-    )
-        .into_response()
+    respond(status, &value, format)
 }
 
 /// ASP.NET's `HttpError` shape: `{"Message": ..., "MessageDetail": ...}`.
@@ -141,16 +146,7 @@ fn message(status: StatusCode, text: &str, detail: Option<&str>, format: Format)
         fields.push(("MessageDetail", Wire::str(detail)));
     }
     let wire = Wire::Obj("Error", fields);
-    let body = match format {
-        Format::Json => wire.to_json(),
-        Format::Xml => wire.to_rest_xml(),
-    };
-    (
-        status,
-        [(header::CONTENT_TYPE, format.content_type())],
-        body,
-    )
-        .into_response()
+    respond(status, &wire, format)
 }
 
 fn no_resource(req: &DialectRequest, format: Format) -> Response {
@@ -169,16 +165,7 @@ fn no_resource(req: &DialectRequest, format: Format) -> Response {
 fn agent_error(e: SoError, format: Format) -> Response {
     match e {
         SoError::Refused(ref l) if l.code().starts_with("unknown") => {
-            let body = match format {
-                Format::Json => "null".to_owned(),
-                Format::Xml => Wire::Null.to_rest_xml(),
-            };
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, format.content_type())],
-                body,
-            )
-                .into_response()
+            respond(StatusCode::OK, &Wire::Null, format)
         }
         SoError::Bind(detail) => message(
             StatusCode::BAD_REQUEST,
@@ -243,16 +230,7 @@ fn entity_error(status: StatusCode, kind: &str, text: &str, format: Format) -> R
             ("ErrorSource", Wire::str("allot.SuperOffice")),
         ],
     );
-    let body = match format {
-        Format::Json => wire.to_json(),
-        Format::Xml => wire.to_rest_xml(),
-    };
-    (
-        status,
-        [(header::CONTENT_TYPE, format.content_type())],
-        body,
-    )
-        .into_response()
+    respond(status, &wire, format)
 }
 
 /// Who is calling: `Authorization` (Basic, SOTicket, Bearer; scheme case-insensitive), or
@@ -448,16 +426,7 @@ fn describe(req: &DialectRequest, method: &Method, format: Format) -> Response {
             ("Returns", Wire::Str(returns)),
         ],
     );
-    let body = match format {
-        Format::Json => wire.to_json(),
-        Format::Xml => wire.to_rest_xml(),
-    };
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, format.content_type())],
-        body,
-    )
-        .into_response()
+    respond(StatusCode::OK, &wire, format)
 }
 
 /// The RESTful `/api/v1/License` routes, which wrap the License agent.

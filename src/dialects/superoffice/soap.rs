@@ -54,12 +54,12 @@ pub async fn handle(
 ) -> Response {
     let version = req.segments.first().and_then(|s| Version::parse(s));
     let service = req.segments.get(1).and_then(|s| {
-        let name = s.strip_suffix(".svc").or_else(|| {
-            s.len()
-                .checked_sub(4)
-                .filter(|&i| s.is_char_boundary(i) && s[i..].eq_ignore_ascii_case(".svc"))
-                .map(|i| &s[..i])
-        })?;
+        // `.svc` in any casing, as IIS accepts it.
+        let cut = s.len().checked_sub(4)?;
+        let name = s
+            .get(cut..)
+            .filter(|suffix| suffix.eq_ignore_ascii_case(".svc"))
+            .map(|_| &s[..cut])?;
         SERVICES.into_iter().find(|x| x.eq_ignore_ascii_case(name))
     });
     let (Some(version), Some(service)) = (version, service) else {
