@@ -1,0 +1,483 @@
+//! Commands: the only way ledger state changes. Each runs inside a store transaction together
+//! with the audit record it writes; a batch of commands shares one transaction but each gets
+//! its own outcome.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::model::*;
+
+/// Names a user by any of its identities.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserRef {
+    Id(UserId),
+    Uuid(Uuid),
+    Login(String),
+}
+
+impl std::fmt::Display for UserRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserRef::Id(id) => write!(f, "#{id}"),
+            UserRef::Uuid(u) => write!(f, "{u}"),
+            UserRef::Login(l) => write!(f, "{l:?}"),
+        }
+    }
+}
+
+/// Names a product by id or by owner and module name (case-insensitive).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProductRef {
+    Id(ProductId),
+    Name { owner: String, name: String },
+}
+
+impl ProductRef {
+    pub fn named(owner: &str, name: &str) -> Self {
+        ProductRef::Name {
+            owner: owner.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for ProductRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProductRef::Id(id) => write!(f, "#{id}"),
+            ProductRef::Name { owner, name } => write!(f, "{owner}/{name}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompanyRef {
+    Id(CompanyId),
+    Uuid(Uuid),
+    Name(String),
+}
+
+impl std::fmt::Display for CompanyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CompanyRef::Id(id) => write!(f, "#{id}"),
+            CompanyRef::Uuid(u) => write!(f, "{u}"),
+            CompanyRef::Name(n) => write!(f, "{n:?}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewProduct {
+    pub owner: String,
+    pub name: String,
+    pub description: String,
+    pub tooltip: String,
+    pub kind: ProductKind,
+    pub unrestricted: bool,
+    pub hidden: bool,
+    pub sort_order: i64,
+    pub extra_flags: i64,
+    /// For a user plan: the products it brings along.
+    pub plan_members: Vec<ProductRef>,
+    pub prerequisite: Option<ProductRef>,
+    pub expires_at: Option<OffsetDateTime>,
+    pub trial: bool,
+    /// Seats bought with the product (tenant-wide pool).
+    pub seats: i64,
+}
+
+impl NewProduct {
+    /// A restricted user-kind product with `seats` seats and defaults for the rest.
+    pub fn user(owner: &str, name: &str, seats: i64) -> Self {
+        NewProduct {
+            owner: owner.to_owned(),
+            name: name.to_owned(),
+            description: String::new(),
+            tooltip: String::new(),
+            kind: ProductKind::User,
+            unrestricted: false,
+            hidden: false,
+            sort_order: 0,
+            extra_flags: 0,
+            plan_members: Vec::new(),
+            prerequisite: None,
+            expires_at: None,
+            trial: false,
+            seats,
+        }
+    }
+}
+
+/// Fields to change on a product; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductPatch {
+    pub description: Option<String>,
+    pub tooltip: Option<String>,
+    pub unrestricted: Option<bool>,
+    pub hidden: Option<bool>,
+    pub sort_order: Option<i64>,
+    pub extra_flags: Option<i64>,
+    pub plan_members: Option<Vec<ProductRef>>,
+    /// `Some(None)` removes the prerequisite.
+    pub prerequisite: Option<Option<ProductRef>>,
+    pub expires_at: Option<Option<OffsetDateTime>>,
+    pub trial: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewSeats {
+    pub product: ProductRef,
+    pub count: i64,
+    pub trial: bool,
+    pub expires_at: Option<OffsetDateTime>,
+    pub transaction_id: Option<String>,
+    /// `None` = the tenant-wide pool.
+    pub pool_company: Option<CompanyRef>,
+}
+
+impl NewSeats {
+    pub fn plain(product: ProductRef, count: i64) -> Self {
+        NewSeats {
+            product,
+            count,
+            trial: false,
+            expires_at: None,
+            transaction_id: None,
+            pool_company: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewUser {
+    /// The integer id to use (SuperOffice AssociateId); allocated when `None`.
+    pub id: Option<UserId>,
+    pub login: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub company: Option<CompanyRef>,
+    pub license_mode: LicenseMode,
+    pub user_type: String,
+}
+
+impl NewUser {
+    pub fn named(login: &str) -> Self {
+        NewUser {
+            id: None,
+            login: login.to_owned(),
+            first_name: String::new(),
+            last_name: String::new(),
+            email: String::new(),
+            company: None,
+            license_mode: LicenseMode::Manual,
+            user_type: "internal".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPatch {
+    pub login: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    /// `Some(None)` takes the user out of any company.
+    pub company: Option<Option<CompanyRef>>,
+    pub license_mode: Option<LicenseMode>,
+    pub user_type: Option<String>,
+}
+
+// Commands carry password and token hashes: keep them out of logs (see `Command::redacted`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    CreateCompany {
+        name: String,
+        pool_mode: PoolMode,
+    },
+    EditCompany {
+        company: CompanyRef,
+        name: Option<String>,
+        pool_mode: Option<PoolMode>,
+    },
+    /// Deletes a company (MSP360 `DELETE /api/Companies/{id}`): its members leave it, its quotas
+    /// and the charges against them go. Refused while seats are in the company's own pool.
+    DeleteCompany {
+        company: CompanyRef,
+    },
+    /// Sets (or with `None` removes) how many tenant-wide seats of a product a company-pool
+    /// company's users may hold.
+    SetCompanyQuota {
+        company: CompanyRef,
+        product: ProductRef,
+        quota: Option<i64>,
+    },
+    CreateUser(NewUser),
+    EditUser {
+        user: UserRef,
+        patch: UserPatch,
+    },
+    CreateProduct(NewProduct),
+    EditProduct {
+        product: ProductRef,
+        patch: ProductPatch,
+    },
+    AddSeats(NewSeats),
+    /// Removes an owner's whole license from the store (SuperOffice RemoveLicenseFromDB): every
+    /// holder loses the owner's products, then their seats, quotas and the products go.
+    RemoveOwner {
+        owner: String,
+    },
+    /// Gives the user a seat of a user-kind product (and a plan's members along with a plan).
+    Assign {
+        user: UserRef,
+        product: ProductRef,
+    },
+    /// Takes a product away; dependents go with it, plan members stay while something still
+    /// grants them.
+    Unassign {
+        user: UserRef,
+        product: ProductRef,
+    },
+    RemoveAllLicenses {
+        user: UserRef,
+    },
+    Retire {
+        user: UserRef,
+    },
+    Unretire {
+        user: UserRef,
+    },
+    /// Gives one particular seat to a user (MSP360 Grant).
+    GrantSeat {
+        seat: Uuid,
+        user: UserRef,
+    },
+    /// Frees a seat entirely (MSP360 Release). With `user`, the seat must be held by that user.
+    ReleaseSeat {
+        seat: Uuid,
+        user: Option<UserRef>,
+    },
+    /// Clears a seat's activation; the holder goes too for users who take seats automatically
+    /// (MSP360 Revoke).
+    RevokeSeat {
+        seat: Uuid,
+        user: Option<UserRef>,
+    },
+    ActivateSeat {
+        seat: Uuid,
+        activation: Activation,
+    },
+    /// Records a computer and binds it to a user (MSP360 computer authorization).
+    RegisterComputer {
+        hardware_id: String,
+        name: String,
+        operating_system: String,
+        user: Option<UserRef>,
+    },
+    LogOn {
+        user: UserRef,
+        client: ClientKind,
+        device: String,
+        /// A floating product to take a seat of for the session's lifetime.
+        product: Option<ProductRef>,
+        lease_seconds: i64,
+    },
+    Heartbeat {
+        session: Uuid,
+        lease_token: String,
+        lease_seconds: i64,
+    },
+    /// Ends every live session of the users (of one client kind, or all).
+    LogOff {
+        users: Vec<UserRef>,
+        client: Option<ClientKind>,
+        reason: EndReason,
+    },
+    EndSession {
+        session: Uuid,
+        lease_token: Option<String>,
+        reason: EndReason,
+    },
+    /// Ends every session whose lease has lapsed, freeing their floating seats.
+    ExpireSessions,
+    /// Creates a password login. The caller hashes the password (argon2id); the store never
+    /// sees it in clear.
+    CreateLogin {
+        login: String,
+        password_hash: String,
+        role: Role,
+        user: Option<UserRef>,
+    },
+    /// Replaces a login's password hash and revokes every token issued to it.
+    SetPassword {
+        login: String,
+        password_hash: String,
+    },
+    /// Records an API token by its SHA-256; the token itself is shown to its holder once.
+    IssueToken {
+        token_hash: String,
+        role: Role,
+        login: String,
+        user: Option<UserId>,
+        label: String,
+        expires_at: OffsetDateTime,
+    },
+    RevokeToken {
+        id: Uuid,
+    },
+}
+
+/// What a successful command did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    Company(Company),
+    User(User),
+    Product(Product),
+    Seats {
+        seats: Vec<Seat>,
+    },
+    Seat(Seat),
+    Computer(Computer),
+    Lease(Lease),
+    Login(LoginInfo),
+    Token(TokenInfo),
+    /// The command changed `changed` things (seats, sessions, flags); 0 means the outcome
+    /// already held and nothing was written.
+    Changed {
+        changed: u64,
+    },
+}
+
+impl Outcome {
+    pub fn changed(&self) -> u64 {
+        match self {
+            Outcome::Changed { changed } => *changed,
+            _ => 1,
+        }
+    }
+}
+
+/// Who is acting and on whose behalf: every audit record carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    pub tenant: TenantId,
+    pub actor: String,
+    pub request_id: Option<String>,
+}
+
+impl Context {
+    pub fn new(tenant: TenantId, actor: impl Into<String>) -> Self {
+        Context {
+            tenant,
+            actor: actor.into(),
+            request_id: None,
+        }
+    }
+}
+
+impl Command {
+    /// A stable name for the command (metrics label, logs).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::CreateCompany { .. } => "create_company",
+            Command::EditCompany { .. } => "edit_company",
+            Command::DeleteCompany { .. } => "delete_company",
+            Command::SetCompanyQuota { .. } => "set_company_quota",
+            Command::CreateUser(_) => "create_user",
+            Command::EditUser { .. } => "edit_user",
+            Command::CreateProduct(_) => "create_product",
+            Command::EditProduct { .. } => "edit_product",
+            Command::RemoveOwner { .. } => "remove_owner",
+            Command::AddSeats(_) => "add_seats",
+            Command::Assign { .. } => "assign",
+            Command::Unassign { .. } => "unassign",
+            Command::RemoveAllLicenses { .. } => "remove_all_licenses",
+            Command::Retire { .. } => "retire",
+            Command::Unretire { .. } => "unretire",
+            Command::GrantSeat { .. } => "grant",
+            Command::ReleaseSeat { .. } => "release",
+            Command::RevokeSeat { .. } => "revoke",
+            Command::ActivateSeat { .. } => "activate",
+            Command::RegisterComputer { .. } => "register_computer",
+            Command::LogOn { .. } => "log_on",
+            Command::Heartbeat { .. } => "heartbeat",
+            Command::LogOff { .. } => "log_off",
+            Command::EndSession { .. } => "end_session",
+            Command::ExpireSessions => "expire_sessions",
+            Command::CreateLogin { .. } => "create_login",
+            Command::SetPassword { .. } => "set_password",
+            Command::IssueToken { .. } => "issue_token",
+            Command::RevokeToken { .. } => "revoke_token",
+        }
+    }
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::CreateLogin {
+                login, role, user, ..
+            } => f
+                .debug_struct("CreateLogin")
+                .field("login", login)
+                .field("role", role)
+                .field("user", user)
+                .field("password_hash", &"<redacted>")
+                .finish(),
+            Command::SetPassword { login, .. } => f
+                .debug_struct("SetPassword")
+                .field("login", login)
+                .field("password_hash", &"<redacted>")
+                .finish(),
+            Command::IssueToken {
+                role,
+                login,
+                user,
+                label,
+                expires_at,
+                ..
+            } => f
+                .debug_struct("IssueToken")
+                .field("role", role)
+                .field("login", login)
+                .field("user", user)
+                .field("label", label)
+                .field("expires_at", expires_at)
+                .field("token_hash", &"<redacted>")
+                .finish(),
+            Command::Heartbeat {
+                session,
+                lease_seconds,
+                ..
+            } => f
+                .debug_struct("Heartbeat")
+                .field("session", session)
+                .field("lease_seconds", lease_seconds)
+                .field("lease_token", &"<redacted>")
+                .finish(),
+            Command::EndSession {
+                session,
+                reason,
+                lease_token,
+            } => f
+                .debug_struct("EndSession")
+                .field("session", session)
+                .field("reason", reason)
+                .field("lease_token", &lease_token.as_ref().map(|_| "<redacted>"))
+                .finish(),
+            other => {
+                // Everything else holds no secret: show it as serde sees it.
+                let json = serde_json::to_string(other).map_err(|_| std::fmt::Error)?;
+                f.write_str(&json)
+            }
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! The seat ledger: products, seats, users, companies, computers, sessions and the audit trail
+//! of one or many tenants, with every license rule in one place.
+//!
+//! [`Ledger`] is the only entry point adapters use. Changes go through [`Command`]s, applied
+//! singly ([`Ledger::execute`]) or as a batch in one transaction ([`Ledger::apply`]); reads go
+//! through the query methods. Rules that need no database live in [`rules`]; rules that depend
+//! on state are enforced by the [`store`] inside its transactions.
+
+pub mod command;
+pub mod error;
+pub mod model;
+pub mod rules;
+mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::sync::{Arc, Mutex};
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use command::*;
+pub use error::LedgerError;
+pub use model::*;
+pub use store::{AuditFilter, SeatFilter, StoreOptions};
+
+use store::Store;
+
+/// What every ledger call answers: a value, or the one error type (a rule's refusal, or
+/// [`LedgerError::Store`] when the store failed and nothing was applied).
+pub type QueryResult<T> = Result<T, LedgerError>;
+
+/// Where the ledger gets the time from; tests move it by hand to exercise expiry and leases.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> OffsetDateTime;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// A clock that only moves when told to.
+#[derive(Clone)]
+pub struct ManualClock(Arc<Mutex<OffsetDateTime>>);
+
+impl ManualClock {
+    pub fn new(start: OffsetDateTime) -> Self {
+        ManualClock(Arc::new(Mutex::new(start)))
+    }
+
+    pub fn advance(&self, by: time::Duration) {
+        *self.0.lock().expect("clock lock") += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().expect("clock lock")
+    }
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Ledger {
+    /// Opens the store at `url` (running its migrations) with the system clock.
+    pub async fn open(url: &str) -> QueryResult<Ledger> {
+        Self::open_with(url, &StoreOptions::default()).await
+    }
+
+    pub async fn open_with(url: &str, options: &StoreOptions) -> QueryResult<Ledger> {
+        Ok(Ledger {
+            store: Arc::new(Store::open(url, options).await?),
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Ledger {
+        self.clock = clock;
+        self
+    }
+
+    /// Whether the store answers (readiness probes).
+    pub async fn ping(&self) -> QueryResult<()> {
+        Ok(self.store.ping().await?)
+    }
+
+    fn now(&self) -> i64 {
+        rules::to_micros(self.clock.now())
+    }
+
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
+    /// Creates a tenant; its first audit record is its own creation.
+    pub async fn create_tenant(&self, name: &str, actor: &str) -> Result<Tenant, LedgerError> {
+        let now = self.now();
+        let id = self
+            .store
+            .create_tenant(name, actor, now)
+            .await
+            .map_err(|e| LedgerError::Store(e.to_string()))??;
+        Ok(Tenant {
+            id,
+            name: name.trim().to_owned(),
+            created_at: rules::from_micros(now),
+        })
+    }
+
+    pub async fn tenant(&self, name: &str) -> QueryResult<Option<Tenant>> {
+        Ok(self.store.tenant_by_name(name).await?)
+    }
+
+    pub async fn tenants(&self) -> QueryResult<Vec<Tenant>> {
+        Ok(self.store.tenants().await?)
+    }
+
+    /// Applies commands in one transaction, each with its own outcome. `Err` means the store
+    /// failed and nothing of the batch was applied.
+    pub async fn apply(
+        &self,
+        ctx: &Context,
+        commands: &[Command],
+    ) -> QueryResult<Vec<Result<Outcome, LedgerError>>> {
+        Ok(self.store.apply(ctx, commands, self.now()).await?)
+    }
+
+    /// Applies commands in one transaction that commits only if every command succeeds; the
+    /// first refusal is returned and nothing is applied.
+    pub async fn apply_all_or_nothing(
+        &self,
+        ctx: &Context,
+        commands: &[Command],
+    ) -> Result<Vec<Outcome>, LedgerError> {
+        let outcomes = self
+            .store
+            .apply_all_or_nothing(ctx, commands, self.now())
+            .await
+            .map_err(|e| LedgerError::Store(e.to_string()))?;
+        outcomes.into_iter().collect()
+    }
+
+    /// Applies one command in its own transaction.
+    pub async fn execute(&self, ctx: &Context, command: Command) -> Result<Outcome, LedgerError> {
+        match self.apply(ctx, std::slice::from_ref(&command)).await {
+            Ok(mut outcomes) => outcomes.pop().unwrap_or(Err(LedgerError::Store(
+                "the store returned no outcome".into(),
+            ))),
+            Err(e) => Err(LedgerError::Store(e.to_string())),
+        }
+    }
+
+    pub async fn user(&self, tenant: TenantId, user: &UserRef) -> QueryResult<User> {
+        Ok(self.store.user(tenant, user).await?)
+    }
+
+    pub async fn users(
+        &self,
+        tenant: TenantId,
+        after_id: Option<UserId>,
+        limit: Option<i64>,
+    ) -> QueryResult<Vec<User>> {
+        Ok(self.store.users(tenant, after_id, limit).await?)
+    }
+
+    pub async fn company(&self, tenant: TenantId, company: &CompanyRef) -> QueryResult<Company> {
+        Ok(self.store.company(tenant, company).await?)
+    }
+
+    pub async fn companies(&self, tenant: TenantId) -> QueryResult<Vec<Company>> {
+        Ok(self.store.companies(tenant).await?)
+    }
+
+    pub async fn product(&self, tenant: TenantId, product: &ProductRef) -> QueryResult<Product> {
+        Ok(self.store.product(tenant, product).await?)
+    }
+
+    pub async fn products(&self, tenant: TenantId) -> QueryResult<Vec<Product>> {
+        Ok(self.store.products(tenant).await?)
+    }
+
+    /// Total / InUse / Free of every product (or one).
+    pub async fn pool_status(
+        &self,
+        tenant: TenantId,
+        product: Option<ProductId>,
+    ) -> QueryResult<Vec<PoolStatus>> {
+        Ok(self.store.pool_status(tenant, product, self.now()).await?)
+    }
+
+    /// Every product as `user` sees it (Assigned, CanAssign).
+    pub async fn user_view(
+        &self,
+        tenant: TenantId,
+        user: &UserRef,
+    ) -> QueryResult<Vec<UserProductView>> {
+        Ok(self.store.user_view(tenant, user, self.now()).await?)
+    }
+
+    pub async fn seat(&self, tenant: TenantId, seat: Uuid) -> QueryResult<Seat> {
+        Ok(self.store.seat(tenant, seat).await?)
+    }
+
+    pub async fn seats(&self, tenant: TenantId, filter: &SeatFilter) -> QueryResult<Vec<Seat>> {
+        Ok(self.store.seats(tenant, filter, self.now()).await?)
+    }
+
+    pub async fn session(&self, tenant: TenantId, session: Uuid) -> QueryResult<Session> {
+        Ok(self.store.session(tenant, session).await?)
+    }
+
+    pub async fn live_sessions(
+        &self,
+        tenant: TenantId,
+        user: Option<UserId>,
+        client: Option<ClientKind>,
+        after: Option<i64>,
+        limit: Option<i64>,
+    ) -> QueryResult<Vec<Session>> {
+        Ok(self.store
+            .live_sessions(tenant, user, client, after, limit).await?)
+    }
+
+    pub async fn computers(
+        &self,
+        tenant: TenantId,
+        user: Option<UserId>,
+    ) -> QueryResult<Vec<Computer>> {
+        Ok(self.store.computers(tenant, user).await?)
+    }
+
+    pub async fn audit(
+        &self,
+        tenant: TenantId,
+        filter: &AuditFilter,
+    ) -> QueryResult<Vec<AuditEvent>> {
+        Ok(self.store.audit(tenant, filter).await?)
+    }
+
+    /// Every invariant violation found in the tenant's committed state (empty: all hold).
+    pub async fn check_invariants(&self, tenant: TenantId) -> QueryResult<Vec<String>> {
+        Ok(self.store.check_invariants(tenant).await?)
+    }
+}
+
+impl Ledger {
+    pub async fn login(
+        &self,
+        tenant: TenantId,
+        login: &str,
+    ) -> QueryResult<Option<LoginRecord>> {
+        Ok(self.store.login(tenant, login).await?)
+    }
+
+    /// The live (unexpired, unrevoked) token with this SHA-256.
+    pub async fn live_token(&self, token_hash: &str) -> QueryResult<Option<TokenInfo>> {
+        Ok(self.store.live_token(token_hash, self.now()).await?)
+    }
+
+    pub async fn tokens(&self, tenant: TenantId) -> QueryResult<Vec<TokenInfo>> {
+        Ok(self.store.tokens(tenant).await?)
+    }
+
+    pub async fn issue_operator_token(
+        &self,
+        token_hash: &str,
+        label: &str,
+        expires_at: OffsetDateTime,
+    ) -> QueryResult<TokenInfo> {
+        let now = self.now();
+        let info = TokenInfo {
+            id: Uuid::new_v4(),
+            tenant: None,
+            role: Role::Operator,
+            login: "operator".into(),
+            user: None,
+            label: label.to_owned(),
+            created_at: rules::from_micros(now),
+            expires_at,
+            revoked_at: None,
+        };
+        self.store
+            .issue_operator_token(&info, token_hash, now)
+            .await?;
+        Ok(info)
+    }
+
+    pub fn now_time(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+}

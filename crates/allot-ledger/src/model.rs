@@ -1,0 +1,328 @@
+//! The ledger's nouns. Plain data: no I/O, no SQL. Adapters (native API, SuperOffice, MSP360)
+//! map these to their own wire shapes.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub type TenantId = i64;
+/// Per-tenant product id (SuperOffice `ModuleLicenseId`).
+pub type ProductId = i64;
+/// Per-tenant user id (SuperOffice `AssociateId`); users also carry a UUID (MSP360 `UserID`).
+pub type UserId = i64;
+pub type CompanyId = i64;
+pub type OwnerId = i64;
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = crate::LedgerError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $(if s.eq_ignore_ascii_case($text) { return Ok($name::$variant); })+
+                Err(crate::LedgerError::Invalid {
+                    field: stringify!($name),
+                    reason: format!("unknown value {s:?}"),
+                })
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// How a product's seats are consumed.
+    ProductKind {
+        /// Named seats, assigned to users.
+        User = "user",
+        /// Applies to every user; nothing to assign.
+        Site = "site",
+        /// One seat per live session.
+        Floating = "floating",
+    }
+}
+
+string_enum! {
+    /// Where a company's users take seats from (MSP360 `LicenseSettings`).
+    PoolMode {
+        Global = "global",
+        Company = "company",
+        /// Each user's own license-management mode decides.
+        Custom = "custom",
+    }
+}
+
+string_enum! {
+    /// A user's license-management mode (MSP360 `LicenseManagmentMode`).
+    LicenseMode {
+        Manual = "manual",
+        Automatic = "automatic",
+        /// Follow the company's pool mode.
+        Company = "company",
+    }
+}
+
+string_enum! {
+    ClientKind {
+        Windows = "windows",
+        Web = "web",
+        Mobile = "mobile",
+        Api = "api",
+    }
+}
+
+string_enum! {
+    EndReason {
+        Logoff = "logoff",
+        Expiry = "expiry",
+        Admin = "admin",
+    }
+}
+
+/// `extra_flags` bit marking a user plan.
+pub const EXTRA_FLAG_USER_PLAN: i64 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Owner {
+    pub id: OwnerId,
+    pub name: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Product {
+    pub id: ProductId,
+    pub owner: String,
+    pub name: String,
+    pub description: String,
+    pub tooltip: String,
+    pub kind: ProductKind,
+    pub unrestricted: bool,
+    pub hidden: bool,
+    pub sort_order: i64,
+    pub extra_flags: i64,
+    /// Products a user plan brings along (empty unless `extra_flags & 1`).
+    pub plan_members: Vec<ProductId>,
+    pub prerequisite: Option<ProductId>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    pub trial: bool,
+}
+
+impl Product {
+    pub fn is_user_plan(&self) -> bool {
+        self.extra_flags & EXTRA_FLAG_USER_PLAN != 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Activation {
+    pub hardware_id: String,
+    pub computer_name: String,
+    pub operating_system: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Seat {
+    pub id: Uuid,
+    /// Tenant-wide sequential number (MSP360 `Number`).
+    pub number: i64,
+    pub product: ProductId,
+    pub trial: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    pub transaction_id: Option<String>,
+    /// `None` = the tenant-wide pool.
+    pub pool_company: Option<CompanyId>,
+    /// Created for an unrestricted product assigned past what was bought; deleted on release.
+    pub overflow: bool,
+    pub holder: Option<UserId>,
+    pub session: Option<Uuid>,
+    pub activation: Option<Activation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct User {
+    pub id: UserId,
+    pub uuid: Uuid,
+    pub login: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub company: Option<CompanyId>,
+    pub license_mode: LicenseMode,
+    pub retired: bool,
+    pub user_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Company {
+    pub id: CompanyId,
+    pub uuid: Uuid,
+    pub name: String,
+    pub pool_mode: PoolMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Computer {
+    pub hardware_id: String,
+    pub name: String,
+    pub operating_system: String,
+    pub user: Option<UserId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Session {
+    pub id: Uuid,
+    /// Per-tenant sequence number (listing order and cursor).
+    pub number: i64,
+    pub user: UserId,
+    pub client: ClientKind,
+    pub device: String,
+    pub product: Option<ProductId>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_heartbeat_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub lease_expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    pub end_reason: Option<EndReason>,
+}
+
+/// A freshly opened or renewed session, with the secret only its holder gets to see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Lease {
+    pub session: Session,
+    /// The fencing token: presented on every heartbeat. Stored only as a hash.
+    pub lease_token: String,
+    /// The floating seat the session holds, if its product is floating.
+    pub seat: Option<Uuid>,
+}
+
+/// Live counts for one product (SuperOffice Total/InUse/Free).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PoolStatus {
+    pub product: ProductId,
+    pub owner: String,
+    pub name: String,
+    pub kind: ProductKind,
+    pub unrestricted: bool,
+    /// Unexpired seats bought (overflow seats excluded).
+    pub total: i64,
+    /// Unexpired seats held (overflow seats included: may exceed `total` when unrestricted).
+    pub in_use: i64,
+    /// `total - in_use`, never below zero.
+    pub free: i64,
+}
+
+/// One product as a given user sees it (SuperOffice Assigned/CanAssign).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserProductView {
+    pub product: Product,
+    pub status: PoolStatus,
+    /// Granted to the user: holds an unexpired seat, or a site product.
+    pub assigned: bool,
+    /// Assigning it now would succeed (ignoring the caller's own rights).
+    pub can_assign: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditEvent {
+    pub seq: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub actor: String,
+    pub action: String,
+    pub user: Option<UserId>,
+    pub product: Option<ProductId>,
+    pub seat: Option<Uuid>,
+    pub company: Option<CompanyId>,
+    pub session: Option<Uuid>,
+    /// Before/after summary of the change.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+    pub request_id: Option<String>,
+}
+
+string_enum! {
+    /// What a credential may do. `Operator` is server-wide; the others are bound to one tenant.
+    Role {
+        /// Creates tenants; sees no tenant's ledger.
+        Operator = "operator",
+        /// Everything within its tenant.
+        Admin = "admin",
+        /// Reads everything within its tenant, changes nothing.
+        Reader = "reader",
+        /// Its own user's sessions and licenses.
+        User = "user",
+    }
+}
+
+/// A password login (the hash stays in the store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LoginInfo {
+    pub login: String,
+    pub role: Role,
+    pub user: Option<UserId>,
+}
+
+/// A login with its stored argon2id hash, for verification only.
+#[derive(Clone)]
+pub struct LoginRecord {
+    pub tenant: TenantId,
+    pub info: LoginInfo,
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for LoginRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRecord")
+            .field("tenant", &self.tenant)
+            .field("info", &self.info)
+            .field("password_hash", &"<redacted>")
+            .finish()
+    }
+}
+
+/// An API token as listed (never the token itself, which is shown once at issue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub tenant: Option<TenantId>,
+    pub role: Role,
+    pub login: String,
+    pub user: Option<UserId>,
+    pub label: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}

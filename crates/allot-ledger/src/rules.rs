@@ -1,0 +1,278 @@
+//! License rules that need no store: validation, pool selection, counting, lease tokens.
+//! The store applies them inside its transactions; keeping them here keeps them testable.
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::error::LedgerError;
+use crate::model::{CompanyId, LicenseMode, PoolMode};
+
+/// Longest name, login or description accepted.
+pub const MAX_TEXT: usize = 400;
+/// Most seats one command may add.
+pub const MAX_SEATS_PER_CALL: i64 = 100_000;
+/// Shortest and longest session lease.
+pub const MIN_LEASE_SECONDS: i64 = 1;
+pub const MAX_LEASE_SECONDS: i64 = 7 * 24 * 3600;
+
+/// Case-insensitive key under which names are unique ("SuperOffice" == "SUPEROFFICE").
+pub fn name_key(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// A name that identifies something: trimmed, non-empty, bounded, no control characters.
+pub fn validate_name(field: &'static str, value: &str) -> Result<String, LedgerError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(LedgerError::Invalid {
+            field,
+            reason: "must not be empty".into(),
+        });
+    }
+    validate_text(field, trimmed)?;
+    Ok(trimmed.to_owned())
+}
+
+/// Free text: bounded, no control characters other than tab and newline.
+pub fn validate_text(field: &'static str, value: &str) -> Result<(), LedgerError> {
+    if value.chars().count() > MAX_TEXT {
+        return Err(LedgerError::Invalid {
+            field,
+            reason: format!("longer than {MAX_TEXT} characters"),
+        });
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\t' && c != '\n')
+    {
+        return Err(LedgerError::Invalid {
+            field,
+            reason: "contains control characters".into(),
+        });
+    }
+    Ok(())
+}
+
+pub fn validate_seat_count(count: i64, allow_zero: bool) -> Result<(), LedgerError> {
+    let min = if allow_zero { 0 } else { 1 };
+    if count < min || count > MAX_SEATS_PER_CALL {
+        return Err(LedgerError::Invalid {
+            field: "count",
+            reason: format!("must be between {min} and {MAX_SEATS_PER_CALL}"),
+        });
+    }
+    Ok(())
+}
+
+pub fn validate_lease(seconds: i64) -> Result<(), LedgerError> {
+    if !(MIN_LEASE_SECONDS..=MAX_LEASE_SECONDS).contains(&seconds) {
+        return Err(LedgerError::Invalid {
+            field: "lease_seconds",
+            reason: format!("must be between {MIN_LEASE_SECONDS} and {MAX_LEASE_SECONDS}"),
+        });
+    }
+    Ok(())
+}
+
+/// Where a user takes seats from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    Global,
+    /// The company's own seats, plus tenant-wide seats within the company's quota.
+    Company(CompanyId),
+}
+
+/// A user follows its company's pool only in `company` mode under a company-pool company;
+/// manual and automatic users (and everyone under a global or custom company) use the
+/// tenant-wide pool.
+pub fn effective_pool(mode: LicenseMode, company: Option<(CompanyId, PoolMode)>) -> Pool {
+    match (mode, company) {
+        (LicenseMode::Company, Some((id, PoolMode::Company))) => Pool::Company(id),
+        _ => Pool::Global,
+    }
+}
+
+/// Revoke clears the activation; it also clears the holder for users who take seats
+/// automatically (automatic mode, or company mode under a global-pool company): their agent
+/// would simply take a seat again. Manual and company-pool users keep the seat (msp360.md §1.5).
+pub fn revoke_clears_holder(mode: LicenseMode, company_mode: Option<PoolMode>) -> bool {
+    match mode {
+        LicenseMode::Automatic => true,
+        LicenseMode::Manual => false,
+        LicenseMode::Company => matches!(company_mode, Some(PoolMode::Global) | None),
+    }
+}
+
+/// Free = Total - InUse, never negative (unrestricted products may be over-assigned).
+pub fn free_seats(total: i64, in_use: i64) -> i64 {
+    (total - in_use).max(0)
+}
+
+pub fn is_expired(expires_at: Option<i64>, now: i64) -> bool {
+    matches!(expires_at, Some(at) if at <= now)
+}
+
+/// A fresh lease (fencing) token: 32 random bytes, hex.
+pub fn new_lease_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+/// Lease tokens are stored only as their SHA-256.
+pub fn hash_token(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// Constant-time comparison of two token hashes.
+pub fn hashes_match(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The ledger stores times as microseconds since the Unix epoch.
+pub fn to_micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+pub fn from_micros(us: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Orders a plan's members so that a member whose prerequisite is also in the plan comes after
+/// it. `prereq_of` gives each member's prerequisite. Cycles cannot occur (prerequisite chains
+/// are kept acyclic), but a malformed input still terminates: leftovers keep their order.
+pub fn prerequisites_first(members: &[i64], prereq_of: impl Fn(i64) -> Option<i64>) -> Vec<i64> {
+    let mut ordered: Vec<i64> = Vec::with_capacity(members.len());
+    let mut pending: Vec<i64> = members.to_vec();
+    while !pending.is_empty() {
+        let before = pending.len();
+        pending.retain(|&m| {
+            let ready = match prereq_of(m) {
+                Some(p) if members.contains(&p) => ordered.contains(&p),
+                _ => true,
+            };
+            if ready {
+                ordered.push(m);
+            }
+            !ready
+        });
+        if pending.len() == before {
+            ordered.append(&mut pending);
+        }
+    }
+    ordered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_bounded_and_clean() {
+        assert_eq!(validate_name("name", "  web ").unwrap(), "web");
+        assert!(validate_name("name", "   ").is_err());
+        assert!(validate_name("name", "a\u{0}b").is_err());
+        assert!(validate_name("name", &"x".repeat(MAX_TEXT + 1)).is_err());
+        assert_eq!(name_key(" SuperOffice "), "superoffice");
+    }
+
+    #[test]
+    fn seat_counts_and_leases_are_bounded() {
+        assert!(validate_seat_count(0, false).is_err());
+        assert!(validate_seat_count(0, true).is_ok());
+        assert!(validate_seat_count(-1, true).is_err());
+        assert!(validate_seat_count(MAX_SEATS_PER_CALL + 1, true).is_err());
+        assert!(validate_lease(0).is_err());
+        assert!(validate_lease(60).is_ok());
+        assert!(validate_lease(MAX_LEASE_SECONDS + 1).is_err());
+    }
+
+    #[test]
+    fn only_company_mode_users_of_company_pools_use_the_company_pool() {
+        use LicenseMode::*;
+        assert_eq!(
+            effective_pool(Manual, Some((3, PoolMode::Company))),
+            Pool::Global
+        );
+        assert_eq!(
+            effective_pool(Automatic, Some((3, PoolMode::Company))),
+            Pool::Global
+        );
+        assert_eq!(
+            effective_pool(Company, Some((3, PoolMode::Company))),
+            Pool::Company(3)
+        );
+        assert_eq!(
+            effective_pool(Company, Some((3, PoolMode::Global))),
+            Pool::Global
+        );
+        assert_eq!(
+            effective_pool(Company, Some((3, PoolMode::Custom))),
+            Pool::Global
+        );
+        assert_eq!(effective_pool(Company, None), Pool::Global);
+    }
+
+    #[test]
+    fn revoke_clears_the_holder_only_for_automatic_takers() {
+        use LicenseMode::*;
+        assert!(revoke_clears_holder(Automatic, None));
+        assert!(revoke_clears_holder(Automatic, Some(PoolMode::Company)));
+        assert!(!revoke_clears_holder(Manual, Some(PoolMode::Global)));
+        assert!(revoke_clears_holder(Company, Some(PoolMode::Global)));
+        assert!(!revoke_clears_holder(Company, Some(PoolMode::Company)));
+        assert!(!revoke_clears_holder(Company, Some(PoolMode::Custom)));
+    }
+
+    #[test]
+    fn free_never_goes_negative() {
+        assert_eq!(free_seats(10, 3), 7);
+        assert_eq!(free_seats(1, 5), 0);
+    }
+
+    #[test]
+    fn expiry_is_inclusive_of_the_instant() {
+        assert!(!is_expired(None, 10));
+        assert!(is_expired(Some(10), 10));
+        assert!(!is_expired(Some(11), 10));
+    }
+
+    #[test]
+    fn lease_tokens_are_random_and_hashed() {
+        let a = new_lease_token();
+        let b = new_lease_token();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert!(hashes_match(&hash_token(&a), &hash_token(&a)));
+        assert!(!hashes_match(&hash_token(&a), &hash_token(&b)));
+        assert!(!hashes_match("ab", "abc"));
+    }
+
+    #[test]
+    fn micros_round_trip() {
+        let t = time::macros::datetime!(2026-11-23 04:00:00.123456 UTC);
+        assert_eq!(from_micros(to_micros(t)), t);
+    }
+
+    #[test]
+    fn plan_members_come_after_their_prerequisites() {
+        // web (2) and travel (4) need user (1) and windows (3) respectively; windows needs user.
+        let prereq = |m| match m {
+            2 => Some(1),
+            3 => Some(1),
+            4 => Some(3),
+            _ => None,
+        };
+        let order = prerequisites_first(&[4, 2, 3, 1, 9], prereq);
+        let pos = |x| order.iter().position(|&m| m == x).unwrap();
+        assert_eq!(order.len(), 5);
+        assert!(pos(1) < pos(2) && pos(1) < pos(3) && pos(3) < pos(4));
+    }
+}

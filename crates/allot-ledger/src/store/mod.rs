@@ -1,0 +1,405 @@
+//! The store: the only place SQL lives. One implementation serves SQLite and PostgreSQL through
+//! sqlx's `Any` driver, so both stores run literally the same statements; the few places where
+//! the engines differ are branches on [`Backend`].
+//!
+//! Writes: SQLite has a single writer connection (writes are serialised, so no request ever
+//! meets SQLITE_BUSY) and a separate pool of read-only connections (WAL lets them read while the
+//! writer writes). PostgreSQL has one pool; invariants hold there through conditional updates,
+//! row locks and constraints, and transactions that meet a serialization failure or deadlock are
+//! retried whole.
+
+mod ops;
+mod queries;
+
+pub use queries::{AuditFilter, SeatFilter};
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+
+use crate::command::{Command, Context, Outcome};
+use crate::error::{LedgerError, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Tuning for opening a store; the defaults suit a 2-core server.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// PostgreSQL pool size.
+    pub max_connections: u32,
+    /// SQLite read-only pool size.
+    pub sqlite_readers: u32,
+    /// How long a request waits for a connection before the store reports itself busy.
+    pub acquire_timeout: Duration,
+    /// SQLite `synchronous=FULL` (every commit reaches the disk) instead of NORMAL.
+    pub sqlite_full_sync: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 10,
+            sqlite_readers: 4,
+            acquire_timeout: Duration::from_secs(5),
+            sqlite_full_sync: true,
+        }
+    }
+}
+
+pub struct Store {
+    backend: Backend,
+    writer: AnyPool,
+    reader: AnyPool,
+}
+
+/// Attempts at a transaction that PostgreSQL aborted as a serialization failure or deadlock.
+const MAX_ATTEMPTS: usize = 8;
+
+/// Failure inside one command: a rule said no (the command's outcome), or the store failed
+/// (the whole batch fails).
+pub(crate) enum OpError {
+    Rule(LedgerError),
+    Store(StoreError),
+}
+
+impl From<LedgerError> for OpError {
+    fn from(e: LedgerError) -> Self {
+        OpError::Rule(e)
+    }
+}
+
+impl From<sqlx::Error> for OpError {
+    fn from(e: sqlx::Error) -> Self {
+        OpError::Store(StoreError::Database(e))
+    }
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> Self {
+        OpError::Store(e)
+    }
+}
+
+pub(crate) type OpResult<T> = Result<T, OpError>;
+
+/// Everything a command needs besides its connection.
+pub(crate) struct Env<'a> {
+    pub ctx: &'a Context,
+    pub now: i64,
+    pub backend: Backend,
+    /// Audit records of the running command, written when it completes.
+    pending_audit: std::sync::Mutex<Vec<ops::PendingAudit>>,
+}
+
+impl<'a> Env<'a> {
+    pub fn new(ctx: &'a Context, now: i64, backend: Backend) -> Self {
+        Env {
+            ctx,
+            now,
+            backend,
+            pending_audit: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn pending_audit(&self) -> std::sync::MutexGuard<'_, Vec<ops::PendingAudit>> {
+        self.pending_audit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn tenant(&self) -> i64 {
+        self.ctx.tenant
+    }
+
+    /// Row-lock clause for picking a free seat: PostgreSQL skips seats another transaction is
+    /// taking right now instead of queueing behind it; SQLite has one writer and no such clause.
+    pub fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
+    }
+
+    /// Share lock on a row read to decide a write (PostgreSQL); SQLite's single writer needs none.
+    pub fn share_lock(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR SHARE",
+            Backend::Sqlite => "",
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the store at `url`: `sqlite:path` /
+    /// `sqlite://path` or `postgres://...`.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let store = if url.starts_with("sqlite:") {
+            Self::open_sqlite(url, options).await?
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::open_postgres(url, options).await?
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn open_sqlite(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let url = if url.contains('?') || in_memory {
+            url.to_owned()
+        } else {
+            format!("{url}?mode=rwc")
+        };
+        let connect = AnyConnectOptions::from_str(&url)?;
+        let sync = if options.sqlite_full_sync {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
+        let writer_setup = format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
+             PRAGMA busy_timeout = 10000;"
+        );
+        // One writer connection: every write transaction queues here instead of failing with
+        // SQLITE_BUSY. It is never closed for idleness (an in-memory database would vanish).
+        let writer = AnyPoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(move |conn, _| {
+                let setup = writer_setup.clone();
+                Box::pin(async move {
+                    conn.execute(sqlx::AssertSqlSafe(setup)).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(connect.clone())
+            .await?;
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            AnyPoolOptions::new()
+                .max_connections(options.sqlite_readers.max(1))
+                .acquire_timeout(options.acquire_timeout)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "PRAGMA query_only = ON; PRAGMA foreign_keys = ON; \
+                             PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .connect_lazy_with(connect)
+        };
+        Ok(Store {
+            backend: Backend::Sqlite,
+            writer,
+            reader,
+        })
+    }
+
+    async fn open_postgres(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect(url)
+            .await?;
+        Ok(Store {
+            backend: Backend::Postgres,
+            writer: pool.clone(),
+            reader: pool,
+        })
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator.run(&self.writer).await?;
+        Ok(())
+    }
+
+    pub(crate) fn reader(&self) -> &AnyPool {
+        &self.reader
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    /// Is the database reachable?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    /// Applies a batch of commands in one transaction. Each command runs under its own
+    /// savepoint, so one that a rule refuses leaves no trace while the others still commit.
+    /// An infrastructure failure aborts the whole batch: then nothing of it is applied.
+    pub async fn apply(
+        &self,
+        ctx: &Context,
+        commands: &[Command],
+        now: i64,
+    ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
+        self.apply_with(ctx, commands, now, false).await
+    }
+
+    /// Like [`Store::apply`], but the first command a rule refuses rolls the whole batch back:
+    /// the result then holds outcomes up to and including that refusal, and nothing committed.
+    pub async fn apply_all_or_nothing(
+        &self,
+        ctx: &Context,
+        commands: &[Command],
+        now: i64,
+    ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
+        self.apply_with(ctx, commands, now, true).await
+    }
+
+    async fn apply_with(
+        &self,
+        ctx: &Context,
+        commands: &[Command],
+        now: i64,
+        atomic: bool,
+    ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.apply_once(ctx, commands, now, atomic).await {
+                Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                    // Back off a little, with jitter, so the contenders don't collide again.
+                    let jitter = rand::random::<u64>() % (5 * attempt as u64);
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn apply_once(
+        &self,
+        ctx: &Context,
+        commands: &[Command],
+        now: i64,
+        atomic: bool,
+    ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
+        let env = Env::new(ctx, now, self.backend);
+        let mut conn = self.writer.acquire().await.map_err(busy_on_timeout)?;
+        let mut tx = match self.backend {
+            // IMMEDIATE takes the write lock up front: a deferred transaction that read first
+            // could not wait for the lock later and would fail with SQLITE_BUSY.
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => conn.begin().await?,
+        };
+        // One command, or all-or-nothing: a refusal rolls back the transaction itself.
+        let single = commands.len() == 1 || atomic;
+        let mut outcomes = Vec::with_capacity(commands.len());
+        for command in commands {
+            if !single {
+                tx.execute("SAVEPOINT allot_command").await?;
+            }
+            let result = match ops::execute(&mut tx, &env, command).await {
+                Ok(outcome) => ops::flush_audit(&mut tx, &env).await.map(|()| outcome),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(outcome) => {
+                    if !single {
+                        tx.execute("RELEASE SAVEPOINT allot_command").await?;
+                    }
+                    outcomes.push(Ok(outcome));
+                }
+                Err(OpError::Rule(rule)) => {
+                    env.pending_audit().clear();
+                    if single {
+                        tx.rollback().await?;
+                        outcomes.push(Err(rule));
+                        return Ok(outcomes);
+                    }
+                    tx.execute("ROLLBACK TO SAVEPOINT allot_command").await?;
+                    tx.execute("RELEASE SAVEPOINT allot_command").await?;
+                    outcomes.push(Err(rule));
+                }
+                Err(OpError::Store(e)) => {
+                    // Dropping the transaction rolls it back.
+                    return Err(e);
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// Runs one write transaction that is not a tenant command (creating a tenant).
+    pub(crate) async fn create_tenant(
+        &self,
+        name: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<Result<i64, LedgerError>, StoreError> {
+        let mut conn = self.writer.acquire().await.map_err(busy_on_timeout)?;
+        let mut tx = match self.backend {
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => conn.begin().await?,
+        };
+        match ops::create_tenant(&mut tx, name, actor, now, self.backend).await {
+            Ok(id) => {
+                tx.commit().await?;
+                Ok(Ok(id))
+            }
+            Err(OpError::Rule(e)) => Ok(Err(e)),
+            Err(OpError::Store(e)) => Err(e),
+        }
+    }
+}
+
+impl Store {
+    /// Records a server-wide operator token (no tenant, so no tenant audit trail).
+    pub async fn issue_operator_token(
+        &self,
+        info: &crate::model::TokenInfo,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.writer.acquire().await.map_err(busy_on_timeout)?;
+        match ops::insert_token(&mut conn, info, token_hash, now).await {
+            Ok(()) => Ok(()),
+            Err(OpError::Store(e)) => Err(e),
+            Err(OpError::Rule(e)) => Err(StoreError::Corrupt(e.to_string())),
+        }
+    }
+}
+
+fn busy_on_timeout(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::PoolTimedOut => StoreError::Busy,
+        other => StoreError::Database(other),
+    }
+}
+
+/// Is this a unique-constraint violation?
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation)
+                || db.message().contains("UNIQUE constraint failed")
+        }
+        _ => false,
+    }
+}
+
+pub(crate) type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+pub(crate) type Conn = AnyConnection;

@@ -1,0 +1,647 @@
+//! Read side: listings, counts and the invariant checker. Reads run on the reader pool and see
+//! only committed state.
+
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::ops::{
+    self, PRODUCT_COLUMNS, SEAT_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS,
+    company_from_row, parse_uuid, product_from_row, seat_from_row, session_from_row, sql,
+    token_from_row, user_from_row,
+};
+use super::{OpError, Store};
+use crate::command::{CompanyRef, ProductRef, UserRef};
+use crate::error::{LedgerError, StoreError};
+use crate::model::*;
+use crate::rules;
+
+/// Filters for listing seats; every field narrows the list. Pages go by seat number.
+#[derive(Debug, Clone, Default)]
+pub struct SeatFilter {
+    pub product: Option<ProductId>,
+    pub holder: Option<UserId>,
+    /// `Some(true)`: free and unexpired; `Some(false)`: held or expired.
+    pub available: Option<bool>,
+    pub held: Option<bool>,
+    pub activated: Option<bool>,
+    /// Only seats numbered above this (cursor).
+    pub after_number: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// Filters for reading the audit trail. Pages go by sequence number.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub after_seq: Option<i64>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub actor: Option<String>,
+    pub user: Option<UserId>,
+    pub product: Option<ProductId>,
+    pub seat: Option<Uuid>,
+    pub limit: Option<i64>,
+}
+
+pub const DEFAULT_PAGE: i64 = 100;
+pub const MAX_PAGE: i64 = 1000;
+
+fn page(limit: Option<i64>) -> i64 {
+    limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
+}
+
+/// Query results: rule errors (unknown ids) stay separate from store failures.
+pub(crate) type QueryResult<T> = Result<T, QueryError>;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum QueryError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<OpError> for QueryError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Rule(r) => QueryError::Ledger(r),
+            OpError::Store(s) => QueryError::Store(s),
+        }
+    }
+}
+
+impl From<sqlx::Error> for QueryError {
+    fn from(e: sqlx::Error) -> Self {
+        QueryError::Store(StoreError::Database(e))
+    }
+}
+
+impl Store {
+    pub async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = $1")
+            .bind(name.trim().to_owned())
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(match row {
+            Some(row) => Some(Tenant {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                created_at: rules::from_micros(row.try_get("created_at")?),
+            }),
+            None => None,
+        })
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY id")
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Tenant {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    created_at: rules::from_micros(row.try_get("created_at")?),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn user(&self, tenant: TenantId, user: &UserRef) -> QueryResult<User> {
+        let mut conn = self.reader().acquire().await?;
+        Ok(ops::find_user(&mut conn, tenant, user).await?.user)
+    }
+
+    pub async fn users(
+        &self,
+        tenant: TenantId,
+        after_id: Option<UserId>,
+        limit: Option<i64>,
+    ) -> QueryResult<Vec<User>> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {USER_COLUMNS} FROM users u LEFT JOIN companies c \
+             ON c.tenant_id = u.tenant_id AND c.id = u.company_id \
+             WHERE u.tenant_id = $1 AND u.id > $2 ORDER BY u.id LIMIT $3"
+        )))
+        .bind(tenant)
+        .bind(after_id.unwrap_or(0))
+        .bind(page(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| Ok(user_from_row(r)?.user)).collect()
+    }
+
+    pub async fn company(&self, tenant: TenantId, company: &CompanyRef) -> QueryResult<Company> {
+        let mut conn = self.reader().acquire().await?;
+        Ok(ops::find_company(&mut conn, tenant, company).await?)
+    }
+
+    pub async fn companies(&self, tenant: TenantId) -> QueryResult<Vec<Company>> {
+        let rows = sqlx::query(
+            "SELECT id, uuid, name, pool_mode FROM companies WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(tenant)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| Ok(company_from_row(r)?)).collect()
+    }
+
+    pub async fn product(&self, tenant: TenantId, product: &ProductRef) -> QueryResult<Product> {
+        let mut conn = self.reader().acquire().await?;
+        Ok(ops::find_product(&mut conn, tenant, product).await?.product)
+    }
+
+    pub async fn products(&self, tenant: TenantId) -> QueryResult<Vec<Product>> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products p JOIN owners o \
+             ON o.tenant_id = p.tenant_id AND o.id = p.owner_id WHERE p.tenant_id = $1 \
+             ORDER BY p.sort_order, p.id"
+        )))
+        .bind(tenant)
+        .fetch_all(self.reader())
+        .await?;
+        let members = sqlx::query(
+            "SELECT plan_id, member_id FROM plan_members WHERE tenant_id = $1 ORDER BY member_id",
+        )
+        .bind(tenant)
+        .fetch_all(self.reader())
+        .await?;
+        let mut products = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut p = product_from_row(row)?.product;
+            for m in &members {
+                if m.try_get::<i64, _>(0)? == p.id {
+                    p.plan_members.push(m.try_get(1)?);
+                }
+            }
+            products.push(p);
+        }
+        Ok(products)
+    }
+
+    /// Total / InUse / Free for every product of the tenant (or one).
+    pub async fn pool_status(
+        &self,
+        tenant: TenantId,
+        product: Option<ProductId>,
+        now: i64,
+    ) -> QueryResult<Vec<PoolStatus>> {
+        let rows = sqlx::query(
+            "SELECT p.id, o.name AS owner_name, p.name, p.kind, p.unrestricted, p.expires_at, \
+               (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id AND s.product_id = p.id \
+                  AND s.overflow = 0 AND (s.expires_at IS NULL OR s.expires_at > $3)) AS total, \
+               (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id AND s.product_id = p.id \
+                  AND s.holder_id IS NOT NULL AND (s.expires_at IS NULL OR s.expires_at > $3)) AS in_use \
+             FROM products p JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id \
+             WHERE p.tenant_id = $1 AND ($2 IS NULL OR p.id = $2) ORDER BY p.sort_order, p.id",
+        )
+        .bind(tenant)
+        .bind(product)
+        .bind(now)
+        .fetch_all(self.reader())
+        .await?;
+        if let Some(id) = product
+            && rows.is_empty()
+        {
+            return Err(LedgerError::UnknownProduct(format!("#{id}")).into());
+        }
+        rows.iter()
+            .map(|row| {
+                // An expired product's seats grant nothing, so they count for nothing.
+                let expired = rules::is_expired(row.try_get("expires_at")?, now);
+                let (total, in_use) = if expired {
+                    (0, 0)
+                } else {
+                    (
+                        row.try_get::<i64, _>("total")?,
+                        row.try_get::<i64, _>("in_use")?,
+                    )
+                };
+                Ok(PoolStatus {
+                    product: row.try_get("id")?,
+                    owner: row.try_get("owner_name")?,
+                    name: row.try_get("name")?,
+                    kind: ops::parse_enum(&row.try_get::<String, _>("kind")?)?,
+                    unrestricted: row.try_get::<i64, _>("unrestricted")? != 0,
+                    total,
+                    in_use,
+                    free: rules::free_seats(total, in_use),
+                })
+            })
+            .collect()
+    }
+
+    /// Every product as one user sees it: Assigned and CanAssign beside the pool counts.
+    pub async fn user_view(
+        &self,
+        tenant: TenantId,
+        user: &UserRef,
+        now: i64,
+    ) -> QueryResult<Vec<UserProductView>> {
+        let mut conn = self.reader().acquire().await?;
+        let user = ops::find_user(&mut conn, tenant, user).await?;
+        drop(conn);
+        let pool = rules::effective_pool(
+            user.user.license_mode,
+            user.user.company.zip(user.company_mode),
+        );
+        let products = self.products(tenant).await?;
+        let statuses = self.pool_status(tenant, None, now).await?;
+        let held = sqlx::query(
+            "SELECT DISTINCT product_id FROM seats WHERE tenant_id = $1 AND holder_id = $2 \
+               AND (expires_at IS NULL OR expires_at > $3)",
+        )
+        .bind(tenant)
+        .bind(user.user.id)
+        .bind(now)
+        .fetch_all(self.reader())
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+        // Free seats in the user's own pool (company seats, or tenant-wide ones), plus quota room.
+        let company = match pool {
+            rules::Pool::Global => None,
+            rules::Pool::Company(id) => Some(id),
+        };
+        let free_rows = sqlx::query(
+            "SELECT s.product_id, count(*) FROM seats s WHERE s.tenant_id = $1 AND s.holder_id IS NULL \
+               AND s.overflow = 0 AND (s.expires_at IS NULL OR s.expires_at > $2) \
+               AND (($3 IS NULL AND s.pool_company_id IS NULL) OR s.pool_company_id = $3) \
+             GROUP BY s.product_id",
+        )
+        .bind(tenant)
+        .bind(now)
+        .bind(company)
+        .fetch_all(self.reader())
+        .await?;
+        let mut free_in_pool = std::collections::HashMap::new();
+        for r in &free_rows {
+            free_in_pool.insert(r.try_get::<i64, _>(0)?, r.try_get::<i64, _>(1)?);
+        }
+        if let Some(company) = company {
+            let quota_rows = sqlx::query(
+                "SELECT q.product_id, q.quota - q.used AS room, \
+                   (SELECT count(*) FROM seats s WHERE s.tenant_id = q.tenant_id AND s.product_id = q.product_id \
+                      AND s.holder_id IS NULL AND s.overflow = 0 AND s.pool_company_id IS NULL \
+                      AND (s.expires_at IS NULL OR s.expires_at > $3)) AS global_free \
+                 FROM company_quotas q WHERE q.tenant_id = $1 AND q.company_id = $2",
+            )
+            .bind(tenant)
+            .bind(company)
+            .bind(now)
+            .fetch_all(self.reader())
+            .await?;
+            for r in &quota_rows {
+                let room = r.try_get::<i64, _>(1)?.min(r.try_get::<i64, _>(2)?);
+                *free_in_pool.entry(r.try_get::<i64, _>(0)?).or_insert(0) += room.max(0);
+            }
+        }
+        let holds = |id: ProductId| {
+            products.iter().any(|p| {
+                p.id == id
+                    && !rules::is_expired(p.expires_at.map(rules::to_micros), now)
+                    && (p.kind == ProductKind::Site || held.contains(&id))
+            })
+        };
+        let mut views = Vec::with_capacity(products.len());
+        for product in &products {
+            let status = statuses
+                .iter()
+                .find(|s| s.product == product.id)
+                .cloned()
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("no status for product {}", product.id))
+                })?;
+            let expired = rules::is_expired(product.expires_at.map(rules::to_micros), now);
+            let assigned = holds(product.id);
+            let can_assign = product.kind == ProductKind::User
+                && !assigned
+                && !expired
+                && !user.user.retired
+                && product.prerequisite.is_none_or(holds)
+                && (product.unrestricted
+                    || free_in_pool.get(&product.id).copied().unwrap_or(0) > 0);
+            views.push(UserProductView {
+                product: product.clone(),
+                status,
+                assigned,
+                can_assign,
+            });
+        }
+        Ok(views)
+    }
+
+    pub async fn seat(&self, tenant: TenantId, seat: Uuid) -> QueryResult<Seat> {
+        let row = sqlx::query(sql(format!(
+            "SELECT {SEAT_COLUMNS} FROM seats s WHERE s.tenant_id = $1 AND s.uuid = $2"
+        )))
+        .bind(tenant)
+        .bind(seat.to_string())
+        .fetch_optional(self.reader())
+        .await?;
+        match row {
+            Some(row) => Ok(seat_from_row(&row)?.seat),
+            None => Err(LedgerError::UnknownSeat(seat).into()),
+        }
+    }
+
+    pub async fn seats(
+        &self,
+        tenant: TenantId,
+        filter: &SeatFilter,
+        now: i64,
+    ) -> QueryResult<Vec<Seat>> {
+        let flag = |f: Option<bool>| f.map(|b| b as i64);
+        let rows = sqlx::query(sql(format!(
+            "SELECT {SEAT_COLUMNS} FROM seats s WHERE s.tenant_id = $1 AND ($2 IS NULL OR s.product_id = $2) \
+               AND ($3 IS NULL OR s.holder_id = $3) AND s.number > $4 \
+               AND ($6 IS NULL OR ($6 = 1) = (s.holder_id IS NULL AND (s.expires_at IS NULL OR s.expires_at > $5))) \
+               AND ($7 IS NULL OR ($7 = 1) = (s.holder_id IS NOT NULL)) \
+               AND ($8 IS NULL OR ($8 = 1) = (s.activation_hid IS NOT NULL)) \
+             ORDER BY s.number LIMIT $9"
+        )))
+        .bind(tenant)
+        .bind(filter.product)
+        .bind(filter.holder)
+        .bind(filter.after_number.unwrap_or(0))
+        .bind(now)
+        .bind(flag(filter.available))
+        .bind(flag(filter.held))
+        .bind(flag(filter.activated))
+        .bind(page(filter.limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| Ok(seat_from_row(r)?.seat)).collect()
+    }
+
+    pub async fn session(&self, tenant: TenantId, session: Uuid) -> QueryResult<Session> {
+        let row = sqlx::query(sql(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = $1 AND uuid = $2"
+        )))
+        .bind(tenant)
+        .bind(session.to_string())
+        .fetch_optional(self.reader())
+        .await?;
+        match row {
+            Some(row) => Ok(session_from_row(&row)?.0),
+            None => Err(LedgerError::UnknownSession(session).into()),
+        }
+    }
+
+    /// Live sessions (not ended; a lapsed lease still counts until it is expired or taken over).
+    pub async fn live_sessions(
+        &self,
+        tenant: TenantId,
+        user: Option<UserId>,
+        client: Option<ClientKind>,
+        after: Option<i64>,
+        limit: Option<i64>,
+    ) -> QueryResult<Vec<Session>> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = $1 AND ended_at IS NULL \
+               AND ($2 IS NULL OR user_id = $2) AND ($3 IS NULL OR client = $3) AND number > $4 \
+             ORDER BY number LIMIT $5"
+        )))
+        .bind(tenant)
+        .bind(user)
+        .bind(client.map(|c| c.as_str()))
+        .bind(after.unwrap_or(0))
+        .bind(page(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| Ok(session_from_row(r)?.0)).collect()
+    }
+
+    pub async fn computers(
+        &self,
+        tenant: TenantId,
+        user: Option<UserId>,
+    ) -> QueryResult<Vec<Computer>> {
+        let rows = sqlx::query(
+            "SELECT hid, name, os, user_id FROM computers WHERE tenant_id = $1 AND ($2 IS NULL OR user_id = $2) ORDER BY hid",
+        )
+        .bind(tenant)
+        .bind(user)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Computer {
+                    hardware_id: r.try_get("hid")?,
+                    name: r.try_get("name")?,
+                    operating_system: r.try_get("os")?,
+                    user: r.try_get("user_id")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn audit(
+        &self,
+        tenant: TenantId,
+        filter: &AuditFilter,
+    ) -> QueryResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, action, user_id, product_id, seat_uuid, company_id, session_uuid, \
+               detail, request_id FROM audit_events WHERE tenant_id = $1 AND seq > $2 \
+               AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) AND ($5 IS NULL OR actor = $5) \
+               AND ($6 IS NULL OR user_id = $6) AND ($7 IS NULL OR product_id = $7) \
+               AND ($8 IS NULL OR seat_uuid = $8) ORDER BY seq LIMIT $9",
+        )
+        .bind(tenant)
+        .bind(filter.after_seq.unwrap_or(0))
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.actor.clone())
+        .bind(filter.user)
+        .bind(filter.product)
+        .bind(filter.seat.map(|s| s.to_string()))
+        .bind(page(filter.limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let seat: Option<String> = r.try_get("seat_uuid")?;
+                let session: Option<String> = r.try_get("session_uuid")?;
+                let detail: String = r.try_get("detail")?;
+                Ok(AuditEvent {
+                    seq: r.try_get("seq")?,
+                    at: rules::from_micros(r.try_get("at")?),
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    user: r.try_get("user_id")?,
+                    product: r.try_get("product_id")?,
+                    seat: seat.as_deref().map(parse_uuid).transpose()?,
+                    company: r.try_get("company_id")?,
+                    session: session.as_deref().map(parse_uuid).transpose()?,
+                    detail: serde_json::from_str(&detail)
+                        .map_err(|e| StoreError::Corrupt(format!("audit detail: {e}")))?,
+                    request_id: r.try_get("request_id")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A password login, for verification (the caller compares the hash).
+    pub async fn login(
+        &self,
+        tenant: TenantId,
+        login: &str,
+    ) -> Result<Option<LoginRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT login, role, user_id, password_hash FROM logins WHERE tenant_id = $1 AND login_key = $2",
+        )
+        .bind(tenant)
+        .bind(rules::name_key(login))
+        .fetch_optional(self.reader())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(LoginRecord {
+            tenant,
+            info: LoginInfo {
+                login: row.try_get("login")?,
+                role: row
+                    .try_get::<String, _>("role")?
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt("login role".into()))?,
+                user: row.try_get("user_id")?,
+            },
+            password_hash: row.try_get("password_hash")?,
+        }))
+    }
+
+    /// The token with this SHA-256, if it is neither expired nor revoked.
+    pub async fn live_token(&self, token_hash: &str, now: i64) -> QueryResult<Option<TokenInfo>> {
+        let row = sqlx::query(sql(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2"
+        )))
+        .bind(token_hash.to_owned())
+        .bind(now)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(match row {
+            Some(row) => Some(token_from_row(&row)?),
+            None => None,
+        })
+    }
+
+    pub async fn tokens(&self, tenant: TenantId) -> QueryResult<Vec<TokenInfo>> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE tenant_id = $1 ORDER BY created_at, id"
+        )))
+        .bind(tenant)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| Ok(token_from_row(r)?)).collect()
+    }
+
+    /// Checks every ledger invariant of a tenant against committed state and describes each
+    /// violation found (an empty list means all hold). Used by tests, benchmarks and `allot check`.
+    pub async fn check_invariants(&self, tenant: TenantId) -> QueryResult<Vec<String>> {
+        let mut violations = Vec::new();
+        let checks: &[(&str, &str)] = &[
+            (
+                "restricted product has overflow seats (holders exceed seats bought)",
+                "SELECT count(*) FROM seats s JOIN products p ON p.tenant_id = s.tenant_id AND p.id = s.product_id \
+                 WHERE s.tenant_id = $1 AND s.overflow = 1 AND p.unrestricted = 0",
+            ),
+            (
+                "retired user holds a seat",
+                "SELECT count(*) FROM seats s JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.holder_id \
+                 WHERE s.tenant_id = $1 AND u.retired = 1",
+            ),
+            (
+                "retired user has a live session",
+                "SELECT count(*) FROM sessions x JOIN users u ON u.tenant_id = x.tenant_id AND u.id = x.user_id \
+                 WHERE x.tenant_id = $1 AND x.ended_at IS NULL AND u.retired = 1",
+            ),
+            (
+                "user holds a user-kind seat without a grant",
+                "SELECT count(*) FROM seats s WHERE s.tenant_id = $1 AND s.holder_id IS NOT NULL \
+                   AND s.session_uuid IS NULL AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.tenant_id = s.tenant_id \
+                   AND g.user_id = s.holder_id AND g.product_id = s.product_id)",
+            ),
+            (
+                "grant without a held seat",
+                "SELECT count(*) FROM grants g WHERE g.tenant_id = $1 AND NOT EXISTS (SELECT 1 FROM seats s \
+                   WHERE s.tenant_id = g.tenant_id AND s.holder_id = g.user_id AND s.product_id = g.product_id \
+                   AND s.session_uuid IS NULL)",
+            ),
+            (
+                "seat held by an ended session",
+                "SELECT count(*) FROM seats s JOIN sessions x ON x.tenant_id = s.tenant_id AND x.uuid = s.session_uuid \
+                 WHERE s.tenant_id = $1 AND x.ended_at IS NOT NULL",
+            ),
+            (
+                "floating seat held outside a session",
+                "SELECT count(*) FROM seats s JOIN products p ON p.tenant_id = s.tenant_id AND p.id = s.product_id \
+                 WHERE s.tenant_id = $1 AND p.kind = 'floating' AND s.holder_id IS NOT NULL AND s.session_uuid IS NULL",
+            ),
+            (
+                "user-kind seat held by a session",
+                "SELECT count(*) FROM seats s JOIN products p ON p.tenant_id = s.tenant_id AND p.id = s.product_id \
+                 WHERE s.tenant_id = $1 AND p.kind <> 'floating' AND s.session_uuid IS NOT NULL",
+            ),
+            (
+                "held product whose prerequisite the holder does not hold",
+                "SELECT count(*) FROM seats s JOIN products p ON p.tenant_id = s.tenant_id AND p.id = s.product_id \
+                 JOIN products q ON q.tenant_id = p.tenant_id AND q.id = p.prerequisite_id \
+                 WHERE s.tenant_id = $1 AND s.holder_id IS NOT NULL AND q.kind <> 'site' AND NOT EXISTS ( \
+                   SELECT 1 FROM seats s2 WHERE s2.tenant_id = s.tenant_id AND s2.product_id = q.id \
+                   AND s2.holder_id = s.holder_id)",
+            ),
+            (
+                "company quota count differs from the seats charged to it",
+                "SELECT count(*) FROM company_quotas q WHERE q.tenant_id = $1 AND q.used <> (SELECT count(*) \
+                 FROM seats s WHERE s.tenant_id = q.tenant_id AND s.charged_company_id = q.company_id \
+                 AND s.product_id = q.product_id)",
+            ),
+            (
+                "seat charged to a quota that does not exist",
+                "SELECT count(*) FROM seats s WHERE s.tenant_id = $1 AND s.charged_company_id IS NOT NULL \
+                 AND NOT EXISTS (SELECT 1 FROM company_quotas q WHERE q.tenant_id = s.tenant_id \
+                 AND q.company_id = s.charged_company_id AND q.product_id = s.product_id)",
+            ),
+        ];
+        for (what, query) in checks {
+            let n: i64 = sqlx::query_scalar(*query)
+                .bind(tenant)
+                .fetch_one(self.reader())
+                .await?;
+            if n > 0 {
+                violations.push(format!("{what}: {n}"));
+            }
+        }
+        // The audit trail is dense: 1..=last_audit_seq, each number once.
+        let row = sqlx::query(
+            "SELECT t.last_audit_seq, (SELECT count(*) FROM audit_events a WHERE a.tenant_id = t.id), \
+               (SELECT COALESCE(MIN(seq), 0) FROM audit_events a WHERE a.tenant_id = t.id), \
+               (SELECT COALESCE(MAX(seq), 0) FROM audit_events a WHERE a.tenant_id = t.id) \
+             FROM tenants t WHERE t.id = $1",
+        )
+        .bind(tenant)
+        .fetch_one(self.reader())
+        .await?;
+        let (last, count, min, max): (i64, i64, i64, i64) = (
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        );
+        if count != last || max != last || (count > 0 && min != 1) {
+            violations.push(format!(
+                "audit sequence has gaps: counter {last}, {count} events numbered {min}..={max}"
+            ));
+        }
+        Ok(violations)
+    }
+}
+
+impl From<QueryError> for LedgerError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Ledger(e) => e,
+            QueryError::Store(e) => e.into(),
+        }
+    }
+}

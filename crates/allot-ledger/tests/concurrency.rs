@@ -1,0 +1,206 @@
+//! Concurrency: many tasks hammering one pool, and two separate pools (as two server processes
+//! would) on one PostgreSQL database. Seats must never be over-allocated.
+
+use allot_ledger::testing as common;
+
+use std::sync::Arc;
+
+use allot_ledger::*;
+use common::{Fixture, TestDb};
+
+const TASKS: usize = 64;
+const SEATS: i64 = 10;
+
+async fn setup(f: &Fixture, kind: ProductKind) -> (Product, Vec<User>) {
+    let product = f
+        .product(NewProduct {
+            kind,
+            ..NewProduct::user("SuperOffice", "contended", SEATS)
+        })
+        .await;
+    let commands: Vec<Command> = (0..TASKS)
+        .map(|i| Command::CreateUser(NewUser::named(&format!("racer{i}"))))
+        .collect();
+    let users = f
+        .ledger
+        .apply(&f.ctx, &commands)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| match o {
+            Ok(Outcome::User(u)) => u,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    (product, users)
+}
+
+/// Runs one command per user on `ledgers` (round-robin), all at once; returns the outcomes.
+async fn race(
+    ledgers: &[Ledger],
+    ctx: &Context,
+    users: &[User],
+    command: impl Fn(&User) -> Command,
+) -> Vec<Result<Outcome, LedgerError>> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(users.len()));
+    let mut tasks = Vec::new();
+    for (i, user) in users.iter().enumerate() {
+        let ledger = ledgers[i % ledgers.len()].clone();
+        let ctx = ctx.clone();
+        let command = command(user);
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            ledger.execute(&ctx, command).await
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.expect("task"));
+    }
+    outcomes
+}
+
+fn tally(outcomes: &[Result<Outcome, LedgerError>], product: &Product) -> usize {
+    let mut won = 0;
+    for o in outcomes {
+        match o {
+            Ok(_) => won += 1,
+            Err(LedgerError::NoSeatFree { product: p }) if *p == product.id => {}
+            Err(e) => panic!("unexpected failure under contention: {e:?}"),
+        }
+    }
+    won
+}
+
+async fn assign_race(f: Fixture, ledgers: Vec<Ledger>) {
+    let (product, users) = setup(&f, ProductKind::User).await;
+    let outcomes = race(&ledgers, &f.ctx, &users, |u| Command::Assign {
+        user: UserRef::Id(u.id),
+        product: ProductRef::Id(product.id),
+    })
+    .await;
+    assert_eq!(tally(&outcomes, &product), SEATS as usize);
+    assert_eq!(f.counts(&product).await, (SEATS, SEATS, 0));
+    // And back: everyone lets go at once, from every pool.
+    let outcomes = race(&ledgers, &f.ctx, &users, |u| Command::Unassign {
+        user: UserRef::Id(u.id),
+        product: ProductRef::Id(product.id),
+    })
+    .await;
+    assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
+    assert_eq!(f.counts(&product).await, (SEATS, 0, SEATS));
+    for l in &ledgers[1..] {
+        l.close().await;
+    }
+    f.finish().await;
+}
+
+async fn floating_race(f: Fixture) {
+    let (product, users) = setup(&f, ProductKind::Floating).await;
+    let outcomes = race(std::slice::from_ref(&f.ledger), &f.ctx, &users, |u| {
+        Command::LogOn {
+            user: UserRef::Id(u.id),
+            client: ClientKind::Web,
+            device: String::new(),
+            product: Some(ProductRef::Id(product.id)),
+            lease_seconds: 60,
+        }
+    })
+    .await;
+    assert_eq!(tally(&outcomes, &product), SEATS as usize);
+    assert_eq!(f.counts(&product).await, (SEATS, SEATS, 0));
+    f.finish().await;
+}
+
+async fn one_seat_race(f: Fixture) {
+    let (product, users) = setup(&f, ProductKind::User).await;
+    let seat = f
+        .ledger
+        .seats(f.tenant.id, &SeatFilter::default())
+        .await
+        .unwrap()[0]
+        .id;
+    let outcomes = race(std::slice::from_ref(&f.ledger), &f.ctx, &users, |u| {
+        Command::GrantSeat {
+            seat,
+            user: UserRef::Id(u.id),
+        }
+    })
+    .await;
+    let winners = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(winners, 1, "{outcomes:?}");
+    for o in &outcomes {
+        if let Err(e) = o {
+            assert_eq!(*e, LedgerError::WrongHolder { seat });
+        }
+    }
+    assert_eq!(f.counts(&product).await.1, 1);
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_64_tasks_race_for_10_seats() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let ledgers = vec![f.ledger.clone()];
+    assign_race(f, ledgers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_64_tasks_race_for_10_seats() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let f = Fixture::new(db).await;
+    let ledgers = vec![f.ledger.clone()];
+    assign_race(f, ledgers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_two_pools_race_for_10_seats() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let f = Fixture::new(db).await;
+    // A second, independent store instance on the same database: its own pool, like a second
+    // server process.
+    let second = Ledger::open(&f.db.url()).await.unwrap();
+    let ledgers = vec![f.ledger.clone(), second];
+    assign_race(f, ledgers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_two_handles_race_for_10_seats() {
+    // Two store instances on one SQLite file: each has its own writer; SQLite's file lock and
+    // busy timeout serialise them.
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let second = Ledger::open(&f.db.url()).await.unwrap();
+    let ledgers = vec![f.ledger.clone(), second];
+    assign_race(f, ledgers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_floating_seats_under_contention() {
+    floating_race(Fixture::new(TestDb::sqlite()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_floating_seats_under_contention() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    floating_race(Fixture::new(db).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_one_seat_one_winner() {
+    one_seat_race(Fixture::new(TestDb::sqlite()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_one_seat_one_winner() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    one_seat_race(Fixture::new(db).await).await;
+}

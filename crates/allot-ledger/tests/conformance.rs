@@ -1,0 +1,633 @@
+//! The store conformance suite: every ledger rule, run the same way against SQLite and
+//! PostgreSQL. Each test ends by checking every invariant of the tenant (`Fixture::finish`).
+
+use allot_ledger::testing as common;
+
+use allot_ledger::*;
+use common::{Fixture, TestDb};
+use time::Duration;
+
+fn by_id(user: &User) -> UserRef {
+    UserRef::Id(user.id)
+}
+
+fn pid(product: &Product) -> ProductRef {
+    ProductRef::Id(product.id)
+}
+
+on_both_stores! {
+    async fn products_carry_their_seats_and_names_are_unique_per_owner(f: Fixture) {
+        let crm = f.user_product("crm", 3).await;
+        assert_eq!(f.counts(&crm).await, (3, 0, 3));
+        let dup = f.err(Command::CreateProduct(NewProduct::user("SUPEROFFICE", "CRM", 1))).await;
+        assert!(matches!(dup, LedgerError::AlreadyExists { what: "product", .. }), "{dup:?}");
+        // The same module name under another owner is another product.
+        let other = f.product(NewProduct::user("Partner", "crm", 1)).await;
+        assert_ne!(other.id, crm.id);
+        let found = f.ledger.product(f.tenant.id, &ProductRef::named("superoffice", "Crm")).await.unwrap();
+        assert_eq!(found.id, crm.id);
+        let seats = f.add_seats(NewSeats::plain(pid(&crm), 2)).await;
+        assert_eq!(seats.len(), 2);
+        assert_eq!(f.counts(&crm).await, (5, 0, 5));
+        // Seat numbers are tenant-wide and sequential.
+        let all = f.ledger.seats(f.tenant.id, &SeatFilter::default()).await.unwrap();
+        let numbers: Vec<i64> = all.iter().map(|s| s.number).collect();
+        assert_eq!(numbers, (1..=6).collect::<Vec<_>>());
+    }
+
+    async fn bad_input_gets_typed_errors(f: Fixture) {
+        let e = f.err(Command::CreateProduct(NewProduct::user("SuperOffice", "  ", 1))).await;
+        assert!(matches!(e, LedgerError::Invalid { field: "name", .. }), "{e:?}");
+        let e = f.err(Command::CreateProduct(NewProduct::user("SuperOffice", "x", -1))).await;
+        assert!(matches!(e, LedgerError::Invalid { field: "count", .. }), "{e:?}");
+        let e = f.err(Command::CreateUser(NewUser::named("bad\u{7}login"))).await;
+        assert!(matches!(e, LedgerError::Invalid { field: "login", .. }), "{e:?}");
+        let e = f.err(Command::Assign { user: UserRef::Login("nobody".into()), product: ProductRef::Id(99) }).await;
+        assert!(matches!(e, LedgerError::UnknownUser(_)), "{e:?}");
+        let u = f.user("ann").await;
+        let e = f.err(Command::Assign { user: by_id(&u), product: ProductRef::named("x", "y") }).await;
+        assert!(matches!(e, LedgerError::UnknownProduct(_)), "{e:?}");
+        let e = f.err(Command::GrantSeat { seat: uuid::Uuid::new_v4(), user: by_id(&u) }).await;
+        assert!(matches!(e, LedgerError::UnknownSeat(_)), "{e:?}");
+        let e = f.err(Command::LogOn { user: by_id(&u), client: ClientKind::Web, device: String::new(), product: None, lease_seconds: 0 }).await;
+        assert!(matches!(e, LedgerError::Invalid { field: "lease_seconds", .. }), "{e:?}");
+        // Failed commands leave no audit record.
+        assert_eq!(f.audit_len().await, 2); // tenant.create, user.create
+    }
+
+    async fn users_have_stable_integer_ids_and_uuids(f: Fixture) {
+        let a = f.user("ann").await;
+        let b = f.user_with(NewUser { id: Some(621), ..NewUser::named("bob") }).await;
+        let c = f.user("cid").await;
+        assert_eq!((a.id, b.id, c.id), (1, 621, 622));
+        assert_ne!(a.uuid, b.uuid);
+        let e = f.err(Command::CreateUser(NewUser { id: Some(621), ..NewUser::named("dup") })).await;
+        assert!(matches!(e, LedgerError::AlreadyExists { .. }), "{e:?}");
+        let e = f.err(Command::CreateUser(NewUser::named("ANN"))).await;
+        assert!(matches!(e, LedgerError::AlreadyExists { what: "user", .. }), "{e:?}");
+        for r in [UserRef::Id(621), UserRef::Uuid(b.uuid), UserRef::Login("BOB".into())] {
+            assert_eq!(f.ledger.user(f.tenant.id, &r).await.unwrap().id, 621);
+        }
+        let edited = f.ok(Command::EditUser { user: by_id(&a), patch: UserPatch { email: Some("ann@example.com".into()), ..Default::default() } }).await;
+        assert!(matches!(edited, Outcome::User(ref u) if u.email == "ann@example.com"));
+        // Editing to what is already there changes nothing.
+        let same = f.ok(Command::EditUser { user: by_id(&a), patch: UserPatch { email: Some("ann@example.com".into()), ..Default::default() } }).await;
+        assert_eq!(same, Outcome::Changed { changed: 0 });
+    }
+
+    async fn assign_takes_a_seat_and_is_idempotent(f: Fixture) {
+        let crm = f.user_product("crm", 2).await;
+        let ann = f.user("ann").await;
+        let before = f.audit_len().await;
+        assert!(f.assign(&ann, &crm).await.unwrap().changed() > 0);
+        assert_eq!(f.counts(&crm).await, (2, 1, 1));
+        assert!(f.assigned(&ann, &crm).await);
+        assert_eq!(f.audit_len().await, before + 1);
+        // Again: the outcome holds, nothing changes, nothing is audited.
+        assert_eq!(f.assign(&ann, &crm).await.unwrap(), Outcome::Changed { changed: 0 });
+        assert_eq!(f.counts(&crm).await, (2, 1, 1));
+        assert_eq!(f.audit_len().await, before + 1);
+        assert!(f.unassign(&ann, &crm).await.unwrap().changed() > 0);
+        assert_eq!(f.counts(&crm).await, (2, 0, 2));
+        assert!(!f.assigned(&ann, &crm).await);
+        assert_eq!(f.unassign(&ann, &crm).await.unwrap(), Outcome::Changed { changed: 0 });
+    }
+
+    async fn restricted_products_never_exceed_their_seats(f: Fixture) {
+        let crm = f.user_product("crm", 2).await;
+        let users = [f.user("a").await, f.user("b").await, f.user("c").await];
+        f.assign(&users[0], &crm).await.unwrap();
+        f.assign(&users[1], &crm).await.unwrap();
+        let e = f.assign(&users[2], &crm).await.unwrap_err();
+        assert_eq!(e, LedgerError::NoSeatFree { product: crm.id });
+        assert_eq!(f.counts(&crm).await, (2, 2, 0));
+        assert!(!f.view(&users[2], &crm).await.can_assign);
+        f.unassign(&users[0], &crm).await.unwrap();
+        assert!(f.view(&users[2], &crm).await.can_assign);
+        f.assign(&users[2], &crm).await.unwrap();
+    }
+
+    async fn unrestricted_products_may_be_assigned_past_their_total(f: Fixture) {
+        let vis = f.product(NewProduct { unrestricted: true, ..NewProduct::user("SuperOffice", "visible-for", 1) }).await;
+        let users = [f.user("a").await, f.user("b").await, f.user("c").await];
+        for u in &users {
+            f.assign(u, &vis).await.unwrap();
+        }
+        assert_eq!(f.counts(&vis).await, (1, 3, 0));
+        assert!(f.view(&users[0], &vis).await.assigned);
+        // Cannot become restricted while over-assigned.
+        let e = f.err(Command::EditProduct { product: pid(&vis), patch: ProductPatch { unrestricted: Some(false), ..Default::default() } }).await;
+        assert_eq!(e, LedgerError::OverAllocated { held: 3, total: 1 });
+        f.unassign(&users[1], &vis).await.unwrap();
+        f.unassign(&users[2], &vis).await.unwrap();
+        // Overflow seats vanish when released; only bought seats remain.
+        assert_eq!(f.counts(&vis).await, (1, 1, 0));
+        assert_eq!(f.ledger.seats(f.tenant.id, &SeatFilter { product: Some(vis.id), ..Default::default() }).await.unwrap().len(), 1);
+        f.ok(Command::EditProduct { product: pid(&vis), patch: ProductPatch { unrestricted: Some(false), ..Default::default() } }).await;
+        assert_eq!(f.assign(&users[1], &vis).await.unwrap_err(), LedgerError::NoSeatFree { product: vis.id });
+    }
+
+    async fn prerequisites_come_first_and_take_their_dependents_along(f: Fixture) {
+        let user = f.user_product("user", 5).await;
+        let windows = f.product(NewProduct { prerequisite: Some(pid(&user)), ..NewProduct::user("SuperOffice", "windows", 5) }).await;
+        let travel = f.product(NewProduct { prerequisite: Some(pid(&windows)), ..NewProduct::user("SuperOffice", "travel", 5) }).await;
+        let web = f.product(NewProduct { prerequisite: Some(pid(&user)), ..NewProduct::user("SuperOffice", "web", 5) }).await;
+        let ann = f.user("ann").await;
+        assert_eq!(f.assign(&ann, &windows).await.unwrap_err(), LedgerError::PrerequisiteMissing { product: windows.id, prerequisite: user.id });
+        assert!(!f.view(&ann, &windows).await.can_assign);
+        f.assign(&ann, &user).await.unwrap();
+        assert!(f.view(&ann, &windows).await.can_assign);
+        f.assign(&ann, &windows).await.unwrap();
+        f.assign(&ann, &travel).await.unwrap();
+        f.assign(&ann, &web).await.unwrap();
+        assert_eq!(f.seats_of(&ann).await.len(), 4);
+        // Taking `user` away takes windows, travel (through windows) and web.
+        f.unassign(&ann, &user).await.unwrap();
+        assert!(f.seats_of(&ann).await.is_empty());
+        for p in [&user, &windows, &travel, &web] {
+            assert_eq!(f.counts(p).await, (5, 0, 5), "{}", p.name);
+        }
+        // A cycle of prerequisites is refused.
+        let e = f.err(Command::EditProduct { product: pid(&user), patch: ProductPatch { prerequisite: Some(Some(pid(&travel))), ..Default::default() } }).await;
+        assert!(matches!(e, LedgerError::Invalid { field: "prerequisite", .. }), "{e:?}");
+    }
+
+    async fn site_products_need_no_assignment(f: Fixture) {
+        let site = f.product(NewProduct { kind: ProductKind::Site, ..NewProduct::user("SuperOffice", "site", 0) }).await;
+        let addon = f.product(NewProduct { prerequisite: Some(pid(&site)), ..NewProduct::user("SuperOffice", "addon", 1) }).await;
+        let ann = f.user("ann").await;
+        assert!(f.assigned(&ann, &site).await);
+        assert!(!f.view(&ann, &site).await.can_assign);
+        assert_eq!(f.assign(&ann, &site).await.unwrap(), Outcome::Changed { changed: 0 });
+        assert_eq!(f.unassign(&ann, &site).await.unwrap(), Outcome::Changed { changed: 0 });
+        // A site prerequisite is always met.
+        f.assign(&ann, &addon).await.unwrap();
+        // A site product may count bought seats, but they are never handed out.
+        let seats = f.add_seats(NewSeats::plain(pid(&site), 2)).await;
+        assert_eq!(f.counts(&site).await, (2, 0, 2));
+        let e = f.err(Command::GrantSeat { seat: seats[0].id, user: by_id(&ann) }).await;
+        assert!(matches!(e, LedgerError::WrongKind { kind: ProductKind::Site, .. }), "{e:?}");
+    }
+
+    async fn user_plans_bring_their_set_and_take_only_what_nothing_else_grants(f: Fixture) {
+        let user = f.user_product("user", 10).await;
+        let web = f.product(NewProduct { hidden: true, prerequisite: Some(pid(&user)), ..NewProduct::user("SuperOffice", "web", 10) }).await;
+        let quote = f.product(NewProduct { hidden: true, ..NewProduct::user("SuperOffice", "quote-cal", 10) }).await;
+        let plan = f.product(NewProduct {
+            extra_flags: EXTRA_FLAG_USER_PLAN,
+            plan_members: vec![pid(&web), pid(&user), pid(&quote)],
+            ..NewProduct::user("SuperOffice", "ten-sales", 3)
+        }).await;
+        assert!(plan.is_user_plan());
+        assert_eq!(plan.plan_members.len(), 3);
+        let ann = f.user("ann").await;
+        // Members are granted in prerequisite order (user before web) although listed after.
+        f.assign(&ann, &plan).await.unwrap();
+        for p in [&plan, &user, &web, &quote] {
+            assert!(f.assigned(&ann, p).await, "{}", p.name);
+        }
+        // quote-cal is also assigned directly: it stays when the plan goes.
+        f.assign(&ann, &quote).await.unwrap();
+        assert_eq!(f.counts(&quote).await.1, 1);
+        f.unassign(&ann, &plan).await.unwrap();
+        assert!(!f.assigned(&ann, &plan).await);
+        assert!(!f.assigned(&ann, &user).await);
+        assert!(!f.assigned(&ann, &web).await);
+        assert!(f.assigned(&ann, &quote).await);
+        // Members only belong to user plans.
+        let e = f.err(Command::CreateProduct(NewProduct { plan_members: vec![pid(&web)], ..NewProduct::user("SuperOffice", "not-a-plan", 1) })).await;
+        assert!(matches!(e, LedgerError::Invalid { field: "plan_members", .. }), "{e:?}");
+    }
+
+    async fn a_plan_with_no_member_seat_left_is_refused_whole(f: Fixture) {
+        let web = f.user_product("web", 1).await;
+        let plan = f.product(NewProduct { extra_flags: 1, plan_members: vec![pid(&web)], ..NewProduct::user("SuperOffice", "plan", 5) }).await;
+        let (ann, bob) = (f.user("ann").await, f.user("bob").await);
+        f.assign(&ann, &plan).await.unwrap();
+        assert_eq!(f.assign(&bob, &plan).await.unwrap_err(), LedgerError::NoSeatFree { product: web.id });
+        // Nothing of the refused assignment remains.
+        assert!(f.seats_of(&bob).await.is_empty());
+        assert_eq!(f.counts(&plan).await, (5, 1, 4));
+    }
+
+    async fn expired_seats_and_products_grant_nothing(f: Fixture) {
+        let crm = f.user_product("crm", 0).await;
+        let soon = common::START + Duration::hours(1);
+        f.add_seats(NewSeats { expires_at: Some(soon), ..NewSeats::plain(pid(&crm), 1) }).await;
+        let (ann, bob) = (f.user("ann").await, f.user("bob").await);
+        f.assign(&ann, &crm).await.unwrap();
+        assert!(f.assigned(&ann, &crm).await);
+        f.clock.advance(Duration::hours(2));
+        assert!(!f.assigned(&ann, &crm).await);
+        assert_eq!(f.counts(&crm).await, (0, 0, 0));
+        assert_eq!(f.assign(&bob, &crm).await.unwrap_err(), LedgerError::NoSeatFree { product: crm.id });
+        // Ann's assignment is no longer effective, so assigning again needs a live seat.
+        assert_eq!(f.assign(&ann, &crm).await.unwrap_err(), LedgerError::NoSeatFree { product: crm.id });
+        let fresh = f.add_seats(NewSeats::plain(pid(&crm), 1)).await;
+        f.assign(&ann, &crm).await.unwrap();
+        assert!(f.assigned(&ann, &crm).await);
+        let expired_seat = f.ledger.seats(f.tenant.id, &SeatFilter { product: Some(crm.id), ..Default::default() }).await.unwrap()
+            .into_iter().find(|s| s.id != fresh[0].id).unwrap();
+        f.ok(Command::ReleaseSeat { seat: expired_seat.id, user: None }).await;
+        let e = f.err(Command::GrantSeat { seat: expired_seat.id, user: UserRef::Id(bob.id) }).await;
+        assert_eq!(e, LedgerError::SeatExpired(expired_seat.id));
+        // A product that expires stops granting entirely.
+        let trial = f.product(NewProduct { expires_at: Some(common::START + Duration::hours(3)), trial: true, ..NewProduct::user("SuperOffice", "trial", 3) }).await;
+        f.assign(&bob, &trial).await.unwrap();
+        f.clock.advance(Duration::hours(2));
+        assert!(!f.assigned(&bob, &trial).await);
+        assert_eq!(f.counts(&trial).await, (0, 0, 0));
+        assert_eq!(f.assign(&ann, &trial).await.unwrap_err(), LedgerError::ProductExpired(trial.id));
+    }
+
+    async fn floating_seats_follow_sessions_and_leases(f: Fixture) {
+        let float = f.product(NewProduct { kind: ProductKind::Floating, ..NewProduct::user("SuperOffice", "float", 1) }).await;
+        let (ann, bob) = (f.user("ann").await, f.user("bob").await);
+        let logon = |u: &User| Command::LogOn { user: by_id(u), client: ClientKind::Windows, device: "pc".into(), product: Some(pid(&float)), lease_seconds: 60 };
+        let Outcome::Lease(lease) = f.ok(logon(&ann)).await else { panic!() };
+        assert!(lease.seat.is_some());
+        assert_eq!(f.counts(&float).await, (1, 1, 0));
+        assert_eq!(f.err(logon(&bob)).await, LedgerError::NoSeatFree { product: float.id });
+        // Floating products are not assigned.
+        assert!(matches!(f.assign(&bob, &float).await.unwrap_err(), LedgerError::WrongKind { .. }));
+        // A heartbeat within the lease keeps the seat.
+        f.clock.advance(Duration::seconds(50));
+        let hb = |token: &str| Command::Heartbeat { session: lease.session.id, lease_token: token.into(), lease_seconds: 60 };
+        f.ok(hb(&lease.lease_token)).await;
+        assert_eq!(f.err(hb("not-the-token")).await, LedgerError::BadLeaseToken);
+        f.clock.advance(Duration::seconds(50));
+        assert_eq!(f.err(logon(&bob)).await, LedgerError::NoSeatFree { product: float.id });
+        // The lease lapses; Bob takes the seat; Ann's session can never renew.
+        f.clock.advance(Duration::seconds(61));
+        let Outcome::Lease(bobs) = f.ok(logon(&bob)).await else { panic!() };
+        assert_eq!(bobs.seat, lease.seat);
+        assert_eq!(f.err(hb(&lease.lease_token)).await, LedgerError::LeaseLost);
+        let ended = f.ledger.session(f.tenant.id, lease.session.id).await.unwrap();
+        assert_eq!(ended.end_reason, Some(EndReason::Expiry));
+        // Log-off frees the seat.
+        let Outcome::Changed { changed } = f.ok(Command::LogOff { users: vec![by_id(&bob)], client: None, reason: EndReason::Logoff }).await else { panic!() };
+        assert_eq!(changed, 1);
+        assert_eq!(f.counts(&float).await, (1, 0, 1));
+        // A lapsed session that nobody displaced may still renew.
+        let Outcome::Lease(again) = f.ok(logon(&ann)).await else { panic!() };
+        f.clock.advance(Duration::seconds(120));
+        f.ok(Command::Heartbeat { session: again.session.id, lease_token: again.lease_token.clone(), lease_seconds: 60 }).await;
+        // The reaper ends lapsed sessions.
+        f.clock.advance(Duration::seconds(120));
+        assert_eq!(f.ok(Command::ExpireSessions).await, Outcome::Changed { changed: 1 });
+        assert_eq!(f.counts(&float).await, (1, 0, 1));
+    }
+
+    async fn log_off_by_client_kind(f: Fixture) {
+        let ann = f.user("ann").await;
+        for client in [ClientKind::Windows, ClientKind::Web, ClientKind::Windows] {
+            f.ok(Command::LogOn { user: by_id(&ann), client, device: String::new(), product: None, lease_seconds: 600 }).await;
+        }
+        assert_eq!(f.ledger.live_sessions(f.tenant.id, Some(ann.id), Some(ClientKind::Windows), None, None).await.unwrap().len(), 2);
+        let out = f.ok(Command::LogOff { users: vec![by_id(&ann)], client: Some(ClientKind::Windows), reason: EndReason::Admin }).await;
+        assert_eq!(out, Outcome::Changed { changed: 2 });
+        let live = f.ledger.live_sessions(f.tenant.id, Some(ann.id), None, None, None).await.unwrap();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].client, ClientKind::Web);
+        let out = f.ok(Command::LogOff { users: vec![by_id(&ann)], client: Some(ClientKind::Windows), reason: EndReason::Admin }).await;
+        assert_eq!(out, Outcome::Changed { changed: 0 });
+        let e = f.err(Command::LogOff { users: vec![UserRef::Id(999)], client: None, reason: EndReason::Admin }).await;
+        assert!(matches!(e, LedgerError::UnknownUser(_)));
+    }
+
+    async fn retired_users_hold_nothing_and_cannot_log_on(f: Fixture) {
+        let crm = f.user_product("crm", 2).await;
+        let float = f.product(NewProduct { kind: ProductKind::Floating, ..NewProduct::user("SuperOffice", "float", 1) }).await;
+        let ann = f.user("ann").await;
+        f.assign(&ann, &crm).await.unwrap();
+        f.ok(Command::LogOn { user: by_id(&ann), client: ClientKind::Web, device: String::new(), product: Some(pid(&float)), lease_seconds: 600 }).await;
+        assert!(f.ok(Command::Retire { user: by_id(&ann) }).await.changed() >= 3);
+        assert!(f.seats_of(&ann).await.is_empty());
+        assert!(f.ledger.live_sessions(f.tenant.id, Some(ann.id), None, None, None).await.unwrap().is_empty());
+        assert_eq!(f.counts(&crm).await, (2, 0, 2));
+        assert_eq!(f.counts(&float).await, (1, 0, 1));
+        assert_eq!(f.assign(&ann, &crm).await.unwrap_err(), LedgerError::Retired(ann.id));
+        let e = f.err(Command::LogOn { user: by_id(&ann), client: ClientKind::Web, device: String::new(), product: None, lease_seconds: 60 }).await;
+        assert_eq!(e, LedgerError::Retired(ann.id));
+        assert_eq!(f.ok(Command::Retire { user: by_id(&ann) }).await, Outcome::Changed { changed: 0 });
+        assert!(!f.view(&ann, &crm).await.can_assign);
+        f.ok(Command::Unretire { user: by_id(&ann) }).await;
+        f.assign(&ann, &crm).await.unwrap();
+    }
+
+    async fn remove_all_licenses_frees_everything_the_user_holds(f: Fixture) {
+        let a = f.user_product("a", 2).await;
+        let b = f.user_product("b", 2).await;
+        let ann = f.user("ann").await;
+        f.assign(&ann, &a).await.unwrap();
+        f.assign(&ann, &b).await.unwrap();
+        let out = f.ok(Command::RemoveAllLicenses { user: by_id(&ann) }).await;
+        assert_eq!(out, Outcome::Changed { changed: 2 });
+        assert!(f.seats_of(&ann).await.is_empty());
+        assert_eq!(f.ok(Command::RemoveAllLicenses { user: by_id(&ann) }).await, Outcome::Changed { changed: 0 });
+    }
+
+    async fn grant_release_and_revoke_individual_seats(f: Fixture) {
+        let ult = f.product(NewProduct::user("MSP360", "Ultimate", 0)).await;
+        let seats = f.add_seats(NewSeats { transaction_id: Some("tx-1".into()), ..NewSeats::plain(pid(&ult), 3) }).await;
+        let manual = f.user("manual").await;
+        let auto = f.user_with(NewUser { license_mode: LicenseMode::Automatic, ..NewUser::named("auto") }).await;
+        let s0 = seats[0].id;
+        let Outcome::Seat(granted) = f.ok(Command::GrantSeat { seat: s0, user: by_id(&manual) }).await else { panic!() };
+        assert_eq!(granted.holder, Some(manual.id));
+        assert_eq!(granted.transaction_id.as_deref(), Some("tx-1"));
+        assert_eq!(f.ok(Command::GrantSeat { seat: s0, user: by_id(&manual) }).await, Outcome::Changed { changed: 0 });
+        assert_eq!(f.err(Command::GrantSeat { seat: s0, user: by_id(&auto) }).await, LedgerError::WrongHolder { seat: s0 });
+        assert_eq!(f.err(Command::ReleaseSeat { seat: s0, user: Some(by_id(&auto)) }).await, LedgerError::WrongHolder { seat: s0 });
+        // Activation, then revoke: a manual user keeps the seat, the computer goes.
+        let pc = Activation { hardware_id: "HID-1".into(), computer_name: "PC1".into(), operating_system: "Windows".into() };
+        f.ok(Command::ActivateSeat { seat: s0, activation: pc.clone() }).await;
+        assert_eq!(f.ledger.seat(f.tenant.id, s0).await.unwrap().activation, Some(pc.clone()));
+        f.ok(Command::RevokeSeat { seat: s0, user: Some(by_id(&manual)) }).await;
+        let after = f.ledger.seat(f.tenant.id, s0).await.unwrap();
+        assert_eq!((after.holder, after.activation), (Some(manual.id), None));
+        assert_eq!(f.ok(Command::RevokeSeat { seat: s0, user: None }).await, Outcome::Changed { changed: 0 });
+        // An automatic user loses the seat on revoke.
+        let s1 = seats[1].id;
+        f.ok(Command::GrantSeat { seat: s1, user: by_id(&auto) }).await;
+        f.ok(Command::ActivateSeat { seat: s1, activation: Activation { hardware_id: "HID-2".into(), ..pc.clone() } }).await;
+        f.ok(Command::RevokeSeat { seat: s1, user: None }).await;
+        let after = f.ledger.seat(f.tenant.id, s1).await.unwrap();
+        assert_eq!((after.holder, after.activation), (None, None));
+        // Release frees entirely; releasing a free seat changes nothing.
+        f.ok(Command::ReleaseSeat { seat: s0, user: Some(by_id(&manual)) }).await;
+        assert_eq!(f.ledger.seat(f.tenant.id, s0).await.unwrap().holder, None);
+        assert_eq!(f.ok(Command::ReleaseSeat { seat: s0, user: None }).await, Outcome::Changed { changed: 0 });
+        assert_eq!(f.counts(&ult).await, (3, 0, 3));
+        let free = f.ledger.seats(f.tenant.id, &SeatFilter { product: Some(ult.id), available: Some(true), ..Default::default() }).await.unwrap();
+        assert_eq!(free.len(), 3);
+    }
+
+    async fn company_mode_revoke_follows_the_company_pool(f: Fixture) {
+        let ult = f.product(NewProduct::user("MSP360", "Ultimate", 0)).await;
+        let global = f.company("Global Co", PoolMode::Global).await;
+        let pooled = f.company("Pooled Co", PoolMode::Company).await;
+        let g = f.user_with(NewUser { company: Some(CompanyRef::Id(global.id)), license_mode: LicenseMode::Company, ..NewUser::named("g") }).await;
+        let p = f.user_with(NewUser { company: Some(CompanyRef::Name("pooled co".into())), license_mode: LicenseMode::Company, ..NewUser::named("p") }).await;
+        let gs = f.add_seats(NewSeats::plain(pid(&ult), 1)).await[0].id;
+        let ps = f.add_seats(NewSeats { pool_company: Some(CompanyRef::Id(pooled.id)), ..NewSeats::plain(pid(&ult), 1) }).await[0].id;
+        f.ok(Command::GrantSeat { seat: gs, user: by_id(&g) }).await;
+        f.ok(Command::GrantSeat { seat: ps, user: by_id(&p) }).await;
+        f.ok(Command::RevokeSeat { seat: gs, user: None }).await;
+        f.ok(Command::RevokeSeat { seat: ps, user: None }).await;
+        assert_eq!(f.ledger.seat(f.tenant.id, gs).await.unwrap().holder, None);
+        assert_eq!(f.ledger.seat(f.tenant.id, ps).await.unwrap().holder, Some(p.id));
+    }
+
+    async fn company_pools_and_quotas_bound_what_their_users_take(f: Fixture) {
+        let ult = f.user_product("ult", 2).await; // two tenant-wide seats
+        let pooled = f.company("Pooled", PoolMode::Company).await;
+        let other = f.company("Other", PoolMode::Company).await;
+        let own = f.add_seats(NewSeats { pool_company: Some(CompanyRef::Id(pooled.id)), ..NewSeats::plain(pid(&ult), 1) }).await;
+        let theirs = f.add_seats(NewSeats { pool_company: Some(CompanyRef::Id(other.id)), ..NewSeats::plain(pid(&ult), 1) }).await;
+        let member = |login: &str| NewUser { company: Some(CompanyRef::Id(pooled.id)), license_mode: LicenseMode::Company, ..NewUser::named(login) };
+        let (a, b, c) = (f.user_with(member("a")).await, f.user_with(member("b")).await, f.user_with(member("c")).await);
+        let outsider = f.user("outsider").await;
+        // A: the company's own seat.
+        f.assign(&a, &ult).await.unwrap();
+        assert_eq!(f.seats_of(&a).await[0].id, own[0].id);
+        // B: no own seat left and no quota: refused although tenant-wide seats are free.
+        assert_eq!(f.assign(&b, &ult).await.unwrap_err(), LedgerError::NoSeatFree { product: ult.id });
+        f.ok(Command::SetCompanyQuota { company: CompanyRef::Id(pooled.id), product: pid(&ult), quota: Some(1) }).await;
+        assert!(f.view(&b, &ult).await.can_assign);
+        f.assign(&b, &ult).await.unwrap();
+        assert_eq!(f.seats_of(&b).await[0].pool_company, None);
+        assert_eq!(f.assign(&c, &ult).await.unwrap_err(), LedgerError::QuotaExhausted { product: ult.id });
+        assert!(!f.view(&c, &ult).await.can_assign);
+        // A quota below what is in use is refused.
+        let e = f.err(Command::SetCompanyQuota { company: CompanyRef::Id(pooled.id), product: pid(&ult), quota: Some(0) }).await;
+        assert_eq!(e, LedgerError::OverAllocated { held: 1, total: 0 });
+        // Another company's seat is out of reach, for members and outsiders alike.
+        assert!(matches!(f.err(Command::GrantSeat { seat: theirs[0].id, user: by_id(&c) }).await, LedgerError::WrongPool { .. }));
+        assert!(matches!(f.err(Command::GrantSeat { seat: theirs[0].id, user: by_id(&outsider) }).await, LedgerError::WrongPool { .. }));
+        // Releasing B's seat gives the quota back.
+        f.unassign(&b, &ult).await.unwrap();
+        f.assign(&c, &ult).await.unwrap();
+        f.unassign(&c, &ult).await.unwrap();
+        f.ok(Command::SetCompanyQuota { company: CompanyRef::Id(pooled.id), product: pid(&ult), quota: None }).await;
+        // The outsider takes from the tenant-wide pool.
+        f.assign(&outsider, &ult).await.unwrap();
+        assert_eq!(f.seats_of(&outsider).await[0].pool_company, None);
+        let e = f.err(Command::CreateCompany { name: "POOLED".into(), pool_mode: PoolMode::Global }).await;
+        assert!(matches!(e, LedgerError::AlreadyExists { what: "company", .. }));
+    }
+
+    async fn deleting_a_company_detaches_members_and_drops_its_quotas(f: Fixture) {
+        let ult = f.user_product("ult", 2).await;
+        // A company with seats in its own pool cannot be deleted: nothing changes.
+        let owning = f.company("Owning", PoolMode::Company).await;
+        f.add_seats(NewSeats { pool_company: Some(CompanyRef::Id(owning.id)), ..NewSeats::plain(pid(&ult), 1) }).await;
+        let e = f.err(Command::DeleteCompany { company: CompanyRef::Uuid(owning.uuid) }).await;
+        assert!(matches!(e, LedgerError::Invalid { field: "company", .. }), "{e:?}");
+        assert!(f.ledger.company(f.tenant.id, &CompanyRef::Id(owning.id)).await.is_ok());
+        // A company whose member holds a seat charged to its quota.
+        let pooled = f.company("Pooled", PoolMode::Company).await;
+        let member = NewUser { company: Some(CompanyRef::Id(pooled.id)), license_mode: LicenseMode::Company, ..NewUser::named("m") };
+        let m = f.user_with(member).await;
+        f.ok(Command::SetCompanyQuota { company: CompanyRef::Id(pooled.id), product: pid(&ult), quota: Some(1) }).await;
+        f.assign(&m, &ult).await.unwrap();
+        f.ok(Command::DeleteCompany { company: CompanyRef::Uuid(pooled.uuid) }).await;
+        let e = f.ledger.company(f.tenant.id, &CompanyRef::Id(pooled.id)).await.unwrap_err();
+        assert!(matches!(e, LedgerError::UnknownCompany(_)), "{e:?}");
+        // The member stays, out of the company, and keeps its seat (no longer charged).
+        let m = f.ledger.user(f.tenant.id, &by_id(&m)).await.unwrap();
+        assert_eq!(m.company, None);
+        assert_eq!(f.seats_of(&m).await.len(), 1);
+        assert_eq!(f.seats_of(&m).await[0].pool_company, None);
+        // Gone means gone: a second delete is refused, and the name is free again.
+        let e = f.err(Command::DeleteCompany { company: CompanyRef::Uuid(pooled.uuid) }).await;
+        assert!(matches!(e, LedgerError::UnknownCompany(_)), "{e:?}");
+        f.company("pooled", PoolMode::Global).await;
+    }
+
+    async fn removing_an_owner_takes_its_products_from_every_holder(f: Fixture) {
+        let base = NewProduct::user("Acme", "base", 2);
+        let base = f.product(base).await;
+        let mut addon = NewProduct::user("Acme", "addon", 1);
+        addon.prerequisite = Some(pid(&base));
+        let addon = f.product(addon).await;
+        let mut floating = NewProduct::user("Acme", "float", 1);
+        floating.kind = ProductKind::Floating;
+        f.product(floating).await;
+        // Another owner's plan brings an Acme module along; its own module must survive.
+        let own = f.user_product("own", 2).await;
+        let mut plan = NewProduct::user("Other", "plan", 2);
+        plan.extra_flags = EXTRA_FLAG_USER_PLAN;
+        plan.plan_members = vec![pid(&base), pid(&own)];
+        let plan = f.product(plan).await;
+        let (ann, bob) = (f.user("ann").await, f.user("bob").await);
+        f.assign(&ann, &base).await.unwrap();
+        f.assign(&ann, &addon).await.unwrap();
+        f.assign(&bob, &plan).await.unwrap();
+        let lease = f
+            .ok(Command::LogOn {
+                user: by_id(&ann),
+                client: ClientKind::Web,
+                device: "d".into(),
+                product: Some(ProductRef::named("Acme", "float")),
+                lease_seconds: 60,
+            })
+            .await;
+        let Outcome::Lease(lease) = lease else { panic!("{lease:?}") };
+        let audit_before = f.audit_len().await;
+        f.ok(Command::RemoveOwner { owner: "acme".into() }).await;
+        for name in ["base", "addon", "float"] {
+            let e = f.ledger.product(f.tenant.id, &ProductRef::named("Acme", name)).await.unwrap_err();
+            assert!(matches!(e, LedgerError::UnknownProduct(_)), "{name}: {e:?}");
+        }
+        assert!(f.seats_of(&ann).await.is_empty());
+        // Bob keeps his plan and its other member; the floating session ended with its seat.
+        assert!(f.assigned(&bob, &plan).await && f.assigned(&bob, &own).await);
+        let session = f.ledger.session(f.tenant.id, lease.session.id).await.unwrap();
+        assert!(session.ended_at.is_some());
+        assert!(f.audit_len().await > audit_before);
+        let e = f.err(Command::RemoveOwner { owner: "Acme".into() }).await;
+        assert!(matches!(e, LedgerError::UnknownProduct(_)), "{e:?}");
+        // The owner's name can be used again.
+        f.user_product("fresh", 1).await;
+        f.product(NewProduct::user("Acme", "base", 1)).await;
+    }
+
+    async fn activation_rules(f: Fixture) {
+        let ult = f.user_product("ult", 3).await;
+        let (ann, bob) = (f.user("ann").await, f.user("bob").await);
+        let seats = f.ledger.seats(f.tenant.id, &SeatFilter { product: Some(ult.id), ..Default::default() }).await.unwrap();
+        let pc = |hid: &str| Activation { hardware_id: hid.into(), computer_name: "pc".into(), operating_system: "Linux".into() };
+        assert_eq!(f.err(Command::ActivateSeat { seat: seats[0].id, activation: pc("A") }).await, LedgerError::NotHeld(seats[0].id));
+        f.ok(Command::GrantSeat { seat: seats[0].id, user: by_id(&ann) }).await;
+        f.ok(Command::GrantSeat { seat: seats[1].id, user: by_id(&ann) }).await;
+        f.ok(Command::GrantSeat { seat: seats[2].id, user: by_id(&bob) }).await;
+        f.ok(Command::ActivateSeat { seat: seats[0].id, activation: pc("A") }).await;
+        assert_eq!(f.ok(Command::ActivateSeat { seat: seats[0].id, activation: pc("A") }).await, Outcome::Changed { changed: 0 });
+        assert_eq!(f.err(Command::ActivateSeat { seat: seats[0].id, activation: pc("B") }).await, LedgerError::AlreadyActivated { seat: seats[0].id });
+        // One seat of a product per computer.
+        assert_eq!(f.err(Command::ActivateSeat { seat: seats[1].id, activation: pc("A") }).await, LedgerError::ComputerHasSeat("A".into()));
+        // Ann's computer is not Bob's.
+        assert_eq!(f.err(Command::ActivateSeat { seat: seats[2].id, activation: pc("A") }).await, LedgerError::ComputerOfAnotherUser("A".into()));
+        // Handing the computer to Bob clears Ann's activation on it.
+        f.ok(Command::RegisterComputer { hardware_id: "A".into(), name: "pc".into(), operating_system: "Linux".into(), user: Some(by_id(&bob)) }).await;
+        assert_eq!(f.ledger.seat(f.tenant.id, seats[0].id).await.unwrap().activation, None);
+        f.ok(Command::ActivateSeat { seat: seats[2].id, activation: pc("A") }).await;
+        let activated = f.ledger.seats(f.tenant.id, &SeatFilter { activated: Some(true), ..Default::default() }).await.unwrap();
+        assert_eq!(activated.len(), 1);
+        assert_eq!(f.ledger.computers(f.tenant.id, Some(bob.id)).await.unwrap().len(), 1);
+    }
+
+    async fn tenants_are_isolated(f: Fixture) {
+        let crm = f.user_product("crm", 1).await;
+        let ann = f.user("ann").await;
+        f.assign(&ann, &crm).await.unwrap();
+        let other = f.ledger.create_tenant("globex", "test").await.unwrap();
+        let octx = Context::new(other.id, "admin");
+        let e = f.ledger.execute(&octx, Command::Assign { user: UserRef::Id(ann.id), product: ProductRef::Id(crm.id) }).await.unwrap_err();
+        assert!(matches!(e, LedgerError::UnknownUser(_)), "{e:?}");
+        let e = f.ledger.execute(&octx, Command::ReleaseSeat { seat: f.seats_of(&ann).await[0].id, user: None }).await.unwrap_err();
+        assert!(matches!(e, LedgerError::UnknownSeat(_)), "{e:?}");
+        // Same names, separate products, users, counters and counts.
+        let Outcome::Product(p2) = f.ledger.execute(&octx, Command::CreateProduct(NewProduct::user("SuperOffice", "crm", 5))).await.unwrap() else { panic!() };
+        let Outcome::User(u2) = f.ledger.execute(&octx, Command::CreateUser(NewUser::named("ann"))).await.unwrap() else { panic!() };
+        assert_eq!((p2.id, u2.id), (1, 1));
+        f.ledger.execute(&octx, Command::Assign { user: UserRef::Id(u2.id), product: ProductRef::Id(p2.id) }).await.unwrap();
+        let s2 = f.ledger.pool_status(other.id, None).await.unwrap();
+        assert_eq!((s2[0].total, s2[0].in_use), (5, 1));
+        assert_eq!(f.counts(&crm).await, (1, 1, 0));
+        assert!(f.ledger.check_invariants(other.id).await.unwrap().is_empty());
+        assert_eq!(f.ledger.audit(other.id, &AuditFilter::default()).await.unwrap().len(), 4);
+        assert!(matches!(f.ledger.create_tenant("globex", "test").await, Err(LedgerError::AlreadyExists { .. })));
+    }
+
+    async fn a_batch_commits_together_with_an_outcome_per_command(f: Fixture) {
+        let crm = f.user_product("crm", 1).await;
+        let (ann, bob) = (f.user("ann").await, f.user("bob").await);
+        let before = f.audit_len().await;
+        let outcomes = f.ledger.apply(&f.ctx, &[
+            Command::Assign { user: by_id(&ann), product: pid(&crm) },
+            Command::Assign { user: by_id(&bob), product: pid(&crm) },
+            Command::CreateUser(NewUser::named("cid")),
+            Command::Assign { user: UserRef::Login("cid".into()), product: ProductRef::named("nobody", "nothing") },
+        ]).await.unwrap();
+        assert!(outcomes[0].is_ok());
+        assert_eq!(outcomes[1], Err(LedgerError::NoSeatFree { product: crm.id }));
+        assert!(matches!(outcomes[2], Ok(Outcome::User(_))));
+        assert!(matches!(outcomes[3], Err(LedgerError::UnknownProduct(_))));
+        assert_eq!(f.audit_len().await, before + 2);
+        assert_eq!(f.counts(&crm).await, (1, 1, 0));
+    }
+
+    async fn an_all_or_nothing_batch_commits_whole_or_not_at_all(f: Fixture) {
+        let crm = f.user_product("crm", 1).await;
+        let before = f.audit_len().await;
+        let e = f.ledger.apply_all_or_nothing(&f.ctx, &[
+            Command::CreateUser(NewUser::named("ann")),
+            Command::Assign { user: UserRef::Login("ann".into()), product: pid(&crm) },
+            Command::CreateUser(NewUser::named("ANN")),
+        ]).await.unwrap_err();
+        assert!(matches!(e, LedgerError::AlreadyExists { what: "user", .. }), "{e:?}");
+        assert!(f.ledger.user(f.tenant.id, &UserRef::Login("ann".into())).await.is_err());
+        assert_eq!(f.counts(&crm).await, (1, 0, 1));
+        assert_eq!(f.audit_len().await, before);
+        let outcomes = f.ledger.apply_all_or_nothing(&f.ctx, &[
+            Command::CreateUser(NewUser::named("ann")),
+            Command::Assign { user: UserRef::Login("ann".into()), product: pid(&crm) },
+        ]).await.unwrap();
+        assert_eq!(outcomes.len(), 2);
+        assert_eq!(f.counts(&crm).await, (1, 1, 0));
+    }
+
+    async fn audit_is_gap_free_and_searchable(f: Fixture) {
+        let crm = f.user_product("crm", 2).await;
+        let ann = f.user("ann").await;
+        let ctx = Context { request_id: Some("req-42".into()), ..Context::new(f.tenant.id, "operator") };
+        f.ledger.execute(&ctx, Command::Assign { user: by_id(&ann), product: pid(&crm) }).await.unwrap();
+        f.clock.advance(Duration::minutes(5));
+        f.unassign(&ann, &crm).await.unwrap();
+        let all = f.ledger.audit(f.tenant.id, &AuditFilter::default()).await.unwrap();
+        let seqs: Vec<i64> = all.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=all.len() as i64).collect::<Vec<_>>());
+        let by_actor = f.ledger.audit(f.tenant.id, &AuditFilter { actor: Some("operator".into()), ..Default::default() }).await.unwrap();
+        assert_eq!(by_actor.len(), 1);
+        assert_eq!(by_actor[0].action, "license.assign");
+        assert_eq!(by_actor[0].request_id.as_deref(), Some("req-42"));
+        assert_eq!(by_actor[0].user, Some(ann.id));
+        assert_eq!(by_actor[0].product, Some(crm.id));
+        assert!(by_actor[0].seat.is_some());
+        assert_eq!(by_actor[0].detail["after"]["assigned"], true);
+        let for_user = f.ledger.audit(f.tenant.id, &AuditFilter { user: Some(ann.id), ..Default::default() }).await.unwrap();
+        let actions: Vec<&str> = for_user.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["user.create", "license.assign", "seat.release", "license.unassign"]);
+        let since = rules::to_micros(common::START + Duration::minutes(1));
+        let later = f.ledger.audit(f.tenant.id, &AuditFilter { since: Some(since), ..Default::default() }).await.unwrap();
+        assert_eq!(later.len(), 2);
+        let page = f.ledger.audit(f.tenant.id, &AuditFilter { after_seq: Some(2), limit: Some(2), ..Default::default() }).await.unwrap();
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+    }
+
+    async fn the_database_refuses_to_rewrite_the_audit_trail(f: Fixture) {
+        use sqlx::Connection;
+        f.user("ann").await;
+        let mut conn = sqlx::AnyConnection::connect(&f.db.url()).await.unwrap();
+        let update = sqlx::query("UPDATE audit_events SET actor = 'mallory'").execute(&mut conn).await;
+        assert!(update.is_err(), "an audit record was rewritten");
+        let delete = sqlx::query("DELETE FROM audit_events").execute(&mut conn).await;
+        assert!(delete.is_err(), "audit records were deleted");
+        conn.close().await.unwrap();
+        assert_eq!(f.audit_len().await, 2);
+    }
+
+    async fn reopening_the_store_keeps_everything(f: Fixture) {
+        let crm = f.user_product("crm", 2).await;
+        let ann = f.user("ann").await;
+        f.assign(&ann, &crm).await.unwrap();
+        // Migrations are idempotent; a second instance sees the committed state.
+        let again = Ledger::open(&f.db.url()).await.unwrap();
+        let tenant = again.tenant("acme").await.unwrap().unwrap();
+        let status = again.pool_status(tenant.id, Some(crm.id)).await.unwrap();
+        assert_eq!((status[0].total, status[0].in_use), (2, 1));
+        again.close().await;
+    }
+}

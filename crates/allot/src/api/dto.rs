@@ -1,0 +1,355 @@
+//! Request and response bodies of the native API that are not ledger types themselves.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::extract::{product_ref, user_ref};
+use allot_ledger::*;
+
+/// An integer id, or a name (`owner/name` for products; login or UUID for users).
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Key {
+    Id(i64),
+    Name(String),
+}
+
+impl Key {
+    pub fn user(&self) -> UserRef {
+        match self {
+            Key::Id(id) => UserRef::Id(*id),
+            Key::Name(text) => user_ref(text),
+        }
+    }
+    pub fn product(&self) -> Result<ProductRef, ApiError> {
+        match self {
+            Key::Id(id) => Ok(ProductRef::Id(*id)),
+            Key::Name(text) => product_ref(text),
+        }
+    }
+    pub fn company(&self) -> CompanyRef {
+        match self {
+            Key::Id(id) => CompanyRef::Id(*id),
+            Key::Name(text) => match Uuid::parse_str(text) {
+                Ok(uuid) => CompanyRef::Uuid(uuid),
+                Err(_) => CompanyRef::Name(text.clone()),
+            },
+        }
+    }
+}
+
+/// One page of a list, and the cursor for the next (absent on the last page).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<i64>,
+}
+
+/// Paging parameters shared by every list: `after` is the `next` of the previous page.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub after: Option<i64>,
+    /// At most 1000 [default: 100].
+    pub limit: Option<i64>,
+}
+
+impl PageQuery {
+    pub fn limit(&self) -> i64 {
+        self.limit.unwrap_or(100).clamp(1, 1000)
+    }
+}
+
+impl<T> Page<T> {
+    /// Pages a list that is read whole (small catalogs: products, companies, tenants), ordered
+    /// by `key`.
+    pub fn slice(mut items: Vec<T>, q: &PageQuery, key: impl Fn(&T) -> i64) -> Self {
+        items.sort_by_key(|i| key(i));
+        let after = q.after.unwrap_or(i64::MIN);
+        let limit = q.limit();
+        let items: Vec<T> = items
+            .into_iter()
+            .filter(|i| key(i) > after)
+            .take(limit as usize)
+            .collect();
+        Page::of(items, limit, key)
+    }
+
+    /// `cursor` gives an item's position; a full page means there may be more.
+    pub fn of(items: Vec<T>, limit: i64, cursor: impl Fn(&T) -> i64) -> Self {
+        let next = if items.len() as i64 >= limit {
+            items.last().map(cursor)
+        } else {
+            None
+        };
+        Page { items, next }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub tenant: String,
+    pub login: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IssuedToken {
+    /// Shown once: only its hash is stored.
+    pub token: String,
+    pub id: Uuid,
+    pub role: Role,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTokenRequest {
+    pub role: Role,
+    /// For the `user` role: the user the token acts as.
+    pub user: Option<Key>,
+    #[serde(default)]
+    pub label: String,
+    /// Lifetime in hours [default: 720].
+    pub ttl_hours: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewLoginRequest {
+    pub login: String,
+    pub password: String,
+    pub role: Role,
+    pub user: Option<Key>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordRequest {
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenantRequest {
+    pub name: String,
+    pub admin_login: String,
+    pub admin_password: String,
+}
+
+fn default_kind() -> ProductKind {
+    ProductKind::User
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProductRequest {
+    pub owner: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tooltip: String,
+    #[serde(default = "default_kind")]
+    pub kind: ProductKind,
+    #[serde(default)]
+    pub unrestricted: bool,
+    #[serde(default)]
+    pub hidden: bool,
+    #[serde(default)]
+    pub sort_order: i64,
+    #[serde(default)]
+    pub extra_flags: i64,
+    #[serde(default)]
+    pub plan_members: Vec<Key>,
+    pub prerequisite: Option<Key>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub trial: bool,
+    #[serde(default)]
+    pub seats: i64,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPatchRequest {
+    pub description: Option<String>,
+    pub tooltip: Option<String>,
+    pub unrestricted: Option<bool>,
+    pub hidden: Option<bool>,
+    pub sort_order: Option<i64>,
+    pub extra_flags: Option<i64>,
+    pub plan_members: Option<Vec<Key>>,
+    /// `null` removes the prerequisite; absent leaves it.
+    #[serde(default, deserialize_with = "double_option")]
+    pub prerequisite: Option<Option<Key>>,
+    #[serde(default, deserialize_with = "double_option_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Option<OffsetDateTime>>,
+    pub trial: Option<bool>,
+}
+
+/// Absent -> None, null -> Some(None), value -> Some(Some(v)).
+fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn double_option_time<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<OffsetDateTime>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrap(#[serde(with = "time::serde::rfc3339::option")] Option<OffsetDateTime>);
+    Wrap::deserialize(d).map(|w| Some(w.0))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddSeatsRequest {
+    pub count: i64,
+    #[serde(default)]
+    pub trial: bool,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    pub transaction_id: Option<String>,
+    /// A company whose own pool the seats belong to (tenant-wide when absent).
+    pub company: Option<Key>,
+}
+
+/// A product with its live counts.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProductWithStatus {
+    #[serde(flatten)]
+    pub product: Product,
+    pub status: PoolStatus,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserRequest {
+    /// The integer id (SuperOffice AssociateId) to use; allocated when absent.
+    pub id: Option<i64>,
+    pub login: String,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: String,
+    #[serde(default)]
+    pub email: String,
+    pub company: Option<Key>,
+    pub license_mode: Option<LicenseMode>,
+    pub user_type: Option<String>,
+    /// Also create a password login for the user (role `user`).
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatchRequest {
+    pub login: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    /// `null` takes the user out of its company.
+    #[serde(default, deserialize_with = "double_option")]
+    pub company: Option<Option<Key>>,
+    pub license_mode: Option<LicenseMode>,
+    pub user_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignmentRequest {
+    pub product: Key,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeatUserRequest {
+    pub user: Option<Key>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateRequest {
+    pub hardware_id: String,
+    #[serde(default)]
+    pub computer_name: String,
+    #[serde(default)]
+    pub operating_system: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCompanyRequest {
+    pub name: String,
+    pub pool_mode: PoolMode,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompanyPatchRequest {
+    pub name: Option<String>,
+    pub pool_mode: Option<PoolMode>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaRequest {
+    /// `null` removes the quota.
+    pub quota: Option<i64>,
+}
+
+fn default_lease() -> i64 {
+    300
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogOnRequest {
+    pub user: Key,
+    pub client: ClientKind,
+    #[serde(default)]
+    pub device: String,
+    /// A floating product to hold a seat of while the session lives.
+    pub product: Option<Key>,
+    #[serde(default = "default_lease")]
+    pub lease_seconds: i64,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    pub lease_token: String,
+    #[serde(default = "default_lease")]
+    pub lease_seconds: i64,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogOffRequest {
+    pub users: Vec<Key>,
+    pub client: Option<ClientKind>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Changed {
+    /// How many things changed (0: the outcome already held).
+    pub changed: u64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Invariants {
+    pub violations: Vec<String>,
+}

@@ -1,0 +1,154 @@
+//! Extractors: the caller's principal, and JSON/query/path wrappers whose rejections come back
+//! in the API's error shape.
+
+use axum::Json;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use crate::auth::Principal;
+use allot_ledger::{Context, ProductRef, Role, TenantId, UserRef};
+use crate::server::AppState;
+
+#[derive(FromRequest)]
+#[from_request(via(Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+#[derive(FromRequestParts)]
+#[from_request(via(Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+#[derive(FromRequestParts)]
+#[from_request(via(Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for ApiJson<T> {
+    fn into_response(self) -> axum::response::Response {
+        Json(self.0).into_response()
+    }
+}
+
+/// The authenticated caller (from `Authorization: Bearer <token>`).
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(ApiError::unauthorized)?;
+        let (scheme, token) = header.split_once(' ').ok_or_else(ApiError::unauthorized)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::unauthorized());
+        }
+        let principal = state.auth.token(token.trim()).await?;
+        Ok(Caller(principal))
+    }
+}
+
+/// The request id set by the middleware, for the audit trail.
+pub fn request_id(parts: &axum::http::HeaderMap) -> Option<String> {
+    parts
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+impl Caller {
+    /// The caller's tenant; operators have none and are refused here.
+    pub fn tenant(&self) -> Result<TenantId, ApiError> {
+        self.0
+            .tenant
+            .ok_or_else(|| ApiError::forbidden("operator credentials cannot act inside a tenant"))
+    }
+
+    /// Tenant reads: admin and reader.
+    pub fn reader(&self) -> Result<TenantId, ApiError> {
+        let tenant = self.tenant()?;
+        if !self.0.can_read() {
+            return Err(ApiError::forbidden("this needs the reader or admin role"));
+        }
+        Ok(tenant)
+    }
+
+    /// Tenant changes: admin only.
+    pub fn admin(&self) -> Result<TenantId, ApiError> {
+        let tenant = self.tenant()?;
+        if !self.0.can_write() {
+            return Err(ApiError::forbidden("this needs the admin role"));
+        }
+        Ok(tenant)
+    }
+
+    /// Reads about one user: admin, reader, or that user itself.
+    pub fn reader_or_self(&self, user: allot_ledger::UserId) -> Result<TenantId, ApiError> {
+        let tenant = self.tenant()?;
+        if self.0.can_read() || self.0.is_self(user) {
+            return Ok(tenant);
+        }
+        Err(ApiError::forbidden(
+            "a user credential sees only its own user",
+        ))
+    }
+
+    /// Changes to one user's own sessions: admin or that user itself.
+    pub fn admin_or_self(&self, user: allot_ledger::UserId) -> Result<TenantId, ApiError> {
+        let tenant = self.tenant()?;
+        if self.0.can_write() || self.0.is_self(user) {
+            return Ok(tenant);
+        }
+        Err(ApiError::forbidden(
+            "this needs the admin role, or the user itself",
+        ))
+    }
+
+    pub fn operator(&self) -> Result<(), ApiError> {
+        if self.0.role == Role::Operator {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this needs the operator role"))
+        }
+    }
+
+    /// The audit context for a change.
+    pub fn context(&self, tenant: TenantId, headers: &axum::http::HeaderMap) -> Context {
+        Context {
+            tenant,
+            actor: self.0.login.clone(),
+            request_id: request_id(headers),
+        }
+    }
+}
+
+/// A user named in a path or body: integer id, UUID, or login.
+pub fn user_ref(text: &str) -> UserRef {
+    if let Ok(id) = text.parse::<i64>() {
+        UserRef::Id(id)
+    } else if let Ok(uuid) = Uuid::parse_str(text) {
+        UserRef::Uuid(uuid)
+    } else {
+        UserRef::Login(text.to_owned())
+    }
+}
+
+/// A product named in a path or body: integer id or `owner/name`.
+pub fn product_ref(text: &str) -> Result<ProductRef, ApiError> {
+    if let Ok(id) = text.parse::<i64>() {
+        return Ok(ProductRef::Id(id));
+    }
+    match text.split_once('/') {
+        Some((owner, name)) if !owner.is_empty() && !name.is_empty() => {
+            Ok(ProductRef::named(owner, name))
+        }
+        _ => Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("product {text:?}: expected an id or owner/name"),
+        )),
+    }
+}

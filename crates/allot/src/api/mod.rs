@@ -1,0 +1,152 @@
+//! HTTP adapters. `v1` is allot's own JSON API; the SuperOffice and MSP360 dialects will sit
+//! beside it, each a thin layer over the same ledger and principals.
+
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod v1;
+
+use axum::Router;
+use axum::routing::{delete, get, post, put};
+use utoipa::OpenApi;
+
+use crate::server::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "allot", description = "License-seat server: allot's native API."),
+    paths(
+        v1::auth::login, v1::auth::list_tokens, v1::auth::create_token, v1::auth::revoke_token,
+        v1::auth::create_login, v1::auth::set_password, v1::auth::list_tenants, v1::auth::create_tenant,
+        v1::products::list, v1::products::create, v1::products::get, v1::products::patch,
+        v1::products::add_seats, v1::products::pools,
+        v1::seats::list, v1::seats::get, v1::seats::grant, v1::seats::release, v1::seats::revoke,
+        v1::seats::activate,
+        v1::users::list, v1::users::create, v1::users::get, v1::users::patch, v1::users::licenses,
+        v1::users::assign, v1::users::unassign, v1::users::remove_all, v1::users::retire,
+        v1::users::unretire,
+        v1::companies::list, v1::companies::create, v1::companies::get, v1::companies::patch,
+        v1::companies::set_quota,
+        v1::sessions::log_on, v1::sessions::heartbeat, v1::sessions::end, v1::sessions::log_off,
+        v1::sessions::list,
+        v1::audit::list, invariants,
+    ),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document, as served at `/v1/openapi.json`.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|_| "{}".to_owned())
+}
+
+pub fn v1_routes() -> Router<AppState> {
+    use v1::*;
+    Router::new()
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/auth/login", post(auth::login))
+        .route(
+            "/v1/tokens",
+            get(auth::list_tokens).post(auth::create_token),
+        )
+        .route("/v1/tokens/{id}", delete(auth::revoke_token))
+        .route("/v1/logins", post(auth::create_login))
+        .route("/v1/logins/{login}/password", put(auth::set_password))
+        .route(
+            "/v1/tenants",
+            get(auth::list_tenants).post(auth::create_tenant),
+        )
+        .route("/v1/products", get(products::list).post(products::create))
+        .route(
+            "/v1/products/{product}",
+            get(products::get).patch(products::patch),
+        )
+        .route("/v1/products/{product}/seats", post(products::add_seats))
+        .route("/v1/pools", get(products::pools))
+        .route("/v1/seats", get(seats::list))
+        .route("/v1/seats/{id}", get(seats::get))
+        .route("/v1/seats/{id}/grant", post(seats::grant))
+        .route("/v1/seats/{id}/release", post(seats::release))
+        .route("/v1/seats/{id}/revoke", post(seats::revoke))
+        .route("/v1/seats/{id}/activate", post(seats::activate))
+        .route("/v1/users", get(users::list).post(users::create))
+        .route("/v1/users/{user}", get(users::get).patch(users::patch))
+        .route(
+            "/v1/users/{user}/licenses",
+            get(users::licenses).delete(users::remove_all),
+        )
+        .route("/v1/users/{user}/assignments", post(users::assign))
+        .route(
+            "/v1/users/{user}/assignments/{product}",
+            delete(users::unassign),
+        )
+        .route("/v1/users/{user}/retire", post(users::retire))
+        .route("/v1/users/{user}/unretire", post(users::unretire))
+        .route(
+            "/v1/companies",
+            get(companies::list).post(companies::create),
+        )
+        .route(
+            "/v1/companies/{company}",
+            get(companies::get).patch(companies::patch),
+        )
+        .route(
+            "/v1/companies/{company}/quotas/{product}",
+            put(companies::set_quota),
+        )
+        .route("/v1/sessions", get(sessions::list).post(sessions::log_on))
+        .route("/v1/sessions/logoff", post(sessions::log_off))
+        .route("/v1/sessions/{id}", delete(sessions::end))
+        .route("/v1/sessions/{id}/heartbeat", post(sessions::heartbeat))
+        .route("/v1/audit", get(audit::list))
+        .route("/v1/invariants", get(invariants))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi_json(),
+    )
+}
+
+/// Every ledger invariant violated in the caller's tenant (an empty list: all hold).
+#[utoipa::path(get, path = "/v1/invariants", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, body = dto::Invariants)))]
+pub async fn invariants(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: extract::Caller,
+) -> error::ApiResult<extract::ApiJson<dto::Invariants>> {
+    let tenant = caller.reader()?;
+    let violations = state.ledger.check_invariants(tenant).await?;
+    Ok(extract::ApiJson(dto::Invariants { violations }))
+}
+
+/// The process is up.
+async fn healthz() -> extract::ApiJson<dto::Health> {
+    extract::ApiJson(dto::Health { status: "ok" })
+}
+
+/// The store answers.
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> error::ApiResult<extract::ApiJson<dto::Health>> {
+    state.ledger.ping().await?;
+    Ok(extract::ApiJson(dto::Health { status: "ready" }))
+}

@@ -1,0 +1,63 @@
+//! The audit trail.
+
+use axum::extract::State;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::api::dto::*;
+use crate::api::error::ApiResult;
+use crate::api::extract::{ApiJson, ApiQuery, Caller, product_ref, user_ref};
+use allot_ledger::*;
+use crate::server::AppState;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only events after this sequence number (the `next` of the previous page).
+    pub after: Option<i64>,
+    /// RFC 3339 time: events at or after it.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>)]
+    pub since: Option<OffsetDateTime>,
+    /// RFC 3339 time: events before it.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>)]
+    pub until: Option<OffsetDateTime>,
+    pub actor: Option<String>,
+    pub user: Option<String>,
+    pub product: Option<String>,
+    pub seat: Option<Uuid>,
+    pub limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("bearer" = [])), params(AuditQuery),
+    responses((status = 200, body = Page<AuditEvent>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<ApiJson<Page<AuditEvent>>> {
+    let tenant = caller.reader()?;
+    let user = match &q.user {
+        Some(u) => Some(state.ledger.user(tenant, &user_ref(u)).await?.id),
+        None => None,
+    };
+    let product = match &q.product {
+        Some(p) => Some(state.ledger.product(tenant, &product_ref(p)?).await?.id),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let filter = AuditFilter {
+        after_seq: q.after,
+        since: q.since.map(rules::to_micros),
+        until: q.until.map(rules::to_micros),
+        actor: q.actor,
+        user,
+        product,
+        seat: q.seat,
+        limit: Some(limit),
+    };
+    let events = state.ledger.audit(tenant, &filter).await?;
+    Ok(ApiJson(Page::of(events, limit, |e| e.seq)))
+}

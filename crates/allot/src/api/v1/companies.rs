@@ -1,0 +1,119 @@
+//! Companies, their pool mode and per-product quotas.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+
+use super::{run, unexpected};
+use crate::api::dto::*;
+use crate::api::error::{ApiResult, ErrorBody};
+use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, product_ref};
+use allot_ledger::*;
+use crate::server::AppState;
+
+fn company_key(text: &str) -> CompanyRef {
+    match text.parse::<i64>() {
+        Ok(id) => CompanyRef::Id(id),
+        Err(_) => Key::Name(text.to_owned()).company(),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/companies", tag = "companies", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Page<Company>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<ApiJson<Page<Company>>> {
+    let tenant = caller.reader()?;
+    let companies = state.ledger.companies(tenant).await?;
+    Ok(ApiJson(Page::slice(companies, &q, |c| c.id)))
+}
+
+#[utoipa::path(post, path = "/v1/companies", tag = "companies", security(("bearer" = [])), request_body = NewCompanyRequest,
+    responses((status = 201, body = Company), (status = 409, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<NewCompanyRequest>,
+) -> ApiResult<(StatusCode, ApiJson<Company>)> {
+    let tenant = caller.admin()?;
+    match run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::CreateCompany {
+            name: req.name,
+            pool_mode: req.pool_mode,
+        },
+    )
+    .await?
+    {
+        Outcome::Company(c) => Ok((StatusCode::CREATED, ApiJson(c))),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/companies/{company}", tag = "companies", security(("bearer" = [])),
+    params(("company" = String, Path, description = "id, UUID or name")),
+    responses((status = 200, body = Company), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(company): ApiPath<String>,
+) -> ApiResult<ApiJson<Company>> {
+    let tenant = caller.reader()?;
+    Ok(ApiJson(
+        state.ledger.company(tenant, &company_key(&company)).await?,
+    ))
+}
+
+#[utoipa::path(patch, path = "/v1/companies/{company}", tag = "companies", security(("bearer" = [])),
+    params(("company" = String, Path)), request_body = CompanyPatchRequest,
+    responses((status = 200, body = Company), (status = 409, body = ErrorBody)))]
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(company): ApiPath<String>,
+    ApiJson(req): ApiJson<CompanyPatchRequest>,
+) -> ApiResult<ApiJson<Company>> {
+    let tenant = caller.admin()?;
+    let id = state
+        .ledger
+        .company(tenant, &company_key(&company))
+        .await?
+        .id;
+    let command = Command::EditCompany {
+        company: CompanyRef::Id(id),
+        name: req.name,
+        pool_mode: req.pool_mode,
+    };
+    run(&state, &caller, tenant, &headers, command).await?;
+    Ok(ApiJson(
+        state.ledger.company(tenant, &CompanyRef::Id(id)).await?,
+    ))
+}
+
+#[utoipa::path(put, path = "/v1/companies/{company}/quotas/{product}", tag = "companies", security(("bearer" = [])),
+    params(("company" = String, Path), ("product" = String, Path)), request_body = QuotaRequest,
+    responses((status = 200, body = Changed), (status = 409, body = ErrorBody)))]
+pub async fn set_quota(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath((company, product)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<QuotaRequest>,
+) -> ApiResult<ApiJson<Changed>> {
+    let tenant = caller.admin()?;
+    let command = Command::SetCompanyQuota {
+        company: company_key(&company),
+        product: product_ref(&product)?,
+        quota: req.quota,
+    };
+    let outcome = run(&state, &caller, tenant, &headers, command).await?;
+    Ok(ApiJson(Changed {
+        changed: outcome.changed(),
+    }))
+}

@@ -1,0 +1,58 @@
+//! The native JSON API, `/v1`. Handlers extract, check the caller's role, call the ledger and
+//! map the result; no rule lives here.
+
+pub mod audit;
+pub mod auth;
+pub mod companies;
+pub mod products;
+pub mod seats;
+pub mod sessions;
+pub mod users;
+
+use axum::http::HeaderMap;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::Caller;
+use allot_ledger::{Command, Outcome, TenantId};
+use crate::server::AppState;
+
+/// Runs one command as the caller, in the caller's tenant, counting it in the metrics.
+pub(crate) async fn run(
+    state: &AppState,
+    caller: &Caller,
+    tenant: TenantId,
+    headers: &HeaderMap,
+    command: Command,
+) -> ApiResult<Outcome> {
+    let ctx = caller.context(tenant, headers);
+    let op = command.name();
+    let result = state.ledger.execute(&ctx, command).await;
+    let outcome = if result.is_ok() { "ok" } else { "refused" };
+    metrics::counter!("allot_ledger_operations_total", "op" => op, "outcome" => outcome)
+        .increment(1);
+    result.map_err(ApiError::from)
+}
+
+/// Runs an admin command in the caller's tenant and answers how much it changed.
+pub(crate) async fn run_admin(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    command: Command,
+) -> ApiResult<crate::api::extract::ApiJson<crate::api::dto::Changed>> {
+    let tenant = caller.admin()?;
+    let outcome = run(state, caller, tenant, headers, command).await?;
+    Ok(crate::api::extract::ApiJson(crate::api::dto::Changed {
+        changed: outcome.changed(),
+    }))
+}
+
+/// An outcome of an unexpected kind is a bug; answer it as a server error without panicking.
+pub(crate) fn unexpected(outcome: Outcome) -> ApiError {
+    tracing::error!(?outcome, "unexpected outcome");
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "unexpected ledger outcome",
+    )
+}

@@ -1,0 +1,205 @@
+//! Individual seats: listing, grant, release, revoke, activate.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{run, unexpected};
+use crate::api::dto::*;
+use crate::api::error::{ApiError, ApiResult, ErrorBody};
+use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, product_ref, user_ref};
+use allot_ledger::*;
+use crate::server::AppState;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SeatQuery {
+    /// Product id or owner/name.
+    pub product: Option<String>,
+    /// Holder: id, UUID or login.
+    pub user: Option<String>,
+    pub available: Option<bool>,
+    pub held: Option<bool>,
+    pub activated: Option<bool>,
+    /// Cursor: the `next` of the previous page.
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/v1/seats", tag = "seats", security(("bearer" = [])), params(SeatQuery),
+    responses((status = 200, body = Page<Seat>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<SeatQuery>,
+) -> ApiResult<ApiJson<Page<Seat>>> {
+    let tenant = caller.tenant()?;
+    let product = match &q.product {
+        Some(p) => Some(state.ledger.product(tenant, &product_ref(p)?).await?.id),
+        None => None,
+    };
+    let holder = match &q.user {
+        Some(u) => Some(state.ledger.user(tenant, &user_ref(u)).await?.id),
+        None => None,
+    };
+    // A user credential lists only its own seats.
+    let holder = if caller.0.role == Role::User {
+        let me = caller
+            .0
+            .user
+            .ok_or_else(|| ApiError::forbidden("this credential has no user"))?;
+        if holder.is_some_and(|h| h != me) {
+            return Err(ApiError::forbidden(
+                "a user credential sees only its own seats",
+            ));
+        }
+        Some(me)
+    } else {
+        caller.reader()?;
+        holder
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let filter = SeatFilter {
+        product,
+        holder,
+        available: q.available,
+        held: q.held,
+        activated: q.activated,
+        after_number: q.after,
+        limit: Some(limit),
+    };
+    let seats = state.ledger.seats(tenant, &filter).await?;
+    Ok(ApiJson(Page::of(seats, limit, |s| s.number)))
+}
+
+#[utoipa::path(get, path = "/v1/seats/{id}", tag = "seats", security(("bearer" = [])),
+    responses((status = 200, body = Seat), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<ApiJson<Seat>> {
+    let tenant = caller.tenant()?;
+    let seat = state.ledger.seat(tenant, id).await?;
+    match seat.holder {
+        Some(holder) => caller.reader_or_self(holder)?,
+        None => caller.reader()?,
+    };
+    Ok(ApiJson(seat))
+}
+
+async fn seat_after(
+    state: &AppState,
+    tenant: TenantId,
+    id: Uuid,
+    outcome: Outcome,
+) -> ApiResult<ApiJson<Seat>> {
+    match outcome {
+        Outcome::Seat(seat) => Ok(ApiJson(seat)),
+        Outcome::Changed { .. } => Ok(ApiJson(state.ledger.seat(tenant, id).await?)),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/seats/{id}/grant", tag = "seats", security(("bearer" = [])), request_body = SeatUserRequest,
+    responses((status = 200, body = Seat), (status = 409, body = ErrorBody)))]
+pub async fn grant(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<SeatUserRequest>,
+) -> ApiResult<ApiJson<Seat>> {
+    let tenant = caller.admin()?;
+    let Some(user) = req.user else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "grant needs a user",
+        ));
+    };
+    let outcome = run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::GrantSeat {
+            seat: id,
+            user: user.user(),
+        },
+    )
+    .await?;
+    seat_after(&state, tenant, id, outcome).await
+}
+
+#[utoipa::path(post, path = "/v1/seats/{id}/release", tag = "seats", security(("bearer" = [])), request_body = SeatUserRequest,
+    responses((status = 200, body = Seat), (status = 409, body = ErrorBody)))]
+pub async fn release(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<SeatUserRequest>,
+) -> ApiResult<ApiJson<Seat>> {
+    let tenant = caller.admin()?;
+    let command = Command::ReleaseSeat {
+        seat: id,
+        user: req.user.as_ref().map(Key::user),
+    };
+    let outcome = run(&state, &caller, tenant, &headers, command).await?;
+    seat_after(&state, tenant, id, outcome).await
+}
+
+#[utoipa::path(post, path = "/v1/seats/{id}/revoke", tag = "seats", security(("bearer" = [])), request_body = SeatUserRequest,
+    responses((status = 200, body = Seat), (status = 409, body = ErrorBody)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<SeatUserRequest>,
+) -> ApiResult<ApiJson<Seat>> {
+    let tenant = caller.admin()?;
+    let command = Command::RevokeSeat {
+        seat: id,
+        user: req.user.as_ref().map(Key::user),
+    };
+    let outcome = run(&state, &caller, tenant, &headers, command).await?;
+    seat_after(&state, tenant, id, outcome).await
+}
+
+#[utoipa::path(post, path = "/v1/seats/{id}/activate", tag = "seats", security(("bearer" = [])), request_body = ActivateRequest,
+    responses((status = 200, body = Seat), (status = 409, body = ErrorBody)))]
+pub async fn activate(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<ActivateRequest>,
+) -> ApiResult<ApiJson<Seat>> {
+    let tenant = caller.tenant()?;
+    let seat = state.ledger.seat(tenant, id).await?;
+    // The holder itself may activate its seat on its computer.
+    match seat.holder {
+        Some(holder) => caller.admin_or_self(holder)?,
+        None => caller.admin()?,
+    };
+    let activation = Activation {
+        hardware_id: req.hardware_id,
+        computer_name: req.computer_name,
+        operating_system: req.operating_system,
+    };
+    let outcome = run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::ActivateSeat {
+            seat: id,
+            activation,
+        },
+    )
+    .await?;
+    seat_after(&state, tenant, id, outcome).await
+}

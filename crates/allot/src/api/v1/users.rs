@@ -1,0 +1,282 @@
+//! Users (associates), their license view, assignments and retirement.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+
+use super::{run, run_admin, unexpected};
+use crate::api::dto::*;
+use crate::api::error::{ApiError, ApiResult, ErrorBody};
+use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, product_ref, user_ref};
+use allot_ledger::*;
+use crate::server::AppState;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UserQuery {
+    /// Cursor: the `next` of the previous page.
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/v1/users", tag = "users", security(("bearer" = [])), params(UserQuery),
+    responses((status = 200, body = Page<User>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<UserQuery>,
+) -> ApiResult<ApiJson<Page<User>>> {
+    let tenant = caller.reader()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let users = state.ledger.users(tenant, q.after, Some(limit)).await?;
+    Ok(ApiJson(Page::of(users, limit, |u| u.id)))
+}
+
+#[utoipa::path(post, path = "/v1/users", tag = "users", security(("bearer" = [])), request_body = NewUserRequest,
+    responses((status = 201, body = User), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<NewUserRequest>,
+) -> ApiResult<(StatusCode, ApiJson<User>)> {
+    let tenant = caller.admin()?;
+    // Hash first: a password that is refused must not leave a user behind.
+    let password_hash = match &req.password {
+        Some(p) => Some(super::auth::hash_password(&state, p).await?),
+        None => None,
+    };
+    let new = NewUser {
+        id: req.id,
+        login: req.login.clone(),
+        first_name: req.first_name,
+        last_name: req.last_name,
+        email: req.email,
+        company: req.company.as_ref().map(Key::company),
+        license_mode: req.license_mode.unwrap_or(LicenseMode::Manual),
+        user_type: req.user_type.unwrap_or_else(|| "internal".into()),
+    };
+    let mut commands = vec![Command::CreateUser(new)];
+    if let Some(password_hash) = password_hash {
+        commands.push(Command::CreateLogin {
+            login: req.login.clone(),
+            password_hash,
+            role: Role::User,
+            user: Some(UserRef::Login(req.login.clone())),
+        });
+    }
+    // User and login commit together or not at all.
+    let ctx = caller.context(tenant, &headers);
+    let outcomes = state.ledger.apply_all_or_nothing(&ctx, &commands).await?;
+    match outcomes.into_iter().next() {
+        Some(Outcome::User(u)) => Ok((StatusCode::CREATED, ApiJson(u))),
+        Some(other) => Err(unexpected(other)),
+        None => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "no user created",
+        )),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/users/{user}", tag = "users", security(("bearer" = [])),
+    params(("user" = String, Path, description = "integer id, UUID or login")),
+    responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(user): ApiPath<String>,
+) -> ApiResult<ApiJson<User>> {
+    let tenant = caller.tenant()?;
+    let user = state.ledger.user(tenant, &user_ref(&user)).await?;
+    caller.reader_or_self(user.id)?;
+    Ok(ApiJson(user))
+}
+
+#[utoipa::path(patch, path = "/v1/users/{user}", tag = "users", security(("bearer" = [])),
+    params(("user" = String, Path)), request_body = UserPatchRequest,
+    responses((status = 200, body = User), (status = 409, body = ErrorBody)))]
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(user): ApiPath<String>,
+    ApiJson(req): ApiJson<UserPatchRequest>,
+) -> ApiResult<ApiJson<User>> {
+    let tenant = caller.admin()?;
+    let target = user_ref(&user);
+    let id = state.ledger.user(tenant, &target).await?.id;
+    let patch = UserPatch {
+        login: req.login,
+        first_name: req.first_name,
+        last_name: req.last_name,
+        email: req.email,
+        company: req.company.map(|c| c.as_ref().map(Key::company)),
+        license_mode: req.license_mode,
+        user_type: req.user_type,
+    };
+    run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::EditUser {
+            user: UserRef::Id(id),
+            patch,
+        },
+    )
+    .await?;
+    Ok(ApiJson(state.ledger.user(tenant, &UserRef::Id(id)).await?))
+}
+
+/// Every product as this user sees it: Assigned, CanAssign and the pool counts.
+#[utoipa::path(get, path = "/v1/users/{user}/licenses", tag = "users", security(("bearer" = [])),
+    params(("user" = String, Path)), responses((status = 200, body = Vec<UserProductView>)))]
+pub async fn licenses(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(user): ApiPath<String>,
+) -> ApiResult<ApiJson<Vec<UserProductView>>> {
+    let tenant = caller.tenant()?;
+    let user = state.ledger.user(tenant, &user_ref(&user)).await?;
+    caller.reader_or_self(user.id)?;
+    Ok(ApiJson(
+        state
+            .ledger
+            .user_view(tenant, &UserRef::Id(user.id))
+            .await?,
+    ))
+}
+
+async fn view_of(
+    state: &AppState,
+    tenant: TenantId,
+    user: UserId,
+    product: ProductId,
+) -> ApiResult<UserProductView> {
+    state
+        .ledger
+        .user_view(tenant, &UserRef::Id(user))
+        .await?
+        .into_iter()
+        .find(|v| v.product.id == product)
+        .ok_or_else(|| ApiError::not_found("product vanished"))
+}
+
+#[utoipa::path(post, path = "/v1/users/{user}/assignments", tag = "users", security(("bearer" = [])),
+    params(("user" = String, Path)), request_body = AssignmentRequest,
+    responses((status = 200, body = UserProductView), (status = 409, body = ErrorBody)))]
+pub async fn assign(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(user): ApiPath<String>,
+    ApiJson(req): ApiJson<AssignmentRequest>,
+) -> ApiResult<ApiJson<UserProductView>> {
+    let tenant = caller.admin()?;
+    let user = state.ledger.user(tenant, &user_ref(&user)).await?.id;
+    let product = state
+        .ledger
+        .product(tenant, &req.product.product()?)
+        .await?
+        .id;
+    run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::Assign {
+            user: UserRef::Id(user),
+            product: ProductRef::Id(product),
+        },
+    )
+    .await?;
+    Ok(ApiJson(view_of(&state, tenant, user, product).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/users/{user}/assignments/{product}", tag = "users", security(("bearer" = [])),
+    params(("user" = String, Path), ("product" = String, Path)),
+    responses((status = 200, body = UserProductView), (status = 404, body = ErrorBody)))]
+pub async fn unassign(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath((user, product)): ApiPath<(String, String)>,
+) -> ApiResult<ApiJson<UserProductView>> {
+    let tenant = caller.admin()?;
+    let user = state.ledger.user(tenant, &user_ref(&user)).await?.id;
+    let product = state
+        .ledger
+        .product(tenant, &product_ref(&product)?)
+        .await?
+        .id;
+    run(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        Command::Unassign {
+            user: UserRef::Id(user),
+            product: ProductRef::Id(product),
+        },
+    )
+    .await?;
+    Ok(ApiJson(view_of(&state, tenant, user, product).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/users/{user}/licenses", tag = "users", security(("bearer" = [])),
+    params(("user" = String, Path)), responses((status = 200, body = Changed)))]
+pub async fn remove_all(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(user): ApiPath<String>,
+) -> ApiResult<ApiJson<Changed>> {
+    run_admin(
+        &state,
+        &caller,
+        &headers,
+        Command::RemoveAllLicenses {
+            user: user_ref(&user),
+        },
+    )
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/users/{user}/retire", tag = "users", security(("bearer" = [])),
+    params(("user" = String, Path)), responses((status = 200, body = Changed)))]
+pub async fn retire(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(user): ApiPath<String>,
+) -> ApiResult<ApiJson<Changed>> {
+    run_admin(
+        &state,
+        &caller,
+        &headers,
+        Command::Retire {
+            user: user_ref(&user),
+        },
+    )
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/users/{user}/unretire", tag = "users", security(("bearer" = [])),
+    params(("user" = String, Path)), responses((status = 200, body = Changed)))]
+pub async fn unretire(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(user): ApiPath<String>,
+) -> ApiResult<ApiJson<Changed>> {
+    run_admin(
+        &state,
+        &caller,
+        &headers,
+        Command::Unretire {
+            user: user_ref(&user),
+        },
+    )
+    .await
+}

@@ -1,0 +1,724 @@
+//! The `allot` command: `serve`, `migrate`, `init`, `bench`, and admin commands that talk to a
+//! running server (`--url`/`ALLOT_URL`, `--token`/`ALLOT_TOKEN`). Human tables by default,
+//! `--json` for scripts.
+
+pub mod client;
+mod output;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::config::{ServeArgs, Settings};
+use allot_ledger::{Command, Context, Ledger, Role};
+use client::{Client, segment};
+use output::Output;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "allot",
+    version,
+    about = "License-seat server and its admin client"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Remote {
+    /// Server base URL
+    #[arg(
+        long,
+        env = "ALLOT_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+    /// API token
+    #[arg(long, env = "ALLOT_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the server
+    Serve(ServeArgs),
+    /// Apply the store's migrations and exit
+    Migrate {
+        #[arg(long, env = "ALLOT_DB", default_value = "sqlite://allot.db")]
+        db: String,
+    },
+    /// Create a tenant with an admin login; prints a new admin token as its last line
+    Init {
+        #[arg(long, env = "ALLOT_DB", default_value = "sqlite://allot.db")]
+        db: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        admin: String,
+        #[arg(long, env = "ALLOT_INIT_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Token lifetime in hours
+        #[arg(long, default_value_t = 720)]
+        ttl_hours: i64,
+    },
+    /// Issue a server-wide operator token (creates tenants); prints it as its last line
+    OperatorToken {
+        #[arg(long, env = "ALLOT_DB", default_value = "sqlite://allot.db")]
+        db: String,
+        #[arg(long, default_value_t = 720)]
+        ttl_hours: i64,
+    },
+    /// Products (module licenses)
+    Product {
+        #[command(subcommand)]
+        command: ProductCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Seats of a product
+    Seats {
+        #[command(subcommand)]
+        command: SeatsCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Users (associates)
+    User {
+        #[command(subcommand)]
+        command: UserCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Companies
+    Company {
+        #[command(subcommand)]
+        command: CompanyCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Give a user a seat of a product
+    Assign(UserProduct),
+    /// Take a product away from a user
+    Unassign(UserProduct),
+    /// Give one seat to a user
+    Grant(UserSeat),
+    /// Free a seat entirely
+    Release(UserSeat),
+    /// Clear a seat's activation (and its holder for automatic users)
+    Revoke(UserSeat),
+    /// Live sessions
+    Sessions {
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// End a user's sessions
+    Logoff {
+        #[arg(long)]
+        user: String,
+        #[arg(long, value_enum)]
+        client: Option<Client_>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Every pool: Total, InUse, Free
+    Status {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The audit trail
+    Audit {
+        /// RFC 3339 time or YYYY-MM-DD
+        #[arg(long)]
+        since: Option<String>,
+        /// Keep printing new events
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Load-test a server and check the invariants afterwards
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[value(rename_all = "lowercase")]
+pub enum Client_ {
+    Windows,
+    Web,
+    Mobile,
+    Api,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    User,
+    Site,
+    Floating,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Pool {
+    Global,
+    Company,
+    Custom,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProductCmd {
+    Add {
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value_t = 0)]
+        seats: i64,
+        #[arg(long, value_enum, default_value = "user")]
+        kind: Kind,
+        #[arg(long)]
+        unrestricted: bool,
+        /// Module (of the same owner) or owner/module
+        #[arg(long)]
+        prerequisite: Option<String>,
+        /// Makes a user plan bringing these modules: m1,m2,...
+        #[arg(long, value_delimiter = ',')]
+        plan: Vec<String>,
+        #[arg(long)]
+        hidden: bool,
+        #[arg(long)]
+        trial: bool,
+        /// RFC 3339 time or YYYY-MM-DD
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SeatsCmd {
+    Add {
+        /// owner/module or id
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        count: i64,
+        #[arg(long)]
+        company: Option<String>,
+        #[arg(long)]
+        transaction: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        product: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        available: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    Add {
+        #[arg(long)]
+        login: String,
+        /// Full name ("First Last")
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        company: Option<String>,
+        /// Integer id (SuperOffice AssociateId)
+        #[arg(long)]
+        id: Option<i64>,
+        /// Also create a login (role user) with this password
+        #[arg(long)]
+        password: Option<String>,
+    },
+    List,
+    /// A user's view of every product
+    Licenses {
+        #[arg(long)]
+        user: String,
+    },
+    Retire {
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CompanyCmd {
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        pool: Pool,
+    },
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct UserProduct {
+    #[arg(long)]
+    pub user: String,
+    /// owner/module or id
+    #[arg(long)]
+    pub product: String,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+#[derive(Debug, Args)]
+pub struct UserSeat {
+    #[arg(long)]
+    pub user: String,
+    #[arg(long)]
+    pub seat: uuid::Uuid,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// Runs a parsed command line; `Err` is printed by `main` and exits non-zero.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Serve(args) => serve(args).await,
+        Cmd::Migrate { db } => {
+            let ledger = Ledger::open(&db).await?;
+            ledger.close().await;
+            println!("migrations applied to {}", crate::config::redact_url(&db));
+            Ok(())
+        }
+        Cmd::Init {
+            db,
+            tenant,
+            admin,
+            password,
+            ttl_hours,
+        } => init(&db, &tenant, &admin, &password, ttl_hours).await,
+        Cmd::OperatorToken { db, ttl_hours } => {
+            let ledger = Ledger::open(&db).await?;
+            let (token, hash) = crate::auth::new_token();
+            let expires = ledger.now_time() + time::Duration::hours(ttl_hours.clamp(1, 24 * 366));
+            ledger.issue_operator_token(&hash, "cli", expires).await?;
+            ledger.close().await;
+            println!("{token}");
+            Ok(())
+        }
+        Cmd::Bench(args) => crate::bench::run(args).await,
+        other => admin(other).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(&args)?;
+    crate::telemetry::init(settings.log_json);
+    tracing::info!(?settings, "starting");
+    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+    crate::server::serve(settings, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+async fn init(
+    db: &str,
+    tenant: &str,
+    admin: &str,
+    password: &str,
+    ttl_hours: i64,
+) -> anyhow::Result<()> {
+    let ledger = Ledger::open(db).await?;
+    let passwords = crate::auth::Passwords::new(1);
+    let hash = passwords.hash(password).await?;
+    let created = match ledger.tenant(tenant).await? {
+        Some(t) => t,
+        None => ledger.create_tenant(tenant, "init").await?,
+    };
+    let ctx = Context::new(created.id, "init");
+    let (token, token_hash) = crate::auth::new_token();
+    let expires_at = ledger.now_time() + time::Duration::hours(ttl_hours.clamp(1, 24 * 366));
+    ledger
+        .apply_all_or_nothing(
+            &ctx,
+            &[
+                Command::CreateLogin {
+                    login: admin.to_owned(),
+                    password_hash: hash,
+                    role: Role::Admin,
+                    user: None,
+                },
+                Command::IssueToken {
+                    token_hash,
+                    role: Role::Admin,
+                    login: admin.to_owned(),
+                    user: None,
+                    label: "init".into(),
+                    expires_at,
+                },
+            ],
+        )
+        .await?;
+    ledger.close().await;
+    println!(
+        "tenant {:?} (id {}) has admin login {admin:?}; admin token:",
+        created.name, created.id
+    );
+    println!("{token}");
+    Ok(())
+}
+
+fn remote_of(cmd: &Cmd) -> Option<&Remote> {
+    match cmd {
+        Cmd::Product { remote, .. }
+        | Cmd::Seats { remote, .. }
+        | Cmd::User { remote, .. }
+        | Cmd::Company { remote, .. }
+        | Cmd::Sessions { remote, .. }
+        | Cmd::Logoff { remote, .. }
+        | Cmd::Status { remote }
+        | Cmd::Audit { remote, .. } => Some(remote),
+        Cmd::Assign(a) | Cmd::Unassign(a) => Some(&a.remote),
+        Cmd::Grant(s) | Cmd::Release(s) | Cmd::Revoke(s) => Some(&s.remote),
+        _ => None,
+    }
+}
+
+/// Parses RFC 3339 or a plain date (midnight UTC).
+pub fn parse_time(text: &str) -> anyhow::Result<String> {
+    use time::format_description::well_known::Rfc3339;
+    if time::OffsetDateTime::parse(text, &Rfc3339).is_ok() {
+        return Ok(text.to_owned());
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(text, &format)
+        .map_err(|_| anyhow::anyhow!("{text:?}: expected YYYY-MM-DD or an RFC 3339 time"))?;
+    Ok(date.midnight().assume_utc().format(&Rfc3339)?)
+}
+
+/// Reads every page of a paged list (`{items, next}`); `path` may already carry a query.
+async fn fetch_all(client: &Client, path: &str) -> anyhow::Result<Vec<Value>> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut all = Vec::new();
+    let mut after: Option<i64> = None;
+    loop {
+        let page_path = match after {
+            Some(a) => format!("{path}{sep}limit=1000&after={a}"),
+            None => format!("{path}{sep}limit=1000"),
+        };
+        let page: Value = client.get(&page_path).await?;
+        all.extend(page["items"].as_array().cloned().unwrap_or_default());
+        after = page["next"].as_i64();
+        if after.is_none() {
+            return Ok(all);
+        }
+    }
+}
+
+fn product_path(product: &str) -> String {
+    segment(product)
+}
+
+async fn admin(cmd: Cmd) -> anyhow::Result<()> {
+    let remote = remote_of(&cmd)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("not an admin command"))?;
+    let client = Client::new(&remote.url, remote.token.clone());
+    let out = Output { json: remote.json };
+    match cmd {
+        Cmd::Product {
+            command:
+                ProductCmd::Add {
+                    owner,
+                    name,
+                    seats,
+                    kind,
+                    unrestricted,
+                    prerequisite,
+                    plan,
+                    hidden,
+                    trial,
+                    expires,
+                    description,
+                },
+            ..
+        } => {
+            let qualify = |m: &str| {
+                if m.contains('/') {
+                    m.to_owned()
+                } else {
+                    format!("{owner}/{m}")
+                }
+            };
+            let body = json!({
+                "owner": owner, "name": name, "seats": seats, "description": description,
+                "kind": match kind { Kind::User => "user", Kind::Site => "site", Kind::Floating => "floating" },
+                "unrestricted": unrestricted, "hidden": hidden, "trial": trial,
+                "prerequisite": prerequisite.as_deref().map(qualify),
+                "plan_members": plan.iter().map(|m| qualify(m)).collect::<Vec<_>>(),
+                "extra_flags": if plan.is_empty() { 0 } else { 1 },
+                "expires_at": expires.as_deref().map(parse_time).transpose()?,
+            });
+            let created: Value = client.post("/v1/products", &body).await?;
+            out.products(&[created]);
+        }
+        Cmd::Product {
+            command: ProductCmd::List,
+            ..
+        } => {
+            let list = fetch_all(&client, "/v1/products").await?;
+            out.products(&list);
+        }
+        Cmd::Seats {
+            command:
+                SeatsCmd::Add {
+                    product,
+                    count,
+                    company,
+                    transaction,
+                },
+            ..
+        } => {
+            let body = json!({ "count": count, "company": company, "transaction_id": transaction });
+            let seats: Vec<Value> = client
+                .post(
+                    &format!("/v1/products/{}/seats", product_path(&product)),
+                    &body,
+                )
+                .await?;
+            out.seats(&seats);
+        }
+        Cmd::Seats {
+            command:
+                SeatsCmd::List {
+                    product,
+                    user,
+                    available,
+                },
+            ..
+        } => {
+            let mut query: Vec<(String, String)> = Vec::new();
+            if let Some(p) = product {
+                query.push(("product".into(), p));
+            }
+            if let Some(u) = user {
+                query.push(("user".into(), u));
+            }
+            if available {
+                query.push(("available".into(), "true".into()));
+            }
+            let qs = query
+                .iter()
+                .map(|(k, v)| format!("{k}={}", segment(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let path = if qs.is_empty() {
+                "/v1/seats".to_owned()
+            } else {
+                format!("/v1/seats?{qs}")
+            };
+            let all = fetch_all(&client, &path).await?;
+            out.seats(&all);
+        }
+        Cmd::User {
+            command:
+                UserCmd::Add {
+                    login,
+                    name,
+                    email,
+                    company,
+                    id,
+                    password,
+                },
+            ..
+        } => {
+            let (first, last) = match name.as_deref().map(str::trim) {
+                Some(full) => match full.rsplit_once(' ') {
+                    Some((f, l)) => (f.to_owned(), l.to_owned()),
+                    None => (full.to_owned(), String::new()),
+                },
+                None => (String::new(), String::new()),
+            };
+            let body = json!({ "login": login, "first_name": first, "last_name": last, "email": email.unwrap_or_default(),
+                "company": company, "id": id, "password": password });
+            let user: Value = client.post("/v1/users", &body).await?;
+            out.users(&[user]);
+        }
+        Cmd::User {
+            command: UserCmd::List,
+            ..
+        } => {
+            let all = fetch_all(&client, "/v1/users").await?;
+            out.users(&all);
+        }
+        Cmd::User {
+            command: UserCmd::Licenses { user },
+            ..
+        } => {
+            let views: Vec<Value> = client
+                .get(&format!("/v1/users/{}/licenses", segment(&user)))
+                .await?;
+            out.views(&views);
+        }
+        Cmd::User {
+            command: UserCmd::Retire { user },
+            ..
+        } => {
+            let changed: Value = client
+                .post(&format!("/v1/users/{}/retire", segment(&user)), &json!({}))
+                .await?;
+            out.changed(&changed);
+        }
+        Cmd::Company {
+            command: CompanyCmd::Add { name, pool },
+            ..
+        } => {
+            let pool = match pool {
+                Pool::Global => "global",
+                Pool::Company => "company",
+                Pool::Custom => "custom",
+            };
+            let company: Value = client
+                .post("/v1/companies", &json!({ "name": name, "pool_mode": pool }))
+                .await?;
+            out.companies(&[company]);
+        }
+        Cmd::Company {
+            command: CompanyCmd::List,
+            ..
+        } => {
+            let list = fetch_all(&client, "/v1/companies").await?;
+            out.companies(&list);
+        }
+        Cmd::Assign(a) => {
+            let view: Value = client
+                .post(
+                    &format!("/v1/users/{}/assignments", segment(&a.user)),
+                    &json!({ "product": a.product }),
+                )
+                .await?;
+            out.views(&[view]);
+        }
+        Cmd::Unassign(a) => {
+            let view: Value = client
+                .delete(&format!(
+                    "/v1/users/{}/assignments/{}",
+                    segment(&a.user),
+                    product_path(&a.product)
+                ))
+                .await?;
+            out.views(&[view]);
+        }
+        Cmd::Grant(s) => {
+            let seat: Value = client
+                .post(
+                    &format!("/v1/seats/{}/grant", s.seat),
+                    &json!({ "user": s.user }),
+                )
+                .await?;
+            out.seats(&[seat]);
+        }
+        Cmd::Release(s) => {
+            let seat: Value = client
+                .post(
+                    &format!("/v1/seats/{}/release", s.seat),
+                    &json!({ "user": s.user }),
+                )
+                .await?;
+            out.seats(&[seat]);
+        }
+        Cmd::Revoke(s) => {
+            let seat: Value = client
+                .post(
+                    &format!("/v1/seats/{}/revoke", s.seat),
+                    &json!({ "user": s.user }),
+                )
+                .await?;
+            out.seats(&[seat]);
+        }
+        Cmd::Sessions { user, .. } => {
+            let path = match user {
+                Some(u) => format!("/v1/sessions?user={}", segment(&u)),
+                None => "/v1/sessions".into(),
+            };
+            let list = fetch_all(&client, &path).await?;
+            out.sessions(&list);
+        }
+        Cmd::Logoff {
+            user, client: kind, ..
+        } => {
+            let kind = kind.map(|k| match k {
+                Client_::Windows => "windows",
+                Client_::Web => "web",
+                Client_::Mobile => "mobile",
+                Client_::Api => "api",
+            });
+            let changed: Value = client
+                .post(
+                    "/v1/sessions/logoff",
+                    &json!({ "users": [user], "client": kind }),
+                )
+                .await?;
+            out.changed(&changed);
+        }
+        Cmd::Status { .. } => {
+            let pools = fetch_all(&client, "/v1/pools").await?;
+            out.status(&pools);
+        }
+        Cmd::Audit { since, follow, .. } => {
+            let mut after: Option<i64> = None;
+            let since = since.as_deref().map(parse_time).transpose()?;
+            loop {
+                let mut path = "/v1/audit?limit=1000".to_owned();
+                if let Some(a) = after {
+                    path.push_str(&format!("&after={a}"));
+                }
+                if let Some(s) = &since {
+                    path.push_str(&format!("&since={}", segment(s)));
+                }
+                let page: Value = client.get(&path).await?;
+                let items = page["items"].as_array().cloned().unwrap_or_default();
+                if let Some(last) = items.last() {
+                    after = last["seq"].as_i64();
+                }
+                out.audit(&items);
+                if page["next"].is_null() {
+                    if !follow {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+        Cmd::Serve(_)
+        | Cmd::Migrate { .. }
+        | Cmd::Init { .. }
+        | Cmd::OperatorToken { .. }
+        | Cmd::Bench(_) => {
+            anyhow::bail!("not an admin command")
+        }
+    }
+    Ok(())
+}

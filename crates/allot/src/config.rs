@@ -1,0 +1,324 @@
+//! Server configuration: command-line flags, then environment (`ALLOT_*`), then an optional TOML
+//! file, then defaults. Secrets never appear in `Debug` output or logs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Flags and environment for `allot serve` (each unset value falls back to the file, then to
+/// the default).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Store URL: sqlite://FILE (embedded, the default: sqlite://allot.db) or postgres://...
+    #[arg(long, env = "ALLOT_DB")]
+    pub db: Option<String>,
+    /// Address of the API listener [default: 127.0.0.1:8080]
+    #[arg(long, env = "ALLOT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address of the Prometheus metrics listener, or "off" [default: 127.0.0.1:9898]
+    #[arg(long, env = "ALLOT_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// TOML configuration file
+    #[arg(long, env = "ALLOT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Password for the `admin` login created on an empty store (generated when unset)
+    #[arg(long, env = "ALLOT_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Seconds a request may take before it is answered 408 [default: 30]
+    #[arg(long, env = "ALLOT_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<u64>,
+    /// Largest request body accepted, in bytes [default: 1048576]
+    #[arg(long, env = "ALLOT_MAX_BODY")]
+    pub max_body: Option<usize>,
+    /// Requests handled at once; more are shed with 503 [default: 512]
+    #[arg(long, env = "ALLOT_MAX_CONCURRENCY")]
+    pub max_concurrency: Option<usize>,
+    /// Requests per second allowed from one client address (0: no limit) [default: 1000]
+    #[arg(long, env = "ALLOT_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Hours a token from /v1/auth/login lives [default: 12]
+    #[arg(long, env = "ALLOT_TOKEN_TTL_HOURS")]
+    pub token_ttl_hours: Option<i64>,
+    /// Log as JSON lines instead of text
+    #[arg(long, env = "ALLOT_LOG_JSON")]
+    pub log_json: Option<bool>,
+    /// SQLite durability: "full" (every acknowledged change survives power loss) or "normal"
+    /// (survives a crash of the process; the last commits may be lost on power loss) [default: full]
+    #[arg(long, env = "ALLOT_SQLITE_SYNC")]
+    pub sqlite_sync: Option<SqliteSync>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    Full,
+    Normal,
+}
+
+/// The optional TOML file: the same keys as the flags, with underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    db: Option<String>,
+    listen: Option<SocketAddr>,
+    metrics_listen: Option<String>,
+    admin_password: Option<String>,
+    request_timeout: Option<u64>,
+    max_body: Option<usize>,
+    max_concurrency: Option<usize>,
+    rate_limit: Option<u32>,
+    token_ttl_hours: Option<i64>,
+    log_json: Option<bool>,
+    sqlite_sync: Option<SqliteSync>,
+    superoffice: Option<SuperOfficeConfig>,
+    msp360: Option<Msp360Config>,
+}
+
+/// `[superoffice]` in the TOML file: how the SuperOffice NetServer dialect behaves per tenant.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuperOfficeConfig {
+    /// Tenants that behave as SuperOffice Online: every REST and SOAP call must carry a
+    /// registered application token (`SO-AppToken` / the SOAP `ApplicationToken` header).
+    /// On-site tenants (all others) accept any token or none.
+    #[serde(default)]
+    pub online_tenants: Vec<String>,
+    /// Registered application tokens, as lowercase hex SHA-256 digests (the tokens themselves
+    /// never appear in the configuration): `printf %s TOKEN | sha256sum`.
+    #[serde(default)]
+    pub app_token_hashes: Vec<String>,
+}
+
+impl SuperOfficeConfig {
+    pub fn is_online(&self, tenant: &str) -> bool {
+        self.online_tenants
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(tenant))
+    }
+}
+
+/// `[msp360]` in the TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Msp360Config {
+    /// Tenants whose failed `Provider/Login` answers 403 (as later MSP360 clients expect)
+    /// instead of the documented 400 `invalid_grant`.
+    #[serde(default)]
+    pub forbidden_on_bad_login: Vec<String>,
+}
+
+/// A secret string: shown as `<redacted>` in every debug print.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Resolved settings.
+#[derive(Clone)]
+pub struct Settings {
+    pub db: Secret,
+    pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    pub admin_password: Option<Secret>,
+    pub request_timeout: Duration,
+    pub max_body: usize,
+    pub max_concurrency: usize,
+    /// Requests per second per client address (bursts of twice that); 0 disables.
+    pub rate_limit: u32,
+    pub token_ttl: time::Duration,
+    pub log_json: bool,
+    pub sqlite_sync: SqliteSync,
+    pub superoffice: SuperOfficeConfig,
+    pub msp360: Msp360Config,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("db", &redact_url(self.db.expose()))
+            .field("listen", &self.listen)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("admin_password", &self.admin_password)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_body", &self.max_body)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("rate_limit", &self.rate_limit)
+            .field("token_ttl", &self.token_ttl)
+            .field("log_json", &self.log_json)
+            .field("sqlite_sync", &self.sqlite_sync)
+            .field("superoffice", &self.superoffice)
+            .field("msp360", &self.msp360)
+            .finish()
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            db: Secret::new("sqlite://allot.db"),
+            listen: ([127, 0, 0, 1], 8080).into(),
+            metrics_listen: Some(([127, 0, 0, 1], 9898).into()),
+            admin_password: None,
+            request_timeout: Duration::from_secs(30),
+            max_body: 1024 * 1024,
+            max_concurrency: 512,
+            rate_limit: 1000,
+            token_ttl: time::Duration::hours(12),
+            log_json: false,
+            sqlite_sync: SqliteSync::Full,
+            superoffice: SuperOfficeConfig::default(),
+            msp360: Msp360Config::default(),
+        }
+    }
+}
+
+/// Hides the password of a database URL (`postgres://user:secret@host` -> `user:<redacted>@`).
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && let Some((user, _)) = userinfo.split_once(':')
+    {
+        return format!("{scheme}://{user}:<redacted>@{host}");
+    }
+    url.to_owned()
+}
+
+impl Settings {
+    pub fn store_options(&self) -> allot_ledger::StoreOptions {
+        allot_ledger::StoreOptions {
+            sqlite_full_sync: self.sqlite_sync == SqliteSync::Full,
+            ..Default::default()
+        }
+    }
+
+    pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
+        let file: FileConfig = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let d = Settings::default();
+        let metrics = args.metrics_listen.clone().or(file.metrics_listen);
+        let metrics_listen = match metrics.as_deref() {
+            None => d.metrics_listen,
+            Some("off") | Some("") => None,
+            Some(addr) => Some(
+                addr.parse()
+                    .map_err(|e| anyhow::anyhow!("metrics_listen {addr:?}: {e}"))?,
+            ),
+        };
+        let settings = Settings {
+            db: args.db.clone().or(file.db).map(Secret::new).unwrap_or(d.db),
+            listen: args.listen.or(file.listen).unwrap_or(d.listen),
+            metrics_listen,
+            admin_password: args
+                .admin_password
+                .clone()
+                .or(file.admin_password)
+                .map(Secret::new),
+            request_timeout: args
+                .request_timeout
+                .or(file.request_timeout)
+                .map(Duration::from_secs)
+                .unwrap_or(d.request_timeout),
+            max_body: args.max_body.or(file.max_body).unwrap_or(d.max_body),
+            max_concurrency: args
+                .max_concurrency
+                .or(file.max_concurrency)
+                .unwrap_or(d.max_concurrency),
+            rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(d.rate_limit),
+            token_ttl: args
+                .token_ttl_hours
+                .or(file.token_ttl_hours)
+                .map(time::Duration::hours)
+                .unwrap_or(d.token_ttl),
+            log_json: args.log_json.or(file.log_json).unwrap_or(d.log_json),
+            sqlite_sync: args
+                .sqlite_sync
+                .or(file.sqlite_sync)
+                .unwrap_or(d.sqlite_sync),
+            superoffice: file.superoffice.unwrap_or_default(),
+            msp360: file.msp360.unwrap_or_default(),
+        };
+        if settings.max_concurrency == 0 || settings.max_body == 0 {
+            anyhow::bail!("max_concurrency and max_body must be positive");
+        }
+        if settings.token_ttl <= time::Duration::ZERO {
+            anyhow::bail!("token_ttl_hours must be positive");
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("allot.toml");
+        std::fs::write(
+            &path,
+            "db = \"postgres://u:hunter2@db/allot\"\nlisten = \"0.0.0.0:9000\"\nmax_body = 42\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            listen: Some("127.0.0.1:7000".parse().unwrap()),
+            admin_password: Some("s3cret-pass".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!(s.listen.port(), 7000);
+        assert_eq!(s.max_body, 42);
+        assert_eq!(s.request_timeout, Duration::from_secs(30));
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("s3cret-pass"), "{shown}");
+        assert!(
+            shown.contains("postgres://u:<redacted>@db/allot"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("allot.toml");
+        std::fs::write(&path, "listen_port = 1\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(Settings::resolve(&args).is_err());
+        let args = ServeArgs {
+            metrics_listen: Some("nowhere".into()),
+            ..Default::default()
+        };
+        assert!(Settings::resolve(&args).is_err());
+        let args = ServeArgs {
+            metrics_listen: Some("off".into()),
+            ..Default::default()
+        };
+        assert_eq!(Settings::resolve(&args).unwrap().metrics_listen, None);
+    }
+}

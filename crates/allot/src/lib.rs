@@ -1,0 +1,20 @@
+//! allot: a license-seat server.
+//!
+//! - [`ledger`]: the one core every license rule lives in, over SQLite or PostgreSQL.
+//! - [`auth`]: credentials to principals.
+//! - [`api`]: the native `/v1` JSON API.
+//! - [`dialects`]: other vendors' protocols (SuperOffice NetServer, MSP360) over the same ledger.
+//! - [`xml`]: hardened XML reading and writing for the dialects.
+//! - [`server`]: the entry point shared by `main` and the tests.
+//! - [`cli`]: the `allot` command.
+
+pub mod api;
+pub mod auth;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod dialects;
+pub mod ratelimit;
+pub mod server;
+pub mod telemetry;
+pub mod xml;

@@ -1,0 +1,281 @@
+//! The server: one entry point ([`serve`]) shared by `main` and the tests, the middleware
+//! stack, the metrics listener and first-start bootstrap.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::{RequestBodyDeadlineLayer, TimeoutLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::api::error::ApiError;
+use crate::auth::{Authenticator, Passwords};
+use crate::config::Settings;
+use allot_ledger::{Command, Context, Ledger, Role};
+use crate::ratelimit::RateLimiter;
+
+/// Everything a handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub ledger: Ledger,
+    pub auth: Authenticator,
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    pub fn new(ledger: Ledger, settings: Settings) -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        AppState {
+            auth: Authenticator::new(ledger.clone(), Passwords::new(cores)),
+            ledger,
+            settings: Arc::new(settings),
+        }
+    }
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole HTTP application, middleware included.
+pub fn app(state: AppState) -> Router {
+    let settings = state.settings.clone();
+    // Outermost first: hide secrets from traces, tag every request with an id, trace it,
+    // turn panics into 500s, bound its time, shed load past the concurrency limit, cap the body.
+    let middleware = ServiceBuilder::new()
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::COOKIE,
+            HeaderName::from_static("lease-token"),
+        ]))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let path = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_else(|| req.uri().path().to_owned());
+            let id = req
+                .headers()
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned();
+            tracing::info_span!("request", method = %req.method(), path, request_id = id)
+        }))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+            .into_response()
+        }))
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the server is overloaded; try again",
+            )
+            .retry(1)
+        }))
+        .load_shed()
+        .concurrency_limit(settings.max_concurrency)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            settings.request_timeout,
+        ))
+        .layer(RequestBodyDeadlineLayer::new(settings.request_timeout))
+        .layer(RequestBodyLimitLayer::new(settings.max_body));
+    let routed = crate::api::v1_routes()
+        .merge(crate::dialects::routes())
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            RateLimiter::new(settings.rate_limit, settings.rate_limit.saturating_mul(2)),
+            crate::ratelimit::limit,
+        ))
+        .layer(axum::middleware::from_fn(record_request))
+        .layer(axum::extract::DefaultBodyLimit::max(settings.max_body))
+        .layer(middleware)
+        .with_state(state);
+    // Dialect clients are case-insensitive about `api`/`Remote`; fix the casing before routing.
+    Router::new()
+        .fallback_service(
+            ServiceBuilder::new()
+                .map_request(crate::dialects::normalize_path)
+                .service(routed),
+        )
+        .layer(axum::middleware::from_fn(crate::dialects::error_shapes))
+}
+
+/// Counts requests and their latency by route and status.
+async fn record_request(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("path", path), ("status", status)];
+    metrics::counter!("allot_http_requests_total", &labels).increment(1);
+    metrics::histogram!("allot_http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every app in the process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+        })
+        .clone()
+}
+
+/// The metrics listener's app: `/metrics`, with pool utilisation read fresh on each scrape.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .with_state(state)
+}
+
+async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Ok(tenants) = state.ledger.tenants().await {
+        for tenant in tenants {
+            if let Ok(pools) = state.ledger.pool_status(tenant.id, None).await {
+                for p in pools {
+                    let labels = [
+                        ("tenant", tenant.name.clone()),
+                        ("product", format!("{}/{}", p.owner, p.name)),
+                    ];
+                    metrics::gauge!("allot_pool_seats_total", &labels).set(p.total as f64);
+                    metrics::gauge!("allot_pool_seats_in_use", &labels).set(p.in_use as f64);
+                }
+            }
+        }
+    }
+    metrics_handle().render()
+}
+
+/// On an empty store: the tenant `default` with an `admin` login. Returns the generated password
+/// (to print once) when none was configured.
+pub async fn bootstrap(state: &AppState) -> anyhow::Result<Option<String>> {
+    if !state.ledger.tenants().await?.is_empty() {
+        return Ok(None);
+    }
+    let (password, generated) = match &state.settings.admin_password {
+        Some(p) => (p.expose().to_owned(), false),
+        None => (
+            allot_ledger::rules::new_lease_token()[..24].to_owned(),
+            true,
+        ),
+    };
+    let hash = state.auth.passwords.hash(&password).await?;
+    let tenant = match state.ledger.create_tenant("default", "bootstrap").await {
+        Ok(tenant) => tenant,
+        // Another process sharing the store bootstrapped it first.
+        Err(allot_ledger::LedgerError::AlreadyExists { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    state
+        .ledger
+        .execute(
+            &Context::new(tenant.id, "bootstrap"),
+            Command::CreateLogin {
+                login: "admin".into(),
+                password_hash: hash,
+                role: Role::Admin,
+                user: None,
+            },
+        )
+        .await?;
+    Ok(generated.then_some(password))
+}
+
+/// Opens the store and runs the server on `listener` until `shutdown` resolves; then stops
+/// accepting, lets requests in flight finish and closes the store.
+pub async fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let ledger = Ledger::open_with(settings.db.expose(), &settings.store_options()).await?;
+    let state = AppState::new(ledger.clone(), settings.clone());
+    if let Some(password) = bootstrap(&state).await? {
+        // Printed once, to the terminal only: it is never logged.
+        println!("Created tenant \"default\" with login \"admin\", password: {password}");
+        println!("(set ALLOT_ADMIN_PASSWORD to choose it; it is not shown again)");
+    }
+    let metrics_task = match settings.metrics_listen {
+        Some(addr) => {
+            metrics_handle();
+            let metrics_listener = TcpListener::bind(addr).await?;
+            tracing::info!(%addr, "metrics listening");
+            let app = metrics_app(state.clone());
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(metrics_listener, app).await;
+            }))
+        }
+        None => None,
+    };
+    let reaper = tokio::spawn(reap_expired_sessions(ledger.clone()));
+    tracing::info!(addr = %listener.local_addr()?, "allot listening");
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    reaper.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
+    ledger.close().await;
+    Ok(())
+}
+
+/// Ends lapsed sessions in every tenant every few seconds, so floating seats come back even
+/// when nobody asks for one.
+async fn reap_expired_sessions(ledger: Ledger) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let Ok(tenants) = ledger.tenants().await else {
+            continue;
+        };
+        for tenant in tenants {
+            let ctx = Context::new(tenant.id, "reaper");
+            if let Err(e) = ledger.execute(&ctx, Command::ExpireSessions).await {
+                tracing::warn!(tenant = %tenant.name, error = %e, "expiring sessions failed");
+            }
+        }
+    }
+}

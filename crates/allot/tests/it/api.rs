@@ -1,0 +1,858 @@
+//! In-process HTTP tests of the native API (no sockets: `tower::ServiceExt::oneshot`), and the
+//! OpenAPI snapshot.
+
+use allot_ledger::testing as common;
+
+use allot::config::{Secret, Settings};
+use allot_ledger::Ledger;
+use allot::server::{AppState, app, bootstrap};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const PASSWORD: &str = "correct horse battery";
+
+struct TestApp {
+    router: Router,
+    _db: common::TestDb,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+impl TestApp {
+    async fn new() -> TestApp {
+        Self::with(|_| {}).await
+    }
+
+    async fn with(tune: impl FnOnce(&mut Settings)) -> TestApp {
+        let db = common::TestDb::sqlite();
+        let mut settings = Settings {
+            db: Secret::new(db.url()),
+            admin_password: Some(Secret::new(PASSWORD)),
+            metrics_listen: None,
+            ..Settings::default()
+        };
+        tune(&mut settings);
+        let ledger = Ledger::open(&db.url()).await.unwrap();
+        let state = AppState::new(ledger, settings);
+        assert_eq!(
+            bootstrap(&state).await.unwrap(),
+            None,
+            "password was configured"
+        );
+        TestApp {
+            router: app(state),
+            _db: db,
+        }
+    }
+
+    async fn raw(&self, req: Request<Body>) -> Reply {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string()))
+                .unwrap(),
+            None => req.body(Body::empty()).unwrap(),
+        };
+        self.raw(req).await
+    }
+
+    async fn login(&self, tenant: &str, login: &str, password: &str) -> Reply {
+        self.call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(json!({ "tenant": tenant, "login": login, "password": password })),
+        )
+        .await
+    }
+
+    async fn admin_token(&self) -> String {
+        let r = self.login("default", "admin", PASSWORD).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn token_with_role(&self, admin: &str, role: &str, user: Option<&str>) -> String {
+        let r = self
+            .call(
+                "POST",
+                "/v1/tokens",
+                Some(admin),
+                Some(json!({ "role": role, "user": user, "label": role })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+}
+
+fn code(r: &Reply) -> &str {
+    r.body["error"]["code"]
+        .as_str()
+        .unwrap_or("<no error code>")
+}
+
+#[tokio::test]
+async fn admin_manages_products_users_and_assignments() {
+    let app = TestApp::new().await;
+    let t = app.admin_token().await;
+    let t = Some(t.as_str());
+    let r = app
+        .call(
+            "POST",
+            "/v1/products",
+            t,
+            Some(json!({ "owner": "SuperOffice", "name": "user", "seats": 2 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["status"]["total"], 2);
+    let r = app.call("POST", "/v1/products", t, Some(json!({ "owner": "SuperOffice", "name": "web", "seats": 1, "prerequisite": "SuperOffice/user" }))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = app
+        .call(
+            "POST",
+            "/v1/products/SuperOffice%2Fweb/seats",
+            t,
+            Some(json!({ "count": 2 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body.as_array().unwrap().len(), 2);
+    let r = app
+        .call(
+            "POST",
+            "/v1/users",
+            t,
+            Some(json!({ "login": "ann", "id": 621, "first_name": "Ann" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let uuid = r.body["uuid"].as_str().unwrap().to_owned();
+    // The prerequisite first.
+    let r = app
+        .call(
+            "POST",
+            "/v1/users/621/assignments",
+            t,
+            Some(json!({ "product": "SuperOffice/web" })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::CONFLICT, "prerequisite_missing")
+    );
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/users/{uuid}/assignments"),
+            t,
+            Some(json!({ "product": 1 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        (
+            r.body["assigned"].as_bool(),
+            r.body["status"]["in_use"].as_i64()
+        ),
+        (Some(true), Some(1))
+    );
+    let r = app
+        .call(
+            "POST",
+            "/v1/users/ann/assignments",
+            t,
+            Some(json!({ "product": "SuperOffice/web" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = app.call("GET", "/v1/users/ann/licenses", t, None).await;
+    assert_eq!(
+        r.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["assigned"] == true)
+            .count(),
+        2
+    );
+    let r = app.call("GET", "/v1/seats?user=ann", t, None).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
+    // Taking `user` away takes `web` along.
+    let r = app
+        .call(
+            "DELETE",
+            "/v1/users/621/assignments/SuperOffice%2Fuser",
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["assigned"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    let r = app.call("GET", "/v1/pools", t, None).await;
+    assert!(
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["in_use"] == 0),
+        "{:?}",
+        r.body
+    );
+    let r = app.call("GET", "/v1/audit?user=ann", t, None).await;
+    let actions: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions[..3],
+        ["user.create", "license.assign", "license.assign"]
+    );
+    assert!(actions.contains(&"license.unassign"));
+    assert!(r.body["items"][0]["request_id"].is_string());
+    let r = app.call("GET", "/v1/invariants", t, None).await;
+    assert_eq!(r.body["violations"], json!([]));
+}
+
+#[tokio::test]
+async fn seats_can_be_granted_activated_revoked_and_released() {
+    let app = TestApp::new().await;
+    let t = app.admin_token().await;
+    let t = Some(t.as_str());
+    app.call(
+        "POST",
+        "/v1/products",
+        t,
+        Some(json!({ "owner": "MSP360", "name": "Ultimate", "seats": 1 })),
+    )
+    .await;
+    app.call(
+        "POST",
+        "/v1/users",
+        t,
+        Some(json!({ "login": "bob", "license_mode": "automatic" })),
+    )
+    .await;
+    let seats = app.call("GET", "/v1/seats?available=true", t, None).await;
+    let seat = seats.body["items"][0]["id"].as_str().unwrap().to_owned();
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/seats/{seat}/grant"),
+            t,
+            Some(json!({ "user": "bob" })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["holder"].as_i64()),
+        (StatusCode::OK, Some(1)),
+        "{:?}",
+        r.body
+    );
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/seats/{seat}/activate"),
+            t,
+            Some(json!({ "hardware_id": "HID1", "computer_name": "PC1" })),
+        )
+        .await;
+    assert_eq!(r.body["activation"]["computer_name"], "PC1");
+    // Automatic users lose the seat on revoke.
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/seats/{seat}/revoke"),
+            t,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["holder"].clone()),
+        (StatusCode::OK, Value::Null)
+    );
+    app.call(
+        "POST",
+        &format!("/v1/seats/{seat}/grant"),
+        t,
+        Some(json!({ "user": 1 })),
+    )
+    .await;
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/seats/{seat}/release"),
+            t,
+            Some(json!({ "user": "nobody" })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::NOT_FOUND, "unknown_user")
+    );
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/seats/{seat}/release"),
+            t,
+            Some(json!({ "user": "bob" })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["holder"].clone()),
+        (StatusCode::OK, Value::Null)
+    );
+    let r = app
+        .call(
+            "POST",
+            "/v1/seats/00000000-0000-0000-0000-000000000000/grant",
+            t,
+            Some(json!({ "user": "bob" })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::NOT_FOUND, "unknown_seat")
+    );
+    let r = app
+        .call(
+            "POST",
+            "/v1/seats/not-a-uuid/grant",
+            t,
+            Some(json!({ "user": "bob" })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::BAD_REQUEST, "invalid_path")
+    );
+}
+
+#[tokio::test]
+async fn sessions_take_floating_seats_and_fence_their_leases() {
+    let app = TestApp::new().await;
+    let t = app.admin_token().await;
+    let t = Some(t.as_str());
+    app.call(
+        "POST",
+        "/v1/products",
+        t,
+        Some(json!({ "owner": "SuperOffice", "name": "float", "seats": 1, "kind": "floating" })),
+    )
+    .await;
+    app.call(
+        "POST",
+        "/v1/users",
+        t,
+        Some(json!({ "login": "ann", "password": "ann-password-1" })),
+    )
+    .await;
+    app.call("POST", "/v1/users", t, Some(json!({ "login": "bob" })))
+        .await;
+    // Ann logs in herself (a user-role login) and opens a session for herself only.
+    let ann = app.login("default", "ann", "ann-password-1").await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .call(
+            "POST",
+            "/v1/sessions",
+            Some(&ann),
+            Some(json!({ "user": "bob", "client": "web" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app.call("POST", "/v1/sessions", Some(&ann), Some(json!({ "user": "ann", "client": "windows", "product": "SuperOffice/float", "lease_seconds": 60 }))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let (id, lease) = (
+        r.body["session"]["id"].as_str().unwrap().to_owned(),
+        r.body["lease_token"].as_str().unwrap().to_owned(),
+    );
+    let r = app
+        .call(
+            "POST",
+            "/v1/sessions",
+            t,
+            Some(json!({ "user": "bob", "client": "web", "product": "SuperOffice/float" })),
+        )
+        .await;
+    assert_eq!((r.status, code(&r)), (StatusCode::CONFLICT, "no_seat_free"));
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/sessions/{id}/heartbeat"),
+            Some(&ann),
+            Some(json!({ "lease_token": "wrong" })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::FORBIDDEN, "bad_lease_token")
+    );
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/sessions/{id}/heartbeat"),
+            Some(&ann),
+            Some(json!({ "lease_token": lease })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = app.call("GET", "/v1/sessions", Some(&ann), None).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    // A user ends its own session with the lease token.
+    let req = Request::builder()
+        .method("DELETE")
+        .uri(format!("/v1/sessions/{id}"))
+        .header("authorization", format!("Bearer {ann}"))
+        .header("lease-token", &lease)
+        .body(Body::empty())
+        .unwrap();
+    let r = app.raw(req).await;
+    assert_eq!(
+        (r.status, r.body["changed"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    let r = app
+        .call(
+            "POST",
+            "/v1/sessions",
+            t,
+            Some(json!({ "user": "bob", "client": "web", "product": "SuperOffice/float" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = app
+        .call(
+            "POST",
+            "/v1/sessions/logoff",
+            t,
+            Some(json!({ "users": ["bob"], "client": "web" })),
+        )
+        .await;
+    assert_eq!(r.body["changed"], 1);
+}
+
+#[tokio::test]
+async fn roles_limit_what_a_token_may_do() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    app.call(
+        "POST",
+        "/v1/users",
+        Some(&admin),
+        Some(json!({ "login": "ann" })),
+    )
+    .await;
+    app.call(
+        "POST",
+        "/v1/users",
+        Some(&admin),
+        Some(json!({ "login": "bob" })),
+    )
+    .await;
+    let reader = app.token_with_role(&admin, "reader", None).await;
+    let ann = app.token_with_role(&admin, "user", Some("ann")).await;
+    assert_eq!(
+        app.call("GET", "/v1/products", Some(&reader), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = app
+        .call(
+            "POST",
+            "/v1/products",
+            Some(&reader),
+            Some(json!({ "owner": "o", "name": "n" })),
+        )
+        .await;
+    assert_eq!((r.status, code(&r)), (StatusCode::FORBIDDEN, "forbidden"));
+    let r = app
+        .call(
+            "POST",
+            "/v1/users/ann/assignments",
+            Some(&ann),
+            Some(json!({ "product": 1 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.call("GET", "/v1/users/ann/licenses", Some(&ann), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call("GET", "/v1/users/bob/licenses", Some(&ann), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call("GET", "/v1/audit", Some(&ann), None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call("GET", "/v1/tokens", Some(&reader), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    // Revoked tokens stop working at once.
+    let list = app.call("GET", "/v1/tokens", Some(&admin), None).await;
+    let reader_id = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["role"] == "reader")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .call(
+            "DELETE",
+            &format!("/v1/tokens/{reader_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["changed"], 1);
+    assert_eq!(
+        app.call("GET", "/v1/products", Some(&reader), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Tokens never appear in listings.
+    assert!(!list.body.to_string().contains(&reader));
+}
+
+#[tokio::test]
+async fn tenants_see_nothing_of_each_other() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    app.call(
+        "POST",
+        "/v1/products",
+        Some(&admin),
+        Some(json!({ "owner": "SuperOffice", "name": "crm", "seats": 3 })),
+    )
+    .await;
+    // Only an operator creates tenants.
+    let r = app.call("POST", "/v1/tenants", Some(&admin), Some(json!({ "name": "globex", "admin_login": "root", "admin_password": "globex-password" }))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let url = app._db.url();
+    let ledger = Ledger::open(&url).await.unwrap();
+    let (op, hash) = allot::auth::new_token();
+    ledger
+        .issue_operator_token(&hash, "test", ledger.now_time() + time::Duration::hours(1))
+        .await
+        .unwrap();
+    let r = app.call("POST", "/v1/tenants", Some(&op), Some(json!({ "name": "globex", "admin_login": "root", "admin_password": "globex-password" }))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // Operators see no tenant's ledger.
+    assert_eq!(
+        app.call("GET", "/v1/products", Some(&op), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let other = app.login("globex", "root", "globex-password").await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app.call("GET", "/v1/products", Some(&other), None).await;
+    assert_eq!(r.body, json!({ "items": [], "next": null }));
+    assert_eq!(
+        app.call("GET", "/v1/products/1", Some(&other), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let audit = app.call("GET", "/v1/audit", Some(&other), None).await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["tenant.create", "login.create", "token.issue"]);
+    // The other tenant's admin login does not work in the first tenant.
+    assert_eq!(
+        app.login("default", "root", "globex-password").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    ledger.close().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_documented_errors_and_the_server_keeps_serving() {
+    let app = TestApp::with(|s| s.max_body = 4096).await;
+    let t = app.admin_token().await;
+    let post = |body: &'static str, ct: Option<&'static str>| {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/v1/products")
+            .header("authorization", format!("Bearer {t}"));
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        req.body(Body::from(body)).unwrap()
+    };
+    let r = app
+        .raw(post("{\"owner\": \"x\", ", Some("application/json")))
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::BAD_REQUEST, "malformed_json")
+    );
+    let r = app
+        .raw(post(
+            "{\"owner\": 1, \"name\": \"x\"}",
+            Some("application/json"),
+        ))
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+    );
+    let r = app
+        .raw(post(
+            "{\"owner\": \"o\", \"name\": \"x\", \"colour\": \"red\"}",
+            Some("application/json"),
+        ))
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+    );
+    let r = app
+        .raw(post("{\"owner\": \"o\", \"name\": \"x\"}", None))
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+    );
+    let big: &'static str = Box::leak(
+        format!("{{\"owner\": \"{}\", \"name\": \"x\"}}", "a".repeat(10_000)).into_boxed_str(),
+    );
+    let r = app.raw(post(big, Some("application/json"))).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{:?}", r.body);
+    let r = app
+        .call(
+            "POST",
+            "/v1/products",
+            Some(&t),
+            Some(json!({ "owner": "o", "name": "", "seats": 1 })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+    );
+    let r = app
+        .call(
+            "POST",
+            "/v1/products",
+            Some(&t),
+            Some(json!({ "owner": "o", "name": "n", "seats": -5 })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+    );
+    let r = app
+        .call("GET", "/v1/seats?limit=many", Some(&t), None)
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::BAD_REQUEST, "invalid_query")
+    );
+    for bad in ["Bearer nope", "Basic YWRtaW46eA==", "Bearer", ""] {
+        let req = Request::builder()
+            .uri("/v1/products")
+            .header("authorization", bad)
+            .body(Body::empty())
+            .unwrap();
+        let r = app.raw(req).await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{bad:?}"
+        );
+        assert!(r.headers.contains_key("www-authenticate"));
+    }
+    let r = app.call("GET", "/v1/nothing-here", Some(&t), None).await;
+    assert_eq!((r.status, code(&r)), (StatusCode::NOT_FOUND, "not_found"));
+    let r = app.call("PUT", "/v1/products", Some(&t), None).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+    let r = app.call("GET", "/healthz", None, None).await;
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    assert!(r.headers.contains_key("x-request-id"));
+    assert_eq!(
+        app.call("GET", "/readyz", None, None).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled() {
+    let app = TestApp::new().await;
+    for _ in 0..5 {
+        let r = app.login("default", "admin", "wrong-password").await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (StatusCode::UNAUTHORIZED, "unauthorized")
+        );
+    }
+    // Unknown logins and tenants answer exactly like wrong passwords.
+    assert_eq!(
+        app.login("default", "ghost", "whatever-pass").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login("nowhere", "admin", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    app.login("default", "admin", "wrong-password").await;
+    let r = app.login("default", "admin", PASSWORD).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+    );
+    let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(wait >= 1);
+}
+
+#[tokio::test]
+async fn changing_a_password_revokes_its_tokens() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    let second = app.admin_token().await;
+    let r = app
+        .call(
+            "PUT",
+            "/v1/logins/admin/password",
+            Some(&admin),
+            Some(json!({ "password": "a brand new password" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        app.call("GET", "/v1/products", Some(&second), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login("default", "admin", "a brand new password")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = app
+        .call(
+            "PUT",
+            "/v1/logins/admin/password",
+            Some(&admin),
+            Some(json!({ "password": "short" })),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "the old token was revoked too"
+    );
+}
+
+#[tokio::test]
+async fn requests_are_rate_limited_per_client_address() {
+    let app = TestApp::with(|s| s.rate_limit = 2).await; // bursts of 4
+    let from = |addr: &str, path: &str| {
+        let mut req = Request::builder().uri(path).body(Body::empty()).unwrap();
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        req
+    };
+    for _ in 0..4 {
+        assert_eq!(
+            app.raw(from("10.1.1.1:5000", "/v1/products")).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let r = app.raw(from("10.1.1.1:5001", "/v1/products")).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    assert!(r.headers.contains_key("retry-after"));
+    // Another address has its own allowance; probes are never limited.
+    assert_eq!(
+        app.raw(from("10.1.1.2:5000", "/v1/products")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.raw(from("10.1.1.1:5002", "/healthz")).await.status,
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn openapi_document_matches_the_snapshot() {
+    let doc: Value = serde_json::from_str(&allot::api::openapi_json()).unwrap();
+    assert!(doc["paths"]["/v1/users/{user}/assignments"]["post"].is_object());
+    insta::assert_json_snapshot!("openapi", doc);
+}

@@ -1,0 +1,552 @@
+//! End-to-end: the real `allot` binary, started as the README says (`allot serve`), driven over
+//! HTTP and through its own admin commands.
+
+use allot_ledger::testing as common;
+
+use crate::server::{BIN, Server};
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+async fn login(url: &str, tenant: &str, login: &str, password: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/v1/auth/login"))
+        .json(&json!({ "tenant": tenant, "login": login, "password": password }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Runs an admin command of the binary against the server; returns stdout.
+fn cli(server_url: &str, token: &str, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("ALLOT_URL", server_url)
+        .env("ALLOT_TOKEN", token)
+        .output()
+        .expect("run allot");
+    assert!(
+        out.status.success(),
+        "allot {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn cli_json(server_url: &str, token: &str, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    serde_json::from_str(&cli(server_url, token, &all)).expect("json output")
+}
+
+/// The whole admin flow through the binary's own commands and raw HTTP.
+async fn admin_flow(server: &Server, token: &str) {
+    let url = server.url.as_str();
+    cli(
+        url,
+        token,
+        &[
+            "product",
+            "add",
+            "--owner",
+            "SuperOffice",
+            "--name",
+            "user",
+            "--seats",
+            "2",
+        ],
+    );
+    cli(
+        url,
+        token,
+        &[
+            "product",
+            "add",
+            "--owner",
+            "SuperOffice",
+            "--name",
+            "web",
+            "--seats",
+            "1",
+            "--prerequisite",
+            "user",
+        ],
+    );
+    cli(
+        url,
+        token,
+        &[
+            "product",
+            "add",
+            "--owner",
+            "SuperOffice",
+            "--name",
+            "plan",
+            "--seats",
+            "5",
+            "--plan",
+            "user,web",
+            "--hidden",
+        ],
+    );
+    cli(
+        url,
+        token,
+        &[
+            "seats",
+            "add",
+            "--product",
+            "SuperOffice/web",
+            "--count",
+            "2",
+        ],
+    );
+    cli(
+        url,
+        token,
+        &["company", "add", "--name", "Acme", "--pool", "global"],
+    );
+    cli(
+        url,
+        token,
+        &[
+            "user",
+            "add",
+            "--login",
+            "ann",
+            "--name",
+            "Ann Smith",
+            "--email",
+            "ann@example.com",
+            "--company",
+            "Acme",
+            "--id",
+            "621",
+        ],
+    );
+    cli(url, token, &["user", "add", "--login", "bob"]);
+    let view = cli_json(
+        url,
+        token,
+        &["assign", "--user", "ann", "--product", "SuperOffice/plan"],
+    );
+    assert_eq!(view["assigned"], true);
+    let status = cli_json(url, token, &["status"]);
+    let in_use = |name: &str| {
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["in_use"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!((in_use("user"), in_use("web"), in_use("plan")), (1, 1, 1));
+    let human = cli(url, token, &["status"]);
+    assert!(
+        human.contains("UTILISATION") && human.contains('#'),
+        "{human}"
+    );
+    // Grant and release one particular seat.
+    let seats = cli_json(
+        url,
+        token,
+        &[
+            "seats",
+            "list",
+            "--product",
+            "SuperOffice/user",
+            "--available",
+        ],
+    );
+    let seat = seats
+        .as_array()
+        .map(|a| a[0].clone())
+        .unwrap_or(seats.clone());
+    let seat = seat["id"].as_str().unwrap().to_owned();
+    let granted = cli_json(url, token, &["grant", "--user", "bob", "--seat", &seat]);
+    assert_eq!(granted["holder"].as_i64(), Some(622));
+    let released = cli_json(url, token, &["release", "--user", "bob", "--seat", &seat]);
+    assert!(released["holder"].is_null());
+    let view = cli_json(
+        url,
+        token,
+        &["unassign", "--user", "ann", "--product", "SuperOffice/plan"],
+    );
+    assert_eq!(view["assigned"], false);
+    let status = cli_json(url, token, &["status"]);
+    assert!(
+        status.as_array().unwrap().iter().all(|p| p["in_use"] == 0),
+        "{status}"
+    );
+    // The audit trail saw all of it, in order.
+    let audit = cli(url, token, &["audit", "--json"]);
+    let actions: Vec<String> = audit
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for expected in [
+        "product.create",
+        "seats.add",
+        "company.create",
+        "user.create",
+        "license.assign",
+        "seat.grant",
+        "seat.release",
+        "license.unassign",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected} missing from {actions:?}"
+        );
+    }
+    let invariants: Value = reqwest::Client::new()
+        .get(format!("{url}/v1/invariants"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(invariants["violations"], json!([]));
+    // A failing command exits non-zero with the server's message.
+    let out = Command::new(BIN)
+        .args(["assign", "--user", "bob", "--product", "SuperOffice/web"])
+        .env("ALLOT_URL", url)
+        .env("ALLOT_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("prerequisite_missing"));
+}
+
+/// Declares a 3 MiB JSON body, sends its first bytes, and returns the status the server answers.
+async fn oversized_post(url: &str, token: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/products HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{{\"owner\": \"",
+        3 * 1024 * 1024
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]).to_string();
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"))
+}
+
+/// Bad input of every kind; the server answers each with its documented error and keeps serving.
+async fn bad_input(server: &Server, token: &str) {
+    let http = reqwest::Client::new();
+    let url = &server.url;
+    let post = |body: String| {
+        http.post(format!("{url}/v1/products"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let r = post("{\"owner\": ".into()).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = post("{\"owner\": [], \"name\": 5}".into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    // Oversized: the server answers 413 from the declared length, before reading the body
+    // (raw TCP, so the client does not race to write the rest into a closed connection).
+    assert_eq!(oversized_post(url, token).await, 413);
+    let r = http
+        .get(format!("{url}/v1/products"))
+        .bearer_auth("allot_forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(
+        login(url, "default", "admin", "not the password")
+            .await
+            .status(),
+        401
+    );
+    let r = http.get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let metrics = http
+        .get(format!("{}/metrics", server.metrics))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("allot_http_requests_total"), "{metrics}");
+    assert!(metrics.contains("allot_ledger_operations_total"));
+    assert!(metrics.contains("allot_pool_seats_total"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_server_from_first_start_to_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("allot.db").display());
+    let server = Server::start(&db, None).await;
+    // The generated admin password is printed once, on first start.
+    let banner = server.stdout_lines.join("\n");
+    let password = banner
+        .split("password: ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .expect(&banner)
+        .trim()
+        .to_owned();
+    let r = login(&server.url, "default", "admin", &password).await;
+    assert_eq!(r.status(), 200);
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    admin_flow(&server, &token).await;
+    bad_input(&server, &token).await;
+    server.stop();
+    // A restart keeps everything and prints no new password.
+    let again = Server::start(&db, Some("ignored-now-pass")).await;
+    let r = login(&again.url, "default", "admin", &password).await;
+    assert_eq!(r.status(), 200, "the first password still works");
+    again.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_operator_and_tenant_isolation() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("allot.db").display());
+    let out = Command::new(BIN)
+        .args([
+            "init",
+            "--db",
+            &db,
+            "--tenant",
+            "acme",
+            "--admin",
+            "root",
+            "--password",
+            "acme-password",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acme_token = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let out = Command::new(BIN)
+        .args(["operator-token", "--db", &db])
+        .output()
+        .unwrap();
+    let operator = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let server = Server::start(&db, Some("default-admin-pass")).await;
+    let url = server.url.as_str();
+    cli(
+        url,
+        &acme_token,
+        &[
+            "product",
+            "add",
+            "--owner",
+            "SuperOffice",
+            "--name",
+            "crm",
+            "--seats",
+            "3",
+        ],
+    );
+    let http = reqwest::Client::new();
+    let r = http.post(format!("{url}/v1/tenants")).bearer_auth(&operator)
+        .json(&json!({ "name": "globex", "admin_login": "boss", "admin_password": "globex-password" }))
+        .send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let globex = login(url, "globex", "boss", "globex-password")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let products = cli_json(url, &globex, &["product", "list"]);
+    assert_eq!(products, json!([]), "globex sees nothing of acme");
+    let r = http
+        .get(format!("{url}/v1/products/1"))
+        .bearer_auth(&globex)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // A reader cannot write.
+    let r = http
+        .post(format!("{url}/v1/tokens"))
+        .bearer_auth(&acme_token)
+        .json(&json!({ "role": "reader" }))
+        .send()
+        .await
+        .unwrap();
+    let reader = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = Command::new(BIN)
+        .args(["product", "add", "--owner", "x", "--name", "y"])
+        .env("ALLOT_URL", url)
+        .env("ALLOT_TOKEN", &reader)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
+    assert_eq!(cli_json(url, &reader, &["product", "list"])["name"], "crm");
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_server_end_to_end() {
+    let Some(db) = common::TestDb::postgres().await else {
+        return;
+    };
+    let server = Server::start(&db.url(), Some("pg-admin-password")).await;
+    let r = login(&server.url, "default", "admin", "pg-admin-password").await;
+    assert_eq!(r.status(), 200);
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    admin_flow(&server, &token).await;
+    bad_input(&server, &token).await;
+    server.stop();
+    db.drop_db().await;
+}
+
+/// Two server processes on one PostgreSQL database, 40 clients racing over HTTP for 10 seats
+/// through both: exactly 10 assignments win, and the counts agree from either process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_processes_on_one_postgres_never_over_allocate() {
+    let Some(db) = common::TestDb::postgres().await else {
+        return;
+    };
+    let first = Server::start(&db.url(), Some("pg-admin-password")).await;
+    let second = Server::start(&db.url(), Some("pg-admin-password")).await;
+    let token = login(&first.url, "default", "admin", "pg-admin-password")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cli(
+        &first.url,
+        &token,
+        &[
+            "product",
+            "add",
+            "--owner",
+            "SuperOffice",
+            "--name",
+            "contended",
+            "--seats",
+            "10",
+        ],
+    );
+    for i in 0..40 {
+        cli(
+            &first.url,
+            &token,
+            &["user", "add", "--login", &format!("racer{i}")],
+        );
+    }
+    let http = reqwest::Client::new();
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(40));
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        // The token was issued by the first process; the second one knows it from the shared store.
+        let url = if i % 2 == 0 {
+            first.url.clone()
+        } else {
+            second.url.clone()
+        };
+        let (http, token, barrier) = (http.clone(), token.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            http.post(format!("{url}/v1/users/racer{i}/assignments"))
+                .bearer_auth(token)
+                .json(&json!({ "product": "SuperOffice/contended" }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 409),
+        "{statuses:?}"
+    );
+    for server in [&first, &second] {
+        let status = cli_json(&server.url, &token, &["status"]);
+        assert_eq!(
+            (status["total"].as_i64(), status["in_use"].as_i64()),
+            (Some(10), Some(10)),
+            "{status}"
+        );
+    }
+    let invariants: Value = http
+        .get(format!("{}/v1/invariants", second.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(invariants["violations"], json!([]));
+    first.stop();
+    second.stop();
+    db.drop_db().await;
+}

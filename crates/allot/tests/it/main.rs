@@ -1,0 +1,11 @@
+//! Every HTTP-level test of allot, as modules of one test binary (one link for the suite):
+//! the native API in process, the real binary end to end, and each dialect in process and
+//! against real clients. Store fixtures come from `allot_ledger::testing`.
+
+mod server;
+
+mod api;
+mod e2e;
+mod msp360;
+mod msp360_e2e;
+mod superoffice;
