@@ -225,8 +225,10 @@ impl Ledger {
         after: Option<i64>,
         limit: Option<i64>,
     ) -> QueryResult<Vec<Session>> {
-        Ok(self.store
-            .live_sessions(tenant, user, client, after, limit).await?)
+        Ok(self
+            .store
+            .live_sessions(tenant, user, client, after, limit)
+            .await?)
     }
 
     pub async fn computers(
@@ -252,11 +254,7 @@ impl Ledger {
 }
 
 impl Ledger {
-    pub async fn login(
-        &self,
-        tenant: TenantId,
-        login: &str,
-    ) -> QueryResult<Option<LoginRecord>> {
+    pub async fn login(&self, tenant: TenantId, login: &str) -> QueryResult<Option<LoginRecord>> {
         Ok(self.store.login(tenant, login).await?)
     }
 

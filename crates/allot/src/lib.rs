@@ -16,5 +16,6 @@ pub mod config;
 pub mod dialects;
 pub mod ratelimit;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 pub mod xml;

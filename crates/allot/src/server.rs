@@ -2,7 +2,7 @@
 //! stack, the metrics listener and first-start bootstrap.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -23,31 +23,10 @@ use tower_http::timeout::{RequestBodyDeadlineLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::api::error::ApiError;
-use crate::auth::{Authenticator, Passwords};
 use crate::config::Settings;
-use allot_ledger::{Command, Context, Ledger, Role};
 use crate::ratelimit::RateLimiter;
-
-/// Everything a handler may use.
-#[derive(Clone)]
-pub struct AppState {
-    pub ledger: Ledger,
-    pub auth: Authenticator,
-    pub settings: Arc<Settings>,
-}
-
-impl AppState {
-    pub fn new(ledger: Ledger, settings: Settings) -> Self {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        AppState {
-            auth: Authenticator::new(ledger.clone(), Passwords::new(cores)),
-            ledger,
-            settings: Arc::new(settings),
-        }
-    }
-}
+use crate::state::AppState;
+use allot_ledger::{Command, Context, Ledger, Role};
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

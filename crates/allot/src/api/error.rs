@@ -132,8 +132,6 @@ impl From<LedgerError> for ApiError {
     }
 }
 
-
-
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {

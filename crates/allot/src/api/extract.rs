@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use crate::auth::Principal;
+use crate::state::AppState;
 use allot_ledger::{Context, ProductRef, Role, TenantId, UserRef};
-use crate::server::AppState;
 
 #[derive(FromRequest)]
 #[from_request(via(Json), rejection(ApiError))]

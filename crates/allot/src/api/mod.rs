@@ -10,7 +10,7 @@ use axum::Router;
 use axum::routing::{delete, get, post, put};
 use utoipa::OpenApi;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(

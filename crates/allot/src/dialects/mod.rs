@@ -19,13 +19,13 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, FromRef, Path, Request, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 
+use crate::state::{AppState, Msp360State, SuperOfficeState};
 use allot_ledger::TenantId;
-use crate::server::AppState;
 
 /// The tenant an unprefixed dialect path addresses.
 pub const DEFAULT_TENANT: &str = "default";
@@ -97,10 +97,10 @@ fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
 
 /// Resolves a tenant name to its id (`None`: no such tenant).
 pub async fn tenant_id(
-    state: &AppState,
+    ledger: &allot_ledger::Ledger,
     name: &str,
 ) -> Result<Option<TenantId>, allot_ledger::LedgerError> {
-    Ok(state.ledger.tenant(name).await?.map(|t| t.id))
+    Ok(ledger.tenant(name).await?.map(|t| t.id))
 }
 
 /// The routes that carry the dialects: `[/{tenant}]/api/{*rest}` and `[/{tenant}]/Remote/{*rest}`.
@@ -226,11 +226,13 @@ async fn dispatch(state: AppState, tenant: Option<String>, area: Area, req: Requ
         client,
     };
     let mut response = match area {
-        Area::Remote => superoffice::soap::handle(state, request, body_error).await,
-        Area::Api if is_superoffice_rest => {
-            superoffice::rest::handle(state, request, body_error).await
+        Area::Remote => {
+            superoffice::soap::handle(SuperOfficeState::from_ref(&state), request, body_error).await
         }
-        Area::Api => msp360::handle(state, request, body_error).await,
+        Area::Api if is_superoffice_rest => {
+            superoffice::rest::handle(SuperOfficeState::from_ref(&state), request, body_error).await
+        }
+        Area::Api => msp360::handle(Msp360State::from_ref(&state), request, body_error).await,
     };
     response.extensions_mut().insert(DialectAnswer);
     response

@@ -4,8 +4,9 @@
 use allot_ledger::testing as common;
 
 use allot::config::{Secret, Settings};
+use allot::server::{app, bootstrap};
+use allot::state::AppState;
 use allot_ledger::Ledger;
-use allot::server::{AppState, app, bootstrap};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

@@ -8,8 +8,9 @@ use allot_ledger::testing as common;
 use std::sync::Arc;
 
 use allot::config::{Secret, Settings};
+use allot::server::app;
+use allot::state::AppState;
 use allot_ledger::*;
-use allot::server::{AppState, app};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};

@@ -4,9 +4,9 @@
 
 use allot_ledger::testing as common;
 
+use crate::server::{Server, run_python};
 use allot_ledger::{Ledger, SeatFilter, TenantId, UserRef};
 use common::TestDb;
-use crate::server::{Server, run_python};
 use serde_json::{Value, json};
 use uuid::Uuid;
 

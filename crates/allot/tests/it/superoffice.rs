@@ -4,15 +4,16 @@
 
 use allot_ledger::testing as common;
 
+use crate::server::{Server, run_python};
 use allot::auth::Passwords;
 use allot::config::{Secret, Settings};
+use allot::server::{app, bootstrap};
+use allot::state::AppState;
 use allot_ledger::*;
-use allot::server::{AppState, app, bootstrap};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::TestDb;
-use crate::server::{Server, run_python};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;

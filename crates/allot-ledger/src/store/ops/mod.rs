@@ -272,11 +272,8 @@ pub(crate) fn parse_uuid(text: &str) -> OpResult<Uuid> {
 }
 
 pub(crate) fn parse_enum<T: std::str::FromStr>(text: &str) -> OpResult<T> {
-    text.parse().map_err(|_| {
-        OpError::Store(crate::error::StoreError::Corrupt(format!(
-            "value {text:?}"
-        )))
-    })
+    text.parse()
+        .map_err(|_| OpError::Store(crate::error::StoreError::Corrupt(format!("value {text:?}"))))
 }
 
 // ---------------------------------------------------------------------------------------------

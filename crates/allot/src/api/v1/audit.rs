@@ -8,8 +8,8 @@ use uuid::Uuid;
 use crate::api::dto::*;
 use crate::api::error::ApiResult;
 use crate::api::extract::{ApiJson, ApiQuery, Caller, product_ref, user_ref};
+use crate::state::AppState;
 use allot_ledger::*;
-use crate::server::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

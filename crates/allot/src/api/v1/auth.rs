@@ -10,8 +10,8 @@ use crate::api::dto::*;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::auth::{Principal, new_token};
+use crate::state::AppState;
 use allot_ledger::*;
-use crate::server::AppState;
 
 /// Client address when the server runs on a real socket (absent in in-process tests).
 pub type Peer = Option<axum::Extension<ConnectInfo<SocketAddr>>>;
@@ -38,7 +38,7 @@ pub async fn login(
             peer.map(|p| p.0.0.ip()),
         )
         .await?;
-    let expires_at = state.ledger.now_time() + state.settings.token_ttl;
+    let expires_at = state.ledger.now_time() + state.token_ttl;
     let issued = issue(
         &state,
         &principal,

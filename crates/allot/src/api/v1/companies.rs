@@ -7,8 +7,8 @@ use super::{run, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiResult, ErrorBody};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, product_ref};
+use crate::state::AppState;
 use allot_ledger::*;
-use crate::server::AppState;
 
 fn company_key(text: &str) -> CompanyRef {
     match text.parse::<i64>() {

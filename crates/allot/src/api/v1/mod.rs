@@ -13,8 +13,8 @@ use axum::http::HeaderMap;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::Caller;
+use crate::state::AppState;
 use allot_ledger::{Command, Outcome, TenantId};
-use crate::server::AppState;
 
 /// Runs one command as the caller, in the caller's tenant, counting it in the metrics.
 pub(crate) async fn run(

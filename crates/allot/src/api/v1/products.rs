@@ -7,8 +7,8 @@ use super::{run, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, product_ref};
+use crate::state::AppState;
 use allot_ledger::*;
-use crate::server::AppState;
 
 async fn with_status(
     state: &AppState,

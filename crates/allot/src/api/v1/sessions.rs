@@ -9,8 +9,8 @@ use super::{run, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, user_ref};
+use crate::state::AppState;
 use allot_ledger::*;
-use crate::server::AppState;
 
 /// Header carrying a session's lease token on `DELETE /v1/sessions/{id}`.
 pub const LEASE_TOKEN_HEADER: &str = "lease-token";

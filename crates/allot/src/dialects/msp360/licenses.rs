@@ -9,8 +9,7 @@ use axum::response::Response;
 use super::wire::Out;
 use super::{Call, Fault, field, invalid, ok_empty, parse_id};
 use allot_ledger::{
-    Command, Product, ProductId, ProductKind, ProductRef, Seat, SeatFilter, User,
-    UserId, UserRef,
+    Command, Product, ProductId, ProductKind, ProductRef, Seat, SeatFilter, User, UserId, UserRef,
 };
 
 /// What `DateExpired` says of a license that never expires (.NET's `DateTime.MaxValue` to the

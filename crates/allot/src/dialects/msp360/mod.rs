@@ -23,15 +23,15 @@ use uuid::Uuid;
 
 use super::{BodyError, DialectRequest};
 use crate::auth::{AuthError, Principal};
+use crate::state::Msp360State;
 use allot_ledger::{Command, Context, LedgerError, Outcome, TenantId};
-use crate::server::AppState;
 use wire::{BodyFault, Fields, Format, Out};
 
 /// ASP.NET's text for a request without a valid token.
 pub const DENIED: &str = "Authorization has been denied for this request.";
 
 pub async fn handle(
-    state: AppState,
+    state: Msp360State,
     req: DialectRequest,
     body_error: Option<BodyError>,
 ) -> Response {
@@ -366,7 +366,6 @@ impl From<LedgerError> for Fault {
     }
 }
 
-
 fn capitalise(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
@@ -411,7 +410,7 @@ fn ok_empty() -> Result<Response, Fault> {
 
 /// An authenticated request: who, in which tenant, wanting which format.
 struct Call<'a> {
-    state: &'a AppState,
+    state: &'a Msp360State,
     req: &'a DialectRequest,
     format: Format,
     tenant: TenantId,
@@ -420,12 +419,12 @@ struct Call<'a> {
 
 impl<'a> Call<'a> {
     async fn authenticate(
-        state: &'a AppState,
+        state: &'a Msp360State,
         req: &'a DialectRequest,
         format: Format,
         route: &Route,
     ) -> Result<Call<'a>, Fault> {
-        let tenant = match super::tenant_id(state, &req.tenant).await {
+        let tenant = match super::tenant_id(&state.ledger, &req.tenant).await {
             Ok(Some(id)) => id,
             Ok(None) => return Err(not_found(req)),
             Err(_) => return Err(Fault::unavailable()),

@@ -10,14 +10,14 @@ use super::wire::{self, Out};
 use super::{Fault, field, request_id};
 use crate::auth::AuthError;
 use crate::dialects::DialectRequest;
+use crate::state::Msp360State;
 use allot_ledger::Role;
-use crate::server::AppState;
 
 /// Token lifetime: "each token expires two weeks after its generation".
 pub const TOKEN_LIFETIME: time::Duration = time::Duration::days(14);
 const BAD_CREDENTIALS: &str = "The user name or password is incorrect.";
 
-pub async fn login(state: &AppState, req: &DialectRequest) -> Result<Response, Fault> {
+pub async fn login(state: &Msp360State, req: &DialectRequest) -> Result<Response, Fault> {
     let fields = wire::parse_body(
         req.header("content-type"),
         &req.body,
@@ -33,8 +33,7 @@ pub async fn login(state: &AppState, req: &DialectRequest) -> Result<Response, F
     };
     let bad_credentials = || {
         let forbidden = state
-            .settings
-            .msp360
+            .config
             .forbidden_on_bad_login
             .iter()
             .any(|t| t.eq_ignore_ascii_case(&req.tenant));
@@ -45,7 +44,7 @@ pub async fn login(state: &AppState, req: &DialectRequest) -> Result<Response, F
         };
         Fault::oauth(status, "invalid_grant", BAD_CREDENTIALS)
     };
-    let tenant = match crate::dialects::tenant_id(state, &req.tenant).await {
+    let tenant = match crate::dialects::tenant_id(&state.ledger, &req.tenant).await {
         Ok(Some(id)) => id,
         // An unknown tenant looks like wrong credentials.
         Ok(None) => return Err(bad_credentials()),

@@ -12,8 +12,7 @@ use axum::response::Response;
 use super::wire::{self, Out};
 use super::{Call, Fault, field, invalid, ok_empty, parse_id};
 use allot_ledger::{
-    Command, CompanyId, CompanyRef, LicenseMode, NewUser, Outcome, User, UserPatch,
-    UserRef,
+    Command, CompanyId, CompanyRef, LicenseMode, NewUser, Outcome, User, UserPatch, UserRef,
 };
 
 const USER: &str = "UsersModels";

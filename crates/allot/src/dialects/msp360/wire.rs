@@ -7,8 +7,8 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use allot_ledger::{LicenseMode, PoolMode};
 use crate::xml::{self, XmlWriter};
+use allot_ledger::{LicenseMode, PoolMode};
 
 /// The DataContract namespace of the API's models.
 pub const MODELS_NS: &str = "http://schemas.datacontract.org/2004/07/MBSAPImvc.Engine.Models";

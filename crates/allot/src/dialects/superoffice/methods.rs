@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use super::carriers::{self, Catalog};
 use super::wire::Wire;
 use super::{SoCaller, SoError, Version, is_superoffice_owner};
+use crate::state::SuperOfficeState;
+use crate::xml::Element;
 use allot_ledger::{
     ClientKind, Command, EndReason, LedgerError, PoolStatus, Product, ProductRef, User,
     UserProductView, UserRef,
 };
-use crate::server::AppState;
-use crate::xml::Element;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Param {
@@ -473,21 +473,23 @@ pub enum Answer {
 fn found<T>(result: Result<T, LedgerError>) -> Result<Option<T>, SoError> {
     match result {
         Ok(value) => Ok(Some(value)),
-        Err(LedgerError::UnknownUser(_) | LedgerError::UnknownProduct(_)) => {
-            Ok(None)
-        }
+        Err(LedgerError::UnknownUser(_) | LedgerError::UnknownProduct(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
 /// Looks a user up by AssociateId; `None` when there is no such user.
-async fn associate(state: &AppState, caller: &SoCaller, id: i64) -> Result<Option<User>, SoError> {
+async fn associate(
+    state: &SuperOfficeState,
+    caller: &SoCaller,
+    id: i64,
+) -> Result<Option<User>, SoError> {
     found(state.ledger.user(caller.tenant, &UserRef::Id(id)).await)
 }
 
 /// Runs a method (anything but SoPrincipal's, which needs no caller) for `caller`.
 pub async fn call(
-    state: &AppState,
+    state: &SuperOfficeState,
     caller: &SoCaller,
     method: &Method,
     args: &Args,
@@ -652,7 +654,7 @@ pub async fn call(
 /// Get/Assign/UnassignThirdPartyLicenses: act on one owner's modules only (never SuperOffice's)
 /// and answer that owner's modules as the associate now sees them.
 async fn third_party(
-    state: &AppState,
+    state: &SuperOfficeState,
     caller: &SoCaller,
     name: &str,
     args: &Args,
@@ -713,7 +715,7 @@ async fn third_party(
 
 /// ExtendedLicenseInfo per owner (one owner, or all).
 async fn license_infos(
-    state: &AppState,
+    state: &SuperOfficeState,
     caller: &SoCaller,
     owner: Option<&str>,
 ) -> Result<Vec<Wire>, SoError> {
@@ -743,7 +745,7 @@ async fn license_infos(
 
 /// `User/currentPrincipal` (REST) and the `Response` of SoPrincipal's Authenticate (SOAP).
 pub async fn principal_carrier(
-    state: &AppState,
+    state: &SuperOfficeState,
     tenant: allot_ledger::TenantId,
     principal: &crate::auth::Principal,
     rest: bool,

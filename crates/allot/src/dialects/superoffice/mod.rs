@@ -18,8 +18,8 @@ use std::net::IpAddr;
 use base64::Engine as _;
 
 use crate::auth::{AuthError, Principal};
+use crate::state::SuperOfficeState;
 use allot_ledger::{LedgerError, TenantId, rules};
-use crate::server::AppState;
 
 /// A ServicesNN version. REST speaks the newest carrier shapes (those of Services88).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -95,7 +95,6 @@ impl From<AuthError> for SoError {
     }
 }
 
-
 impl From<LedgerError> for SoError {
     fn from(e: LedgerError) -> Self {
         match e {
@@ -107,7 +106,6 @@ impl From<LedgerError> for SoError {
         }
     }
 }
-
 
 impl SoError {
     /// NetServer's exception type name for this failure (SOAP `ExceptionInfo.ExceptionType`,
@@ -183,7 +181,7 @@ impl SoCaller {
 }
 
 /// Resolves the addressed tenant (unknown tenants are indistinguishable from bad credentials).
-pub async fn tenant_of(state: &AppState, name: &str) -> Result<TenantId, SoError> {
+pub async fn tenant_of(state: &SuperOfficeState, name: &str) -> Result<TenantId, SoError> {
     state
         .ledger
         .tenant(name)
@@ -193,8 +191,12 @@ pub async fn tenant_of(state: &AppState, name: &str) -> Result<TenantId, SoError
 }
 
 /// Online tenants need a registered application token; on-site tenants take any or none.
-pub fn check_app_token(state: &AppState, tenant: &str, token: Option<&str>) -> Result<(), SoError> {
-    let config = &state.settings.superoffice;
+pub fn check_app_token(
+    state: &SuperOfficeState,
+    tenant: &str,
+    token: Option<&str>,
+) -> Result<(), SoError> {
+    let config = &state.config;
     if !config.is_online(tenant) {
         return Ok(());
     }
@@ -215,7 +217,7 @@ pub fn check_app_token(state: &AppState, tenant: &str, token: Option<&str>) -> R
 
 /// A ticket, API token or bearer token, which must belong to `tenant`.
 pub async fn principal_from_ticket(
-    state: &AppState,
+    state: &SuperOfficeState,
     tenant: TenantId,
     ticket: &str,
 ) -> Result<Principal, SoError> {
@@ -230,7 +232,7 @@ pub async fn principal_from_ticket(
 
 /// `Authorization: Basic base64(login:password)`.
 pub async fn principal_from_basic(
-    state: &AppState,
+    state: &SuperOfficeState,
     tenant: TenantId,
     encoded: &str,
     client: Option<IpAddr>,
@@ -244,8 +246,8 @@ pub async fn principal_from_basic(
 }
 
 /// The lifetime of a SoPrincipal ticket.
-pub fn ticket_lifetime(state: &AppState) -> time::Duration {
-    state.settings.token_ttl
+pub fn ticket_lifetime(state: &SuperOfficeState) -> time::Duration {
+    state.token_ttl
 }
 
 /// Prefix of the tickets SoPrincipal issues (NetServer's are `7T:` followed by base64).

@@ -12,11 +12,11 @@ use super::methods::{self, Answer, Args, Method, Returns};
 use super::wire::{Wire, parse_select};
 use super::{SoCaller, SoError, Version};
 use crate::dialects::{BodyError, DialectRequest};
+use crate::state::SuperOfficeState;
 use allot_ledger::rules;
-use crate::server::AppState;
 
 pub async fn handle(
-    state: AppState,
+    state: SuperOfficeState,
     req: DialectRequest,
     body_error: Option<BodyError>,
 ) -> Response {
@@ -236,7 +236,10 @@ fn entity_error(status: StatusCode, kind: &str, text: &str, format: Format) -> R
 /// Who is calling: `Authorization` (Basic, SOTicket, Bearer; scheme case-insensitive), or
 /// without it an `X-XSRF-TOKEN` header equal to the `XSRF-TOKEN` cookie beside a session
 /// cookie holding a ticket. Online tenants also need a registered `SO-AppToken`.
-pub async fn authenticate(state: &AppState, req: &DialectRequest) -> Result<SoCaller, SoError> {
+pub async fn authenticate(
+    state: &SuperOfficeState,
+    req: &DialectRequest,
+) -> Result<SoCaller, SoError> {
     super::check_app_token(state, &req.tenant, req.header("so-apptoken"))?;
     let tenant = super::tenant_of(state, &req.tenant).await?;
     let principal = if let Some(authorization) = req.header("authorization") {
@@ -358,7 +361,7 @@ fn bind(method: &Method, body: &Body) -> Result<Args, SoError> {
 }
 
 async fn agent_call(
-    state: &AppState,
+    state: &SuperOfficeState,
     req: &DialectRequest,
     method: &Method,
     format: Format,
@@ -430,7 +433,11 @@ fn describe(req: &DialectRequest, method: &Method, format: Format) -> Response {
 }
 
 /// The RESTful `/api/v1/License` routes, which wrap the License agent.
-async fn license_resource(state: &AppState, req: &DialectRequest, format: Format) -> Response {
+async fn license_resource(
+    state: &SuperOfficeState,
+    req: &DialectRequest,
+    format: Format,
+) -> Response {
     let caller = match authenticate(state, req).await {
         Ok(c) => c,
         Err(e) => return auth_error(e, format),

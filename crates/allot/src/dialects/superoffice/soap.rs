@@ -14,7 +14,7 @@ use super::methods::{self, Answer, Args, Method, Returns};
 use super::wire::Wire;
 use super::{SoCaller, SoError, Version};
 use crate::dialects::{BodyError, DialectRequest};
-use crate::server::AppState;
+use crate::state::SuperOfficeState;
 use crate::xml::{Element, escape};
 
 pub const SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -48,7 +48,7 @@ impl SoapVersion {
 }
 
 pub async fn handle(
-    state: AppState,
+    state: SuperOfficeState,
     req: DialectRequest,
     body_error: Option<BodyError>,
 ) -> Response {
@@ -182,7 +182,7 @@ fn request_headers(envelope: &Element) -> RequestHeaders {
 }
 
 async fn post(
-    state: &AppState,
+    state: &SuperOfficeState,
     req: &DialectRequest,
     version: Version,
     service: &'static str,
@@ -327,7 +327,7 @@ async fn post(
 }
 
 async fn caller(
-    state: &AppState,
+    state: &SuperOfficeState,
     req: &DialectRequest,
     ticket: Option<&str>,
 ) -> Result<SoCaller, SoError> {
@@ -345,7 +345,12 @@ async fn caller(
 }
 
 /// SoPrincipal's Authenticate: a wrong password is `AuthenticationSucceeded=false`, not an error.
-async fn authenticate(state: &AppState, req: &DialectRequest, args: &Args, out: Out) -> Response {
+async fn authenticate(
+    state: &SuperOfficeState,
+    req: &DialectRequest,
+    args: &Args,
+    out: Out,
+) -> Response {
     let tenant = match state.ledger.tenant(&req.tenant).await {
         Ok(t) => t,
         Err(_) => return out.failure(SoError::Unavailable),
