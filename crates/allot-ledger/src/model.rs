@@ -326,3 +326,18 @@ pub struct TokenInfo {
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
 }
+
+impl Seat {
+    /// When the seat stops counting: the earlier of its own expiry and its product's.
+    pub fn effective_expiry(&self, product: Option<&Product>) -> Option<time::OffsetDateTime> {
+        match (self.expires_at, product.and_then(|p| p.expires_at)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A trial seat, or a seat of a trial product.
+    pub fn is_trial(&self, product: Option<&Product>) -> bool {
+        self.trial || product.is_some_and(|p| p.trial)
+    }
+}

@@ -42,11 +42,8 @@ pub struct AuditFilter {
     pub limit: Option<i64>,
 }
 
-pub const DEFAULT_PAGE: i64 = 100;
-pub const MAX_PAGE: i64 = 1000;
-
 fn page(limit: Option<i64>) -> i64 {
-    limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
+    rules::page_limit(limit)
 }
 
 /// Query results: rule errors (unknown ids) stay separate from store failures.

@@ -58,7 +58,7 @@ pub struct PageQuery {
 
 impl PageQuery {
     pub fn limit(&self) -> i64 {
-        self.limit.unwrap_or(100).clamp(1, 1000)
+        allot_ledger::rules::page_limit(self.limit)
     }
 }
 

@@ -18,12 +18,8 @@ pub(super) async fn take_seat(
     }
     let session = session.map(|s| s.to_string());
     let pool = user.pool();
-    let own_pool = match pool {
-        Pool::Global => "pool_company_id IS NULL".to_owned(),
-        Pool::Company(id) => format!("pool_company_id = {id}"),
-    };
     if let Some(number) =
-        claim_free_seat(c, env, user, product, &own_pool, None, session.clone()).await?
+        claim_free_seat(c, env, user, product, pool, None, session.clone()).await?
     {
         return Ok(number);
     }
@@ -35,7 +31,7 @@ pub(super) async fn take_seat(
                 env,
                 user,
                 product,
-                "pool_company_id IS NULL",
+                Pool::Global,
                 Some(company),
                 session.clone(),
             )
@@ -83,11 +79,16 @@ pub(super) async fn claim_free_seat(
     env: &Env<'_>,
     user: &UserRow,
     product: &ProductRow,
-    pool_clause: &str,
+    pool: Pool,
     charge: Option<CompanyId>,
     session: Option<String>,
 ) -> OpResult<Option<i64>> {
-    let row = sqlx::query(sql(format!(
+    // The pool is a bound value too; only the shape of the clause differs.
+    let pool_clause = match pool {
+        Pool::Global => "pool_company_id IS NULL",
+        Pool::Company(_) => "pool_company_id = $7",
+    };
+    let query = sqlx::query(sql(format!(
         "UPDATE seats SET holder_id = $3, held_since = $4, charged_company_id = $5, session_uuid = $6 \
          WHERE tenant_id = $1 AND holder_id IS NULL AND number = ( \
              SELECT number FROM seats WHERE tenant_id = $1 AND product_id = $2 AND holder_id IS NULL \
@@ -101,9 +102,12 @@ pub(super) async fn claim_free_seat(
     .bind(user.user.id)
     .bind(env.now)
     .bind(charge)
-    .bind(session)
-    .fetch_optional(&mut *c)
-    .await?;
+    .bind(session);
+    let query = match pool {
+        Pool::Global => query,
+        Pool::Company(company) => query.bind(company),
+    };
+    let row = query.fetch_optional(&mut *c).await?;
     Ok(match row {
         Some(row) => Some(row.try_get(0)?),
         None => None,

@@ -47,7 +47,7 @@ pub async fn list(
         Some(p) => Some(state.ledger.product(tenant, &product_ref(p)?).await?.id),
         None => None,
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = allot_ledger::rules::page_limit(q.limit);
     let filter = AuditFilter {
         after_seq: q.after,
         since: q.since.map(rules::to_micros),

@@ -59,7 +59,7 @@ pub async fn list(
         caller.reader()?;
         holder
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = allot_ledger::rules::page_limit(q.limit);
     let filter = SeatFilter {
         product,
         holder,

@@ -165,7 +165,7 @@ pub async fn list(
         }
         Some(me)
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = allot_ledger::rules::page_limit(q.limit);
     let sessions = state
         .ledger
         .live_sessions(tenant, user, q.client, q.after, Some(limit))

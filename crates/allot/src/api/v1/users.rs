@@ -27,7 +27,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<UserQuery>,
 ) -> ApiResult<ApiJson<Page<User>>> {
     let tenant = caller.reader()?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = allot_ledger::rules::page_limit(q.limit);
     let users = state.ledger.users(tenant, q.after, Some(limit)).await?;
     Ok(ApiJson(Page::of(users, limit, |u| u.id)))
 }

@@ -16,7 +16,7 @@ use allot_ledger::{Command, Computer, LedgerError, Seat, SeatFilter, UserRef};
 /// The Computers endpoints' code for "object not found".
 const NOT_FOUND: i64 = -6;
 /// Most computers one page answers.
-const MAX_PAGE: usize = 1000;
+const MAX_PAGE: usize = allot_ledger::rules::MAX_PAGE as usize;
 
 fn object_not_found(what: &str) -> Fault {
     Fault::coded(
@@ -140,18 +140,12 @@ impl Inventory {
         let license = match seat {
             Some(seat) => {
                 let product = self.products.get(&seat.product);
-                let expires = match (seat.expires_at, product.and_then(|p| p.expires_at)) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                let expires = seat.effective_expiry(product);
                 Out::Obj {
                     name: "ComputerLicense",
                     fields: vec![
                         ("Granted", Out::Bool(true)),
-                        (
-                            "IsTrial",
-                            Out::Bool(seat.trial || product.is_some_and(|p| p.trial)),
-                        ),
+                        ("IsTrial", Out::Bool(seat.is_trial(product))),
                         (
                             "DisplayExpiresDate",
                             Out::Str(

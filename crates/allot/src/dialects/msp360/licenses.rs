@@ -22,10 +22,7 @@ const LICENSE: &str = "LicensesModels";
 /// The eleven documented fields, in the documented order.
 fn license_out(seat: &Seat, product: Option<&Product>, holder: Option<&User>) -> Out {
     let activation = seat.activation.as_ref();
-    let expires = match (seat.expires_at, product.and_then(|p| p.expires_at)) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let expires = seat.effective_expiry(product);
     let license_type = product
         .map(|p| {
             if p.description.trim().is_empty() {
@@ -48,10 +45,7 @@ fn license_out(seat: &Seat, product: Option<&Product>, holder: Option<&User>) ->
                 "OperatingSystem",
                 Out::opt_str(activation.map(|a| a.operating_system.as_str())),
             ),
-            (
-                "IsTrial",
-                Out::Bool(seat.trial || product.is_some_and(|p| p.trial)),
-            ),
+            ("IsTrial", Out::Bool(seat.is_trial(product))),
             ("IsTaken", Out::Bool(activation.is_some())),
             ("LicenseType", Out::Str(license_type)),
             (
