@@ -170,6 +170,17 @@ pub fn prerequisites_first(members: &[i64], prereq_of: impl Fn(i64) -> Option<i6
     ordered
 }
 
+/// A page of a listing when the caller names no size.
+pub const DEFAULT_PAGE: i64 = 100;
+/// The largest page any listing returns, whatever the caller asks for.
+pub const MAX_PAGE: i64 = 1000;
+
+/// The page size a listing uses for a requested `limit`: every adapter and the store agree on it,
+/// so an adapter can tell a full page (there may be more) from the last one.
+pub fn page_limit(limit: Option<i64>) -> i64 {
+    limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,15 +286,4 @@ mod tests {
         assert_eq!(order.len(), 5);
         assert!(pos(1) < pos(2) && pos(1) < pos(3) && pos(3) < pos(4));
     }
-}
-
-/// A page of a listing when the caller names no size.
-pub const DEFAULT_PAGE: i64 = 100;
-/// The largest page any listing returns, whatever the caller asks for.
-pub const MAX_PAGE: i64 = 1000;
-
-/// The page size a listing uses for a requested `limit`: every adapter and the store agree on it,
-/// so an adapter can tell a full page (there may be more) from the last one.
-pub fn page_limit(limit: Option<i64>) -> i64 {
-    limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
 }
