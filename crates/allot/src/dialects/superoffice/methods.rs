@@ -56,11 +56,53 @@ pub enum Returns {
     Many(&'static str),
 }
 
+/// What a method does. The table below names each method's op, and [`call`] matches on it
+/// exhaustively, so routing (REST and SOAP look methods up in the table), the WSDL (written from
+/// the table) and the implementation cannot drift apart: a method without an implementation,
+/// or an implementation no method reaches, does not compile or fails the table's test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    GetUserLicenses,
+    GetThirdPartyLicenseAssignments,
+    AssignThirdPartyLicenses,
+    UnassignThirdPartyLicenses,
+    GetLicenseFromDb,
+    GetLicenseForAllOwnersFromDb,
+    GetModuleLicenseFromDb,
+    GetUserAndInstallationLicenceStatus,
+    RemoveLicenseFromDb,
+    RemoveLicenses,
+    MakeRetired,
+    GetUserInfo,
+    LogOffWindowsUsers,
+    AuthenticateUsernamePassword,
+}
+
+impl Op {
+    pub const ALL: [Op; 14] = [
+        Op::GetUserLicenses,
+        Op::GetThirdPartyLicenseAssignments,
+        Op::AssignThirdPartyLicenses,
+        Op::UnassignThirdPartyLicenses,
+        Op::GetLicenseFromDb,
+        Op::GetLicenseForAllOwnersFromDb,
+        Op::GetModuleLicenseFromDb,
+        Op::GetUserAndInstallationLicenceStatus,
+        Op::RemoveLicenseFromDb,
+        Op::RemoveLicenses,
+        Op::MakeRetired,
+        Op::GetUserInfo,
+        Op::LogOffWindowsUsers,
+        Op::AuthenticateUsernamePassword,
+    ];
+}
+
 #[derive(Debug)]
 pub struct Method {
     /// Agent and SOAP service name: License, User, Associate, SoPrincipal.
     pub agent: &'static str,
     pub name: &'static str,
+    pub op: Op,
     pub params: &'static [(&'static str, Param)],
     pub returns: Returns,
     /// First ServicesNN version with the method; `None`: REST only.
@@ -85,6 +127,7 @@ pub static METHODS: &[Method] = &[
     Method {
         agent: "License",
         name: "GetUserLicenses",
+        op: Op::GetUserLicenses,
         params: &[("AssociateId", Int)],
         returns: Returns::Many("LicenseOwner"),
         soap_since: Some(75),
@@ -94,6 +137,7 @@ pub static METHODS: &[Method] = &[
     Method {
         agent: "License",
         name: "GetThirdPartyLicenseAssignments",
+        op: Op::GetThirdPartyLicenseAssignments,
         params: &[("AssociateId", Int), ("ModuleOwner", Str)],
         returns: Returns::Many("ModuleLicenseLink"),
         soap_since: Some(83),
@@ -103,6 +147,7 @@ pub static METHODS: &[Method] = &[
     Method {
         agent: "License",
         name: "AssignThirdPartyLicenses",
+        op: Op::AssignThirdPartyLicenses,
         params: &[
             ("AssociateId", Int),
             ("ModuleOwner", Str),
@@ -116,6 +161,7 @@ pub static METHODS: &[Method] = &[
     Method {
         agent: "License",
         name: "UnassignThirdPartyLicenses",
+        op: Op::UnassignThirdPartyLicenses,
         params: &[
             ("AssociateId", Int),
             ("ModuleOwner", Str),
@@ -129,6 +175,7 @@ pub static METHODS: &[Method] = &[
     Method {
         agent: "License",
         name: "GetLicenseFromDB",
+        op: Op::GetLicenseFromDb,
         params: &[("OwnerName", Str)],
         returns: Returns::One("ExtendedLicenseInfo"),
         soap_since: Some(75),
@@ -138,6 +185,7 @@ pub static METHODS: &[Method] = &[
     Method {
         agent: "License",
         name: "GetLicenseForAllOwnersFromDB",
+        op: Op::GetLicenseForAllOwnersFromDb,
         params: &[],
         returns: Returns::Many("ExtendedLicenseInfo"),
         soap_since: Some(75),
@@ -147,6 +195,7 @@ pub static METHODS: &[Method] = &[
     Method {
         agent: "License",
         name: "GetModuleLicenseFromDB",
+        op: Op::GetModuleLicenseFromDb,
         params: &[("OwnerName", Str), ("ModuleName", Str)],
         returns: Returns::One("ModuleLicense"),
         soap_since: Some(83),
@@ -156,6 +205,7 @@ pub static METHODS: &[Method] = &[
     Method {
         agent: "License",
         name: "GetUserAndInstallationLicenceStatus",
+        op: Op::GetUserAndInstallationLicenceStatus,
         params: &[("AssociateId", Int)],
         returns: Returns::One("UserAndInstallationLicenceStatus"),
         soap_since: Some(88),
@@ -165,6 +215,7 @@ pub static METHODS: &[Method] = &[
     Method {
         agent: "License",
         name: "RemoveLicenseFromDB",
+        op: Op::RemoveLicenseFromDb,
         params: &[("ModuleOwner", Str)],
         returns: Returns::One("LicenseResult"),
         soap_since: Some(75),
@@ -174,6 +225,7 @@ pub static METHODS: &[Method] = &[
     Method {
         agent: "User",
         name: "RemoveLicenses",
+        op: Op::RemoveLicenses,
         params: &[("AssociateId", Int)],
         returns: Returns::Void,
         soap_since: Some(75),
@@ -183,6 +235,7 @@ pub static METHODS: &[Method] = &[
     Method {
         agent: "User",
         name: "MakeRetired",
+        op: Op::MakeRetired,
         params: &[("AssociateId", Int), ("Retired", Bool)],
         returns: Returns::Void,
         soap_since: Some(75),
@@ -192,6 +245,7 @@ pub static METHODS: &[Method] = &[
     Method {
         agent: "User",
         name: "GetUserInfo",
+        op: Op::GetUserInfo,
         params: &[("UserName", Str)],
         returns: Returns::One("UserInfo"),
         soap_since: Some(75),
@@ -201,6 +255,7 @@ pub static METHODS: &[Method] = &[
     Method {
         agent: "Associate",
         name: "LogOffWindowsUsers",
+        op: Op::LogOffWindowsUsers,
         params: &[("AssociateIds", IntArray)],
         returns: Returns::Void,
         soap_since: Some(81),
@@ -210,6 +265,7 @@ pub static METHODS: &[Method] = &[
     Method {
         agent: "SoPrincipal",
         name: "AuthenticateUsernamePassword",
+        op: Op::AuthenticateUsernamePassword,
         params: &[("UserName", Str), ("Password", Str)],
         returns: Returns::One("SoPrincipalCarrier"),
         soap_since: Some(75),
@@ -497,8 +553,8 @@ pub async fn call(
 ) -> Result<Answer, SoError> {
     let ledger = &state.ledger;
     let tenant = caller.tenant;
-    match (method.agent, method.name) {
-        ("License", "GetUserLicenses") => {
+    match method.op {
+        Op::GetUserLicenses => {
             let Some(user) = associate(state, caller, args.int("AssociateId")).await? else {
                 return Ok(Answer::NotFound);
             };
@@ -510,12 +566,12 @@ pub async fn call(
                 &views, &catalog, version,
             )))
         }
-        ("License", "GetThirdPartyLicenseAssignments")
-        | ("License", "AssignThirdPartyLicenses")
-        | ("License", "UnassignThirdPartyLicenses") => {
+        Op::GetThirdPartyLicenseAssignments
+        | Op::AssignThirdPartyLicenses
+        | Op::UnassignThirdPartyLicenses => {
             third_party(state, caller, method.name, args, version).await
         }
-        ("License", "GetLicenseFromDB") => {
+        Op::GetLicenseFromDb => {
             let owner = args.str("OwnerName");
             let infos = license_infos(state, caller, Some(owner)).await?;
             Ok(infos
@@ -523,11 +579,11 @@ pub async fn call(
                 .next()
                 .map_or(Answer::NotFound, Answer::Value))
         }
-        ("License", "GetLicenseForAllOwnersFromDB") => {
+        Op::GetLicenseForAllOwnersFromDb => {
             let infos = license_infos(state, caller, None).await?;
             Ok(Answer::Value(Wire::Arr("ExtendedLicenseInfo", infos)))
         }
-        ("License", "GetModuleLicenseFromDB") => {
+        Op::GetModuleLicenseFromDb => {
             let named = ProductRef::named(args.str("OwnerName"), args.str("ModuleName"));
             let Some(product) = found(ledger.product(tenant, &named).await)? else {
                 return Ok(Answer::NotFound);
@@ -542,7 +598,7 @@ pub async fn call(
                 &product, status, &catalog,
             )))
         }
-        ("License", "GetUserAndInstallationLicenceStatus") => {
+        Op::GetUserAndInstallationLicenceStatus => {
             let Some(user) = associate(state, caller, args.int("AssociateId")).await? else {
                 return Ok(Answer::NotFound);
             };
@@ -553,7 +609,7 @@ pub async fn call(
                 &views,
             )))
         }
-        ("License", "RemoveLicenseFromDB") => {
+        Op::RemoveLicenseFromDb => {
             caller.require_admin()?;
             let owner = args.str("ModuleOwner").trim().to_owned();
             if is_superoffice_owner(&owner) {
@@ -579,7 +635,7 @@ pub async fn call(
                 Err(e) => Err(e.into()),
             }
         }
-        ("User", "RemoveLicenses") => {
+        Op::RemoveLicenses => {
             caller.require_admin()?;
             let Some(user) = associate(state, caller, args.int("AssociateId")).await? else {
                 return Ok(Answer::NotFound);
@@ -594,7 +650,7 @@ pub async fn call(
                 .await?;
             Ok(Answer::Void)
         }
-        ("User", "MakeRetired") => {
+        Op::MakeRetired => {
             caller.require_admin()?;
             let Some(user) = associate(state, caller, args.int("AssociateId")).await? else {
                 return Ok(Answer::NotFound);
@@ -608,7 +664,7 @@ pub async fn call(
             ledger.execute(&caller.context(), command).await?;
             Ok(Answer::Void)
         }
-        ("User", "GetUserInfo") => {
+        Op::GetUserInfo => {
             let name = args.str("UserName");
             let Some(user) = found(ledger.user(tenant, &UserRef::Login(name.to_owned())).await)?
             else {
@@ -618,7 +674,7 @@ pub async fn call(
             let views = ledger.user_view(tenant, &UserRef::Id(user.id)).await?;
             Ok(Answer::Value(carriers::user_info(&user, &views)))
         }
-        ("Associate", "LogOffWindowsUsers") => {
+        Op::LogOffWindowsUsers => {
             let ids = args.ints("AssociateIds");
             let only_self = !ids.is_empty() && ids.iter().all(|id| caller.principal.is_self(*id));
             if !only_self {
@@ -644,7 +700,8 @@ pub async fn call(
             }
             Ok(Answer::Void)
         }
-        _ => Err(SoError::Bind(format!(
+        // Answered by the SOAP layer before any caller exists.
+        Op::AuthenticateUsernamePassword => Err(SoError::Bind(format!(
             "{}.{} cannot be called this way.",
             method.agent, method.name
         ))),
@@ -776,6 +833,28 @@ mod tests {
 
     fn method(name: &str) -> &'static Method {
         METHODS.iter().find(|m| m.name == name).unwrap()
+    }
+
+    #[test]
+    fn every_op_is_served_by_exactly_one_method_of_its_own_name() {
+        for op in Op::ALL {
+            let rows: Vec<&Method> = METHODS.iter().filter(|m| m.op == op).collect();
+            assert_eq!(rows.len(), 1, "{op:?} is in the table {} times", rows.len());
+        }
+        assert_eq!(
+            METHODS.len(),
+            Op::ALL.len(),
+            "a table row without its own op"
+        );
+        for m in METHODS {
+            assert!(
+                format!("{:?}", m.op).eq_ignore_ascii_case(m.name),
+                "{}.{} is wired to {:?}",
+                m.agent,
+                m.name,
+                m.op
+            );
+        }
     }
 
     #[test]
