@@ -24,10 +24,16 @@ pub enum LedgerError {
     UnknownToken(Uuid),
     #[error("{what} {name:?} already exists")]
     AlreadyExists { what: &'static str, name: String },
-    #[error("no free seat of product {product}")]
-    NoSeatFree { product: ProductId },
-    #[error("the company's quota for product {product} is used up")]
-    QuotaExhausted { product: ProductId },
+    /// Names the product (`owner/name`) and its counts, so the message needs no look-up.
+    #[error("no free seat of {name} ({in_use} of {total} in use)")]
+    NoSeatFree {
+        product: ProductId,
+        name: String,
+        in_use: i64,
+        total: i64,
+    },
+    #[error("the company's quota for {name} is used up")]
+    QuotaExhausted { product: ProductId, name: String },
     #[error("product {product} requires product {prerequisite} first")]
     PrerequisiteMissing {
         product: ProductId,

@@ -341,3 +341,10 @@ impl Seat {
         self.trial || product.is_some_and(|p| p.trial)
     }
 }
+
+impl Product {
+    /// `owner/name`, as people and errors name a product.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.owner, self.name)
+    }
+}

@@ -66,7 +66,7 @@ fn tally(outcomes: &[Result<Outcome, LedgerError>], product: &Product) -> usize 
     for o in outcomes {
         match o {
             Ok(_) => won += 1,
-            Err(LedgerError::NoSeatFree { product: p }) if *p == product.id => {}
+            Err(LedgerError::NoSeatFree { product: p, .. }) if *p == product.id => {}
             Err(e) => panic!("unexpected failure under contention: {e:?}"),
         }
     }

@@ -209,6 +209,7 @@ pub enum SeatsCmd {
         product: String,
         #[arg(long)]
         count: i64,
+        /// The company whose own pool gets the seats: its name or id
         #[arg(long)]
         company: Option<String>,
         #[arg(long)]
@@ -234,6 +235,7 @@ pub enum UserCmd {
         name: Option<String>,
         #[arg(long)]
         email: Option<String>,
+        /// The user's company: its name or id
         #[arg(long)]
         company: Option<String>,
         /// Integer id (SuperOffice AssociateId)
@@ -501,7 +503,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 },
             ..
         } => {
-            let body = json!({ "count": count, "company": company, "transaction_id": transaction });
+            let body = json!({ "count": count, "company": company.as_deref().map(company_key), "transaction_id": transaction });
             let seats: Vec<Value> = client
                 .post(
                     &format!("/v1/products/{}/seats", product_path(&product)),
@@ -562,7 +564,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 None => (String::new(), String::new()),
             };
             let body = json!({ "login": login, "first_name": first, "last_name": last, "email": email.unwrap_or_default(),
-                "company": company, "id": id, "password": password });
+                "company": company.as_deref().map(company_key), "id": id, "password": password });
             let user: Value = client.post("/v1/users", &body).await?;
             out.users(&[user]);
         }
@@ -721,4 +723,13 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--company` as the API takes it: a number is the company's id, anything else its name (or
+/// UUID).
+fn company_key(text: &str) -> Value {
+    match text.trim().parse::<i64>() {
+        Ok(id) => Value::from(id),
+        Err(_) => Value::from(text.trim()),
+    }
 }

@@ -42,6 +42,29 @@ fn cli_json(server_url: &str, token: &str, args: &[&str]) -> Value {
     serde_json::from_str(&cli(server_url, token, &all)).expect("json output")
 }
 
+/// `allot user list | head -1`: the reader is gone before the list is written; the command
+/// ends without a panic (killed by SIGPIPE, as other Unix tools are, or exit 0).
+fn list_into_a_closed_pipe_is_quiet(server_url: &str, token: &str) {
+    let mut child = Command::new(BIN)
+        .args(["user", "list"])
+        .env("ALLOT_URL", server_url)
+        .env("ALLOT_TOKEN", token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run allot");
+    // Close the read end at once: the command is still waiting for the server's answer.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for allot");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "nothing is said on stderr: {stderr}"
+    );
+}
+
 /// The whole admin flow through the binary's own commands and raw HTTP.
 async fn admin_flow(server: &Server, token: &str) {
     let url = server.url.as_str();
@@ -128,6 +151,20 @@ async fn admin_flow(server: &Server, token: &str) {
         ],
     );
     cli(url, token, &["user", "add", "--login", "bob"]);
+    list_into_a_closed_pipe_is_quiet(url, token);
+    // --company takes the company's id as well as its name.
+    let beta = cli_json(
+        url,
+        token,
+        &["company", "add", "--name", "Beta", "--pool", "global"],
+    );
+    let beta_id = beta["id"].as_i64().expect("company id").to_string();
+    let cid = cli_json(
+        url,
+        token,
+        &["user", "add", "--login", "cid", "--company", &beta_id],
+    );
+    assert_eq!(cid["company"].to_string(), beta_id, "{cid}");
     let view = cli_json(
         url,
         token,
@@ -549,4 +586,47 @@ async fn two_server_processes_on_one_postgres_never_over_allocate() {
     first.stop();
     second.stop();
     db.drop_db().await;
+}
+
+/// Logs written into a pipe (or a file) carry no ANSI colour codes: `allot serve` with its
+/// standard error piped logs its start-up lines in plain text.
+#[test]
+fn logs_into_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}", dir.path().join("allot.db").display());
+    let (port, metrics_port) = (crate::server::free_port(), crate::server::free_port());
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--db",
+            &db,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .env("ALLOT_ADMIN_PASSWORD", "correct horse battery")
+        .env("ALLOT_LOG", "info")
+        .env_remove("ALLOT_LOG_JSON")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start allot serve");
+    // Read the log until the server says it listens (the line after start-up's work).
+    let mut logs = String::new();
+    let stderr = child.stderr.take().expect("stderr");
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+        let Ok(line) = line else { break };
+        logs.push_str(&line);
+        logs.push('\n');
+        if line.contains("allot listening") {
+            break;
+        }
+    }
+    child.kill().expect("stop the server");
+    child.wait().ok();
+    assert!(logs.contains("allot listening"), "{logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "ANSI escape codes in piped logs: {logs:?}"
+    );
 }

@@ -44,6 +44,7 @@ pub(super) async fn take_seat(
         } else if !product.product.unrestricted && has_quota(c, env, company, product.id()).await? {
             return Err(LedgerError::QuotaExhausted {
                 product: product.id(),
+                name: product.product.full_name(),
             }
             .into());
         }
@@ -51,10 +52,7 @@ pub(super) async fn take_seat(
     if product.product.unrestricted {
         return insert_overflow_seat(c, env, user, product, session).await;
     }
-    Err(LedgerError::NoSeatFree {
-        product: product.id(),
-    }
-    .into())
+    Err(no_seat_free(c, env, product).await?.into())
 }
 
 pub(super) async fn has_quota(
@@ -144,10 +142,7 @@ pub(super) async fn insert_overflow_seat(
     if inserted == 1 {
         Ok(number)
     } else {
-        Err(LedgerError::NoSeatFree {
-            product: product.id(),
-        }
-        .into())
+        Err(no_seat_free(c, env, product).await?.into())
     }
 }
 
@@ -341,4 +336,32 @@ pub(super) async fn drop_products(
         }
     }
     Ok(freed)
+}
+
+/// The refusal for a product with no seat left, with the counts that explain it.
+pub(super) async fn no_seat_free(
+    c: &mut Conn,
+    env: &Env<'_>,
+    product: &ProductRow,
+) -> OpResult<LedgerError> {
+    #[derive(sqlx::FromRow)]
+    struct Counts {
+        total: i64,
+        in_use: i64,
+    }
+    let counts: Counts = sqlx::query_as(
+        "SELECT count(*) AS total, count(holder_id) AS in_use FROM seats \
+         WHERE tenant_id = $1 AND product_id = $2 AND (expires_at IS NULL OR expires_at > $3)",
+    )
+    .bind(env.tenant())
+    .bind(product.id())
+    .bind(env.now)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(LedgerError::NoSeatFree {
+        product: product.id(),
+        name: product.product.full_name(),
+        in_use: counts.in_use,
+        total: counts.total,
+    })
 }

@@ -71,6 +71,7 @@ pub(super) async fn grant_seat(
                 return Err(if has_quota(c, env, company, product.id()).await? {
                     LedgerError::QuotaExhausted {
                         product: product.id(),
+                        name: product.product.full_name(),
                     }
                 } else {
                     LedgerError::WrongPool {
