@@ -199,6 +199,20 @@ pub async fn bootstrap(state: &AppState) -> anyhow::Result<Option<String>> {
     Ok(generated.then_some(password))
 }
 
+/// Binds `addr`; a failure names the address and the setting that changes it, e.g.
+/// `cannot listen on 127.0.0.1:8080: address already in use (set --listen or ALLOT_LISTEN)`.
+pub async fn listen(addr: std::net::SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let reason = match e.kind() {
+            std::io::ErrorKind::AddrInUse => "address already in use".to_owned(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+            std::io::ErrorKind::AddrNotAvailable => "address not available here".to_owned(),
+            _ => e.to_string(),
+        };
+        anyhow::anyhow!("cannot listen on {addr}: {reason} (set {setting})")
+    })
+}
+
 /// Opens the store and runs the server on `listener` until `shutdown` resolves; then stops
 /// accepting, lets requests in flight finish and closes the store.
 pub async fn serve(
@@ -216,7 +230,7 @@ pub async fn serve(
     let metrics_task = match settings.metrics_listen {
         Some(addr) => {
             metrics_handle();
-            let metrics_listener = TcpListener::bind(addr).await?;
+            let metrics_listener = listen(addr, "--metrics-listen or ALLOT_METRICS_LISTEN").await?;
             tracing::info!(%addr, "metrics listening");
             let app = metrics_app(state.clone());
             Some(tokio::spawn(async move {

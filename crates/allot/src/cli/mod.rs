@@ -324,7 +324,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(&args)?;
     crate::telemetry::init(settings.log_json);
     tracing::info!(?settings, "starting");
-    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+    let listener = crate::server::listen(settings.listen, "--listen or ALLOT_LISTEN").await?;
     crate::server::serve(settings, listener, shutdown_signal()).await
 }
 

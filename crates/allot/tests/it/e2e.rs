@@ -630,3 +630,31 @@ fn logs_into_a_pipe_carry_no_colour_codes() {
         "ANSI escape codes in piped logs: {logs:?}"
     );
 }
+
+/// A port already taken: `serve` says which address and how to choose another, and exits
+/// non-zero without a panic.
+#[test]
+fn a_failed_bind_names_the_address_and_the_setting() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("take a port");
+    let addr = taken.local_addr().expect("address");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}", dir.path().join("allot.db").display());
+    let out = Command::new(BIN)
+        .args(["serve", "--db", &db, "--listen", &addr.to_string()])
+        .args([
+            "--metrics-listen",
+            &format!("127.0.0.1:{}", crate::server::free_port()),
+        ])
+        .env("ALLOT_ADMIN_PASSWORD", "correct horse battery")
+        .output()
+        .expect("run allot serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on {addr}: address already in use (set --listen or ALLOT_LISTEN)"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
