@@ -20,7 +20,10 @@ pub enum ClientError {
         code: String,
         message: String,
     },
-    #[error("cannot reach the server: {0}")]
+    /// No connection at all: name the address tried and how to point elsewhere.
+    #[error("cannot reach the allot server at {url}: {reason} (set --url or ALLOT_URL)")]
+    Unreachable { url: String, reason: String },
+    #[error("talking to the server failed: {0}")]
     Transport(#[from] reqwest::Error),
 }
 
@@ -28,7 +31,7 @@ impl ClientError {
     pub fn code(&self) -> Option<&str> {
         match self {
             ClientError::Api { code, .. } => Some(code),
-            ClientError::Transport(_) => None,
+            ClientError::Unreachable { .. } | ClientError::Transport(_) => None,
         }
     }
 }
@@ -43,6 +46,28 @@ impl Client {
                 .expect("HTTP client"),
             base: base.trim_end_matches('/').to_owned(),
             token,
+        }
+    }
+
+    /// A failed send as the person at the terminal needs it: a refused or timed-out connection
+    /// names the server's address; anything else stays as reqwest tells it.
+    fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        if !(e.is_connect() || e.is_timeout()) {
+            return ClientError::Transport(e);
+        }
+        // The innermost cause is the operating system's words ("Connection refused").
+        let mut cause: &dyn std::error::Error = &e;
+        while let Some(inner) = cause.source() {
+            cause = inner;
+        }
+        let reason = if e.is_timeout() {
+            "no answer in time".to_owned()
+        } else {
+            cause.to_string()
+        };
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            reason,
         }
     }
 
@@ -66,7 +91,7 @@ impl Client {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await?;
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp.json().await?);
@@ -110,7 +135,7 @@ impl Client {
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }
-        let resp = req.send().await?;
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = resp.status();
         let _ = resp.bytes().await?;
         Ok(status)

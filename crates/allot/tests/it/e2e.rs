@@ -658,3 +658,24 @@ fn a_failed_bind_names_the_address_and_the_setting() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// No server at the URL: the admin command names the URL and how to change it.
+#[test]
+fn an_unreachable_server_is_named_with_the_setting() {
+    // A port nobody listens on: bound, then released.
+    let port = crate::server::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = Command::new(BIN)
+        .args(["status"])
+        .env("ALLOT_URL", &url)
+        .env("ALLOT_TOKEN", "allot_nothing")
+        .output()
+        .expect("run allot");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot reach the allot server at {url}: ")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(set --url or ALLOT_URL)"), "{stderr}");
+}
