@@ -110,20 +110,42 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Counts requests and their latency by route and status.
+/// Also writes the access log: one INFO line per request with its method, matched route, status,
+/// duration and request id (never headers or bodies, so no secret reaches it).
 async fn record_request(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().to_string();
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
     let path = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("path", path), ("status", status)];
+    let elapsed = start.elapsed();
+    let status = response.status().as_u16();
+    tracing::info!(
+        target: "allot::access",
+        method = %method,
+        route = %path,
+        status,
+        ms = format_args!("{:.2}", elapsed.as_secs_f64() * 1000.0),
+        request_id = %request_id,
+        "request"
+    );
+    let labels = [
+        ("method", method),
+        ("path", path),
+        ("status", status.to_string()),
+    ];
     metrics::counter!("allot_http_requests_total", &labels).increment(1);
     metrics::histogram!("allot_http_request_duration_seconds", &labels)
-        .record(start.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
     response
 }
 

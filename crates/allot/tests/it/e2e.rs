@@ -589,7 +589,8 @@ async fn two_server_processes_on_one_postgres_never_over_allocate() {
 }
 
 /// Logs written into a pipe (or a file) carry no ANSI colour codes: `allot serve` with its
-/// standard error piped logs its start-up lines in plain text.
+/// standard error piped logs its start-up lines in plain text, and one access-log line per
+/// request.
 #[test]
 fn logs_into_a_pipe_carry_no_colour_codes() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -611,20 +612,39 @@ fn logs_into_a_pipe_carry_no_colour_codes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start allot serve");
-    // Read the log until the server says it listens (the line after start-up's work).
+    // Read the log until the server says it listens (the line after start-up's work), then
+    // make one request and read on until its access-log line.
     let mut logs = String::new();
     let stderr = child.stderr.take().expect("stderr");
+    let mut requested = false;
     for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
         let Ok(line) = line else { break };
         logs.push_str(&line);
         logs.push('\n');
-        if line.contains("allot listening") {
+        if line.contains("allot listening") && !requested {
+            requested = true;
+            use std::io::{Read, Write};
+            let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            conn.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .expect("send");
+            let mut answer = String::new();
+            conn.read_to_string(&mut answer).ok();
+        }
+        if line.contains("route=/healthz") {
             break;
         }
     }
     child.kill().expect("stop the server");
     child.wait().ok();
     assert!(logs.contains("allot listening"), "{logs}");
+    // One access-log line per request: method, matched route, status, duration, request id.
+    let access = logs
+        .lines()
+        .find(|l| l.contains("route=/healthz"))
+        .unwrap_or_else(|| panic!("no access-log line: {logs}"));
+    for field in ["method=GET", "status=200", "ms=", "request_id="] {
+        assert!(access.contains(field), "{field} missing from {access:?}");
+    }
     assert!(
         !logs.contains('\u{1b}'),
         "ANSI escape codes in piped logs: {logs:?}"
