@@ -26,6 +26,10 @@ pub use store::{AuditFilter, SeatFilter, StoreOptions};
 
 use store::Store;
 
+/// A log filter directive that keeps the store's driver quiet below warnings, for adapters that
+/// set up logging (they need not know which driver the store uses).
+pub const QUIET_STORE_LOGS: &str = "sqlx=warn";
+
 /// What every ledger call answers: a value, or the one error type (a rule's refusal, or
 /// [`LedgerError::Store`] when the store failed and nothing was applied).
 pub type QueryResult<T> = Result<T, LedgerError>;

@@ -6,8 +6,8 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 pub fn init(json: bool) {
-    let filter =
-        EnvFilter::try_from_env("ALLOT_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter = EnvFilter::try_from_env("ALLOT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{}", allot_ledger::QUIET_STORE_LOGS)));
     // Colours only for a person at a terminal: never into a file, a pipe or JSON.
     let ansi = !json && std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
