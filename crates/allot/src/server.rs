@@ -242,6 +242,12 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Both listeners are bound before the store is touched: a taken port fails the start with
+    // nothing done.
+    let metrics_listener = match settings.metrics_listen {
+        Some(addr) => Some(listen(addr, "--metrics-listen or ALLOT_METRICS_LISTEN").await?),
+        None => None,
+    };
     let ledger = Ledger::open_with(settings.db.expose(), &settings.store_options()).await?;
     let state = AppState::new(ledger.clone(), settings.clone());
     if let Some(password) = bootstrap(&state).await? {
@@ -249,11 +255,10 @@ pub async fn serve(
         println!("Created tenant \"default\" with login \"admin\", password: {password}");
         println!("(set ALLOT_ADMIN_PASSWORD to choose it; it is not shown again)");
     }
-    let metrics_task = match settings.metrics_listen {
-        Some(addr) => {
+    let metrics_task = match metrics_listener {
+        Some(metrics_listener) => {
             metrics_handle();
-            let metrics_listener = listen(addr, "--metrics-listen or ALLOT_METRICS_LISTEN").await?;
-            tracing::info!(%addr, "metrics listening");
+            tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
             let app = metrics_app(state.clone());
             Some(tokio::spawn(async move {
                 let _ = axum::serve(metrics_listener, app).await;

@@ -9,12 +9,21 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_allot");
 
+/// A port that was free a moment ago and that no other test of this process has been given.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub struct Server {
@@ -36,6 +45,24 @@ impl Server {
         admin_password: Option<&str>,
         config: Option<&std::path::Path>,
     ) -> Server {
+        // A port can still be taken between choosing and binding it (by a client socket, say);
+        // the server binds before it touches the store, so starting again on others is safe.
+        for attempt in 1.. {
+            match Self::try_start(db, admin_password, config).await {
+                Some(server) => return server,
+                None if attempt < 5 => continue,
+                None => panic!("allot serve exited early {attempt} times"),
+            }
+        }
+        unreachable!()
+    }
+
+    /// One start on fresh ports; `None` when the server exited before answering.
+    async fn try_start(
+        db: &str,
+        admin_password: Option<&str>,
+        config: Option<&std::path::Path>,
+    ) -> Option<Server> {
         let (port, metrics_port) = (free_port(), free_port());
         let mut cmd = Command::new(BIN);
         cmd.args([
@@ -67,7 +94,8 @@ impl Server {
                 break;
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("allot serve exited early: {status}");
+                eprintln!("allot serve exited early: {status}");
+                return None;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
@@ -85,12 +113,12 @@ impl Server {
                 stdout_lines.push(line.trim_end().to_owned());
             }
         }
-        Server {
+        Some(Server {
             child,
             url,
             metrics: format!("http://127.0.0.1:{metrics_port}"),
             stdout_lines,
-        }
+        })
     }
 
     pub fn stop(mut self) {
