@@ -132,6 +132,9 @@ pub(crate) enum StoreError {
     Contended,
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The store was closed (the server is shutting down) before the command was applied.
+    #[error("the store is closed")]
+    Closed,
 }
 
 impl StoreError {

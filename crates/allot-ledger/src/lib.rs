@@ -152,14 +152,13 @@ impl Ledger {
         outcomes.into_iter().collect()
     }
 
-    /// Applies one command in its own transaction.
+    /// Applies one command.
+    ///
+    /// Commands of concurrent callers are committed together (group commit: one transaction,
+    /// each command under its own savepoint, one commit); each caller gets its own command's
+    /// outcome, and only once that transaction has committed.
     pub async fn execute(&self, ctx: &Context, command: Command) -> Result<Outcome, LedgerError> {
-        match self.apply(ctx, std::slice::from_ref(&command)).await {
-            Ok(mut outcomes) => outcomes.pop().unwrap_or(Err(LedgerError::Store(
-                "the store returned no outcome".into(),
-            ))),
-            Err(e) => Err(LedgerError::Store(e.to_string())),
-        }
+        self.store.execute(ctx.clone(), command, self.now()).await
     }
 
     pub async fn user(&self, tenant: TenantId, user: &UserRef) -> QueryResult<User> {

@@ -12,11 +12,10 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::cli::client::{Client, ClientError, segment};
-use crate::config::{Secret, Settings};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// A running server to load (otherwise one is started in-process on --db)
+    /// A running server to load (otherwise `allot serve` is started as a child process on --db)
     #[arg(long)]
     pub url: Option<String>,
     /// Admin token for --url
@@ -42,6 +41,13 @@ pub struct BenchArgs {
     /// Which protocol the license operations speak
     #[arg(long, value_enum, default_value = "native")]
     pub workload: Workload,
+    /// Send license requests at this fixed rate (requests/s, open loop) instead of C clients
+    /// each waiting for its last answer; latencies count from each request's scheduled start
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// With --url: the server's process id, to report its CPU time per request
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
 /// The wire the benchmark's license operations use; the ledger underneath is the same.
@@ -102,11 +108,26 @@ impl Tally {
     }
 }
 
-fn classify(result: &Result<Value, ClientError>, tally: &mut Tally) {
-    match result {
-        Ok(_) => tally.ok += 1,
-        Err(ClientError::Api { status, .. }) if status.as_u16() == 409 => tally.refused += 1,
-        Err(_) => tally.errors += 1,
+impl Tally {
+    /// One native answer, timed from `since`: 2xx ok, 409 a refusal (no free seat, seat taken),
+    /// anything else an error.
+    fn record(&mut self, since: Instant, result: &Result<Value, ClientError>) {
+        self.latencies_us.push(since.elapsed().as_micros() as u32);
+        match result {
+            Ok(_) => self.ok += 1,
+            Err(ClientError::Api { status, .. }) if status.as_u16() == 409 => self.refused += 1,
+            Err(_) => self.errors += 1,
+        }
+    }
+
+    /// One dialect answer: 2xx ok, 4xx a refusal (a seat already taken), anything else an error.
+    fn record_status(&mut self, since: Instant, result: &Result<reqwest::StatusCode, ClientError>) {
+        self.latencies_us.push(since.elapsed().as_micros() as u32);
+        match result {
+            Ok(s) if s.is_success() => self.ok += 1,
+            Ok(s) if s.is_client_error() => self.refused += 1,
+            _ => self.errors += 1,
+        }
     }
 }
 
@@ -132,15 +153,31 @@ async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<W
         products.push(p["id"].as_i64().context("product id")?);
         product_names.push(name);
     }
-    let mut users = Vec::new();
-    let mut user_uuids = Vec::new();
-    for i in 0..args.users {
-        let u: Value = client
-            .post("/v1/users", &json!({ "login": format!("{tag}-u{i}") }))
-            .await?;
-        users.push(u["id"].as_i64().context("user id")?);
-        user_uuids.push(u["uuid"].as_str().context("user uuid")?.to_owned());
+    // Users are made by as many concurrent requests as there are clients, so a large tenant
+    // is set up in reasonable time.
+    let workers = args.clients.min(args.users).max(1);
+    let mut makers = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let (client, tag, count) = (client.clone(), tag.to_owned(), args.users);
+        makers.spawn(async move {
+            let mut made = Vec::new();
+            for i in (w..count).step_by(workers) {
+                let u: Value = client
+                    .post("/v1/users", &json!({ "login": format!("{tag}-u{i}") }))
+                    .await?;
+                let id = u["id"].as_i64().context("user id")?;
+                let uuid = u["uuid"].as_str().context("user uuid")?.to_owned();
+                made.push((i, id, uuid));
+            }
+            anyhow::Ok(made)
+        });
     }
+    let mut made = Vec::with_capacity(args.users);
+    while let Some(done) = makers.join_next().await {
+        made.extend(done??);
+    }
+    made.sort_unstable_by_key(|(i, _, _)| *i);
+    let (users, user_uuids) = made.into_iter().map(|(_, id, uuid)| (id, uuid)).unzip();
     let mut seats = Vec::new();
     for p in &products {
         let mut after: Option<i64> = None;
@@ -168,41 +205,44 @@ async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<W
     })
 }
 
-/// One client's loop: assign+unassign of a random (user, product), or grant+release of a
-/// random seat, until the deadline. Every HTTP request is one timed operation.
-async fn license_client(client: Client, world: Arc<World>, deadline: Instant) -> Tally {
-    let mut tally = Tally::default();
-    let mut rng = rand::rngs::StdRng::from_os_rng();
-    while Instant::now() < deadline {
-        let user = world.users[rng.random_range(0..world.users.len())];
+/// One license operation as the chosen wire speaks it: assign then unassign a random (user,
+/// product), or grant then release a random seat. The first request is timed from `intended`,
+/// the moment it was meant to start (so an open-loop run counts the time it queued behind a
+/// slow server); the second from when the first answered.
+async fn license_pair(
+    client: &Client,
+    world: &World,
+    workload: Workload,
+    rng: &mut rand::rngs::StdRng,
+    intended: Instant,
+    tally: &mut Tally,
+) {
+    let u = rng.random_range(0..world.users.len());
+    if workload == Workload::Native {
+        let user = world.users[u];
         if rng.random_bool(0.5) {
             let product = world.products[rng.random_range(0..world.products.len())];
-            let t = Instant::now();
             let r = client
                 .post::<Value>(
                     &format!("/v1/users/{user}/assignments"),
                     &json!({ "product": product }),
                 )
                 .await;
-            tally.latencies_us.push(t.elapsed().as_micros() as u32);
-            classify(&r, &mut tally);
+            tally.record(intended, &r);
             let t = Instant::now();
             let r = client
                 .delete::<Value>(&format!("/v1/users/{user}/assignments/{product}"))
                 .await;
-            tally.latencies_us.push(t.elapsed().as_micros() as u32);
-            classify(&r, &mut tally);
+            tally.record(t, &r);
         } else {
             let seat = &world.seats[rng.random_range(0..world.seats.len())];
-            let t = Instant::now();
             let r = client
                 .post::<Value>(
                     &format!("/v1/seats/{}/grant", segment(seat)),
                     &json!({ "user": user }),
                 )
                 .await;
-            tally.latencies_us.push(t.elapsed().as_micros() as u32);
-            classify(&r, &mut tally);
+            tally.record(intended, &r);
             if r.is_ok() {
                 let t = Instant::now();
                 let r = client
@@ -211,66 +251,115 @@ async fn license_client(client: Client, world: Arc<World>, deadline: Instant) ->
                         &json!({ "user": user }),
                     )
                     .await;
-                tally.latencies_us.push(t.elapsed().as_micros() as u32);
-                classify(&r, &mut tally);
+                tally.record(t, &r);
             }
         }
+        return;
     }
-    tally
+    let (first, second, body) = match workload {
+        Workload::Superoffice => {
+            let name = &world.product_names[rng.random_range(0..world.product_names.len())];
+            (
+                "/api/v1/Agents/License/AssignThirdPartyLicenses",
+                "/api/v1/Agents/License/UnassignThirdPartyLicenses",
+                json!({ "AssociateId": world.users[u], "ModuleOwner": "bench",
+                        "ModuleLicenseNames": [name] }),
+            )
+        }
+        Workload::Msp360 | Workload::Native => {
+            let seat = &world.seats[rng.random_range(0..world.seats.len())];
+            (
+                "/api/Licenses/Grant",
+                "/api/Licenses/Release",
+                json!({ "LicenseID": seat, "UserID": world.user_uuids[u] }),
+            )
+        }
+    };
+    let r = client.post_status(first, &body).await;
+    tally.record_status(intended, &r);
+    if matches!(r, Ok(s) if s.is_success()) {
+        let t = Instant::now();
+        let r = client.post_status(second, &body).await;
+        tally.record_status(t, &r);
+    }
 }
 
-/// Counts a dialect answer: 2xx ok, 4xx a refusal (a seat already taken), anything else an error.
-fn classify_status(result: &Result<reqwest::StatusCode, ClientError>, tally: &mut Tally) {
-    match result {
-        Ok(s) if s.is_success() => tally.ok += 1,
-        Ok(s) if s.is_client_error() => tally.refused += 1,
-        _ => tally.errors += 1,
-    }
-}
-
-/// The same load through a dialect: SuperOffice assigns and unassigns a third-party module
-/// (two agent calls), MSP360 grants and releases a seat (two calls).
-async fn dialect_client(
+/// Closed loop: one client sends its next operation when the last one answered.
+async fn license_client(
     client: Client,
     world: Arc<World>,
-    deadline: Instant,
     workload: Workload,
+    deadline: Instant,
 ) -> Tally {
     let mut tally = Tally::default();
     let mut rng = rand::rngs::StdRng::from_os_rng();
     while Instant::now() < deadline {
-        let u = rng.random_range(0..world.users.len());
-        let (first, second, body) = match workload {
-            Workload::Superoffice => {
-                let name = &world.product_names[rng.random_range(0..world.product_names.len())];
-                (
-                    "/api/v1/Agents/License/AssignThirdPartyLicenses",
-                    "/api/v1/Agents/License/UnassignThirdPartyLicenses",
-                    json!({ "AssociateId": world.users[u], "ModuleOwner": "bench",
-                            "ModuleLicenseNames": [name] }),
-                )
-            }
-            Workload::Msp360 | Workload::Native => {
-                let seat = &world.seats[rng.random_range(0..world.seats.len())];
-                (
-                    "/api/Licenses/Grant",
-                    "/api/Licenses/Release",
-                    json!({ "LicenseID": seat, "UserID": world.user_uuids[u] }),
-                )
-            }
-        };
-        let t = Instant::now();
-        let r = client.post_status(first, &body).await;
-        tally.latencies_us.push(t.elapsed().as_micros() as u32);
-        classify_status(&r, &mut tally);
-        if matches!(r, Ok(s) if s.is_success()) {
-            let t = Instant::now();
-            let r = client.post_status(second, &body).await;
-            tally.latencies_us.push(t.elapsed().as_micros() as u32);
-            classify_status(&r, &mut tally);
-        }
+        license_pair(
+            &client,
+            &world,
+            workload,
+            &mut rng,
+            Instant::now(),
+            &mut tally,
+        )
+        .await;
     }
     tally
+}
+
+/// Open loop: operations start at a fixed arrival rate whatever the server's speed, each timed
+/// from its scheduled start, so a stall shows in the percentiles instead of slowing the senders
+/// down (no coordinated omission). `rate` counts requests; each operation is two of them.
+async fn open_loop(
+    client: Client,
+    world: Arc<World>,
+    workload: Workload,
+    rate: f64,
+    duration: Duration,
+) -> (Tally, Duration) {
+    /// Operations waiting for an answer beyond which the server is plainly not keeping up;
+    /// later arrivals are counted as errors rather than piling up without bound.
+    const MAX_IN_FLIGHT: usize = 20_000;
+    let interval = Duration::from_secs_f64(2.0 / rate);
+    let start = Instant::now();
+    let deadline = start + duration;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut total = Tally::default();
+    let mut dropped = 0;
+    let mut seed_rng = rand::rngs::StdRng::from_os_rng();
+    for i in 0u32.. {
+        let intended = start + interval * i;
+        if intended >= deadline {
+            break;
+        }
+        tokio::time::sleep_until(intended.into()).await;
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            dropped += 1;
+            continue;
+        };
+        let (client, world) = (client.clone(), world.clone());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed_rng.random());
+        tasks.spawn(async move {
+            let mut tally = Tally::default();
+            license_pair(&client, &world, workload, &mut rng, intended, &mut tally).await;
+            drop(permit);
+            tally
+        });
+        // Collect finished operations as we go, so the set stays small.
+        while let Some(done) = tasks.try_join_next() {
+            if let Ok(t) = done {
+                total.merge(t);
+            }
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(t) = done {
+            total.merge(t);
+        }
+    }
+    total.errors += dropped;
+    (total, start.elapsed())
 }
 
 async fn health_client(client: Client, deadline: Instant) -> Tally {
@@ -329,105 +418,200 @@ async fn check(client: &Client, world: &World) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The server under load: a child `allot serve` process started here (so its CPU time is its
+/// own, apart from the load generator's), or one at `--url`.
+struct Target {
+    url: String,
+    token: String,
+    store: String,
+    /// Whose CPU counters to read: the child, or `--server-pid`.
+    pid: Option<u32>,
+    child: Option<tokio::process::Child>,
+    _dir: Option<TempDir>,
+}
+
+impl Target {
+    async fn start(args: &BenchArgs, tag: &str) -> anyhow::Result<Target> {
+        if let Some(url) = &args.url {
+            return Ok(Target {
+                url: url.clone(),
+                token: args.token.clone().context("--url needs an admin --token")?,
+                store: "external".to_owned(),
+                pid: args.server_pid,
+                child: None,
+                _dir: None,
+            });
+        }
+        let (db, dir) = if args.db == "sqlite" {
+            let dir = TempDir::new()?;
+            (
+                format!("sqlite://{}", dir.0.join("bench.db").display()),
+                Some(dir),
+            )
+        } else {
+            (args.db.clone(), None)
+        };
+        let password = format!("bench-{tag}-password");
+        let port = free_port()?;
+        let url = format!("http://127.0.0.1:{port}");
+        let sync = match args.sqlite_sync {
+            crate::config::SqliteSync::Full => "full",
+            crate::config::SqliteSync::Normal => "normal",
+        };
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .args(["--db", &db, "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", "off", "--sqlite-sync", sync])
+            // One address drives all the load here: no per-address limit, no shedding.
+            .args(["--rate-limit", "0", "--max-concurrency", "100000"])
+            .env("ALLOT_ADMIN_PASSWORD", &password)
+            .env("ALLOT_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the server under test")?;
+        let anonymous = Client::new(&url, None);
+        let mut token = None;
+        for _ in 0..300 {
+            if let Ok(Some(status)) = child.try_wait() {
+                anyhow::bail!("the server under test exited at start ({status})");
+            }
+            let login = anonymous
+                .post::<Value>(
+                    "/v1/auth/login",
+                    &json!({ "tenant": "default", "login": "admin", "password": password }),
+                )
+                .await;
+            if let Ok(v) = login {
+                token = v["token"].as_str().map(str::to_owned);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let store = if db.starts_with("sqlite") {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        Ok(Target {
+            url,
+            token: token.context("could not log in to the bench server")?,
+            store: store.to_owned(),
+            pid: child.id(),
+            child: Some(child),
+            _dir: dir,
+        })
+    }
+
+    /// CPU seconds (user + system) the server process has used so far, from /proc.
+    fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
+        // Fields after the command name (which may hold spaces) start at ") ".
+        let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / clock_ticks_per_second())
+    }
+
+    async fn stop(mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+}
+
+#[cfg(unix)]
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a system constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+#[cfg(not(unix))]
+fn clock_ticks_per_second() -> f64 {
+    100.0
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The server's CPU time per request over a measurement, in microseconds.
+fn cpu_per_request(before: Option<f64>, after: Option<f64>, requests: usize) -> String {
+    match (before, after) {
+        (Some(b), Some(a)) if requests > 0 => {
+            format!("{:.0} µs", (a - b) * 1e6 / requests as f64)
+        }
+        _ => "n/a (no server pid)".to_owned(),
+    }
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.products > 0 && args.users > 0 && args.clients > 0 && args.seats > 0,
         "sizes must be positive"
     );
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(rate > 0.0, "--rate must be positive");
+    }
     let tag = format!("b{}", rand::rng().random_range(10_000..99_999));
-    let mut _temp = None;
-    let mut shutdown = None;
-    let (url, token, store) = match &args.url {
-        Some(url) => (
-            url.clone(),
-            args.token.clone().context("--url needs an admin --token")?,
-            "external".to_owned(),
-        ),
-        None => {
-            let db = if args.db == "sqlite" {
-                let dir = tempfile_dir()?;
-                let url = format!("sqlite://{}", dir.join("bench.db").display());
-                _temp = Some(dir);
-                url
-            } else {
-                args.db.clone()
-            };
-            let password = format!("bench-{tag}-password");
-            let settings = Settings {
-                db: Secret::new(db.clone()),
-                listen: ([127, 0, 0, 1], 0).into(),
-                metrics_listen: None,
-                admin_password: Some(Secret::new(password.clone())),
-                max_concurrency: 4096,
-                // One address drives all the load here: no per-address limit.
-                rate_limit: 0,
-                sqlite_sync: args.sqlite_sync,
-                ..Settings::default()
-            };
-            let listener = tokio::net::TcpListener::bind(settings.listen).await?;
-            let addr = listener.local_addr()?;
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            tokio::spawn(crate::server::serve(settings, listener, async {
-                let _ = rx.await;
-            }));
-            shutdown = Some(tx);
-            let url = format!("http://{addr}");
-            let anonymous = Client::new(&url, None);
-            let mut token = None;
-            for _ in 0..100 {
-                let login = anonymous
-                    .post::<Value>(
-                        "/v1/auth/login",
-                        &json!({ "tenant": "default", "login": "admin", "password": password }),
-                    )
-                    .await;
-                if let Ok(v) = login {
-                    token = v["token"].as_str().map(str::to_owned);
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            let store = if db.starts_with("sqlite") {
-                "sqlite"
-            } else {
-                "postgres"
-            };
-            (
-                url,
-                token.context("could not log in to the bench server")?,
-                store.to_owned(),
-            )
-        }
-    };
-    let client = Client::new(&url, Some(token));
-    let sync = if store == "sqlite" {
+    let target = Target::start(&args, &tag).await?;
+    let result = run_against(&args, &tag, &target).await;
+    target.stop().await;
+    result
+}
+
+async fn run_against(args: &BenchArgs, tag: &str, target: &Target) -> anyhow::Result<()> {
+    let client = Client::new(&target.url, Some(target.token.clone()));
+    let sync = if target.store == "sqlite" {
         format!(" synchronous={:?}", args.sqlite_sync).to_lowercase()
     } else {
         String::new()
     };
+    let mode = match args.rate {
+        Some(rate) => format!("open loop at {rate} requests/s"),
+        None => format!("closed loop, {} clients", args.clients),
+    };
     println!(
-        "allot bench: store={store}{sync} workload={:?} products={} seats/product={} users={} clients={} duration={}s",
-        args.workload, args.products, args.seats, args.users, args.clients, args.duration
+        "allot bench: store={}{sync} workload={:?} products={} seats/product={} users={} {mode} duration={}s",
+        target.store, args.workload, args.products, args.seats, args.users, args.duration
     );
-    let world = Arc::new(setup(&client, &args, &tag).await?);
+    let set_up = Instant::now();
+    let world = Arc::new(setup(&client, args, tag).await?);
+    println!(
+        "set-up       {} products, {} seats, {} users in {:.1}s",
+        world.products.len(),
+        world.seats.len(),
+        world.users.len(),
+        set_up.elapsed().as_secs_f64()
+    );
     let duration = Duration::from_secs(args.duration);
     let workload = args.workload;
-    let (mut ops, elapsed) = measure(args.clients, duration, |deadline| {
-        let (client, world) = (client.clone(), world.clone());
-        async move {
-            match workload {
-                Workload::Native => license_client(client, world, deadline).await,
-                dialect => dialect_client(client, world, deadline, dialect).await,
-            }
+    let cpu_before = target.cpu_seconds();
+    let (mut ops, elapsed) = match args.rate {
+        Some(rate) => open_loop(client.clone(), world.clone(), workload, rate, duration).await,
+        None => {
+            measure(args.clients, duration, |deadline| {
+                license_client(client.clone(), world.clone(), workload, deadline)
+            })
+            .await
         }
-    })
-    .await;
+    };
+    let cpu = cpu_per_request(cpu_before, target.cpu_seconds(), ops.latencies_us.len());
     let ops_rate = ops.report("license ops", elapsed);
+    let cpu_before = target.cpu_seconds();
     let (mut health, elapsed) = measure(args.clients, duration, |deadline| {
         health_client(client.clone(), deadline)
     })
     .await;
+    let health_cpu = cpu_per_request(cpu_before, target.cpu_seconds(), health.latencies_us.len());
     let health_rate = health.report("/healthz", elapsed);
+    println!("server CPU   {cpu} per license request, {health_cpu} per /healthz");
     println!(
         "ratio        license ops/s : /healthz/s = {:.3}  (1 : {:.1})",
         ops_rate / health_rate.max(f64::MIN_POSITIVE),
@@ -437,10 +621,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!(
         "invariants   ok: no pool over-allocated, held seats match counts, server check clean"
     );
-    if let Some(tx) = shutdown {
-        let _ = tx.send(());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     anyhow::ensure!(
         ops.errors == 0 && health.errors == 0,
         "{} errors under load",
@@ -449,8 +629,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("allot-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// A scratch directory for the bench's SQLite store, removed afterwards.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<TempDir> {
+        let dir = std::env::temp_dir().join(format!(
+            "allot-bench-{}-{}",
+            std::process::id(),
+            rand::rng().random_range(0..u32::MAX)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -8,6 +8,7 @@
 //! row locks and constraints, and transactions that meet a serialization failure or deadlock are
 //! retried whole.
 
+mod group;
 mod ops;
 mod queries;
 
@@ -56,6 +57,7 @@ pub struct Store {
     backend: Backend,
     writer: AnyPool,
     reader: AnyPool,
+    group: group::GroupCommit,
 }
 
 /// Attempts at a transaction that PostgreSQL aborted as a serialization failure or deadlock.
@@ -203,6 +205,8 @@ impl Store {
         };
         Ok(Store {
             backend: Backend::Sqlite,
+            // One connection writes: one committer, whose batches are the group commits.
+            group: group::GroupCommit::start(writer.clone(), Backend::Sqlite, 1),
             writer,
             reader,
         })
@@ -214,8 +218,12 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .connect(url)
             .await?;
+        // Transactions of one tenant run one after another (see `transact`); two committers
+        // per process let one batch gather while the other commits.
+        let committers = (options.max_connections as usize / 4).clamp(1, 2);
         Ok(Store {
             backend: Backend::Postgres,
+            group: group::GroupCommit::start(pool.clone(), Backend::Postgres, committers),
             writer: pool.clone(),
             reader: pool,
         })
@@ -296,51 +304,23 @@ impl Store {
         now: i64,
         atomic: bool,
     ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
-        let env = Env::new(ctx, now, self.backend);
-        let mut conn = self.writer.acquire().await.map_err(busy_on_timeout)?;
-        let mut tx = match self.backend {
-            // IMMEDIATE takes the write lock up front: a deferred transaction that read first
-            // could not wait for the lock later and would fail with SQLITE_BUSY.
-            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => conn.begin().await?,
-        };
-        // One command, or all-or-nothing: a refusal rolls back the transaction itself.
-        let single = commands.len() == 1 || atomic;
-        let mut outcomes = Vec::with_capacity(commands.len());
-        for command in commands {
-            if !single {
-                tx.execute("SAVEPOINT allot_command").await?;
-            }
-            let result = match ops::execute(&mut tx, &env, command).await {
-                Ok(outcome) => ops::flush_audit(&mut tx, &env).await.map(|()| outcome),
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(outcome) => {
-                    if !single {
-                        tx.execute("RELEASE SAVEPOINT allot_command").await?;
-                    }
-                    outcomes.push(Ok(outcome));
-                }
-                Err(OpError::Rule(rule)) => {
-                    env.pending_audit().clear();
-                    if single {
-                        tx.rollback().await?;
-                        outcomes.push(Err(rule));
-                        return Ok(outcomes);
-                    }
-                    tx.execute("ROLLBACK TO SAVEPOINT allot_command").await?;
-                    tx.execute("RELEASE SAVEPOINT allot_command").await?;
-                    outcomes.push(Err(rule));
-                }
-                Err(OpError::Store(e)) => {
-                    // Dropping the transaction rolls it back.
-                    return Err(e);
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(outcomes)
+        let items: Vec<Item<'_>> = commands
+            .iter()
+            .map(|command| Item { ctx, command, now })
+            .collect();
+        transact(&self.writer, self.backend, &items, atomic).await
+    }
+
+    /// Applies one command through the group committer: it shares a transaction (and so a
+    /// commit, one fsync) with the commands of other callers queued at the same moment, each
+    /// under its own savepoint. Answered only after that transaction has committed.
+    pub async fn execute(
+        &self,
+        ctx: Context,
+        command: Command,
+        now: i64,
+    ) -> Result<Outcome, LedgerError> {
+        self.group.execute(ctx, command, now).await
     }
 
     /// Runs one write transaction that is not a tenant command (creating a tenant).
@@ -381,6 +361,80 @@ impl Store {
             Err(OpError::Rule(e)) => Err(StoreError::Corrupt(e.to_string())),
         }
     }
+}
+
+/// One command of a transaction, with the context and time it runs under.
+pub(crate) struct Item<'a> {
+    pub ctx: &'a Context,
+    pub command: &'a Command,
+    pub now: i64,
+}
+
+/// Runs `items` in one write transaction. Unless `atomic` (or there is only one), each command
+/// runs under its own savepoint, so one that a rule refuses leaves no trace while the others
+/// still commit; with `atomic`, the first refusal rolls everything back. A store failure fails
+/// the whole transaction, and nothing of it is applied.
+pub(crate) async fn transact(
+    writer: &AnyPool,
+    backend: Backend,
+    items: &[Item<'_>],
+    atomic: bool,
+) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
+    let mut conn = writer.acquire().await.map_err(busy_on_timeout)?;
+    let mut tx = match backend {
+        // IMMEDIATE takes the write lock up front: a deferred transaction that read first
+        // could not wait for the lock later and would fail with SQLITE_BUSY.
+        Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => conn.begin().await?,
+    };
+    if backend == Backend::Postgres {
+        // Every write transaction ends by numbering its audit records from the tenant's row;
+        // taking that row first (tenants in id order) means two transactions never hold each
+        // other's rows while waiting for it: no deadlocks between batches.
+        let mut tenants: Vec<i64> = items.iter().map(|item| item.ctx.tenant).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        for tenant in tenants {
+            sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let single = items.len() == 1 || atomic;
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let env = Env::new(item.ctx, item.now, backend);
+        if !single {
+            tx.execute("SAVEPOINT allot_command").await?;
+        }
+        let result = match ops::execute(&mut tx, &env, item.command).await {
+            Ok(outcome) => ops::flush_audit(&mut tx, &env).await.map(|()| outcome),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(outcome) => {
+                if !single {
+                    tx.execute("RELEASE SAVEPOINT allot_command").await?;
+                }
+                outcomes.push(Ok(outcome));
+            }
+            Err(OpError::Rule(rule)) => {
+                if single {
+                    tx.rollback().await?;
+                    outcomes.push(Err(rule));
+                    return Ok(outcomes);
+                }
+                tx.execute("ROLLBACK TO SAVEPOINT allot_command").await?;
+                tx.execute("RELEASE SAVEPOINT allot_command").await?;
+                outcomes.push(Err(rule));
+            }
+            // Dropping the transaction rolls it back.
+            Err(OpError::Store(e)) => return Err(e),
+        }
+    }
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 fn busy_on_timeout(e: sqlx::Error) -> StoreError {

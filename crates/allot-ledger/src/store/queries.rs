@@ -182,15 +182,21 @@ impl Store {
         product: Option<ProductId>,
         now: i64,
     ) -> QueryResult<Vec<PoolStatus>> {
-        let rows = sqlx::query(
+        // One product is looked up by its key; `($2 IS NULL OR p.id = $2)` would walk them all.
+        let product_clause = if product.is_some() {
+            "p.id = $2"
+        } else {
+            "$2 IS NULL"
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT p.id, o.name AS owner_name, p.name, p.kind, p.unrestricted, p.expires_at, \
                (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id AND s.product_id = p.id \
                   AND s.overflow = 0 AND (s.expires_at IS NULL OR s.expires_at > $3)) AS total, \
                (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id AND s.product_id = p.id \
                   AND s.holder_id IS NOT NULL AND (s.expires_at IS NULL OR s.expires_at > $3)) AS in_use \
              FROM products p JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id \
-             WHERE p.tenant_id = $1 AND ($2 IS NULL OR p.id = $2) ORDER BY p.sort_order, p.id",
-        )
+             WHERE p.tenant_id = $1 AND {product_clause} ORDER BY p.sort_order, p.id"
+        )))
         .bind(tenant)
         .bind(product)
         .bind(now)

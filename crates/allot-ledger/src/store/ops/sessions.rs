@@ -224,10 +224,17 @@ pub(super) async fn end_live_sessions(
     client: Option<ClientKind>,
     reason: EndReason,
 ) -> OpResult<u64> {
-    let ids: Vec<String> = sqlx::query_scalar(
+    // One user's sessions are found through the live-sessions index; `($2 IS NULL OR ...)`
+    // would make the planner walk every live session of the tenant instead.
+    let user_clause = if user.is_some() {
+        "user_id = $2"
+    } else {
+        "$2 IS NULL"
+    };
+    let ids: Vec<String> = sqlx::query_scalar(sql(format!(
         "SELECT uuid FROM sessions WHERE tenant_id = $1 AND ended_at IS NULL \
-           AND ($2 IS NULL OR user_id = $2) AND ($3 IS NULL OR client = $3) ORDER BY started_at, uuid",
-    )
+           AND {user_clause} AND ($3 IS NULL OR client = $3) ORDER BY started_at, uuid"
+    )))
     .bind(env.tenant())
     .bind(user)
     .bind(client.map(|c| c.as_str()))

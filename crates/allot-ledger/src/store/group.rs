@@ -1,0 +1,167 @@
+//! Group commit: single commands from many callers share one write transaction.
+//!
+//! A commit is the expensive part of a write (an fsync on SQLite with `synchronous=FULL`, a WAL
+//! flush and a round trip on PostgreSQL), and a command alone is a handful of index seeks. So
+//! callers queue their command and a committer task takes whatever has queued up (up to
+//! [`MAX_BATCH`]), runs each command under its own savepoint in one transaction, commits once,
+//! and only then answers each caller with its own command's outcome. Under light load a batch is
+//! one command and nothing waits; under heavy load the batches grow by themselves.
+//!
+//! Failures stay each caller's own: a command a rule refuses rolls back to its savepoint and its
+//! neighbours commit; a transaction PostgreSQL aborts as a serialization failure or deadlock is
+//! retried whole; any other store failure of a batch is retried one command per transaction,
+//! so a command that breaks the store fails alone, and the committer keeps running.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::{Backend, Item, MAX_ATTEMPTS, transact};
+use crate::command::{Command, Context, Outcome};
+use crate::error::{LedgerError, StoreError};
+
+/// Most commands in one transaction: enough to amortise a commit many times over, few enough
+/// that the first caller of a batch does not wait long for the last.
+const MAX_BATCH: usize = 128;
+
+/// Commands waiting for a committer; past this, callers wait to enqueue (back-pressure).
+const QUEUE_DEPTH: usize = 8192;
+
+struct Job {
+    ctx: Context,
+    command: Command,
+    now: i64,
+    reply: oneshot::Sender<Result<Outcome, LedgerError>>,
+}
+
+pub(crate) struct GroupCommit {
+    queue: mpsc::Sender<Job>,
+}
+
+impl GroupCommit {
+    /// Starts `committers` tasks writing through `pool`. They end when the `GroupCommit` is
+    /// dropped (the queue closes) after finishing what was queued.
+    pub fn start(pool: AnyPool, backend: Backend, committers: usize) -> GroupCommit {
+        let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for _ in 0..committers.max(1) {
+            tokio::spawn(committer(pool.clone(), backend, jobs.clone()));
+        }
+        GroupCommit { queue }
+    }
+
+    pub async fn execute(
+        &self,
+        ctx: Context,
+        command: Command,
+        now: i64,
+    ) -> Result<Outcome, LedgerError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            ctx,
+            command,
+            now,
+            reply,
+        };
+        if self.queue.send(job).await.is_err() {
+            return Err(StoreError::Closed.into());
+        }
+        // The committer answers every job it takes; a dropped reply means it died mid-batch,
+        // before the commit, so nothing of the command was applied.
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Closed.into()))
+    }
+}
+
+/// Takes the next batch off the queue: waits for one job, then takes whatever else is already
+/// there, without waiting for more.
+async fn next_batch(jobs: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
+    let mut jobs = jobs.lock().await;
+    let first = jobs.recv().await?;
+    let mut batch = Vec::with_capacity(MAX_BATCH.min(jobs.len() + 1));
+    batch.push(first);
+    while batch.len() < MAX_BATCH {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+async fn committer(pool: AnyPool, backend: Backend, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    while let Some(batch) = next_batch(&jobs).await {
+        trace_batch(batch.len());
+        match commit_with_retries(&pool, backend, &batch).await {
+            Ok(outcomes) => answer(batch, outcomes),
+            Err(_) if batch.len() > 1 => {
+                // Find the command that broke the transaction by giving each its own.
+                for job in batch {
+                    let outcome = commit_with_retries(&pool, backend, std::slice::from_ref(&job))
+                        .await
+                        .map(|mut outcomes| outcomes.pop())
+                        .map_err(LedgerError::from);
+                    let outcome = match outcome {
+                        Ok(Some(outcome)) => outcome,
+                        Ok(None) => Err(StoreError::Corrupt("no outcome".into()).into()),
+                        Err(e) => Err(e),
+                    };
+                    let _ = job.reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                let e = LedgerError::from(e);
+                for job in batch {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Runs the batch in one transaction, again from the start when PostgreSQL aborted it as a
+/// serialization failure or deadlock.
+async fn commit_with_retries(
+    pool: &AnyPool,
+    backend: Backend,
+    batch: &[Job],
+) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
+    let items: Vec<Item<'_>> = batch
+        .iter()
+        .map(|job| Item {
+            ctx: &job.ctx,
+            command: &job.command,
+            now: job.now,
+        })
+        .collect();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match transact(pool, backend, &items, false).await {
+            Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                let jitter = rand::random::<u64>() % (5 * attempt as u64);
+                tokio::time::sleep(Duration::from_millis(jitter)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn answer(batch: Vec<Job>, outcomes: Vec<Result<Outcome, LedgerError>>) {
+    let mut outcomes = outcomes.into_iter();
+    for job in batch {
+        let outcome = outcomes
+            .next()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("no outcome".into()).into()));
+        // A caller that went away (its request timed out) still had its command applied.
+        let _ = job.reply.send(outcome);
+    }
+}
+
+/// How many commands shared a commit (trace level: it is per batch).
+fn trace_batch(size: usize) {
+    tracing::trace!(size, "group commit");
+}

@@ -1,0 +1,290 @@
+//! The write path's cost must not grow with the tenant: every statement a hot command runs has
+//! to seek by an index, never walk a whole table of seats, users, grants or audit records.
+//!
+//! The test records the SQL the store sends (sqlx logs each statement as a tracing event) while
+//! the hot commands and queries run on a SQLite store of a few thousand seats, then asks SQLite
+//! for each statement's plan (`EXPLAIN QUERY PLAN`) and fails on any full scan of a table that
+//! grows with the tenant.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use allot_ledger::testing::{Fixture, TestDb};
+use allot_ledger::*;
+use sqlx::{Connection, Row, SqliteConnection};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
+
+/// Tables whose size follows the tenant's; a full scan of one makes a command's cost grow with
+/// the ledger.
+const GROWING: &[&str] = &[
+    "seats",
+    "users",
+    "grants",
+    "audit_events",
+    "sessions",
+    "computers",
+    "tokens",
+    "logins",
+    "products",
+];
+
+/// Statements seen since the last `take`.
+static STATEMENTS: OnceLock<Arc<Mutex<Vec<String>>>> = OnceLock::new();
+
+struct StatementRecorder(Arc<Mutex<Vec<String>>>);
+
+#[derive(Default)]
+struct StatementFields {
+    summary: String,
+    statement: String,
+}
+
+impl Visit for StatementFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "summary" => self.summary = value.to_owned(),
+            "db.statement" => self.statement = value.to_owned(),
+            _ => {}
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let text = format!("{value:?}");
+        match field.name() {
+            "summary" => self.summary = text.trim_matches('"').to_owned(),
+            "db.statement" => self.statement = text,
+            _ => {}
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for StatementRecorder {
+    fn on_event(&self, event: &tracing::Event<'_>, _: LayerContext<'_, S>) {
+        if event.metadata().target() != "sqlx::query" {
+            return;
+        }
+        let mut fields = StatementFields::default();
+        event.record(&mut fields);
+        // sqlx logs the whole statement only when it differs from the short summary.
+        let sql = if fields.statement.trim().is_empty() {
+            fields.summary
+        } else {
+            fields.statement
+        };
+        self.0.lock().unwrap().push(sql.trim().to_owned());
+    }
+}
+
+fn recorder() -> Arc<Mutex<Vec<String>>> {
+    STATEMENTS
+        .get_or_init(|| {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let subscriber = tracing_subscriber::registry()
+                .with(StatementRecorder(seen.clone()))
+                .with(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_target("sqlx::query", tracing::Level::TRACE),
+                );
+            tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
+            seen
+        })
+        .clone()
+}
+
+fn take() -> Vec<String> {
+    std::mem::take(&mut *recorder().lock().unwrap())
+}
+
+/// The plan lines of every recorded statement that scans a growing table.
+async fn full_scans(db: &str, statements: &[String]) -> Vec<String> {
+    let mut conn = SqliteConnection::connect(&format!("{db}?mode=ro"))
+        .await
+        .expect("read-only connection");
+    let distinct: BTreeSet<&String> = statements.iter().collect();
+    let mut found = Vec::new();
+    for sql in distinct {
+        let head = sql.trim_start().to_ascii_uppercase();
+        if !["SELECT", "UPDATE", "DELETE", "INSERT", "WITH"]
+            .iter()
+            .any(|k| head.starts_with(k))
+        {
+            continue;
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("EXPLAIN of {sql}: {e}"));
+        for row in rows {
+            let detail: String = row.get("detail");
+            // Sorting a pool to pick one seat costs as much as the pool is large.
+            if detail.starts_with("USE TEMP B-TREE FOR ORDER BY") && writes_seats(sql) {
+                found.push(format!("{detail}\n    in: {}", one_line(sql)));
+            }
+            if std::env::var_os("ALLOT_SHOW_PLANS").is_some() {
+                eprintln!("{detail}    <- {}", one_line(sql));
+            }
+            if scans_growing_table(&detail, sql) {
+                found.push(format!("{detail}\n    in: {}", one_line(sql)));
+            }
+        }
+    }
+    found
+}
+
+/// `SCAN seats`, `SCAN s` (an alias of seats) or `SCAN seats USING INDEX ...` (a whole index
+/// walked), or a `SEARCH` constrained by nothing but the tenant (every row of the tenant
+/// walked): any of them over a growing table. Any other `SEARCH` is a seek and passes.
+fn scans_growing_table(detail: &str, sql: &str) -> bool {
+    let rest = if let Some(rest) = detail.strip_prefix("SCAN ") {
+        rest
+    } else if let Some(rest) = detail.strip_prefix("SEARCH ")
+        && detail.ends_with("(tenant_id=?)")
+    {
+        rest
+    } else {
+        return false;
+    };
+    let name = rest.split_whitespace().next().unwrap_or_default();
+    let table = table_of_alias(sql, name).unwrap_or(name);
+    GROWING.contains(&table)
+}
+
+/// The table that `alias` names in `sql` (`FROM seats s`, `JOIN users AS u`).
+fn table_of_alias<'a>(sql: &'a str, alias: &str) -> Option<&'a str> {
+    let words: Vec<&str> = sql
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.windows(3).find_map(|w| {
+        if w[1].eq_ignore_ascii_case("AS") && w[2] == alias {
+            Some(w[0])
+        } else if w[1] == alias && GROWING.contains(&w[0]) {
+            Some(w[0])
+        } else {
+            None
+        }
+    })
+}
+
+fn writes_seats(sql: &str) -> bool {
+    let head = one_line(sql).to_ascii_uppercase();
+    head.starts_with("UPDATE SEATS") || head.starts_with("DELETE FROM SEATS")
+}
+
+fn one_line(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn user_ref(u: &User) -> UserRef {
+    UserRef::Id(u.id)
+}
+
+#[tokio::test]
+async fn hot_statements_seek_by_index() {
+    recorder();
+    let db = TestDb::sqlite();
+    let url = db.url();
+    let f = Fixture::new(db).await;
+    // A tenant big enough that a scan and a seek are planned differently: a few products,
+    // thousands of seats, hundreds of users, some of them holding seats.
+    let crm = f.user_product("crm", 2000).await;
+    let web = f
+        .product(NewProduct {
+            prerequisite: Some(ProductRef::Id(crm.id)),
+            ..NewProduct::user("SuperOffice", "web", 1000)
+        })
+        .await;
+    let floating = f
+        .product(NewProduct {
+            kind: ProductKind::Floating,
+            ..NewProduct::user("SuperOffice", "float", 200)
+        })
+        .await;
+    let mut users = Vec::new();
+    for i in 0..300 {
+        users.push(f.user(&format!("user{i}")).await);
+    }
+    for u in users.iter().take(150) {
+        f.assign(u, &crm).await.expect("assign");
+    }
+    // SQLite plans from statistics once they exist; a server that has run a while has them.
+    let ann = &users[7];
+    let bob = &users[200];
+    take();
+
+    // The hot commands, as the API and the dialects issue them.
+    f.assign(ann, &web).await.expect("assign web");
+    f.unassign(ann, &web).await.expect("unassign web");
+    f.assign(bob, &crm).await.expect("assign crm");
+    let seat = f.seats_of(bob).await[0].id;
+    f.ok(Command::ReleaseSeat {
+        seat,
+        user: Some(user_ref(bob)),
+    })
+    .await;
+    f.ok(Command::GrantSeat {
+        seat,
+        user: user_ref(bob),
+    })
+    .await;
+    f.ok(Command::RevokeSeat { seat, user: None }).await;
+    f.ok(Command::GrantSeat {
+        seat,
+        user: user_ref(bob),
+    })
+    .await;
+    let lease = match f
+        .ok(Command::LogOn {
+            user: user_ref(ann),
+            client: ClientKind::Web,
+            device: "ann-pc".into(),
+            product: Some(ProductRef::Id(floating.id)),
+            lease_seconds: 300,
+        })
+        .await
+    {
+        Outcome::Lease(lease) => lease,
+        other => panic!("unexpected {other:?}"),
+    };
+    f.ok(Command::Heartbeat {
+        session: lease.session.id,
+        lease_token: lease.lease_token.clone(),
+        lease_seconds: 300,
+    })
+    .await;
+    f.ok(Command::EndSession {
+        session: lease.session.id,
+        lease_token: Some(lease.lease_token),
+        reason: EndReason::Logoff,
+    })
+    .await;
+    f.ok(Command::LogOff {
+        users: vec![user_ref(bob)],
+        client: None,
+        reason: EndReason::Logoff,
+    })
+    .await;
+    // The reads every request or answer makes.
+    f.ledger.user(f.tenant.id, &user_ref(ann)).await.unwrap();
+    f.ledger
+        .pool_status(f.tenant.id, Some(crm.id))
+        .await
+        .unwrap();
+    f.ledger.seat(f.tenant.id, seat).await.unwrap();
+    f.ledger.live_token(&"0".repeat(64)).await.unwrap();
+
+    let statements = take();
+    assert!(
+        statements.len() > 20,
+        "too few statements recorded: {statements:?}"
+    );
+    let scans = full_scans(&url, &statements).await;
+    assert!(
+        scans.is_empty(),
+        "{} hot statements scan a table that grows with the tenant:\n{}",
+        scans.len(),
+        scans.join("\n")
+    );
+    f.finish().await;
+}
