@@ -104,6 +104,19 @@ pub fn revoke_clears_holder(mode: LicenseMode, company_mode: Option<PoolMode>) -
     }
 }
 
+/// The login a deleted user keeps: `<login> (deleted <uuid>)`, cut to fit [`MAX_TEXT`]. The
+/// user's row stays (the audit trail points at it), so its own login must make way for a new
+/// user of the same name; the UUID keeps the renamed login unique. A login already renamed
+/// stays as it is.
+pub fn deleted_login(login: &str, uuid: uuid::Uuid) -> String {
+    let suffix = format!(" (deleted {uuid})");
+    if login.ends_with(&suffix) {
+        return login.to_owned();
+    }
+    let keep = MAX_TEXT.saturating_sub(suffix.chars().count());
+    login.chars().take(keep).collect::<String>() + &suffix
+}
+
 /// Free = Total - InUse, never negative (unrestricted products may be over-assigned).
 pub fn free_seats(total: i64, in_use: i64) -> i64 {
     (total - in_use).max(0)
@@ -240,6 +253,17 @@ mod tests {
         assert!(revoke_clears_holder(Company, Some(PoolMode::Global)));
         assert!(!revoke_clears_holder(Company, Some(PoolMode::Company)));
         assert!(!revoke_clears_holder(Company, Some(PoolMode::Custom)));
+    }
+
+    #[test]
+    fn a_deleted_login_is_unique_and_bounded() {
+        let id = uuid::Uuid::nil();
+        assert_eq!(deleted_login("ann", id), format!("ann (deleted {id})"));
+        let long = deleted_login(&"x".repeat(MAX_TEXT), id);
+        assert_eq!(long.chars().count(), MAX_TEXT);
+        assert!(long.ends_with(&format!("(deleted {id})")));
+        assert!(validate_name("login", &long).is_ok());
+        assert_eq!(deleted_login(&long, id), long);
     }
 
     #[test]

@@ -317,6 +317,51 @@ on_both_stores! {
         f.assign(&ann, &crm).await.unwrap();
     }
 
+    async fn delete_user_retires_releases_and_frees_the_login_in_one_command(f: Fixture) {
+        let user = f.user_product("user", 2).await;
+        let web = f.product(NewProduct { prerequisite: Some(pid(&user)), ..NewProduct::user("SuperOffice", "web", 1) }).await;
+        let float = f.product(NewProduct { kind: ProductKind::Floating, ..NewProduct::user("SuperOffice", "float", 1) }).await;
+        let ann = f.user("ann").await;
+        f.assign(&ann, &user).await.unwrap();
+        f.assign(&ann, &web).await.unwrap();
+        f.ok(Command::LogOn { user: by_id(&ann), client: ClientKind::Web, device: String::new(), product: Some(pid(&float)), lease_seconds: 600 }).await;
+        let before = f.audit_len().await;
+        // 1 (the user) + 2 seats freed + 1 session ended.
+        assert_eq!(f.ok(Command::DeleteUser { user: UserRef::Login("ANN".into()) }).await, Outcome::Changed { changed: 4 });
+        let gone = f.ledger.user(f.tenant.id, &by_id(&ann)).await.unwrap();
+        assert!(gone.retired);
+        assert_eq!(gone.login, format!("ann (deleted {})", ann.uuid));
+        assert!(f.seats_of(&ann).await.is_empty());
+        assert!(f.ledger.live_sessions(f.tenant.id, Some(ann.id), None, None, None).await.unwrap().is_empty());
+        assert_eq!(f.counts(&user).await, (2, 0, 2));
+        assert_eq!(f.counts(&web).await, (1, 0, 1));
+        assert_eq!(f.counts(&float).await, (1, 0, 1));
+        // One user.delete record, written with the seat releases and the session's end.
+        let events = f.ledger.audit(f.tenant.id, &AuditFilter { after_seq: Some(before as i64), ..Default::default() }).await.unwrap();
+        let deletes: Vec<_> = events.iter().filter(|e| e.action == "user.delete").collect();
+        assert_eq!(deletes.len(), 1, "{events:#?}");
+        assert_eq!(deletes[0].user, Some(ann.id));
+        assert_eq!(deletes[0].detail["before"]["login"], "ann");
+        assert_eq!(deletes[0].detail["seats_freed"], 2);
+        assert!(!events.iter().any(|e| e.action == "user.retire" || e.action == "user.edit"));
+        // The name is free for a new user; the old row is still found by id and uuid.
+        let again = f.user("ann").await;
+        assert_ne!(again.id, ann.id);
+        assert_eq!(f.ledger.user(f.tenant.id, &UserRef::Uuid(ann.uuid)).await.unwrap().id, ann.id);
+        // Deleting twice changes nothing; the deleted user can be given nothing.
+        assert_eq!(f.ok(Command::DeleteUser { user: by_id(&ann) }).await, Outcome::Changed { changed: 0 });
+        assert_eq!(f.assign(&ann, &user).await.unwrap_err(), LedgerError::Retired(ann.id));
+        let e = f.err(Command::DeleteUser { user: UserRef::Id(999) }).await;
+        assert!(matches!(e, LedgerError::UnknownUser(_)), "{e:?}");
+    }
+
+    async fn deleting_a_retired_user_still_frees_its_login(f: Fixture) {
+        let bob = f.user("bob").await;
+        f.ok(Command::Retire { user: by_id(&bob) }).await;
+        assert_eq!(f.ok(Command::DeleteUser { user: by_id(&bob) }).await, Outcome::Changed { changed: 1 });
+        f.user("bob").await;
+    }
+
     async fn remove_all_licenses_frees_everything_the_user_holds(f: Fixture) {
         let a = f.user_product("a", 2).await;
         let b = f.user_product("b", 2).await;

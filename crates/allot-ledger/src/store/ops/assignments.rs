@@ -271,6 +271,52 @@ pub(super) async fn retire(c: &mut Conn, env: &Env<'_>, user: &UserRef) -> OpRes
     Ok(changed(1 + freed + sessions))
 }
 
+/// Retires the user and frees its login name in one step: the flag and the new login are one
+/// conditional update, then its sessions end and its licenses go, all under one audit record.
+pub(super) async fn delete_user(c: &mut Conn, env: &Env<'_>, user: &UserRef) -> OpResult<Outcome> {
+    let user = find_user_locked(c, env, user).await?;
+    let uid = user.user.id;
+    let login = rules::deleted_login(&user.user.login, user.user.uuid);
+    if user.user.retired && user.user.login == login {
+        return Ok(changed(0));
+    }
+    // Conditional on the login read above (the user row is locked on PostgreSQL; SQLite has one
+    // writer): a rename in between would make this match nothing rather than be overwritten.
+    let flagged = sqlx::query(
+        "UPDATE users SET retired = 1, login = $3, login_key = $4 \
+         WHERE tenant_id = $1 AND id = $2 AND login_key = $5",
+    )
+    .bind(env.tenant())
+    .bind(uid)
+    .bind(login.clone())
+    .bind(rules::name_key(&login))
+    .bind(rules::name_key(&user.user.login))
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    if flagged == 0 {
+        return Err(OpError::Store(crate::error::StoreError::Contended));
+    }
+    let sessions = end_live_sessions(c, env, Some(uid), None, EndReason::Admin).await?;
+    let freed = strip_licenses(c, env, uid).await?;
+    audit(
+        env,
+        "user.delete",
+        Subjects {
+            user: Some(uid),
+            ..Default::default()
+        },
+        json!({
+            "before": { "login": user.user.login, "retired": user.user.retired },
+            "after": { "login": login, "retired": true },
+            "seats_freed": freed,
+            "sessions_ended": sessions,
+        }),
+    )
+    .await?;
+    Ok(changed(1 + freed + sessions))
+}
+
 pub(super) async fn unretire(c: &mut Conn, env: &Env<'_>, user: &UserRef) -> OpResult<Outcome> {
     let user = find_user_locked(c, env, user).await?;
     let flagged = sqlx::query(

@@ -61,6 +61,7 @@ pub(crate) async fn execute(
         Command::RemoveAllLicenses { user } => remove_all_licenses(c, env, user).await,
         Command::Retire { user } => retire(c, env, user).await,
         Command::Unretire { user } => unretire(c, env, user).await,
+        Command::DeleteUser { user } => delete_user(c, env, user).await,
         Command::GrantSeat { seat, user } => grant_seat(c, env, *seat, user).await,
         Command::ReleaseSeat { seat, user } => release_seat(c, env, *seat, user.as_ref()).await,
         Command::RevokeSeat { seat, user } => revoke_seat(c, env, *seat, user.as_ref()).await,
