@@ -275,9 +275,12 @@ pub enum Command {
         seat: Uuid,
         user: Option<UserRef>,
     },
+    /// Binds a held seat to a computer. With `user`, the seat must be held by that user, checked
+    /// after the seat's holder is locked (a holder acting for itself).
     ActivateSeat {
         seat: Uuid,
         activation: Activation,
+        user: Option<UserRef>,
     },
     /// Records a computer and binds it to a user (MSP360 computer authorization).
     RegisterComputer {

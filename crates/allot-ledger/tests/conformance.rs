@@ -388,7 +388,7 @@ on_both_stores! {
         assert_eq!(f.err(Command::ReleaseSeat { seat: s0, user: Some(by_id(&auto)) }).await, LedgerError::WrongHolder { seat: s0 });
         // Activation, then revoke: a manual user keeps the seat, the computer goes.
         let pc = Activation { hardware_id: "HID-1".into(), computer_name: "PC1".into(), operating_system: "Windows".into() };
-        f.ok(Command::ActivateSeat { seat: s0, activation: pc.clone() }).await;
+        f.ok(Command::ActivateSeat { seat: s0, activation: pc.clone(), user: None }).await;
         assert_eq!(f.ledger.seat(f.tenant.id, s0).await.unwrap().activation, Some(pc.clone()));
         f.ok(Command::RevokeSeat { seat: s0, user: Some(by_id(&manual)) }).await;
         let after = f.ledger.seat(f.tenant.id, s0).await.unwrap();
@@ -397,7 +397,7 @@ on_both_stores! {
         // An automatic user loses the seat on revoke.
         let s1 = seats[1].id;
         f.ok(Command::GrantSeat { seat: s1, user: by_id(&auto) }).await;
-        f.ok(Command::ActivateSeat { seat: s1, activation: Activation { hardware_id: "HID-2".into(), ..pc.clone() } }).await;
+        f.ok(Command::ActivateSeat { seat: s1, activation: Activation { hardware_id: "HID-2".into(), ..pc.clone() }, user: None }).await;
         f.ok(Command::RevokeSeat { seat: s1, user: None }).await;
         let after = f.ledger.seat(f.tenant.id, s1).await.unwrap();
         assert_eq!((after.holder, after.activation), (None, None));
@@ -545,21 +545,24 @@ on_both_stores! {
         let (ann, bob) = (f.user("ann").await, f.user("bob").await);
         let seats = f.ledger.seats(f.tenant.id, &SeatFilter { product: Some(ult.id), ..Default::default() }).await.unwrap();
         let pc = |hid: &str| Activation { hardware_id: hid.into(), computer_name: "pc".into(), operating_system: "Linux".into() };
-        assert_eq!(f.err(Command::ActivateSeat { seat: seats[0].id, activation: pc("A") }).await, LedgerError::NotHeld(seats[0].id));
+        assert_eq!(f.err(Command::ActivateSeat { seat: seats[0].id, activation: pc("A"), user: None }).await, LedgerError::NotHeld(seats[0].id));
         f.ok(Command::GrantSeat { seat: seats[0].id, user: by_id(&ann) }).await;
         f.ok(Command::GrantSeat { seat: seats[1].id, user: by_id(&ann) }).await;
         f.ok(Command::GrantSeat { seat: seats[2].id, user: by_id(&bob) }).await;
-        f.ok(Command::ActivateSeat { seat: seats[0].id, activation: pc("A") }).await;
-        assert_eq!(f.ok(Command::ActivateSeat { seat: seats[0].id, activation: pc("A") }).await, Outcome::Changed { changed: 0 });
-        assert_eq!(f.err(Command::ActivateSeat { seat: seats[0].id, activation: pc("B") }).await, LedgerError::AlreadyActivated { seat: seats[0].id });
+        // A named user must be the holder: Bob cannot activate Ann's seat, nor anyone a free one.
+        assert_eq!(f.err(Command::ActivateSeat { seat: seats[0].id, activation: pc("A"), user: Some(by_id(&bob)) }).await, LedgerError::WrongHolder { seat: seats[0].id });
+        assert!(f.ledger.computers(f.tenant.id, None).await.unwrap().is_empty());
+        f.ok(Command::ActivateSeat { seat: seats[0].id, activation: pc("A"), user: Some(UserRef::Login("ann".into())) }).await;
+        assert_eq!(f.ok(Command::ActivateSeat { seat: seats[0].id, activation: pc("A"), user: None }).await, Outcome::Changed { changed: 0 });
+        assert_eq!(f.err(Command::ActivateSeat { seat: seats[0].id, activation: pc("B"), user: None }).await, LedgerError::AlreadyActivated { seat: seats[0].id });
         // One seat of a product per computer.
-        assert_eq!(f.err(Command::ActivateSeat { seat: seats[1].id, activation: pc("A") }).await, LedgerError::ComputerHasSeat("A".into()));
+        assert_eq!(f.err(Command::ActivateSeat { seat: seats[1].id, activation: pc("A"), user: None }).await, LedgerError::ComputerHasSeat("A".into()));
         // Ann's computer is not Bob's.
-        assert_eq!(f.err(Command::ActivateSeat { seat: seats[2].id, activation: pc("A") }).await, LedgerError::ComputerOfAnotherUser("A".into()));
+        assert_eq!(f.err(Command::ActivateSeat { seat: seats[2].id, activation: pc("A"), user: None }).await, LedgerError::ComputerOfAnotherUser("A".into()));
         // Handing the computer to Bob clears Ann's activation on it.
         f.ok(Command::RegisterComputer { hardware_id: "A".into(), name: "pc".into(), operating_system: "Linux".into(), user: Some(by_id(&bob)) }).await;
         assert_eq!(f.ledger.seat(f.tenant.id, seats[0].id).await.unwrap().activation, None);
-        f.ok(Command::ActivateSeat { seat: seats[2].id, activation: pc("A") }).await;
+        f.ok(Command::ActivateSeat { seat: seats[2].id, activation: pc("A"), user: None }).await;
         let activated = f.ledger.seats(f.tenant.id, &SeatFilter { activated: Some(true), ..Default::default() }).await.unwrap();
         assert_eq!(activated.len(), 1);
         assert_eq!(f.ledger.computers(f.tenant.id, Some(bob.id)).await.unwrap().len(), 1);

@@ -178,6 +178,7 @@ async fn to_command(ledger: &Ledger, case: &Case, clock: &ManualClock, op: &Op) 
                 computer_name: "pc".into(),
                 operating_system: "os".into(),
             },
+            user: None,
         },
         Op::Retire(u) => Command::Retire { user: user(*u) },
         Op::Unretire(u) => Command::Unretire { user: user(*u) },

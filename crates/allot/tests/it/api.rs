@@ -259,8 +259,8 @@ async fn admin_manages_products_users_and_assignments() {
 #[tokio::test]
 async fn seats_can_be_granted_activated_revoked_and_released() {
     let app = TestApp::new().await;
-    let t = app.admin_token().await;
-    let t = Some(t.as_str());
+    let admin = app.admin_token().await;
+    let t = Some(admin.as_str());
     app.call(
         "POST",
         "/v1/products",
@@ -291,6 +291,39 @@ async fn seats_can_be_granted_activated_revoked_and_released() {
         "{:?}",
         r.body
     );
+    // A user activates its own seat, never another's (nor a reader anyone's).
+    app.call("POST", "/v1/users", t, Some(json!({ "login": "carl" })))
+        .await;
+    let bob = app.token_with_role(&admin, "user", Some("bob")).await;
+    let carl = app.token_with_role(&admin, "user", Some("carl")).await;
+    let reader = app.token_with_role(&admin, "reader", None).await;
+    for other in [&carl, &reader] {
+        let r = app
+            .call(
+                "POST",
+                &format!("/v1/seats/{seat}/activate"),
+                Some(other),
+                Some(json!({ "hardware_id": "HID9", "computer_name": "PC9" })),
+            )
+            .await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{:?}",
+            r.body
+        );
+    }
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/seats/{seat}/activate"),
+            Some(&bob),
+            Some(json!({ "hardware_id": "HID1", "computer_name": "PC1" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["activation"]["computer_name"], "PC1");
+    // The admin may activate it too (here: already done, so nothing changes).
     let r = app
         .call(
             "POST",

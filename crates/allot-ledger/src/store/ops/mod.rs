@@ -65,9 +65,11 @@ pub(crate) async fn execute(
         Command::GrantSeat { seat, user } => grant_seat(c, env, *seat, user).await,
         Command::ReleaseSeat { seat, user } => release_seat(c, env, *seat, user.as_ref()).await,
         Command::RevokeSeat { seat, user } => revoke_seat(c, env, *seat, user.as_ref()).await,
-        Command::ActivateSeat { seat, activation } => {
-            activate_seat(c, env, *seat, activation).await
-        }
+        Command::ActivateSeat {
+            seat,
+            activation,
+            user,
+        } => activate_seat(c, env, *seat, activation, user.as_ref()).await,
         Command::RegisterComputer {
             hardware_id,
             name,
