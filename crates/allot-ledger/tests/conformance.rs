@@ -362,6 +362,34 @@ on_both_stores! {
         f.user("bob").await;
     }
 
+    async fn a_tenant_and_its_admin_login_are_created_together_or_not_at_all(f: Fixture) {
+        let admin = |login: &str| Command::CreateLogin { login: login.into(), password_hash: "$argon2id$stub".into(), role: Role::Admin, user: None };
+        // The login part fails: no tenant is left behind, and the name stays free.
+        let e = f.ledger.create_tenant_with("beta", "op", None, &[admin("bad\u{7}login")]).await.unwrap_err();
+        assert!(matches!(e, LedgerError::Invalid { field: "login", .. }), "{e:?}");
+        assert_eq!(f.ledger.tenant("beta").await.unwrap(), None);
+        // The second of two setup commands fails: neither the tenant nor the first login stays.
+        let e = f.ledger.create_tenant_with("beta", "op", None, &[admin("root"), admin("ROOT")]).await.unwrap_err();
+        assert!(matches!(e, LedgerError::AlreadyExists { .. }), "{e:?}");
+        assert_eq!(f.ledger.tenant("beta").await.unwrap(), None);
+        assert_eq!(f.ledger.tenants().await.unwrap().len(), 1);
+        // Success: both, audited in order with the request id.
+        let (beta, outcomes) = f.ledger.create_tenant_with("beta", "op", Some("req-1".into()), &[admin("root")]).await.unwrap();
+        assert!(matches!(&outcomes[..], [Outcome::Login(l)] if l.login == "root"), "{outcomes:?}");
+        let login = f.ledger.login(beta.id, "root").await.unwrap().expect("admin login");
+        assert_eq!(login.info.role, Role::Admin);
+        let events = f.ledger.audit(beta.id, &AuditFilter::default()).await.unwrap();
+        let actions: Vec<_> = events.iter().map(|e| (e.seq, e.action.as_str(), e.actor.as_str())).collect();
+        assert_eq!(actions[0], (1, "tenant.create", "op"));
+        assert_eq!((actions[1].0, actions[1].2), (2, "op"));
+        assert_eq!(events[1].request_id.as_deref(), Some("req-1"));
+        assert!(f.ledger.check_invariants(beta.id).await.unwrap().is_empty());
+        // A name taken is refused before anything is written.
+        let e = f.ledger.create_tenant_with("beta", "op", None, &[admin("other")]).await.unwrap_err();
+        assert!(matches!(e, LedgerError::AlreadyExists { what: "tenant", .. }), "{e:?}");
+        assert!(f.ledger.login(beta.id, "other").await.unwrap().is_none());
+    }
+
     async fn remove_all_licenses_frees_everything_the_user_holds(f: Fixture) {
         let a = f.user_product("a", 2).await;
         let b = f.user_product("b", 2).await;

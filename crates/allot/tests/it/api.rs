@@ -627,6 +627,15 @@ async fn tenants_see_nothing_of_each_other() {
         .issue_operator_token(&hash, "test", ledger.now_time() + time::Duration::hours(1))
         .await
         .unwrap();
+    // A refused admin login leaves no tenant behind (one transaction), so the name is free.
+    let r = app.call("POST", "/v1/tenants", Some(&op), Some(json!({ "name": "globex", "admin_login": "ro\u{7}ot", "admin_password": "globex-password" }))).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+        "{:?}",
+        r.body
+    );
+    assert!(ledger.tenant("globex").await.unwrap().is_none());
     let r = app.call("POST", "/v1/tenants", Some(&op), Some(json!({ "name": "globex", "admin_login": "root", "admin_password": "globex-password" }))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     // Operators see no tenant's ledger.

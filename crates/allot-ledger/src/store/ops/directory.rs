@@ -2,13 +2,17 @@
 
 use super::*;
 
+/// Creates a tenant and runs `setup` in it (its admin login, ...), all in the caller's
+/// transaction: a refusal of any part is the whole call's refusal. `by` gives the actor and
+/// request id; its tenant is the new one's.
 pub(crate) async fn create_tenant(
     tx: &mut Tx<'_>,
     name: &str,
-    actor: &str,
+    by: &Context,
     now: i64,
     backend: Backend,
-) -> OpResult<i64> {
+    setup: &[Command],
+) -> OpResult<(i64, Vec<Outcome>)> {
     let c: &mut Conn = tx;
     let name = rules::validate_name("tenant", name)?;
     let row = sqlx::query(
@@ -26,7 +30,10 @@ pub(crate) async fn create_tenant(
         .into());
     };
     let id: i64 = row.try_get(0)?;
-    let ctx = Context::new(id, actor);
+    let ctx = Context {
+        tenant: id,
+        ..by.clone()
+    };
     let env = Env::new(&ctx, now, backend);
     audit(
         &env,
@@ -36,7 +43,12 @@ pub(crate) async fn create_tenant(
     )
     .await?;
     flush_audit(c, &env).await?;
-    Ok(id)
+    let mut outcomes = Vec::with_capacity(setup.len());
+    for command in setup {
+        outcomes.push(execute(tx, &env, command).await?);
+        flush_audit(tx, &env).await?;
+    }
+    Ok((id, outcomes))
 }
 
 pub(super) async fn create_company(
