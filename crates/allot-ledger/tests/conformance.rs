@@ -135,7 +135,8 @@ on_both_stores! {
         let travel = f.product(NewProduct { prerequisite: Some(pid(&windows)), ..NewProduct::user("SuperOffice", "travel", 5) }).await;
         let web = f.product(NewProduct { prerequisite: Some(pid(&user)), ..NewProduct::user("SuperOffice", "web", 5) }).await;
         let ann = f.user("ann").await;
-        assert_eq!(f.assign(&ann, &windows).await.unwrap_err(), LedgerError::PrerequisiteMissing { product: windows.id, prerequisite: user.id });
+        assert_eq!(f.assign(&ann, &windows).await.unwrap_err(), LedgerError::PrerequisiteMissing { product: windows.id, name: "SuperOffice/windows".into(), prerequisite: user.id, prerequisite_name: "SuperOffice/user".into() });
+        assert_eq!(f.assign(&ann, &windows).await.unwrap_err().to_string(), "SuperOffice/windows requires SuperOffice/user first");
         assert!(!f.view(&ann, &windows).await.can_assign);
         f.assign(&ann, &user).await.unwrap();
         assert!(f.view(&ann, &windows).await.can_assign);
@@ -239,7 +240,8 @@ on_both_stores! {
         f.clock.advance(Duration::hours(2));
         assert!(!f.assigned(&bob, &trial).await);
         assert_eq!(f.counts(&trial).await, (0, 0, 0));
-        assert_eq!(f.assign(&ann, &trial).await.unwrap_err(), LedgerError::ProductExpired(trial.id));
+        assert_eq!(f.assign(&ann, &trial).await.unwrap_err(), LedgerError::ProductExpired { product: trial.id, name: "SuperOffice/trial".into() });
+        assert_eq!(f.assign(&ann, &trial).await.unwrap_err().to_string(), "product SuperOffice/trial has expired");
     }
 
     async fn floating_seats_follow_sessions_and_leases(f: Fixture) {

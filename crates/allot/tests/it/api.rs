@@ -179,6 +179,10 @@ async fn admin_manages_products_users_and_assignments() {
         (r.status, code(&r)),
         (StatusCode::CONFLICT, "prerequisite_missing")
     );
+    assert_eq!(
+        r.body["error"]["message"],
+        "SuperOffice/web requires SuperOffice/user first"
+    );
     let r = app
         .call(
             "POST",

@@ -102,7 +102,11 @@ pub(super) async fn assign(
     }
     require_not_retired(&user)?;
     if product.expired(env.now) {
-        return Err(LedgerError::ProductExpired(product.id()).into());
+        return Err(LedgerError::ProductExpired {
+            product: product.id(),
+            name: product.product.full_name(),
+        }
+        .into());
     }
     let uid = user.user.id;
     if has_grant(c, env, uid, product.id(), Some(product.id())).await?

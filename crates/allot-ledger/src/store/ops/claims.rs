@@ -14,7 +14,11 @@ pub(super) async fn take_seat(
     session: Option<Uuid>,
 ) -> OpResult<i64> {
     if product.expired(env.now) {
-        return Err(LedgerError::ProductExpired(product.id()).into());
+        return Err(LedgerError::ProductExpired {
+            product: product.id(),
+            name: product.product.full_name(),
+        }
+        .into());
     }
     let session = session.map(|s| s.to_string());
     let pool = user.pool();

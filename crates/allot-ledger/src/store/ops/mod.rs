@@ -545,9 +545,12 @@ async fn require_prerequisite(
     if let Some(prerequisite) = product.prerequisite
         && !holds(c, env, user, prerequisite).await?
     {
+        let required = find_product(c, env.tenant(), &ProductRef::Id(prerequisite)).await?;
         return Err(LedgerError::PrerequisiteMissing {
             product: product.id,
+            name: product.full_name(),
             prerequisite,
+            prerequisite_name: required.product.full_name(),
         }
         .into());
     }

@@ -59,7 +59,11 @@ pub(super) async fn grant_seat(
         return Err(LedgerError::SeatExpired(seat_id).into());
     }
     if product.expired(env.now) {
-        return Err(LedgerError::ProductExpired(product.id()).into());
+        return Err(LedgerError::ProductExpired {
+            product: product.id(),
+            name: product.product.full_name(),
+        }
+        .into());
     }
     require_prerequisite(c, env, user.user.id, &product.product).await?;
     // The seat must be in a pool the user may take from.
