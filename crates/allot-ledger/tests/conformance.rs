@@ -206,11 +206,35 @@ on_both_stores! {
         let web = f.user_product("web", 1).await;
         let plan = f.product(NewProduct { extra_flags: 1, plan_members: vec![pid(&web)], ..NewProduct::user("SuperOffice", "plan", 5) }).await;
         let (ann, bob) = (f.user("ann").await, f.user("bob").await);
+        assert!(f.view(&ann, &plan).await.can_assign);
         f.assign(&ann, &plan).await.unwrap();
+        // The view agrees: the plan has seats, its member has none, so it cannot be assigned.
+        assert!(!f.view(&bob, &plan).await.can_assign);
         assert!(matches!(f.assign(&bob, &plan).await.unwrap_err(), LedgerError::NoSeatFree { product: p, .. } if p == web.id));
         // Nothing of the refused assignment remains.
         assert!(f.seats_of(&bob).await.is_empty());
         assert_eq!(f.counts(&plan).await, (5, 1, 4));
+    }
+
+    async fn a_plan_member_needs_its_prerequisite_for_the_view_and_the_command_alike(f: Fixture) {
+        let base = f.user_product("base", 5).await;
+        let addon = f.product(NewProduct { prerequisite: Some(pid(&base)), ..NewProduct::user("SuperOffice", "addon", 5) }).await;
+        // A plan of the add-on alone: its member's prerequisite is neither held nor in the plan.
+        let plan = f.product(NewProduct { extra_flags: 1, plan_members: vec![pid(&addon)], ..NewProduct::user("SuperOffice", "plan", 5) }).await;
+        let ann = f.user("ann").await;
+        assert!(!f.view(&ann, &plan).await.can_assign);
+        let e = f.assign(&ann, &plan).await.unwrap_err();
+        assert_eq!(e.to_string(), "SuperOffice/addon requires SuperOffice/base first");
+        f.assign(&ann, &base).await.unwrap();
+        assert!(f.view(&ann, &plan).await.can_assign);
+        f.assign(&ann, &plan).await.unwrap();
+        assert!(f.assigned(&ann, &addon).await);
+        // A plan that brings the prerequisite along needs nothing held first.
+        let full = f.product(NewProduct { extra_flags: 1, plan_members: vec![pid(&addon), pid(&base)], ..NewProduct::user("SuperOffice", "full", 5) }).await;
+        let bob = f.user("bob").await;
+        assert!(f.view(&bob, &full).await.can_assign);
+        f.assign(&bob, &full).await.unwrap();
+        assert!(f.assigned(&bob, &addon).await && f.assigned(&bob, &base).await);
     }
 
     async fn expired_seats_and_products_grant_nothing(f: Fixture) {

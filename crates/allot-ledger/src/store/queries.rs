@@ -309,15 +309,26 @@ impl Store {
                 .ok_or_else(|| {
                     StoreError::Corrupt(format!("no status for product {}", product.id))
                 })?;
-            let expired = rules::is_expired(product.expires_at.map(rules::to_micros), now);
             let assigned = holds(product.id);
-            let can_assign = product.kind == ProductKind::User
-                && !assigned
-                && !expired
-                && !user.user.retired
-                && product.prerequisite.is_none_or(holds)
-                && (product.unrestricted
-                    || free_in_pool.get(&product.id).copied().unwrap_or(0) > 0);
+            // The assign command's own rule; then every product it would give that the user
+            // does not hold yet needs a seat it can take (a plan's members included).
+            let seat_for = |id: ProductId| {
+                holds(id)
+                    || products.iter().any(|p| p.id == id && p.unrestricted)
+                    || free_in_pool.get(&id).copied().unwrap_or(0) > 0
+            };
+            let can_assign = !assigned
+                && match rules::assignment(
+                    product,
+                    &products,
+                    user.user.id,
+                    user.user.retired,
+                    now,
+                    holds,
+                ) {
+                    Ok(Some(order)) => order.into_iter().all(seat_for),
+                    Ok(None) | Err(_) => false,
+                };
             views.push(UserProductView {
                 product: product.clone(),
                 status,
