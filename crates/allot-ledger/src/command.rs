@@ -254,6 +254,11 @@ pub enum Command {
     Unretire {
         user: UserRef,
     },
+    /// Deletes a user (MSP360 `DELETE /api/Users/{id}`): retires it (its sessions end, its
+    /// seats and grants go) and frees its login name, keeping the row for the audit trail.
+    DeleteUser {
+        user: UserRef,
+    },
     /// Gives one particular seat to a user (MSP360 Grant).
     GrantSeat {
         seat: Uuid,
@@ -270,9 +275,12 @@ pub enum Command {
         seat: Uuid,
         user: Option<UserRef>,
     },
+    /// Binds a held seat to a computer. With `user`, the seat must be held by that user, checked
+    /// after the seat's holder is locked (a holder acting for itself).
     ActivateSeat {
         seat: Uuid,
         activation: Activation,
+        user: Option<UserRef>,
     },
     /// Records a computer and binds it to a user (MSP360 computer authorization).
     RegisterComputer {
@@ -402,6 +410,7 @@ impl Command {
             Command::RemoveAllLicenses { .. } => "remove_all_licenses",
             Command::Retire { .. } => "retire",
             Command::Unretire { .. } => "unretire",
+            Command::DeleteUser { .. } => "delete_user",
             Command::GrantSeat { .. } => "grant",
             Command::ReleaseSeat { .. } => "release",
             Command::RevokeSeat { .. } => "revoke",

@@ -34,10 +34,13 @@ pub enum LedgerError {
     },
     #[error("the company's quota for {name} is used up")]
     QuotaExhausted { product: ProductId, name: String },
-    #[error("product {product} requires product {prerequisite} first")]
+    /// Names both products (`owner/name`), like `NoSeatFree`.
+    #[error("{name} requires {prerequisite_name} first")]
     PrerequisiteMissing {
         product: ProductId,
+        name: String,
         prerequisite: ProductId,
+        prerequisite_name: String,
     },
     #[error("user {0} is retired")]
     Retired(UserId),
@@ -47,8 +50,8 @@ pub enum LedgerError {
     NotHeld(Uuid),
     #[error("seat {0} has expired")]
     SeatExpired(Uuid),
-    #[error("product {0} has expired")]
-    ProductExpired(ProductId),
+    #[error("product {name} has expired")]
+    ProductExpired { product: ProductId, name: String },
     #[error("seat {seat} is not in a pool user {user} may take from")]
     WrongPool { seat: Uuid, user: UserId },
     #[error("a {kind} product cannot be {action}")]
@@ -100,7 +103,7 @@ impl LedgerError {
             LedgerError::WrongHolder { .. } => "wrong_holder",
             LedgerError::NotHeld(_) => "not_held",
             LedgerError::SeatExpired(_) => "seat_expired",
-            LedgerError::ProductExpired(_) => "product_expired",
+            LedgerError::ProductExpired { .. } => "product_expired",
             LedgerError::WrongPool { .. } => "wrong_pool",
             LedgerError::WrongKind { .. } => "wrong_kind",
             LedgerError::AlreadyActivated { .. } => "already_activated",

@@ -104,19 +104,40 @@ impl Ledger {
         self.store.close().await;
     }
 
-    /// Creates a tenant; its first audit record is its own creation.
+    /// Creates a tenant with nothing in it; its first audit record is its own creation.
+    /// Adapters create a tenant together with its admin login: [`Ledger::create_tenant_with`].
     pub async fn create_tenant(&self, name: &str, actor: &str) -> Result<Tenant, LedgerError> {
+        Ok(self.create_tenant_with(name, actor, None, &[]).await?.0)
+    }
+
+    /// Creates a tenant and runs `setup` in it (as `actor`, audited with `request_id`) in the
+    /// same transaction, e.g. its first admin login: if any command is refused, or the store
+    /// fails, no tenant exists afterwards, so a tenant can never be left without the admin it
+    /// was created with.
+    pub async fn create_tenant_with(
+        &self,
+        name: &str,
+        actor: &str,
+        request_id: Option<String>,
+        setup: &[Command],
+    ) -> Result<(Tenant, Vec<Outcome>), LedgerError> {
         let now = self.now();
-        let id = self
+        let by = Context {
+            tenant: 0,
+            actor: actor.to_owned(),
+            request_id,
+        };
+        let (id, outcomes) = self
             .store
-            .create_tenant(name, actor, now)
+            .create_tenant(name, &by, now, setup)
             .await
             .map_err(|e| LedgerError::Store(e.to_string()))??;
-        Ok(Tenant {
+        let tenant = Tenant {
             id,
             name: name.trim().to_owned(),
             created_at: rules::from_micros(now),
-        })
+        };
+        Ok((tenant, outcomes))
     }
 
     pub async fn tenant(&self, name: &str) -> QueryResult<Option<Tenant>> {

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::error::LedgerError;
-use crate::model::{CompanyId, LicenseMode, PoolMode};
+use crate::model::{CompanyId, LicenseMode, PoolMode, Product, ProductId, ProductKind, UserId};
 
 /// Longest name, login or description accepted.
 pub const MAX_TEXT: usize = 400;
@@ -104,6 +104,19 @@ pub fn revoke_clears_holder(mode: LicenseMode, company_mode: Option<PoolMode>) -
     }
 }
 
+/// The login a deleted user keeps: `<login> (deleted <uuid>)`, cut to fit [`MAX_TEXT`]. The
+/// user's row stays (the audit trail points at it), so its own login must make way for a new
+/// user of the same name; the UUID keeps the renamed login unique. A login already renamed
+/// stays as it is.
+pub fn deleted_login(login: &str, uuid: uuid::Uuid) -> String {
+    let suffix = format!(" (deleted {uuid})");
+    if login.ends_with(&suffix) {
+        return login.to_owned();
+    }
+    let keep = MAX_TEXT.saturating_sub(suffix.chars().count());
+    login.chars().take(keep).collect::<String>() + &suffix
+}
+
 /// Free = Total - InUse, never negative (unrestricted products may be over-assigned).
 pub fn free_seats(total: i64, in_use: i64) -> i64 {
     (total - in_use).max(0)
@@ -168,6 +181,82 @@ pub fn prerequisites_first(members: &[i64], prereq_of: impl Fn(i64) -> Option<i6
         }
     }
     ordered
+}
+
+/// The one "can this user be assigned this product" rule, used by the assign command and by the
+/// user view's `can_assign` alike.
+///
+/// Answers the products assigning `product` gives the user, in the order they are granted: the
+/// product itself, then (for a user plan) its user-kind, unexpired members, prerequisites first.
+/// `Ok(None)`: there is nothing to assign (a site product is everyone's already). Refusals, in
+/// this order: a floating product (`WrongKind`), a retired user, an expired product, and any
+/// product of the answer whose prerequisite the user neither holds nor gets earlier in the same
+/// assignment.
+///
+/// `known` holds the plan's members (and may hold other products, used for names); `holds(id)`
+/// says whether the user holds a product now. Seats are not decided here: each product of the
+/// answer that the user does not hold yet needs a free seat in the user's pool, or to be
+/// unrestricted, which the command takes by conditional update and the view counts.
+pub fn assignment(
+    product: &Product,
+    known: &[Product],
+    user: UserId,
+    retired: bool,
+    now: i64,
+    holds: impl Fn(ProductId) -> bool,
+) -> Result<Option<Vec<ProductId>>, LedgerError> {
+    match product.kind {
+        ProductKind::Site => return Ok(None),
+        ProductKind::Floating => {
+            return Err(LedgerError::WrongKind {
+                kind: ProductKind::Floating,
+                action: "assigned (its seats go to sessions)",
+            });
+        }
+        ProductKind::User => {}
+    }
+    if retired {
+        return Err(LedgerError::Retired(user));
+    }
+    let expired = |p: &Product| is_expired(p.expires_at.map(to_micros), now);
+    if expired(product) {
+        return Err(LedgerError::ProductExpired {
+            product: product.id,
+            name: product.full_name(),
+        });
+    }
+    let find = |id: ProductId| std::iter::once(product).chain(known).find(|p| p.id == id);
+    let mut order = vec![product];
+    if product.is_user_plan() {
+        let members = prerequisites_first(&product.plan_members, |m| {
+            find(m).and_then(|p| p.prerequisite)
+        });
+        for member in members {
+            if let Some(p) = find(member)
+                && p.kind == ProductKind::User
+                && !expired(p)
+                && !order.iter().any(|o| o.id == member)
+            {
+                order.push(p);
+            }
+        }
+    }
+    for (i, p) in order.iter().enumerate() {
+        if let Some(required) = p.prerequisite
+            && !holds(required)
+            && !order[..i].iter().any(|o| o.id == required)
+        {
+            return Err(LedgerError::PrerequisiteMissing {
+                product: p.id,
+                name: p.full_name(),
+                prerequisite: required,
+                prerequisite_name: find(required)
+                    .map(Product::full_name)
+                    .unwrap_or_else(|| format!("#{required}")),
+            });
+        }
+    }
+    Ok(Some(order.iter().map(|p| p.id).collect()))
 }
 
 /// A page of a listing when the caller names no size.
@@ -243,6 +332,17 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_login_is_unique_and_bounded() {
+        let id = uuid::Uuid::nil();
+        assert_eq!(deleted_login("ann", id), format!("ann (deleted {id})"));
+        let long = deleted_login(&"x".repeat(MAX_TEXT), id);
+        assert_eq!(long.chars().count(), MAX_TEXT);
+        assert!(long.ends_with(&format!("(deleted {id})")));
+        assert!(validate_name("login", &long).is_ok());
+        assert_eq!(deleted_login(&long, id), long);
+    }
+
+    #[test]
     fn free_never_goes_negative() {
         assert_eq!(free_seats(10, 3), 7);
         assert_eq!(free_seats(1, 5), 0);
@@ -270,6 +370,90 @@ mod tests {
     fn micros_round_trip() {
         let t = time::macros::datetime!(2026-11-23 04:00:00.123456 UTC);
         assert_eq!(from_micros(to_micros(t)), t);
+    }
+
+    fn product(id: ProductId, name: &str) -> Product {
+        Product {
+            id,
+            owner: "SuperOffice".into(),
+            name: name.into(),
+            description: String::new(),
+            tooltip: String::new(),
+            kind: ProductKind::User,
+            unrestricted: false,
+            hidden: false,
+            sort_order: 0,
+            extra_flags: 0,
+            plan_members: Vec::new(),
+            prerequisite: None,
+            expires_at: None,
+            trial: false,
+        }
+    }
+
+    #[test]
+    fn assignment_names_what_a_plan_gives_and_refuses_in_order() {
+        let now = 1_000;
+        let user = product(1, "user");
+        let web = Product {
+            prerequisite: Some(1),
+            ..product(2, "web")
+        };
+        let old = Product {
+            expires_at: Some(from_micros(now)),
+            ..product(3, "old")
+        };
+        let plan = Product {
+            extra_flags: crate::model::EXTRA_FLAG_USER_PLAN,
+            plan_members: vec![2, 3, 1],
+            ..product(4, "plan")
+        };
+        let all = [user.clone(), web.clone(), old.clone(), plan.clone()];
+        let none = |_| false;
+        // The plan, then its live members with the prerequisite first; the expired one is skipped.
+        assert_eq!(
+            assignment(&plan, &all, 7, false, now, none),
+            Ok(Some(vec![4, 1, 2]))
+        );
+        // A member's prerequisite neither held nor in the plan refuses the whole plan.
+        let web_only = Product {
+            plan_members: vec![2],
+            ..plan.clone()
+        };
+        assert_eq!(
+            assignment(&web_only, &all, 7, false, now, none)
+                .unwrap_err()
+                .to_string(),
+            "SuperOffice/web requires SuperOffice/user first"
+        );
+        assert_eq!(
+            assignment(&web_only, &all, 7, false, now, |p| p == 1),
+            Ok(Some(vec![4, 2]))
+        );
+        assert_eq!(
+            assignment(&old, &all, 7, false, now, none),
+            Err(LedgerError::ProductExpired {
+                product: 3,
+                name: "SuperOffice/old".into()
+            })
+        );
+        assert_eq!(
+            assignment(&user, &all, 7, true, now, none),
+            Err(LedgerError::Retired(7))
+        );
+        let site = Product {
+            kind: ProductKind::Site,
+            ..product(5, "site")
+        };
+        assert_eq!(assignment(&site, &all, 7, true, now, none), Ok(None));
+        let float = Product {
+            kind: ProductKind::Floating,
+            ..product(6, "float")
+        };
+        assert!(matches!(
+            assignment(&float, &all, 7, false, now, none),
+            Err(LedgerError::WrongKind { .. })
+        ));
     }
 
     #[test]

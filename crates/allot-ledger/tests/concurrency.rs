@@ -204,3 +204,119 @@ async fn postgres_one_seat_one_winner() {
     };
     one_seat_race(Fixture::new(db).await).await;
 }
+
+/// 32 racers on one pool: most activate the seat naming Ann or Bob as the holder, while every
+/// fourth moves the seat to the other user (release and grant in one transaction). An activation
+/// may only ever succeed for the user who holds the seat when it commits; the computer it
+/// registers is bound to that user.
+async fn activation_race(f: Fixture) {
+    const RACERS: usize = 32;
+    const ROUNDS: usize = 4;
+    let product = f.user_product("ult", 1).await;
+    let (ann, bob) = (f.user("ann").await, f.user("bob").await);
+    let seat = f
+        .ledger
+        .seats(f.tenant.id, &SeatFilter::default())
+        .await
+        .unwrap()[0]
+        .id;
+    f.ok(Command::GrantSeat {
+        seat,
+        user: UserRef::Id(ann.id),
+    })
+    .await;
+    let (mut won, mut refused) = (0, 0);
+    for round in 0..ROUNDS {
+        let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+        let mut tasks = Vec::new();
+        for i in 0..RACERS {
+            let (ledger, ctx, barrier) = (f.ledger.clone(), f.ctx.clone(), barrier.clone());
+            let named = if (i / 2) % 2 == 0 {
+                ann.clone()
+            } else {
+                bob.clone()
+            };
+            let hid = format!("hid-{round}-{i}");
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                if i % 4 == 3 {
+                    let moved = ledger
+                        .apply_all_or_nothing(
+                            &ctx,
+                            &[
+                                Command::ReleaseSeat { seat, user: None },
+                                Command::GrantSeat {
+                                    seat,
+                                    user: UserRef::Id(named.id),
+                                },
+                            ],
+                        )
+                        .await;
+                    (
+                        named,
+                        hid,
+                        None,
+                        moved.map(|_| Outcome::Changed { changed: 1 }),
+                    )
+                } else {
+                    let activation = Activation {
+                        hardware_id: hid.clone(),
+                        computer_name: "pc".into(),
+                        operating_system: "os".into(),
+                    };
+                    let outcome = ledger
+                        .execute(
+                            &ctx,
+                            Command::ActivateSeat {
+                                seat,
+                                activation,
+                                user: Some(UserRef::Id(named.id)),
+                            },
+                        )
+                        .await;
+                    (named, hid, Some(()), outcome)
+                }
+            }));
+        }
+        for task in tasks {
+            let (named, hid, activating, outcome) = task.await.expect("task");
+            if activating.is_none() {
+                outcome.unwrap_or_else(|e| panic!("moving the seat failed: {e:?}"));
+                continue;
+            }
+            match outcome {
+                Ok(Outcome::Seat(s)) => {
+                    won += 1;
+                    assert_eq!(s.holder, Some(named.id), "activated for a non-holder");
+                    assert_eq!(s.activation.map(|a| a.hardware_id), Some(hid.clone()));
+                }
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(LedgerError::WrongHolder { .. }) => refused += 1,
+                Err(LedgerError::AlreadyActivated { .. }) => {}
+                Err(e) => panic!("unexpected failure under contention: {e:?}"),
+            }
+            // A computer registered by an activation belongs to the user who named it.
+            for c in f.ledger.computers(f.tenant.id, None).await.unwrap() {
+                if c.hardware_id == hid {
+                    assert_eq!(c.user, Some(named.id), "{c:?}");
+                }
+            }
+        }
+    }
+    assert!(won > 0 && refused > 0, "won {won}, refused {refused}");
+    assert_eq!(f.counts(&product).await.1, 1);
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_32_racers_never_activate_for_a_non_holder() {
+    activation_race(Fixture::new(TestDb::sqlite()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_32_racers_never_activate_for_a_non_holder() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    activation_race(Fixture::new(db).await).await;
+}

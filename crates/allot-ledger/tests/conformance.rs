@@ -135,7 +135,8 @@ on_both_stores! {
         let travel = f.product(NewProduct { prerequisite: Some(pid(&windows)), ..NewProduct::user("SuperOffice", "travel", 5) }).await;
         let web = f.product(NewProduct { prerequisite: Some(pid(&user)), ..NewProduct::user("SuperOffice", "web", 5) }).await;
         let ann = f.user("ann").await;
-        assert_eq!(f.assign(&ann, &windows).await.unwrap_err(), LedgerError::PrerequisiteMissing { product: windows.id, prerequisite: user.id });
+        assert_eq!(f.assign(&ann, &windows).await.unwrap_err(), LedgerError::PrerequisiteMissing { product: windows.id, name: "SuperOffice/windows".into(), prerequisite: user.id, prerequisite_name: "SuperOffice/user".into() });
+        assert_eq!(f.assign(&ann, &windows).await.unwrap_err().to_string(), "SuperOffice/windows requires SuperOffice/user first");
         assert!(!f.view(&ann, &windows).await.can_assign);
         f.assign(&ann, &user).await.unwrap();
         assert!(f.view(&ann, &windows).await.can_assign);
@@ -205,11 +206,35 @@ on_both_stores! {
         let web = f.user_product("web", 1).await;
         let plan = f.product(NewProduct { extra_flags: 1, plan_members: vec![pid(&web)], ..NewProduct::user("SuperOffice", "plan", 5) }).await;
         let (ann, bob) = (f.user("ann").await, f.user("bob").await);
+        assert!(f.view(&ann, &plan).await.can_assign);
         f.assign(&ann, &plan).await.unwrap();
+        // The view agrees: the plan has seats, its member has none, so it cannot be assigned.
+        assert!(!f.view(&bob, &plan).await.can_assign);
         assert!(matches!(f.assign(&bob, &plan).await.unwrap_err(), LedgerError::NoSeatFree { product: p, .. } if p == web.id));
         // Nothing of the refused assignment remains.
         assert!(f.seats_of(&bob).await.is_empty());
         assert_eq!(f.counts(&plan).await, (5, 1, 4));
+    }
+
+    async fn a_plan_member_needs_its_prerequisite_for_the_view_and_the_command_alike(f: Fixture) {
+        let base = f.user_product("base", 5).await;
+        let addon = f.product(NewProduct { prerequisite: Some(pid(&base)), ..NewProduct::user("SuperOffice", "addon", 5) }).await;
+        // A plan of the add-on alone: its member's prerequisite is neither held nor in the plan.
+        let plan = f.product(NewProduct { extra_flags: 1, plan_members: vec![pid(&addon)], ..NewProduct::user("SuperOffice", "plan", 5) }).await;
+        let ann = f.user("ann").await;
+        assert!(!f.view(&ann, &plan).await.can_assign);
+        let e = f.assign(&ann, &plan).await.unwrap_err();
+        assert_eq!(e.to_string(), "SuperOffice/addon requires SuperOffice/base first");
+        f.assign(&ann, &base).await.unwrap();
+        assert!(f.view(&ann, &plan).await.can_assign);
+        f.assign(&ann, &plan).await.unwrap();
+        assert!(f.assigned(&ann, &addon).await);
+        // A plan that brings the prerequisite along needs nothing held first.
+        let full = f.product(NewProduct { extra_flags: 1, plan_members: vec![pid(&addon), pid(&base)], ..NewProduct::user("SuperOffice", "full", 5) }).await;
+        let bob = f.user("bob").await;
+        assert!(f.view(&bob, &full).await.can_assign);
+        f.assign(&bob, &full).await.unwrap();
+        assert!(f.assigned(&bob, &addon).await && f.assigned(&bob, &base).await);
     }
 
     async fn expired_seats_and_products_grant_nothing(f: Fixture) {
@@ -239,7 +264,8 @@ on_both_stores! {
         f.clock.advance(Duration::hours(2));
         assert!(!f.assigned(&bob, &trial).await);
         assert_eq!(f.counts(&trial).await, (0, 0, 0));
-        assert_eq!(f.assign(&ann, &trial).await.unwrap_err(), LedgerError::ProductExpired(trial.id));
+        assert_eq!(f.assign(&ann, &trial).await.unwrap_err(), LedgerError::ProductExpired { product: trial.id, name: "SuperOffice/trial".into() });
+        assert_eq!(f.assign(&ann, &trial).await.unwrap_err().to_string(), "product SuperOffice/trial has expired");
     }
 
     async fn floating_seats_follow_sessions_and_leases(f: Fixture) {
@@ -317,6 +343,79 @@ on_both_stores! {
         f.assign(&ann, &crm).await.unwrap();
     }
 
+    async fn delete_user_retires_releases_and_frees_the_login_in_one_command(f: Fixture) {
+        let user = f.user_product("user", 2).await;
+        let web = f.product(NewProduct { prerequisite: Some(pid(&user)), ..NewProduct::user("SuperOffice", "web", 1) }).await;
+        let float = f.product(NewProduct { kind: ProductKind::Floating, ..NewProduct::user("SuperOffice", "float", 1) }).await;
+        let ann = f.user("ann").await;
+        f.assign(&ann, &user).await.unwrap();
+        f.assign(&ann, &web).await.unwrap();
+        f.ok(Command::LogOn { user: by_id(&ann), client: ClientKind::Web, device: String::new(), product: Some(pid(&float)), lease_seconds: 600 }).await;
+        let before = f.audit_len().await;
+        // 1 (the user) + 2 seats freed + 1 session ended.
+        assert_eq!(f.ok(Command::DeleteUser { user: UserRef::Login("ANN".into()) }).await, Outcome::Changed { changed: 4 });
+        let gone = f.ledger.user(f.tenant.id, &by_id(&ann)).await.unwrap();
+        assert!(gone.retired);
+        assert_eq!(gone.login, format!("ann (deleted {})", ann.uuid));
+        assert!(f.seats_of(&ann).await.is_empty());
+        assert!(f.ledger.live_sessions(f.tenant.id, Some(ann.id), None, None, None).await.unwrap().is_empty());
+        assert_eq!(f.counts(&user).await, (2, 0, 2));
+        assert_eq!(f.counts(&web).await, (1, 0, 1));
+        assert_eq!(f.counts(&float).await, (1, 0, 1));
+        // One user.delete record, written with the seat releases and the session's end.
+        let events = f.ledger.audit(f.tenant.id, &AuditFilter { after_seq: Some(before as i64), ..Default::default() }).await.unwrap();
+        let deletes: Vec<_> = events.iter().filter(|e| e.action == "user.delete").collect();
+        assert_eq!(deletes.len(), 1, "{events:#?}");
+        assert_eq!(deletes[0].user, Some(ann.id));
+        assert_eq!(deletes[0].detail["before"]["login"], "ann");
+        assert_eq!(deletes[0].detail["seats_freed"], 2);
+        assert!(!events.iter().any(|e| e.action == "user.retire" || e.action == "user.edit"));
+        // The name is free for a new user; the old row is still found by id and uuid.
+        let again = f.user("ann").await;
+        assert_ne!(again.id, ann.id);
+        assert_eq!(f.ledger.user(f.tenant.id, &UserRef::Uuid(ann.uuid)).await.unwrap().id, ann.id);
+        // Deleting twice changes nothing; the deleted user can be given nothing.
+        assert_eq!(f.ok(Command::DeleteUser { user: by_id(&ann) }).await, Outcome::Changed { changed: 0 });
+        assert_eq!(f.assign(&ann, &user).await.unwrap_err(), LedgerError::Retired(ann.id));
+        let e = f.err(Command::DeleteUser { user: UserRef::Id(999) }).await;
+        assert!(matches!(e, LedgerError::UnknownUser(_)), "{e:?}");
+    }
+
+    async fn deleting_a_retired_user_still_frees_its_login(f: Fixture) {
+        let bob = f.user("bob").await;
+        f.ok(Command::Retire { user: by_id(&bob) }).await;
+        assert_eq!(f.ok(Command::DeleteUser { user: by_id(&bob) }).await, Outcome::Changed { changed: 1 });
+        f.user("bob").await;
+    }
+
+    async fn a_tenant_and_its_admin_login_are_created_together_or_not_at_all(f: Fixture) {
+        let admin = |login: &str| Command::CreateLogin { login: login.into(), password_hash: "$argon2id$stub".into(), role: Role::Admin, user: None };
+        // The login part fails: no tenant is left behind, and the name stays free.
+        let e = f.ledger.create_tenant_with("beta", "op", None, &[admin("bad\u{7}login")]).await.unwrap_err();
+        assert!(matches!(e, LedgerError::Invalid { field: "login", .. }), "{e:?}");
+        assert_eq!(f.ledger.tenant("beta").await.unwrap(), None);
+        // The second of two setup commands fails: neither the tenant nor the first login stays.
+        let e = f.ledger.create_tenant_with("beta", "op", None, &[admin("root"), admin("ROOT")]).await.unwrap_err();
+        assert!(matches!(e, LedgerError::AlreadyExists { .. }), "{e:?}");
+        assert_eq!(f.ledger.tenant("beta").await.unwrap(), None);
+        assert_eq!(f.ledger.tenants().await.unwrap().len(), 1);
+        // Success: both, audited in order with the request id.
+        let (beta, outcomes) = f.ledger.create_tenant_with("beta", "op", Some("req-1".into()), &[admin("root")]).await.unwrap();
+        assert!(matches!(&outcomes[..], [Outcome::Login(l)] if l.login == "root"), "{outcomes:?}");
+        let login = f.ledger.login(beta.id, "root").await.unwrap().expect("admin login");
+        assert_eq!(login.info.role, Role::Admin);
+        let events = f.ledger.audit(beta.id, &AuditFilter::default()).await.unwrap();
+        let actions: Vec<_> = events.iter().map(|e| (e.seq, e.action.as_str(), e.actor.as_str())).collect();
+        assert_eq!(actions[0], (1, "tenant.create", "op"));
+        assert_eq!((actions[1].0, actions[1].2), (2, "op"));
+        assert_eq!(events[1].request_id.as_deref(), Some("req-1"));
+        assert!(f.ledger.check_invariants(beta.id).await.unwrap().is_empty());
+        // A name taken is refused before anything is written.
+        let e = f.ledger.create_tenant_with("beta", "op", None, &[admin("other")]).await.unwrap_err();
+        assert!(matches!(e, LedgerError::AlreadyExists { what: "tenant", .. }), "{e:?}");
+        assert!(f.ledger.login(beta.id, "other").await.unwrap().is_none());
+    }
+
     async fn remove_all_licenses_frees_everything_the_user_holds(f: Fixture) {
         let a = f.user_product("a", 2).await;
         let b = f.user_product("b", 2).await;
@@ -343,7 +442,7 @@ on_both_stores! {
         assert_eq!(f.err(Command::ReleaseSeat { seat: s0, user: Some(by_id(&auto)) }).await, LedgerError::WrongHolder { seat: s0 });
         // Activation, then revoke: a manual user keeps the seat, the computer goes.
         let pc = Activation { hardware_id: "HID-1".into(), computer_name: "PC1".into(), operating_system: "Windows".into() };
-        f.ok(Command::ActivateSeat { seat: s0, activation: pc.clone() }).await;
+        f.ok(Command::ActivateSeat { seat: s0, activation: pc.clone(), user: None }).await;
         assert_eq!(f.ledger.seat(f.tenant.id, s0).await.unwrap().activation, Some(pc.clone()));
         f.ok(Command::RevokeSeat { seat: s0, user: Some(by_id(&manual)) }).await;
         let after = f.ledger.seat(f.tenant.id, s0).await.unwrap();
@@ -352,7 +451,7 @@ on_both_stores! {
         // An automatic user loses the seat on revoke.
         let s1 = seats[1].id;
         f.ok(Command::GrantSeat { seat: s1, user: by_id(&auto) }).await;
-        f.ok(Command::ActivateSeat { seat: s1, activation: Activation { hardware_id: "HID-2".into(), ..pc.clone() } }).await;
+        f.ok(Command::ActivateSeat { seat: s1, activation: Activation { hardware_id: "HID-2".into(), ..pc.clone() }, user: None }).await;
         f.ok(Command::RevokeSeat { seat: s1, user: None }).await;
         let after = f.ledger.seat(f.tenant.id, s1).await.unwrap();
         assert_eq!((after.holder, after.activation), (None, None));
@@ -500,21 +599,24 @@ on_both_stores! {
         let (ann, bob) = (f.user("ann").await, f.user("bob").await);
         let seats = f.ledger.seats(f.tenant.id, &SeatFilter { product: Some(ult.id), ..Default::default() }).await.unwrap();
         let pc = |hid: &str| Activation { hardware_id: hid.into(), computer_name: "pc".into(), operating_system: "Linux".into() };
-        assert_eq!(f.err(Command::ActivateSeat { seat: seats[0].id, activation: pc("A") }).await, LedgerError::NotHeld(seats[0].id));
+        assert_eq!(f.err(Command::ActivateSeat { seat: seats[0].id, activation: pc("A"), user: None }).await, LedgerError::NotHeld(seats[0].id));
         f.ok(Command::GrantSeat { seat: seats[0].id, user: by_id(&ann) }).await;
         f.ok(Command::GrantSeat { seat: seats[1].id, user: by_id(&ann) }).await;
         f.ok(Command::GrantSeat { seat: seats[2].id, user: by_id(&bob) }).await;
-        f.ok(Command::ActivateSeat { seat: seats[0].id, activation: pc("A") }).await;
-        assert_eq!(f.ok(Command::ActivateSeat { seat: seats[0].id, activation: pc("A") }).await, Outcome::Changed { changed: 0 });
-        assert_eq!(f.err(Command::ActivateSeat { seat: seats[0].id, activation: pc("B") }).await, LedgerError::AlreadyActivated { seat: seats[0].id });
+        // A named user must be the holder: Bob cannot activate Ann's seat, nor anyone a free one.
+        assert_eq!(f.err(Command::ActivateSeat { seat: seats[0].id, activation: pc("A"), user: Some(by_id(&bob)) }).await, LedgerError::WrongHolder { seat: seats[0].id });
+        assert!(f.ledger.computers(f.tenant.id, None).await.unwrap().is_empty());
+        f.ok(Command::ActivateSeat { seat: seats[0].id, activation: pc("A"), user: Some(UserRef::Login("ann".into())) }).await;
+        assert_eq!(f.ok(Command::ActivateSeat { seat: seats[0].id, activation: pc("A"), user: None }).await, Outcome::Changed { changed: 0 });
+        assert_eq!(f.err(Command::ActivateSeat { seat: seats[0].id, activation: pc("B"), user: None }).await, LedgerError::AlreadyActivated { seat: seats[0].id });
         // One seat of a product per computer.
-        assert_eq!(f.err(Command::ActivateSeat { seat: seats[1].id, activation: pc("A") }).await, LedgerError::ComputerHasSeat("A".into()));
+        assert_eq!(f.err(Command::ActivateSeat { seat: seats[1].id, activation: pc("A"), user: None }).await, LedgerError::ComputerHasSeat("A".into()));
         // Ann's computer is not Bob's.
-        assert_eq!(f.err(Command::ActivateSeat { seat: seats[2].id, activation: pc("A") }).await, LedgerError::ComputerOfAnotherUser("A".into()));
+        assert_eq!(f.err(Command::ActivateSeat { seat: seats[2].id, activation: pc("A"), user: None }).await, LedgerError::ComputerOfAnotherUser("A".into()));
         // Handing the computer to Bob clears Ann's activation on it.
         f.ok(Command::RegisterComputer { hardware_id: "A".into(), name: "pc".into(), operating_system: "Linux".into(), user: Some(by_id(&bob)) }).await;
         assert_eq!(f.ledger.seat(f.tenant.id, seats[0].id).await.unwrap().activation, None);
-        f.ok(Command::ActivateSeat { seat: seats[2].id, activation: pc("A") }).await;
+        f.ok(Command::ActivateSeat { seat: seats[2].id, activation: pc("A"), user: None }).await;
         let activated = f.ledger.seats(f.tenant.id, &SeatFilter { activated: Some(true), ..Default::default() }).await.unwrap();
         assert_eq!(activated.len(), 1);
         assert_eq!(f.ledger.computers(f.tenant.id, Some(bob.id)).await.unwrap().len(), 1);

@@ -1,7 +1,8 @@
 //! Property test: random sequences of operations never break the invariants (holders never
 //! exceed seats for restricted products, one holder per seat, grants match seats, floating seats
-//! only under live sessions, quotas match their charges, audit complete and gap-free). Each case
-//! runs in a tenant of its own, on SQLite and (when reachable, always in CI) PostgreSQL.
+//! only under live sessions, quotas match their charges, audit complete and gap-free), and the
+//! user view's `can_assign` answers exactly whether `Assign` then succeeds. Each case runs in a
+//! tenant of its own, on SQLite and (when reachable, always in CI) PostgreSQL.
 
 use allot_ledger::testing as common;
 
@@ -35,6 +36,28 @@ enum Op {
     Restrict(bool),
     Quota(Option<i64>),
     Mode(usize, u8),
+}
+
+/// Mostly assignments, among enough other changes (seats taken and freed, retirement, pool
+/// modes, quotas, expiry) to reach the states where `can_assign` could be wrong.
+fn assign_heavy_op() -> impl Strategy<Value = Op> {
+    let u = 0..USERS;
+    let p = 0..PRODUCTS.len();
+    let s = 0..12usize;
+    prop_oneof![
+        8 => (u.clone(), p.clone()).prop_map(|(u, p)| Op::Assign(u, p)),
+        2 => (u.clone(), p.clone()).prop_map(|(u, p)| Op::Unassign(u, p)),
+        2 => (s.clone(), u.clone()).prop_map(|(s, u)| Op::Grant(s, u)),
+        1 => s.prop_map(Op::Release),
+        1 => u.clone().prop_map(Op::Retire),
+        1 => u.clone().prop_map(Op::Unretire),
+        1 => (1..400i64).prop_map(Op::Advance),
+        1 => (p, 1..3i64).prop_map(|(p, n)| Op::AddSeats(p, n)),
+        1 => u.clone().prop_map(Op::RemoveAll),
+        1 => any::<bool>().prop_map(Op::Restrict),
+        1 => proptest::option::of(0..3i64).prop_map(Op::Quota),
+        1 => (u, 0..3u8).prop_map(|(u, m)| Op::Mode(u, m)),
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -178,6 +201,7 @@ async fn to_command(ledger: &Ledger, case: &Case, clock: &ManualClock, op: &Op) 
                 computer_name: "pc".into(),
                 operating_system: "os".into(),
             },
+            user: None,
         },
         Op::Retire(u) => Command::Retire { user: user(*u) },
         Op::Unretire(u) => Command::Unretire { user: user(*u) },
@@ -271,8 +295,37 @@ async fn run_case(
         let Some(command) = to_command(ledger, &case, clock, op).await else {
             continue;
         };
+        // What the user view says about an assignment just before it is tried.
+        let view = match op {
+            Op::Assign(u, p) => ledger
+                .user_view(tenant, &UserRef::Id(case.users[*u].id))
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|v| v.product.id == case.products[*p].id),
+            _ => None,
+        };
         let before = audit_len(ledger, tenant).await;
         let outcome = ledger.execute(&case.ctx, command.clone()).await;
+        if let Some(view) = &view {
+            // `can_assign` means: assigning now gives the user the product. For a product the
+            // user already has, it is false (assigning changes nothing or only adds a reason).
+            let gave = matches!(&outcome, Ok(o) if o.changed() > 0);
+            if view.assigned {
+                prop_assert!(!view.can_assign, "step {}: assigned yet can_assign", step);
+            } else {
+                prop_assert_eq!(
+                    view.can_assign,
+                    gave,
+                    "step {}: the view said can_assign = {} for {}, but {:?} -> {:?}",
+                    step,
+                    view.can_assign,
+                    view.product.full_name(),
+                    command,
+                    outcome
+                );
+            }
+        }
         let written = audit_len(ledger, tenant).await - before;
         match &outcome {
             // Renewing a lease moves only its end and is deliberately not audited.
@@ -335,6 +388,10 @@ async fn run_case(
 }
 
 fn run_property(db: TestDb, cases: u32) {
+    run_property_with(db, cases, op());
+}
+
+fn run_property_with(db: TestDb, cases: u32, op: impl Strategy<Value = Op>) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let clock = ManualClock::new(common::START);
     let ledger = runtime
@@ -348,7 +405,7 @@ fn run_property(db: TestDb, cases: u32) {
     });
     let counter = std::cell::Cell::new(0u32);
     runner
-        .run(&proptest::collection::vec(op(), 1..40), |ops| {
+        .run(&proptest::collection::vec(op, 1..40), |ops| {
             counter.set(counter.get() + 1);
             runtime.block_on(run_case(
                 &ledger,
@@ -377,4 +434,19 @@ fn postgres_random_operations_keep_the_invariants() {
     };
     drop(runtime);
     run_property(db, 24);
+}
+
+#[test]
+fn sqlite_view_can_assign_agrees_with_assign() {
+    run_property_with(TestDb::sqlite(), 64, assign_heavy_op());
+}
+
+#[test]
+fn postgres_view_can_assign_agrees_with_assign() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = runtime.block_on(TestDb::postgres()) else {
+        return;
+    };
+    drop(runtime);
+    run_property_with(db, 24, assign_heavy_op());
 }

@@ -200,25 +200,24 @@ pub async fn bootstrap(state: &AppState) -> anyhow::Result<Option<String>> {
         ),
     };
     let hash = state.auth.passwords.hash(&password).await?;
-    let tenant = match state.ledger.create_tenant("default", "bootstrap").await {
-        Ok(tenant) => tenant,
-        // Another process sharing the store bootstrapped it first.
-        Err(allot_ledger::LedgerError::AlreadyExists { .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    // The tenant and its admin login are created in one transaction: a crash cannot leave a
+    // tenant nobody can log in to.
+    let admin = Command::CreateLogin {
+        login: "admin".into(),
+        password_hash: hash,
+        role: Role::Admin,
+        user: None,
     };
-    state
+    match state
         .ledger
-        .execute(
-            &Context::new(tenant.id, "bootstrap"),
-            Command::CreateLogin {
-                login: "admin".into(),
-                password_hash: hash,
-                role: Role::Admin,
-                user: None,
-            },
-        )
-        .await?;
-    Ok(generated.then_some(password))
+        .create_tenant_with("default", "bootstrap", None, &[admin])
+        .await
+    {
+        Ok(_) => Ok(generated.then_some(password)),
+        // Another process sharing the store bootstrapped it first.
+        Err(allot_ledger::LedgerError::AlreadyExists { what: "tenant", .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Binds `addr`; a failure names the address and the setting that changes it, e.g.

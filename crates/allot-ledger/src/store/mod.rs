@@ -323,22 +323,24 @@ impl Store {
         self.group.execute(ctx, command, now).await
     }
 
-    /// Runs one write transaction that is not a tenant command (creating a tenant).
+    /// Runs one write transaction that is not a tenant command: creating a tenant, with the
+    /// commands that set it up; nothing is committed unless every part succeeds.
     pub(crate) async fn create_tenant(
         &self,
         name: &str,
-        actor: &str,
+        by: &Context,
         now: i64,
-    ) -> Result<Result<i64, LedgerError>, StoreError> {
+        setup: &[Command],
+    ) -> Result<Result<(i64, Vec<Outcome>), LedgerError>, StoreError> {
         let mut conn = self.writer.acquire().await.map_err(busy_on_timeout)?;
         let mut tx = match self.backend {
             Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => conn.begin().await?,
         };
-        match ops::create_tenant(&mut tx, name, actor, now, self.backend).await {
-            Ok(id) => {
+        match ops::create_tenant(&mut tx, name, by, now, self.backend, setup).await {
+            Ok(created) => {
                 tx.commit().await?;
-                Ok(Ok(id))
+                Ok(Ok(created))
             }
             Err(OpError::Rule(e)) => Ok(Err(e)),
             Err(OpError::Store(e)) => Err(e),

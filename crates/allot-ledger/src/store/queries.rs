@@ -156,7 +156,12 @@ impl Store {
         .bind(tenant)
         .fetch_all(self.reader())
         .await?;
-        let members = sqlx::query(
+        #[derive(sqlx::FromRow)]
+        struct Member {
+            plan_id: ProductId,
+            member_id: ProductId,
+        }
+        let members: Vec<Member> = sqlx::query_as(
             "SELECT plan_id, member_id FROM plan_members WHERE tenant_id = $1 ORDER BY member_id",
         )
         .bind(tenant)
@@ -165,11 +170,12 @@ impl Store {
         let mut products = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut p = product_from_row(row)?.product;
-            for m in &members {
-                if m.try_get::<i64, _>(0)? == p.id {
-                    p.plan_members.push(m.try_get(1)?);
-                }
-            }
+            p.plan_members.extend(
+                members
+                    .iter()
+                    .filter(|m| m.plan_id == p.id)
+                    .map(|m| m.member_id),
+            );
             products.push(p);
         }
         Ok(products)
@@ -249,7 +255,7 @@ impl Store {
         );
         let products = self.products(tenant).await?;
         let statuses = self.pool_status(tenant, None, now).await?;
-        let held = sqlx::query(
+        let held: Vec<ProductId> = sqlx::query_scalar(
             "SELECT DISTINCT product_id FROM seats WHERE tenant_id = $1 AND holder_id = $2 \
                AND (expires_at IS NULL OR expires_at > $3)",
         )
@@ -257,17 +263,19 @@ impl Store {
         .bind(user.user.id)
         .bind(now)
         .fetch_all(self.reader())
-        .await?
-        .iter()
-        .map(|r| r.try_get::<i64, _>(0))
-        .collect::<Result<Vec<_>, _>>()?;
+        .await?;
         // Free seats in the user's own pool (company seats, or tenant-wide ones), plus quota room.
         let company = match pool {
             rules::Pool::Global => None,
             rules::Pool::Company(id) => Some(id),
         };
-        let free_rows = sqlx::query(
-            "SELECT s.product_id, count(*) FROM seats s WHERE s.tenant_id = $1 AND s.holder_id IS NULL \
+        #[derive(sqlx::FromRow)]
+        struct Free {
+            product_id: ProductId,
+            free: i64,
+        }
+        let free_rows: Vec<Free> = sqlx::query_as(
+            "SELECT s.product_id, count(*) AS free FROM seats s WHERE s.tenant_id = $1 AND s.holder_id IS NULL \
                AND s.overflow = 0 AND (s.expires_at IS NULL OR s.expires_at > $2) \
                AND (($3 IS NULL AND s.pool_company_id IS NULL) OR s.pool_company_id = $3) \
              GROUP BY s.product_id",
@@ -279,10 +287,16 @@ impl Store {
         .await?;
         let mut free_in_pool = std::collections::HashMap::new();
         for r in &free_rows {
-            free_in_pool.insert(r.try_get::<i64, _>(0)?, r.try_get::<i64, _>(1)?);
+            free_in_pool.insert(r.product_id, r.free);
         }
         if let Some(company) = company {
-            let quota_rows = sqlx::query(
+            #[derive(sqlx::FromRow)]
+            struct Room {
+                product_id: ProductId,
+                room: i64,
+                global_free: i64,
+            }
+            let quota_rows: Vec<Room> = sqlx::query_as(
                 "SELECT q.product_id, q.quota - q.used AS room, \
                    (SELECT count(*) FROM seats s WHERE s.tenant_id = q.tenant_id AND s.product_id = q.product_id \
                       AND s.holder_id IS NULL AND s.overflow = 0 AND s.pool_company_id IS NULL \
@@ -295,8 +309,8 @@ impl Store {
             .fetch_all(self.reader())
             .await?;
             for r in &quota_rows {
-                let room = r.try_get::<i64, _>(1)?.min(r.try_get::<i64, _>(2)?);
-                *free_in_pool.entry(r.try_get::<i64, _>(0)?).or_insert(0) += room.max(0);
+                let room = r.room.min(r.global_free);
+                *free_in_pool.entry(r.product_id).or_insert(0) += room.max(0);
             }
         }
         let holds = |id: ProductId| {
@@ -315,15 +329,26 @@ impl Store {
                 .ok_or_else(|| {
                     StoreError::Corrupt(format!("no status for product {}", product.id))
                 })?;
-            let expired = rules::is_expired(product.expires_at.map(rules::to_micros), now);
             let assigned = holds(product.id);
-            let can_assign = product.kind == ProductKind::User
-                && !assigned
-                && !expired
-                && !user.user.retired
-                && product.prerequisite.is_none_or(holds)
-                && (product.unrestricted
-                    || free_in_pool.get(&product.id).copied().unwrap_or(0) > 0);
+            // The assign command's own rule; then every product it would give that the user
+            // does not hold yet needs a seat it can take (a plan's members included).
+            let seat_for = |id: ProductId| {
+                holds(id)
+                    || products.iter().any(|p| p.id == id && p.unrestricted)
+                    || free_in_pool.get(&id).copied().unwrap_or(0) > 0
+            };
+            let can_assign = !assigned
+                && match rules::assignment(
+                    product,
+                    &products,
+                    user.user.id,
+                    user.user.retired,
+                    now,
+                    holds,
+                ) {
+                    Ok(Some(order)) => order.into_iter().all(seat_for),
+                    Ok(None) | Err(_) => false,
+                };
             views.push(UserProductView {
                 product: product.clone(),
                 status,
@@ -616,21 +641,28 @@ impl Store {
             }
         }
         // The audit trail is dense: 1..=last_audit_seq, each number once.
-        let row = sqlx::query(
-            "SELECT t.last_audit_seq, (SELECT count(*) FROM audit_events a WHERE a.tenant_id = t.id), \
-               (SELECT COALESCE(MIN(seq), 0) FROM audit_events a WHERE a.tenant_id = t.id), \
-               (SELECT COALESCE(MAX(seq), 0) FROM audit_events a WHERE a.tenant_id = t.id) \
+        #[derive(sqlx::FromRow)]
+        struct Sequence {
+            last: i64,
+            count: i64,
+            min: i64,
+            max: i64,
+        }
+        let Sequence {
+            last,
+            count,
+            min,
+            max,
+        } = sqlx::query_as(
+            "SELECT t.last_audit_seq AS last, \
+               (SELECT count(*) FROM audit_events a WHERE a.tenant_id = t.id) AS count, \
+               (SELECT COALESCE(MIN(seq), 0) FROM audit_events a WHERE a.tenant_id = t.id) AS min, \
+               (SELECT COALESCE(MAX(seq), 0) FROM audit_events a WHERE a.tenant_id = t.id) AS max \
              FROM tenants t WHERE t.id = $1",
         )
         .bind(tenant)
         .fetch_one(self.reader())
         .await?;
-        let (last, count, min, max): (i64, i64, i64, i64) = (
-            row.try_get(0)?,
-            row.try_get(1)?,
-            row.try_get(2)?,
-            row.try_get(3)?,
-        );
         if count != last || max != last || (count > 0 && min != 1) {
             violations.push(format!(
                 "audit sequence has gaps: counter {last}, {count} events numbered {min}..={max}"

@@ -113,7 +113,7 @@ impl From<LedgerError> for ApiError {
             | WrongHolder { .. }
             | NotHeld(_)
             | SeatExpired(_)
-            | ProductExpired(_)
+            | ProductExpired { .. }
             | WrongPool { .. }
             | AlreadyActivated { .. }
             | ComputerHasSeat(_)

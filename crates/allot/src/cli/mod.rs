@@ -355,34 +355,40 @@ async fn init(
     let ledger = Ledger::open(db).await?;
     let passwords = crate::auth::Passwords::new(1);
     let hash = passwords.hash(password).await?;
-    let created = match ledger.tenant(tenant).await? {
-        Some(t) => t,
-        None => ledger.create_tenant(tenant, "init").await?,
-    };
-    let ctx = Context::new(created.id, "init");
     let (token, token_hash) = crate::auth::new_token();
     let expires_at = ledger.now_time() + time::Duration::hours(ttl_hours.clamp(1, 24 * 366));
-    ledger
-        .apply_all_or_nothing(
-            &ctx,
-            &[
-                Command::CreateLogin {
-                    login: admin.to_owned(),
-                    password_hash: hash,
-                    role: Role::Admin,
-                    user: None,
-                },
-                Command::IssueToken {
-                    token_hash,
-                    role: Role::Admin,
-                    login: admin.to_owned(),
-                    user: None,
-                    label: "init".into(),
-                    expires_at,
-                },
-            ],
-        )
-        .await?;
+    let setup = [
+        Command::CreateLogin {
+            login: admin.to_owned(),
+            password_hash: hash,
+            role: Role::Admin,
+            user: None,
+        },
+        Command::IssueToken {
+            token_hash,
+            role: Role::Admin,
+            login: admin.to_owned(),
+            user: None,
+            label: "init".into(),
+            expires_at,
+        },
+    ];
+    // A new tenant is created with its admin login and token in one transaction; an existing
+    // one gets another admin.
+    let created = match ledger.tenant(tenant).await? {
+        Some(t) => {
+            ledger
+                .apply_all_or_nothing(&Context::new(t.id, "init"), &setup)
+                .await?;
+            t
+        }
+        None => {
+            ledger
+                .create_tenant_with(tenant, "init", None, &setup)
+                .await?
+                .0
+        }
+    };
     ledger.close().await;
     println!(
         "tenant {:?} (id {}) has admin login {admin:?}; admin token:",

@@ -179,6 +179,10 @@ async fn admin_manages_products_users_and_assignments() {
         (r.status, code(&r)),
         (StatusCode::CONFLICT, "prerequisite_missing")
     );
+    assert_eq!(
+        r.body["error"]["message"],
+        "SuperOffice/web requires SuperOffice/user first"
+    );
     let r = app
         .call(
             "POST",
@@ -259,8 +263,8 @@ async fn admin_manages_products_users_and_assignments() {
 #[tokio::test]
 async fn seats_can_be_granted_activated_revoked_and_released() {
     let app = TestApp::new().await;
-    let t = app.admin_token().await;
-    let t = Some(t.as_str());
+    let admin = app.admin_token().await;
+    let t = Some(admin.as_str());
     app.call(
         "POST",
         "/v1/products",
@@ -291,6 +295,39 @@ async fn seats_can_be_granted_activated_revoked_and_released() {
         "{:?}",
         r.body
     );
+    // A user activates its own seat, never another's (nor a reader anyone's).
+    app.call("POST", "/v1/users", t, Some(json!({ "login": "carl" })))
+        .await;
+    let bob = app.token_with_role(&admin, "user", Some("bob")).await;
+    let carl = app.token_with_role(&admin, "user", Some("carl")).await;
+    let reader = app.token_with_role(&admin, "reader", None).await;
+    for other in [&carl, &reader] {
+        let r = app
+            .call(
+                "POST",
+                &format!("/v1/seats/{seat}/activate"),
+                Some(other),
+                Some(json!({ "hardware_id": "HID9", "computer_name": "PC9" })),
+            )
+            .await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{:?}",
+            r.body
+        );
+    }
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/seats/{seat}/activate"),
+            Some(&bob),
+            Some(json!({ "hardware_id": "HID1", "computer_name": "PC1" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["activation"]["computer_name"], "PC1");
+    // The admin may activate it too (here: already done, so nothing changes).
     let r = app
         .call(
             "POST",
@@ -594,6 +631,15 @@ async fn tenants_see_nothing_of_each_other() {
         .issue_operator_token(&hash, "test", ledger.now_time() + time::Duration::hours(1))
         .await
         .unwrap();
+    // A refused admin login leaves no tenant behind (one transaction), so the name is free.
+    let r = app.call("POST", "/v1/tenants", Some(&op), Some(json!({ "name": "globex", "admin_login": "ro\u{7}ot", "admin_password": "globex-password" }))).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+        "{:?}",
+        r.body
+    );
+    assert!(ledger.tenant("globex").await.unwrap().is_none());
     let r = app.call("POST", "/v1/tenants", Some(&op), Some(json!({ "name": "globex", "admin_login": "root", "admin_password": "globex-password" }))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     // Operators see no tenant's ledger.

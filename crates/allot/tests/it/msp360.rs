@@ -751,7 +751,7 @@ on_both_stores! {
         let charlie = a.create_user(&token, json!({ "Email": "CharlieMarketing", "Password": "splendidpass", "Enabled": true, "FirstName": "Charlie" })).await;
         a.post("/acme/api/Licenses/Grant", &token, op(expiring[0].id, charlie)).await.expect(StatusCode::OK);
         f.ok(Command::ActivateSeat { seat: expiring[0].id, activation: Activation {
-            hardware_id: "HW-1".into(), computer_name: "charlie-pc".into(), operating_system: "Windows 11".into() } }).await;
+            hardware_id: "HW-1".into(), computer_name: "charlie-pc".into(), operating_system: "Windows 11".into() }, user: None }).await;
 
         let all = a.get("/acme/api/Licenses", &token).await;
         all.expect(StatusCode::OK);
@@ -855,7 +855,7 @@ on_both_stores! {
         // The agent activates both (no MSP360 API for that step).
         for (seat, hid) in [(&seats[0], "HW-M"), (&seats[1], "HW-A")] {
             f.ok(Command::ActivateSeat { seat: seat.id, activation: Activation {
-                hardware_id: hid.into(), computer_name: format!("{hid}-pc"), operating_system: "Windows".into() } }).await;
+                hardware_id: hid.into(), computer_name: format!("{hid}-pc"), operating_system: "Windows".into() }, user: None }).await;
         }
         // Revoke (XML) for a manual user: the computer is cleared, the user keeps the license.
         let xml = format!("<LicenseOperation xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\" \
@@ -1196,7 +1196,7 @@ on_both_stores! {
         let ult = f.user_product("Ultimate", 0).await;
         let seats = f.add_seats(NewSeats { trial: true, expires_at: Some(common::START + time::Duration::days(15)), ..NewSeats::plain(ProductRef::Id(ult.id), 1) }).await;
         a.post("/acme/api/Licenses/Grant", &token, op(seats[0].id, user)).await.expect(StatusCode::OK);
-        f.ok(Command::ActivateSeat { seat: seats[0].id, activation: Activation { hardware_id: "HW-1".into(), computer_name: "charlie-pc".into(), operating_system: "Windows 11".into() } }).await;
+        f.ok(Command::ActivateSeat { seat: seats[0].id, activation: Activation { hardware_id: "HW-1".into(), computer_name: "charlie-pc".into(), operating_system: "Windows 11".into() }, user: None }).await;
         let page = a.get("/acme/api/Computers/0/10", &token).await;
         page.expect(StatusCode::OK);
         let body = page.json();

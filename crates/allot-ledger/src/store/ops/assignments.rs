@@ -43,7 +43,7 @@ pub(super) async fn has_grant(
 }
 
 /// Gives the user a seat of `product` for the reason `via`, unless it already holds one.
-/// Returns the seat taken, if any.
+/// Returns the seat taken, if any. The caller has applied `rules::assignment` (prerequisites).
 pub(super) async fn grant_product(
     c: &mut Conn,
     env: &Env<'_>,
@@ -51,7 +51,6 @@ pub(super) async fn grant_product(
     product: &ProductRow,
     via: ProductId,
 ) -> OpResult<Option<i64>> {
-    require_prerequisite(c, env, user.user.id, &product.product).await?;
     let held = has_unexpired_seat(c, env, user.user.id, product.id()).await?;
     add_grant(c, env, user.user.id, product.id(), via).await?;
     if held {
@@ -88,52 +87,74 @@ pub(super) async fn assign(
 ) -> OpResult<Outcome> {
     let user = find_user_locked(c, env, user).await?;
     let product = find_product(c, env.tenant(), product).await?;
-    match product.product.kind {
+    let uid = user.user.id;
+    // What the rule needs: a plan's members, and which prerequisites the user holds (its row is
+    // locked, so its holdings cannot change before the seats are taken).
+    let mut members = Vec::new();
+    if product.product.kind == ProductKind::User && product.product.is_user_plan() {
+        for member in &product.product.plan_members {
+            members.push(find_product(c, env.tenant(), &ProductRef::Id(*member)).await?);
+        }
+    }
+    let mut held = Vec::new();
+    for p in std::iter::once(&product).chain(&members) {
+        if let Some(required) = p.product.prerequisite
+            && !held.contains(&required)
+            && holds(c, env, uid, required).await?
+        {
+            held.push(required);
+        }
+    }
+    let known: Vec<Product> = members.iter().map(|m| m.product.clone()).collect();
+    let verdict = rules::assignment(
+        &product.product,
+        &known,
+        uid,
+        user.user.retired,
+        env.now,
+        |p| held.contains(&p),
+    );
+    let order = match verdict {
+        Ok(Some(order)) => order,
         // Granted to everyone already: the outcome holds.
-        ProductKind::Site => return Ok(changed(0)),
-        ProductKind::Floating => {
-            return Err(LedgerError::WrongKind {
-                kind: ProductKind::Floating,
-                action: "assigned (its seats go to sessions)",
+        Ok(None) => return Ok(changed(0)),
+        Err(LedgerError::PrerequisiteMissing {
+            product: dependent,
+            name,
+            prerequisite,
+            ..
+        }) => {
+            // The rule knew the products it was given; name the missing one too.
+            let required = find_product(c, env.tenant(), &ProductRef::Id(prerequisite)).await?;
+            return Err(LedgerError::PrerequisiteMissing {
+                product: dependent,
+                name,
+                prerequisite,
+                prerequisite_name: required.product.full_name(),
             }
             .into());
         }
-        ProductKind::User => {}
-    }
-    require_not_retired(&user)?;
-    if product.expired(env.now) {
-        return Err(LedgerError::ProductExpired(product.id()).into());
-    }
-    let uid = user.user.id;
+        Err(e) => return Err(e.into()),
+    };
     if has_grant(c, env, uid, product.id(), Some(product.id())).await?
         && has_unexpired_seat(c, env, uid, product.id()).await?
     {
         return Ok(changed(0));
     }
     let mut taken = Vec::new();
-    taken.extend(grant_product(c, env, &user, &product, product.id()).await?);
-    let mut members = Vec::new();
-    if product.product.is_user_plan() && !product.product.plan_members.is_empty() {
-        let mut rows = Vec::new();
-        for member in &product.product.plan_members {
-            rows.push(find_product(c, env.tenant(), &ProductRef::Id(*member)).await?);
-        }
-        let order = rules::prerequisites_first(&product.product.plan_members, |m| {
-            rows.iter()
-                .find(|r| r.id() == m)
-                .and_then(|r| r.product.prerequisite)
-        });
-        for member in order {
-            let row = rows
-                .iter()
-                .find(|r| r.id() == member)
-                .expect("member was loaded");
-            if row.product.kind != ProductKind::User || row.expired(env.now) {
-                continue;
-            }
-            taken.extend(grant_product(c, env, &user, row, product.id()).await?);
-            members.push(member);
-        }
+    let mut granted_members = Vec::new();
+    for id in order {
+        let row = if id == product.id() {
+            &product
+        } else {
+            granted_members.push(id);
+            members.iter().find(|m| m.id() == id).ok_or_else(|| {
+                OpError::Store(crate::error::StoreError::Corrupt(format!(
+                    "plan member {id} not loaded"
+                )))
+            })?
+        };
+        taken.extend(grant_product(c, env, &user, row, product.id()).await?);
     }
     let mut seats = Vec::new();
     for number in &taken {
@@ -151,7 +172,7 @@ pub(super) async fn assign(
             "before": { "assigned": false },
             "after": { "assigned": true },
             "seats": seats.iter().map(|s| json!({ "seat": s.id, "number": s.number, "product": s.product })).collect::<Vec<_>>(),
-            "plan_members": members,
+            "plan_members": granted_members,
         }),
     )
     .await?;
@@ -266,6 +287,52 @@ pub(super) async fn retire(c: &mut Conn, env: &Env<'_>, user: &UserRef) -> OpRes
             ..Default::default()
         },
         json!({ "before": { "retired": false }, "after": { "retired": true }, "seats_freed": freed, "sessions_ended": sessions }),
+    )
+    .await?;
+    Ok(changed(1 + freed + sessions))
+}
+
+/// Retires the user and frees its login name in one step: the flag and the new login are one
+/// conditional update, then its sessions end and its licenses go, all under one audit record.
+pub(super) async fn delete_user(c: &mut Conn, env: &Env<'_>, user: &UserRef) -> OpResult<Outcome> {
+    let user = find_user_locked(c, env, user).await?;
+    let uid = user.user.id;
+    let login = rules::deleted_login(&user.user.login, user.user.uuid);
+    if user.user.retired && user.user.login == login {
+        return Ok(changed(0));
+    }
+    // Conditional on the login read above (the user row is locked on PostgreSQL; SQLite has one
+    // writer): a rename in between would make this match nothing rather than be overwritten.
+    let flagged = sqlx::query(
+        "UPDATE users SET retired = 1, login = $3, login_key = $4 \
+         WHERE tenant_id = $1 AND id = $2 AND login_key = $5",
+    )
+    .bind(env.tenant())
+    .bind(uid)
+    .bind(login.clone())
+    .bind(rules::name_key(&login))
+    .bind(rules::name_key(&user.user.login))
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    if flagged == 0 {
+        return Err(OpError::Store(crate::error::StoreError::Contended));
+    }
+    let sessions = end_live_sessions(c, env, Some(uid), None, EndReason::Admin).await?;
+    let freed = strip_licenses(c, env, uid).await?;
+    audit(
+        env,
+        "user.delete",
+        Subjects {
+            user: Some(uid),
+            ..Default::default()
+        },
+        json!({
+            "before": { "login": user.user.login, "retired": user.user.retired },
+            "after": { "login": login, "retired": true },
+            "seats_freed": freed,
+            "sessions_ended": sessions,
+        }),
     )
     .await?;
     Ok(changed(1 + freed + sessions))

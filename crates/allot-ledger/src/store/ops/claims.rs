@@ -14,7 +14,11 @@ pub(super) async fn take_seat(
     session: Option<Uuid>,
 ) -> OpResult<i64> {
     if product.expired(env.now) {
-        return Err(LedgerError::ProductExpired(product.id()).into());
+        return Err(LedgerError::ProductExpired {
+            product: product.id(),
+            name: product.product.full_name(),
+        }
+        .into());
     }
     let session = session.map(|s| s.to_string());
     let pool = user.pool();
@@ -86,7 +90,7 @@ pub(super) async fn claim_free_seat(
         Pool::Global => "pool_company_id IS NULL",
         Pool::Company(_) => "pool_company_id = $7",
     };
-    let query = sqlx::query(sql(format!(
+    let query = sqlx::query_scalar::<_, i64>(sql(format!(
         "UPDATE seats SET holder_id = $3, held_since = $4, charged_company_id = $5, session_uuid = $6 \
          WHERE tenant_id = $1 AND holder_id IS NULL AND number = ( \
              SELECT number FROM seats WHERE tenant_id = $1 AND product_id = $2 AND holder_id IS NULL \
@@ -105,11 +109,7 @@ pub(super) async fn claim_free_seat(
         Pool::Global => query,
         Pool::Company(company) => query.bind(company),
     };
-    let row = query.fetch_optional(&mut *c).await?;
-    Ok(match row {
-        Some(row) => Some(row.try_get(0)?),
-        None => None,
-    })
+    Ok(query.fetch_optional(&mut *c).await?)
 }
 
 pub(super) async fn insert_overflow_seat(
@@ -295,7 +295,7 @@ pub(super) async fn drop_products(
             }
         }
         // Plan members this product brought along lose that reason; those left with none go.
-        let orphaned = sqlx::query(
+        let orphaned: Vec<ProductId> = sqlx::query_scalar(
             "DELETE FROM grants WHERE tenant_id = $1 AND user_id = $2 AND via_id = $3 RETURNING product_id",
         )
         .bind(tenant)
@@ -303,8 +303,7 @@ pub(super) async fn drop_products(
         .bind(product)
         .fetch_all(&mut *c)
         .await?;
-        for row in orphaned {
-            let member: i64 = row.try_get(0)?;
+        for member in orphaned {
             let remaining: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM grants WHERE tenant_id = $1 AND user_id = $2 AND product_id = $3",
             )
@@ -320,7 +319,7 @@ pub(super) async fn drop_products(
         // Dependents the user holds lose their prerequisite, unless it is still held otherwise
         // (a site product never goes; this product may still be held through another seat).
         if !holds(c, env, user, product).await? {
-            let dependents = sqlx::query(
+            let dependents: Vec<ProductId> = sqlx::query_scalar(
                 "SELECT DISTINCT p.id FROM products p JOIN seats s \
                    ON s.tenant_id = p.tenant_id AND s.product_id = p.id AND s.holder_id = $3 \
                  WHERE p.tenant_id = $1 AND p.prerequisite_id = $2 AND s.session_uuid IS NULL",
@@ -330,9 +329,7 @@ pub(super) async fn drop_products(
             .bind(user)
             .fetch_all(&mut *c)
             .await?;
-            for row in dependents {
-                work.push(row.try_get(0)?);
-            }
+            work.extend(dependents);
         }
     }
     Ok(freed)

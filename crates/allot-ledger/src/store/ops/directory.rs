@@ -2,31 +2,37 @@
 
 use super::*;
 
+/// Creates a tenant and runs `setup` in it (its admin login, ...), all in the caller's
+/// transaction: a refusal of any part is the whole call's refusal. `by` gives the actor and
+/// request id; its tenant is the new one's.
 pub(crate) async fn create_tenant(
     tx: &mut Tx<'_>,
     name: &str,
-    actor: &str,
+    by: &Context,
     now: i64,
     backend: Backend,
-) -> OpResult<i64> {
+    setup: &[Command],
+) -> OpResult<(i64, Vec<Outcome>)> {
     let c: &mut Conn = tx;
     let name = rules::validate_name("tenant", name)?;
-    let row = sqlx::query(
+    let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id",
     )
     .bind(name.clone())
     .bind(now)
     .fetch_optional(&mut *c)
     .await?;
-    let Some(row) = row else {
+    let Some(id) = id else {
         return Err(LedgerError::AlreadyExists {
             what: "tenant",
             name,
         }
         .into());
     };
-    let id: i64 = row.try_get(0)?;
-    let ctx = Context::new(id, actor);
+    let ctx = Context {
+        tenant: id,
+        ..by.clone()
+    };
     let env = Env::new(&ctx, now, backend);
     audit(
         &env,
@@ -36,7 +42,12 @@ pub(crate) async fn create_tenant(
     )
     .await?;
     flush_audit(c, &env).await?;
-    Ok(id)
+    let mut outcomes = Vec::with_capacity(setup.len());
+    for command in setup {
+        outcomes.push(execute(tx, &env, command).await?);
+        flush_audit(tx, &env).await?;
+    }
+    Ok((id, outcomes))
 }
 
 pub(super) async fn create_company(
@@ -214,7 +225,12 @@ pub(super) async fn set_company_quota(
 ) -> OpResult<Outcome> {
     let company = find_company(c, env.tenant(), company).await?;
     let product = find_product(c, env.tenant(), product).await?;
-    let current = sqlx::query(
+    #[derive(sqlx::FromRow)]
+    struct QuotaRow {
+        quota: i64,
+        used: i64,
+    }
+    let current: Option<QuotaRow> = sqlx::query_as(
         "SELECT quota, used FROM company_quotas WHERE tenant_id = $1 AND company_id = $2 AND product_id = $3",
     )
     .bind(env.tenant())
@@ -223,7 +239,7 @@ pub(super) async fn set_company_quota(
     .fetch_optional(&mut *c)
     .await?;
     let (old_quota, used) = match &current {
-        Some(row) => (Some(row.try_get::<i64, _>(0)?), row.try_get::<i64, _>(1)?),
+        Some(row) => (Some(row.quota), row.used),
         None => (None, 0),
     };
     if old_quota == quota {

@@ -61,12 +61,15 @@ pub(crate) async fn execute(
         Command::RemoveAllLicenses { user } => remove_all_licenses(c, env, user).await,
         Command::Retire { user } => retire(c, env, user).await,
         Command::Unretire { user } => unretire(c, env, user).await,
+        Command::DeleteUser { user } => delete_user(c, env, user).await,
         Command::GrantSeat { seat, user } => grant_seat(c, env, *seat, user).await,
         Command::ReleaseSeat { seat, user } => release_seat(c, env, *seat, user.as_ref()).await,
         Command::RevokeSeat { seat, user } => revoke_seat(c, env, *seat, user.as_ref()).await,
-        Command::ActivateSeat { seat, activation } => {
-            activate_seat(c, env, *seat, activation).await
-        }
+        Command::ActivateSeat {
+            seat,
+            activation,
+            user,
+        } => activate_seat(c, env, *seat, activation, user.as_ref()).await,
         Command::RegisterComputer {
             hardware_id,
             name,
@@ -308,17 +311,14 @@ pub(super) async fn bump_counter(
     column: &'static str,
     by: i64,
 ) -> OpResult<i64> {
-    let row = sqlx::query(sql(format!(
+    let value: Option<i64> = sqlx::query_scalar(sql(format!(
         "UPDATE tenants SET {column} = {column} + $2 WHERE id = $1 RETURNING {column}"
     )))
     .bind(tenant)
     .bind(by)
     .fetch_optional(&mut *c)
     .await?;
-    match row {
-        Some(row) => Ok(row.try_get(0)?),
-        None => Err(LedgerError::UnknownTenant(format!("#{tenant}")).into()),
-    }
+    value.ok_or_else(|| LedgerError::UnknownTenant(format!("#{tenant}")).into())
 }
 
 /// What an audit record is about.
@@ -445,16 +445,13 @@ pub(crate) async fn find_product(
 }
 
 async fn plan_members(c: &mut Conn, tenant: i64, plan: ProductId) -> OpResult<Vec<ProductId>> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_scalar(
         "SELECT member_id FROM plan_members WHERE tenant_id = $1 AND plan_id = $2 ORDER BY member_id",
     )
     .bind(tenant)
     .bind(plan)
     .fetch_all(&mut *c)
-    .await?;
-    rows.iter()
-        .map(|r| r.try_get::<i64, _>(0).map_err(OpError::from))
-        .collect()
+    .await?)
 }
 
 pub(crate) async fn find_company(
@@ -542,9 +539,12 @@ async fn require_prerequisite(
     if let Some(prerequisite) = product.prerequisite
         && !holds(c, env, user, prerequisite).await?
     {
+        let required = find_product(c, env.tenant(), &ProductRef::Id(prerequisite)).await?;
         return Err(LedgerError::PrerequisiteMissing {
             product: product.id,
+            name: product.full_name(),
             prerequisite,
+            prerequisite_name: required.product.full_name(),
         }
         .into());
     }
@@ -558,7 +558,7 @@ async fn held_seats(
     user: UserId,
     product: ProductId,
 ) -> OpResult<Vec<i64>> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_scalar(
         "SELECT number FROM seats WHERE tenant_id = $1 AND holder_id = $2 AND product_id = $3 \
          ORDER BY number",
     )
@@ -566,10 +566,7 @@ async fn held_seats(
     .bind(user)
     .bind(product)
     .fetch_all(&mut *c)
-    .await?;
-    rows.iter()
-        .map(|r| r.try_get::<i64, _>(0).map_err(OpError::from))
-        .collect()
+    .await?)
 }
 
 /// Looks a user up and locks its row for the rest of the transaction (PostgreSQL), so changes

@@ -59,7 +59,11 @@ pub(super) async fn grant_seat(
         return Err(LedgerError::SeatExpired(seat_id).into());
     }
     if product.expired(env.now) {
-        return Err(LedgerError::ProductExpired(product.id()).into());
+        return Err(LedgerError::ProductExpired {
+            product: product.id(),
+            name: product.product.full_name(),
+        }
+        .into());
     }
     require_prerequisite(c, env, user.user.id, &product.product).await?;
     // The seat must be in a pool the user may take from.
@@ -193,14 +197,21 @@ pub(super) async fn activate_seat(
     env: &Env<'_>,
     seat_id: Uuid,
     activation: &Activation,
+    user: Option<&UserRef>,
 ) -> OpResult<Outcome> {
     let hid = rules::validate_name("hardware_id", &activation.hardware_id)?;
     rules::validate_text("computer_name", &activation.computer_name)?;
     rules::validate_text("operating_system", &activation.operating_system)?;
+    let named = match user {
+        Some(u) => Some(find_user(c, env.tenant(), u).await?),
+        None => None,
+    };
     let (seat, holder) = find_seat_locked(c, env, seat_id).await?;
     let Some(holder) = holder else {
         return Err(LedgerError::NotHeld(seat_id).into());
     };
+    // Checked on the locked holder, so the seat cannot pass to someone else before the update.
+    require_holder(&seat, named.as_ref())?;
     if seat.expired(env.now) {
         return Err(LedgerError::SeatExpired(seat_id).into());
     }
@@ -236,18 +247,20 @@ pub(super) async fn activate_seat(
     }
     let result = sqlx::query(
         "UPDATE seats SET activation_hid = $3, activation_name = $4, activation_os = $5 \
-         WHERE tenant_id = $1 AND number = $2 AND activation_hid IS NULL AND holder_id IS NOT NULL",
+         WHERE tenant_id = $1 AND number = $2 AND activation_hid IS NULL AND holder_id = $6",
     )
     .bind(env.tenant())
     .bind(seat.seat.number)
     .bind(hid.clone())
     .bind(activation.computer_name.clone())
     .bind(activation.operating_system.clone())
+    .bind(holder.user.id)
     .execute(&mut *c)
     .await;
     match result {
         Ok(r) if r.rows_affected() == 1 => {}
-        Ok(_) => return Err(LedgerError::AlreadyActivated { seat: seat_id }.into()),
+        // The seat changed after it was read (the holder's lock should prevent it): start over.
+        Ok(_) => return Err(OpError::Store(crate::error::StoreError::Contended)),
         Err(e) if is_unique_violation(&e) => return Err(LedgerError::ComputerHasSeat(hid).into()),
         Err(e) => return Err(e.into()),
     }

@@ -178,7 +178,12 @@ pub(super) async fn end_session(
     session: Uuid,
     reason: EndReason,
 ) -> OpResult<bool> {
-    let ended = sqlx::query(
+    #[derive(sqlx::FromRow)]
+    struct Ended {
+        user_id: UserId,
+        product_id: Option<ProductId>,
+    }
+    let ended: Option<Ended> = sqlx::query_as(
         "UPDATE sessions SET ended_at = $3, end_reason = $4 \
          WHERE tenant_id = $1 AND uuid = $2 AND ended_at IS NULL RETURNING user_id, product_id",
     )
@@ -188,17 +193,26 @@ pub(super) async fn end_session(
     .bind(reason.as_str())
     .fetch_optional(&mut *c)
     .await?;
-    let Some(row) = ended else { return Ok(false) };
-    let user: i64 = row.try_get(0)?;
-    let product: Option<i64> = row.try_get(1)?;
-    let seat: Option<(i64, String)> =
+    let Some(Ended {
+        user_id: user,
+        product_id: product,
+    }) = ended
+    else {
+        return Ok(false);
+    };
+    #[derive(sqlx::FromRow)]
+    struct SessionSeat {
+        number: i64,
+        uuid: String,
+    }
+    let seat: Option<SessionSeat> =
         sqlx::query_as("SELECT number, uuid FROM seats WHERE tenant_id = $1 AND session_uuid = $2")
             .bind(env.tenant())
             .bind(session.to_string())
             .fetch_optional(&mut *c)
             .await?;
-    if let Some((number, _)) = &seat {
-        free_seat(c, env, *number).await?;
+    if let Some(seat) = &seat {
+        free_seat(c, env, seat.number).await?;
     }
     audit(
         env,
@@ -206,7 +220,7 @@ pub(super) async fn end_session(
         Subjects {
             user: Some(user),
             product,
-            seat: seat.as_ref().map(|(_, u)| parse_uuid(u)).transpose()?,
+            seat: seat.as_ref().map(|s| parse_uuid(&s.uuid)).transpose()?,
             session: Some(session),
             ..Default::default()
         },

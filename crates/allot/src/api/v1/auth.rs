@@ -236,25 +236,22 @@ pub async fn create_tenant(
     ApiJson(req): ApiJson<NewTenantRequest>,
 ) -> ApiResult<(StatusCode, ApiJson<Tenant>)> {
     caller.operator()?;
-    // Check everything the admin login needs before the tenant exists.
-    rules::validate_name("admin_login", &req.admin_login)?;
     let password_hash = hash_password(&state, &req.admin_password).await?;
-    let tenant = state
+    // One transaction: if the login is refused, the tenant is not created either.
+    let admin = Command::CreateLogin {
+        login: req.admin_login,
+        password_hash,
+        role: Role::Admin,
+        user: None,
+    };
+    let (tenant, _) = state
         .ledger
-        .create_tenant(&req.name, &caller.0.login)
+        .create_tenant_with(
+            &req.name,
+            &caller.0.login,
+            caller.context(0, &headers).request_id,
+            &[admin],
+        )
         .await?;
-    run(
-        &state,
-        &caller,
-        tenant.id,
-        &headers,
-        Command::CreateLogin {
-            login: req.admin_login,
-            password_hash,
-            role: Role::Admin,
-            user: None,
-        },
-    )
-    .await?;
     Ok((StatusCode::CREATED, ApiJson(tenant)))
 }

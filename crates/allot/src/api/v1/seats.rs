@@ -179,27 +179,41 @@ pub async fn activate(
     ApiJson(req): ApiJson<ActivateRequest>,
 ) -> ApiResult<ApiJson<Seat>> {
     let tenant = caller.tenant()?;
-    let seat = state.ledger.seat(tenant, id).await?;
-    // The holder itself may activate its seat on its computer.
-    match seat.holder {
-        Some(holder) => caller.admin_or_self(holder)?,
-        None => caller.admin()?,
+    // An admin activates any held seat; a user only its own, which the ledger checks on the
+    // locked seat (checking here first and then acting would race with a change of holder).
+    let user = if caller.0.can_write() {
+        None
+    } else {
+        match caller.0.user {
+            Some(user) if caller.0.is_self(user) => Some(UserRef::Id(user)),
+            _ => {
+                return Err(ApiError::forbidden(
+                    "this needs the admin role, or the user itself",
+                ));
+            }
+        }
     };
+    let acting_for_self = user.is_some();
     let activation = Activation {
         hardware_id: req.hardware_id,
         computer_name: req.computer_name,
         operating_system: req.operating_system,
     };
-    let outcome = run(
-        &state,
-        &caller,
-        tenant,
-        &headers,
-        Command::ActivateSeat {
-            seat: id,
-            activation,
-        },
-    )
-    .await?;
+    let command = Command::ActivateSeat {
+        seat: id,
+        activation,
+        user,
+    };
+    let outcome = match run(&state, &caller, tenant, &headers, command).await {
+        Ok(outcome) => outcome,
+        // Someone else's seat (or nobody's) is not the user's to activate: the same 403 as for
+        // any other action on another user.
+        Err(e) if acting_for_self && matches!(e.code, "wrong_holder" | "not_held") => {
+            return Err(ApiError::forbidden(
+                "this needs the admin role, or the user itself",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
     seat_after(&state, tenant, id, outcome).await
 }

@@ -346,7 +346,7 @@ impl From<LedgerError> for Fault {
             WrongHolder { seat } => format!("License '{seat}' is granted to another user."),
             NotHeld(seat) => format!("License '{seat}' is not granted to any user."),
             SeatExpired(seat) => format!("License '{seat}' has expired."),
-            ProductExpired(_) => "Licenses of this type have expired.".into(),
+            ProductExpired { .. } => "Licenses of this type have expired.".into(),
             WrongPool { seat, .. } => format!(
                 "License '{seat}' is not in a pool this user may take licenses from (see the \
                  user's LicenseManagmentMode and the company's LicenseSettings)."

@@ -218,35 +218,16 @@ pub async fn edit(call: &Call<'_>) -> Result<Response, Fault> {
     ok_empty()
 }
 
-/// `DELETE /api/Users/{id}` and `/{id}/Account`: releases the user's licenses and deletes it
-/// (a ledger retirement). 400 for an id that names no user.
-///
-/// The retired user keeps its row (history points at it), so in the same transaction its login
-/// is renamed to `<login> (deleted <ID>)`: the `Email` is free for a new user, as it is after a
-/// delete in MSP360.
+/// `DELETE /api/Users/{id}` and `/{id}/Account`: the ledger's `DeleteUser` releases the user's
+/// licenses, retires it and renames its login to `<login> (deleted <ID>)` in one transaction, so
+/// the `Email` is free for a new user, as it is after a delete in MSP360. 400 for an id that
+/// names no (live) user.
 pub async fn delete(call: &Call<'_>, id: &str) -> Result<Response, Fault> {
     let user = require(call, id).await?;
-    let suffix = format!(" (deleted {})", user.uuid);
-    let keep = allot_ledger::rules::MAX_TEXT.saturating_sub(suffix.chars().count());
-    let renamed: String = user.login.chars().take(keep).collect::<String>() + &suffix;
-    call.state
-        .ledger
-        .apply_all_or_nothing(
-            &call.context(),
-            &[
-                Command::Retire {
-                    user: UserRef::Id(user.id),
-                },
-                Command::EditUser {
-                    user: UserRef::Id(user.id),
-                    patch: UserPatch {
-                        login: Some(renamed),
-                        ..UserPatch::default()
-                    },
-                },
-            ],
-        )
-        .await?;
+    call.execute(Command::DeleteUser {
+        user: UserRef::Id(user.id),
+    })
+    .await?;
     ok_empty()
 }
 
