@@ -157,13 +157,9 @@ fn table_of_alias<'a>(sql: &'a str, alias: &str) -> Option<&'a str> {
         .filter(|w| !w.is_empty())
         .collect();
     words.windows(3).find_map(|w| {
-        if w[1].eq_ignore_ascii_case("AS") && w[2] == alias {
-            Some(w[0])
-        } else if w[1] == alias && GROWING.contains(&w[0]) {
-            Some(w[0])
-        } else {
-            None
-        }
+        let aliased = w[1].eq_ignore_ascii_case("AS") && w[2] == alias;
+        let bare = w[1] == alias && GROWING.contains(&w[0]);
+        (aliased || bare).then_some(w[0])
     })
 }
 
