@@ -22,7 +22,7 @@ use uuid::Uuid;
 pub use command::*;
 pub use error::LedgerError;
 pub use model::*;
-pub use store::{AuditFilter, SeatFilter, StoreOptions};
+pub use store::{AuditFilter, CommitStats, SeatFilter, StoreOptions};
 
 use store::Store;
 
@@ -171,6 +171,11 @@ impl Ledger {
             .await
             .map_err(|e| LedgerError::Store(e.to_string()))?;
         outcomes.into_iter().collect()
+    }
+
+    /// How many group commits this handle's store has run, and how many commands they held.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.store.commit_stats()
     }
 
     /// Applies one command.

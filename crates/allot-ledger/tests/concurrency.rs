@@ -320,3 +320,57 @@ async fn postgres_32_racers_never_activate_for_a_non_holder() {
     };
     activation_race(Fixture::new(db).await).await;
 }
+
+/// Group commit: the racers' commands share transactions (fewer commits than commands), and the
+/// ones a rule refuses roll back alone: their neighbours in the same batch still commit.
+async fn refusals_share_batches_with_winners(f: Fixture) {
+    let (product, users) = setup(&f, ProductKind::User).await;
+    let before = f.ledger.commit_stats();
+    let outcomes = race(std::slice::from_ref(&f.ledger), &f.ctx, &users, |u| {
+        Command::Assign {
+            user: UserRef::Id(u.id),
+            product: ProductRef::Id(product.id),
+        }
+    })
+    .await;
+    let after = f.ledger.commit_stats();
+    assert_eq!(tally(&outcomes, &product), SEATS as usize);
+    assert_eq!(after.commands - before.commands, TASKS as u64);
+    let batches = after.batches - before.batches;
+    assert!(
+        batches < TASKS as u64,
+        "{TASKS} concurrent commands took {batches} commits: no batching"
+    );
+    assert_eq!(f.counts(&product).await, (SEATS, SEATS, 0));
+    // Every winner's audit record is there, and no loser's.
+    let audit = f
+        .ledger
+        .audit(
+            f.tenant.id,
+            &AuditFilter {
+                limit: Some(1000),
+                ..AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    let assigned = audit
+        .iter()
+        .filter(|e| e.action == "license.assign")
+        .count();
+    assert_eq!(assigned, SEATS as usize, "{audit:?}");
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_refusals_share_batches_with_winners() {
+    refusals_share_batches_with_winners(Fixture::new(TestDb::sqlite()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_refusals_share_batches_with_winners() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    refusals_share_batches_with_winners(Fixture::new(db).await).await;
+}

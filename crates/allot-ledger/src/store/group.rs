@@ -13,6 +13,7 @@
 //! so a command that breaks the store fails alone, and the committer keeps running.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::AnyPool;
@@ -38,6 +39,21 @@ struct Job {
 
 pub(crate) struct GroupCommit {
     queue: mpsc::Sender<Job>,
+    stats: Arc<Counters>,
+}
+
+/// Transactions the committers ran and the commands in them.
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    commands: AtomicU64,
+}
+
+/// How well group commit is batching: `commands / batches` commands share a commit on average.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    pub batches: u64,
+    pub commands: u64,
 }
 
 impl GroupCommit {
@@ -46,10 +62,23 @@ impl GroupCommit {
     pub fn start(pool: AnyPool, backend: Backend, committers: usize) -> GroupCommit {
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
         let jobs = Arc::new(Mutex::new(jobs));
+        let stats = Arc::new(Counters::default());
         for _ in 0..committers.max(1) {
-            tokio::spawn(committer(pool.clone(), backend, jobs.clone()));
+            tokio::spawn(committer(
+                pool.clone(),
+                backend,
+                jobs.clone(),
+                stats.clone(),
+            ));
         }
-        GroupCommit { queue }
+        GroupCommit { queue, stats }
+    }
+
+    pub fn stats(&self) -> CommitStats {
+        CommitStats {
+            batches: self.stats.batches.load(Ordering::Relaxed),
+            commands: self.stats.commands.load(Ordering::Relaxed),
+        }
     }
 
     pub async fn execute(
@@ -92,9 +121,18 @@ async fn next_batch(jobs: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
     Some(batch)
 }
 
-async fn committer(pool: AnyPool, backend: Backend, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn committer(
+    pool: AnyPool,
+    backend: Backend,
+    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    stats: Arc<Counters>,
+) {
     while let Some(batch) = next_batch(&jobs).await {
-        trace_batch(batch.len());
+        tracing::trace!(size = batch.len(), "group commit");
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats
+            .commands
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         match commit_with_retries(&pool, backend, &batch).await {
             Ok(outcomes) => answer(batch, outcomes),
             Err(_) if batch.len() > 1 => {
@@ -159,9 +197,4 @@ fn answer(batch: Vec<Job>, outcomes: Vec<Result<Outcome, LedgerError>>) {
         // A caller that went away (its request timed out) still had its command applied.
         let _ = job.reply.send(outcome);
     }
-}
-
-/// How many commands shared a commit (trace level: it is per batch).
-fn trace_batch(size: usize) {
-    tracing::trace!(size, "group commit");
 }

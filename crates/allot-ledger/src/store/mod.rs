@@ -12,6 +12,7 @@ mod group;
 mod ops;
 mod queries;
 
+pub use group::CommitStats;
 pub use queries::{AuditFilter, SeatFilter};
 
 use std::str::FromStr;
@@ -309,6 +310,10 @@ impl Store {
             .map(|command| Item { ctx, command, now })
             .collect();
         transact(&self.writer, self.backend, &items, atomic).await
+    }
+
+    pub fn commit_stats(&self) -> CommitStats {
+        self.group.stats()
     }
 
     /// Applies one command through the group committer: it shares a transaction (and so a
