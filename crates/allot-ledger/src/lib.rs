@@ -231,7 +231,22 @@ impl Ledger {
         tenant: TenantId,
         user: &UserRef,
     ) -> QueryResult<Vec<UserProductView>> {
-        Ok(self.store.user_view(tenant, user, self.now()).await?)
+        Ok(self.store.user_view(tenant, user, self.now(), None).await?)
+    }
+
+    /// One product as `user` sees it: what [`Ledger::user_view`] says of it, reading only that
+    /// product's pool (and its plan members').
+    pub async fn user_product_view(
+        &self,
+        tenant: TenantId,
+        user: &UserRef,
+        product: ProductId,
+    ) -> QueryResult<UserProductView> {
+        self.store
+            .user_view(tenant, user, self.now(), Some(product))
+            .await?
+            .pop()
+            .ok_or_else(|| LedgerError::UnknownProduct(format!("#{product}")))
     }
 
     pub async fn seat(&self, tenant: TenantId, seat: Uuid) -> QueryResult<Seat> {

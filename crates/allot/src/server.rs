@@ -183,6 +183,10 @@ async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
             }
         }
     }
+    // Group commit: commands per commit is the ratio of the two.
+    let commits = state.ledger.commit_stats();
+    metrics::counter!("allot_store_commits_total").absolute(commits.batches);
+    metrics::counter!("allot_store_committed_commands_total").absolute(commits.commands);
     metrics_handle().render()
 }
 

@@ -240,11 +240,14 @@ impl Store {
     }
 
     /// Every product as one user sees it: Assigned and CanAssign beside the pool counts.
+    /// Every product as `user` sees it, or only the product `only` (whose answer then costs
+    /// the reads of that product's pool, not of every pool in the tenant).
     pub async fn user_view(
         &self,
         tenant: TenantId,
         user: &UserRef,
         now: i64,
+        only: Option<ProductId>,
     ) -> QueryResult<Vec<UserProductView>> {
         let mut conn = self.reader().acquire().await?;
         let user = ops::find_user(&mut conn, tenant, user).await?;
@@ -254,7 +257,16 @@ impl Store {
             user.user.company.zip(user.company_mode),
         );
         let products = self.products(tenant).await?;
-        let statuses = self.pool_status(tenant, None, now).await?;
+        let statuses = self.pool_status(tenant, only, now).await?;
+        // The products whose free seats matter: the ones shown, and the members their plans
+        // bring along.
+        let relevant: Option<Vec<ProductId>> = only.map(|id| {
+            let mut ids = vec![id];
+            if let Some(p) = products.iter().find(|p| p.id == id) {
+                ids.extend(p.plan_members.iter().copied());
+            }
+            ids
+        });
         let held: Vec<ProductId> = sqlx::query_scalar(
             "SELECT DISTINCT product_id FROM seats WHERE tenant_id = $1 AND holder_id = $2 \
                AND (expires_at IS NULL OR expires_at > $3)",
@@ -274,17 +286,37 @@ impl Store {
             product_id: ProductId,
             free: i64,
         }
-        let free_rows: Vec<Free> = sqlx::query_as(
-            "SELECT s.product_id, count(*) AS free FROM seats s WHERE s.tenant_id = $1 AND s.holder_id IS NULL \
-               AND s.overflow = 0 AND (s.expires_at IS NULL OR s.expires_at > $2) \
-               AND (($3 IS NULL AND s.pool_company_id IS NULL) OR s.pool_company_id = $3) \
-             GROUP BY s.product_id",
-        )
-        .bind(tenant)
-        .bind(now)
-        .bind(company)
-        .fetch_all(self.reader())
-        .await?;
+        let count_free = |product: Option<ProductId>| {
+            // One product's free seats are a range of its index; all of them, a walk of the
+            // tenant's free seats.
+            let product_clause = if product.is_some() {
+                "s.product_id = $4"
+            } else {
+                "$4 IS NULL"
+            };
+            sqlx::query_as::<_, Free>(sqlx::AssertSqlSafe(format!(
+                "SELECT s.product_id, count(*) AS free FROM seats s WHERE s.tenant_id = $1 \
+                   AND {product_clause} AND s.holder_id IS NULL \
+                   AND s.overflow = 0 AND (s.expires_at IS NULL OR s.expires_at > $2) \
+                   AND (($3 IS NULL AND s.pool_company_id IS NULL) OR s.pool_company_id = $3) \
+                 GROUP BY s.product_id"
+            )))
+            .bind(tenant)
+            .bind(now)
+            .bind(company)
+            .bind(product)
+            .fetch_all(self.reader())
+        };
+        let free_rows: Vec<Free> = match &relevant {
+            None => count_free(None).await?,
+            Some(ids) => {
+                let mut rows = Vec::new();
+                for id in ids {
+                    rows.extend(count_free(Some(*id)).await?);
+                }
+                rows
+            }
+        };
         let mut free_in_pool = std::collections::HashMap::new();
         for r in &free_rows {
             free_in_pool.insert(r.product_id, r.free);
@@ -321,7 +353,7 @@ impl Store {
             })
         };
         let mut views = Vec::with_capacity(products.len());
-        for product in &products {
+        for product in products.iter().filter(|p| only.is_none_or(|id| p.id == id)) {
             let status = statuses
                 .iter()
                 .find(|s| s.product == product.id)

@@ -154,13 +154,10 @@ async fn view_of(
     user: UserId,
     product: ProductId,
 ) -> ApiResult<UserProductView> {
-    state
+    Ok(state
         .ledger
-        .user_view(tenant, &UserRef::Id(user))
-        .await?
-        .into_iter()
-        .find(|v| v.product.id == product)
-        .ok_or_else(|| ApiError::not_found("product vanished"))
+        .user_product_view(tenant, &UserRef::Id(user), product)
+        .await?)
 }
 
 #[utoipa::path(post, path = "/v1/users/{user}/assignments", tag = "users", security(("bearer" = [])),
