@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
+use argon2::password_hash::PasswordHasher;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use uuid::Uuid;
 
 use allot_ledger::{Ledger, Role, TenantId, UserId, rules};
@@ -157,13 +157,7 @@ impl Passwords {
         let counter = self.verifications.clone();
         self.run(false, move || {
             counter.fetch_add(1, Ordering::Relaxed);
-            PasswordHash::new(&hash)
-                .map(|parsed| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &parsed)
-                        .is_ok()
-                })
-                .unwrap_or(false)
+            verify_reusing_memory(&hash, password.as_bytes())
         })
         .await
     }
@@ -172,6 +166,58 @@ impl Passwords {
     pub async fn verify(&self, hash: &str, password: &str) -> bool {
         self.check(hash, password).await.unwrap_or(false)
     }
+}
+
+/// Largest argon2 memory a stored hash may ask for (64 MiB, in 1 KiB blocks).
+const MAX_BLOCKS: usize = 64 * 1024;
+
+thread_local! {
+    /// Each hashing thread's argon2 working memory, allocated once and reused: allocating it per
+    /// check left every thread's malloc arena holding it (hundreds of MB after a login flood).
+    static MEMORY: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// argon2 verification of a PHC string (`Argon2::verify_password`'s steps) in the thread's
+/// reused memory; the outputs are compared in constant time (`Output`'s `PartialEq`).
+fn verify_reusing_memory(hash: &str, password: &[u8]) -> bool {
+    use argon2::password_hash::phc::Output;
+    use argon2::{Algorithm, Params, Version};
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else {
+        return false;
+    };
+    let Ok(version) = parsed
+        .version
+        .map(Version::try_from)
+        .unwrap_or(Ok(Version::default()))
+    else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if blocks > MAX_BLOCKS {
+        return false;
+    }
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let Some(out) = out.get_mut(..expected.len()) else {
+        return false;
+    };
+    MEMORY.with_borrow_mut(|memory| {
+        if memory.len() < blocks {
+            memory.resize(blocks, argon2::Block::default());
+        }
+        Argon2::new(algorithm, version, params)
+            .hash_password_into_with_memory(password, salt.as_ref(), out, &mut memory[..blocks])
+            .is_ok()
+            && Output::new(out).is_ok_and(|computed| computed == *expected)
+    })
 }
 
 /// Failed-attempt bookkeeping for one key.
@@ -535,6 +581,29 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(ha, rules::hash_token(&a));
         assert_ne!(ha, a);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checks_beyond_the_queue_are_refused_not_piled_up() {
+        let p = Passwords::with_queue(1, 2);
+        let hash = p.hash("correct horse").await.unwrap();
+        let checks: Vec<_> = (0..20)
+            .map(|_| {
+                let (p, hash) = (p.clone(), hash.clone());
+                tokio::spawn(async move { p.check(&hash, "wrong horse").await })
+            })
+            .collect();
+        let mut busy = 0;
+        for c in checks {
+            match c.await.unwrap() {
+                Ok(verified) => assert!(!verified),
+                Err(Busy) => busy += 1,
+            }
+        }
+        // One running and two queued at most; the rest were answered at once.
+        assert!(busy >= 17, "{busy} of 20 refused");
+        assert!(p.verifications() <= 3, "{}", p.verifications());
+        assert!(p.check(&hash, "correct horse").await.unwrap());
     }
 
     #[tokio::test]

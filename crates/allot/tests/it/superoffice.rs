@@ -1635,7 +1635,8 @@ async fn retired_users_lose_every_credential(db: TestDb) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_wrong_passwords_get_no_more_checks_than_the_throttle_allows() {
     use base64::Engine;
-    let forms: [(&str, fn(usize) -> Request<Body>); 4] = [
+    type MakeRequest = fn(usize) -> Request<Body>;
+    let forms: [(&str, MakeRequest); 4] = [
         ("native", |i| {
             let body = serde_json::json!({ "tenant": "default", "login": "other", "password": format!("wrong password {i}") });
             Request::post("/v1/auth/login")
