@@ -1717,3 +1717,42 @@ async fn concurrent_wrong_passwords_get_no_more_checks_than_the_throttle_allows(
         std::sync::Arc::into_inner(so).unwrap().finish().await;
     }
 }
+
+/// An envelope with 80,000 attributes on one element (869 KB; quadratic to parse before) is
+/// refused before authentication with a SOAP fault, and the server keeps answering.
+#[tokio::test]
+async fn envelopes_with_too_many_attributes_are_refused_fast() {
+    let so = So::with(TestDb::sqlite(), |s| s.max_body = 2 * 1024 * 1024).await;
+    let attributes: String = (0..80_000).map(|i| format!(" a{i}=\"x\"")).collect();
+    let envelope = format!(
+        "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>\
+         <AuthenticateUsernamePassword{attributes} xmlns=\"http://www.superoffice.net/ws/crm/NetServer/Services88\">\
+         <UserName>tje0</UserName><Password>Tje0</Password></AuthenticateUsernamePassword></s:Body></s:Envelope>"
+    );
+    let started = std::time::Instant::now();
+    let r = so.soap(88, "SoPrincipal", &envelope).await;
+    eprintln!(
+        "80k-attribute envelope answered {} in {:?}",
+        r.status,
+        started.elapsed()
+    );
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let fault = allot::xml::parse(&r.text).unwrap();
+    let fault = fault.child("Body").unwrap().child("Fault").unwrap();
+    assert!(r.text.contains("attributes"), "{}", r.text);
+    assert!(fault.child("faultcode").is_some(), "{}", r.text);
+    // The MSP360 XML binder refuses such a login body the same way.
+    let attributes: String = (0..50_000).map(|i| format!(" a{i}=\"x\"")).collect();
+    let body =
+        format!("<Login{attributes}><UserName>tje0</UserName><Password>Tje0</Password></Login>");
+    let msp = so
+        .post(
+            "/api/Provider/Login",
+            &[("content-type", "application/xml")],
+            &body,
+        )
+        .await;
+    assert_eq!(msp.status, StatusCode::BAD_REQUEST, "{}", msp.text);
+    assert!(msp.text.contains("attributes"), "{}", msp.text);
+    so.finish().await;
+}
