@@ -104,6 +104,11 @@ pub struct SuperOfficeConfig {
     /// never appear in the configuration): `printf %s TOKEN | sha256sum`.
     #[serde(default)]
     pub app_token_hashes: Vec<String>,
+    /// The server's public base URL (`https://allot.example.com`), used for the services'
+    /// addresses in WSDLs. Unset, the address is built from the request's `Host` when that is
+    /// a plain host[:port], else `localhost`.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl SuperOfficeConfig {
@@ -302,6 +307,21 @@ impl Settings {
         if settings.max_concurrency == 0 || settings.max_body == 0 || settings.max_connections == 0
         {
             anyhow::bail!("max_concurrency, max_connections and max_body must be positive");
+        }
+        if let Some(url) = &settings.superoffice.public_url {
+            let uri: axum::http::Uri = url
+                .parse()
+                .map_err(|e| anyhow::anyhow!("superoffice.public_url {url:?}: {e}"))?;
+            let web = matches!(uri.scheme_str(), Some("http" | "https"));
+            if !web
+                || uri.authority().is_none()
+                || uri.query().is_some()
+                || url.contains(['"', '<', '>'])
+            {
+                anyhow::bail!(
+                    "superoffice.public_url {url:?}: an http(s) URL such as https://allot.example.com"
+                );
+            }
         }
         if settings.header_timeout.is_zero() {
             anyhow::bail!("header_timeout must be positive");

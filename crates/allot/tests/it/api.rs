@@ -679,6 +679,29 @@ async fn bad_input_gets_the_documented_errors_and_the_server_keeps_serving() {
         (r.status, code(&r)),
         (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
     );
+    // A charset other than UTF-8 is refused, not read as UTF-8 anyway; UTF-8 in any spelling is fine.
+    for charset in ["utf-16", "\"UTF-16LE\"", "latin1"] {
+        let content_type: &'static str =
+            Box::leak(format!("application/json; charset={charset}").into_boxed_str());
+        let r = app
+            .raw(post(
+                "{\"owner\": \"o\", \"name\": \"u16\", \"seats\": 1}",
+                Some(content_type),
+            ))
+            .await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            "{charset}"
+        );
+    }
+    let r = app
+        .raw(post(
+            "{\"owner\": \"o\", \"name\": \"u8\", \"seats\": 1}",
+            Some("application/json; Charset=\"UTF-8\""),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let big: &'static str = Box::leak(
         format!("{{\"owner\": \"{}\", \"name\": \"x\"}}", "a".repeat(10_000)).into_boxed_str(),
     );

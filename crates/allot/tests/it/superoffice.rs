@@ -1756,3 +1756,42 @@ async fn envelopes_with_too_many_attributes_are_refused_fast() {
     assert!(msp.text.contains("attributes"), "{}", msp.text);
     so.finish().await;
 }
+
+/// The WSDL's `soap:address` comes from the configured public URL, or from a `Host` that is a
+/// plain host[:port]; a forged one falls back to `localhost`.
+#[tokio::test]
+async fn wsdl_addresses_come_from_the_public_url_or_a_plain_host() {
+    async fn wsdl(so: &So, host: &str) -> String {
+        let req = Request::get("/Remote/Services88/SoPrincipal.svc?wsdl")
+            .header("host", host)
+            .body(Body::empty())
+            .unwrap();
+        so.send(req).await.text
+    }
+    let so = So::new(TestDb::sqlite()).await;
+    let good = wsdl(&so, "allot.example.com:8443").await;
+    assert!(
+        good.contains(
+            "location=\"http://allot.example.com:8443/Remote/Services88/SoPrincipal.svc\""
+        ),
+        "{good}"
+    );
+    let forged = wsdl(&so, "evil.example/phish?x=").await;
+    assert!(!forged.contains("evil"), "{forged}");
+    assert!(
+        forged.contains("location=\"http://localhost/Remote/Services88/SoPrincipal.svc\""),
+        "{forged}"
+    );
+    so.finish().await;
+    let so = So::with(TestDb::sqlite(), |s| {
+        s.superoffice.public_url = Some("https://crm.example.com/".into())
+    })
+    .await;
+    let configured = wsdl(&so, "evil.example").await;
+    assert!(
+        configured
+            .contains("location=\"https://crm.example.com/Remote/Services88/SoPrincipal.svc\""),
+        "{configured}"
+    );
+    so.finish().await;
+}
