@@ -875,6 +875,48 @@ async fn requests_are_rate_limited_per_client_address() {
 }
 
 #[test]
+fn openapi_declares_every_path_parameter_and_lists_filter_by_query() {
+    let doc: Value = serde_json::from_str(&allot::api::openapi_json()).unwrap();
+    let mut problems = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let in_template: Vec<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        for (method, op) in item.as_object().unwrap() {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let declared: Vec<&str> = params
+                .iter()
+                .filter(|p| p["in"] == "path")
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            let mut a = in_template.clone();
+            let mut b = declared.clone();
+            a.sort_unstable();
+            b.sort_unstable();
+            if a != b {
+                problems.push(format!("{method} {path}: template {a:?}, declared {b:?}"));
+            }
+            for p in &params {
+                if p["in"] == "query" && p["required"] == true {
+                    problems.push(format!("{method} {path}: query {} required", p["name"]));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    let audit = &doc["paths"]["/v1/audit"]["get"]["parameters"];
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "limit" && p["in"] == "query"),
+        "{audit}"
+    );
+}
+
+#[test]
 fn openapi_document_matches_the_snapshot() {
     let doc: Value = serde_json::from_str(&allot::api::openapi_json()).unwrap();
     assert!(doc["paths"]["/v1/users/{user}/assignments"]["post"].is_object());
