@@ -875,7 +875,7 @@ async fn requests_are_rate_limited_per_client_address() {
 }
 
 #[test]
-fn openapi_declares_every_path_parameter_and_lists_filter_by_query() {
+fn openapi_declares_every_path_parameter_error_status_and_query_filter() {
     let doc: Value = serde_json::from_str(&allot::api::openapi_json()).unwrap();
     let mut problems = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -896,6 +896,12 @@ fn openapi_declares_every_path_parameter_and_lists_filter_by_query() {
             b.sort_unstable();
             if a != b {
                 problems.push(format!("{method} {path}: template {a:?}, declared {b:?}"));
+            }
+            // The server's own answers (auth, validation, size, throttling, overload) are documented.
+            for status in ["400", "401", "415", "422", "429", "503"] {
+                if op["responses"][status].is_null() {
+                    problems.push(format!("{method} {path}: {status} undocumented"));
+                }
             }
             for p in &params {
                 if p["in"] == "query" && p["required"] == true {
