@@ -416,6 +416,49 @@ on_both_stores! {
         assert!(f.ledger.login(beta.id, "other").await.unwrap().is_none());
     }
 
+    async fn retiring_a_user_revokes_its_credentials_and_refuses_its_logins(f: Fixture) {
+        let ann = f.user("ann").await;
+        let bob = f.user("bob").await;
+        for (login, role, user) in [("ann", Role::User, &ann), ("ann-admin", Role::Admin, &ann), ("bob", Role::User, &bob)] {
+            f.ok(Command::CreateLogin { login: login.into(), password_hash: "h".into(), role, user: Some(by_id(user)) }).await;
+        }
+        let issue = |hash: &str, role: Role, login: &str, user: &User| Command::IssueToken {
+            token_hash: hash.into(),
+            role,
+            login: login.into(),
+            user: Some(user.id),
+            label: "t".into(),
+            expires_at: f.ledger.now_time() + Duration::hours(1),
+        };
+        for (hash, role, login, user) in [("t-ann", Role::User, "ann", &ann), ("t-ann-admin", Role::Admin, "ann-admin", &ann), ("t-bob", Role::User, "bob", &bob)] {
+            f.ok(issue(hash, role, login, user)).await;
+        }
+        let live = |hash: &'static str| {
+            let ledger = f.ledger.clone();
+            async move { ledger.live_token(hash).await.unwrap().is_some() }
+        };
+        assert!(live("t-ann").await && live("t-ann-admin").await);
+        let out = f.ok(Command::Retire { user: by_id(&ann) }).await;
+        assert_eq!(out, Outcome::Changed { changed: 3 }, "the flag and two tokens");
+        assert!(!live("t-ann").await && !live("t-ann-admin").await);
+        assert!(live("t-bob").await, "other users keep theirs");
+        let revoked: Vec<_> = f.ledger.tokens(f.tenant.id).await.unwrap().into_iter().filter(|t| t.revoked_at.is_some()).map(|t| t.login).collect();
+        assert_eq!(revoked.len(), 2, "{revoked:?}");
+        // Its logins, admin or not, are refused; nothing new is issued to it.
+        assert!(f.ledger.login(f.tenant.id, "ann").await.unwrap().is_none());
+        assert!(f.ledger.login(f.tenant.id, "ANN-admin").await.unwrap().is_none());
+        assert!(f.ledger.login(f.tenant.id, "bob").await.unwrap().is_some());
+        assert_eq!(f.err(issue("t-ann-2", Role::User, "ann", &ann)).await, LedgerError::Retired(ann.id));
+        let retire = f.ledger.audit(f.tenant.id, &AuditFilter::default()).await.unwrap().into_iter().find(|e| e.action == "user.retire").unwrap();
+        assert_eq!(retire.detail["tokens_revoked"], 2);
+        // Unretiring opens the logins again but the old credentials stay revoked.
+        f.ok(Command::Unretire { user: by_id(&ann) }).await;
+        assert!(!live("t-ann").await && !live("t-ann-admin").await);
+        assert!(f.ledger.login(f.tenant.id, "ann").await.unwrap().is_some());
+        f.ok(issue("t-ann-3", Role::User, "ann", &ann)).await;
+        assert!(live("t-ann-3").await);
+    }
+
     async fn remove_all_licenses_frees_everything_the_user_holds(f: Fixture) {
         let a = f.user_product("a", 2).await;
         let b = f.user_product("b", 2).await;

@@ -9,13 +9,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
+use argon2::password_hash::PasswordHasher;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use allot_ledger::{Ledger, Role, TenantId, UserId, rules};
@@ -59,60 +59,172 @@ pub fn new_token() -> (String, String) {
 pub const MIN_PASSWORD: usize = 8;
 pub const MAX_PASSWORD: usize = 1024;
 
-/// argon2id hashing and verification on the blocking pool, at most `permits` at a time so a
-/// burst of logins cannot starve the server's cores.
+/// Password verifications queued beyond the running ones before further attempts are answered
+/// "busy" (with a Retry-After) instead of piling up.
+pub const VERIFY_QUEUE: usize = 64;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// argon2id hashing and verification on a small pool of dedicated threads (one per core), so a
+/// burst of logins can neither starve the server's cores nor grow memory: each argon2 run needs
+/// about 19 MiB, and the same few threads reuse it instead of every blocking-pool thread
+/// keeping its own malloc arena. Verifications beyond [`VERIFY_QUEUE`] waiting are refused.
 #[derive(Clone)]
 pub struct Passwords {
-    permits: Arc<Semaphore>,
+    jobs: tokio::sync::mpsc::Sender<Job>,
+    verifications: Arc<AtomicU64>,
 }
 
+/// The hashing pool is full: try again shortly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
 impl Passwords {
-    pub fn new(permits: usize) -> Self {
+    pub fn new(threads: usize) -> Self {
+        Self::with_queue(threads, VERIFY_QUEUE)
+    }
+
+    pub fn with_queue(threads: usize, queue: usize) -> Self {
+        let (jobs, rx) = tokio::sync::mpsc::channel::<Job>(queue.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            // The workers end when the last `Passwords` clone (the sender) is dropped.
+            std::thread::Builder::new()
+                .name(format!("allot-argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).blocking_recv();
+                        match job {
+                            Some(job) => job(),
+                            None => break,
+                        }
+                    }
+                })
+                .expect("spawning a password hashing thread");
+        }
         Passwords {
-            permits: Arc::new(Semaphore::new(permits.max(1))),
+            jobs,
+            verifications: Arc::new(AtomicU64::new(0)),
         }
     }
 
+    /// How many argon2 verifications have run (a test and metrics hook).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the pool; `wait` says whether to wait for room in the queue or refuse.
+    async fn run<T: Send + 'static>(
+        &self,
+        wait: bool,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        if wait {
+            self.jobs.send(job).await.map_err(|_| Busy)?;
+        } else {
+            self.jobs.try_send(job).map_err(|_| Busy)?;
+        }
+        rx.await.map_err(|_| Busy)
+    }
+
+    /// Hashes a new password (waits for room: only authenticated callers set passwords).
     pub async fn hash(&self, password: &str) -> anyhow::Result<String> {
         if password.chars().count() < MIN_PASSWORD || password.len() > MAX_PASSWORD {
             anyhow::bail!("a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters");
         }
-        let _permit = self.permits.acquire().await?;
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || {
+        self.run(true, move || {
             Argon2::default()
                 .hash_password(password.as_bytes())
                 .map(|h| h.to_string())
                 .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
         })
-        .await?
+        .await
+        .map_err(|_| anyhow::anyhow!("password hashing is unavailable"))?
     }
 
-    pub async fn verify(&self, hash: &str, password: &str) -> bool {
+    /// Checks a password against a stored hash; `Err(Busy)` when the queue is full.
+    pub async fn check(&self, hash: &str, password: &str) -> Result<bool, Busy> {
         if password.len() > MAX_PASSWORD {
-            return false;
+            return Ok(false);
         }
-        let Ok(_permit) = self.permits.acquire().await else {
-            return false;
-        };
         let (hash, password) = (hash.to_owned(), password.to_owned());
-        tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .map(|parsed| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &parsed)
-                        .is_ok()
-                })
-                .unwrap_or(false)
+        let counter = self.verifications.clone();
+        self.run(false, move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+            verify_reusing_memory(&hash, password.as_bytes())
         })
         .await
-        .unwrap_or(false)
     }
+
+    /// As [`Passwords::check`], a full queue counting as a mismatch.
+    pub async fn verify(&self, hash: &str, password: &str) -> bool {
+        self.check(hash, password).await.unwrap_or(false)
+    }
+}
+
+/// Largest argon2 memory a stored hash may ask for (64 MiB, in 1 KiB blocks).
+const MAX_BLOCKS: usize = 64 * 1024;
+
+thread_local! {
+    /// Each hashing thread's argon2 working memory, allocated once and reused: allocating it per
+    /// check left every thread's malloc arena holding it (hundreds of MB after a login flood).
+    static MEMORY: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// argon2 verification of a PHC string (`Argon2::verify_password`'s steps) in the thread's
+/// reused memory; the outputs are compared in constant time (`Output`'s `PartialEq`).
+fn verify_reusing_memory(hash: &str, password: &[u8]) -> bool {
+    use argon2::password_hash::phc::Output;
+    use argon2::{Algorithm, Params, Version};
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else {
+        return false;
+    };
+    let Ok(version) = parsed
+        .version
+        .map(Version::try_from)
+        .unwrap_or(Ok(Version::default()))
+    else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if blocks > MAX_BLOCKS {
+        return false;
+    }
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let Some(out) = out.get_mut(..expected.len()) else {
+        return false;
+    };
+    MEMORY.with_borrow_mut(|memory| {
+        if memory.len() < blocks {
+            memory.resize(blocks, argon2::Block::default());
+        }
+        Argon2::new(algorithm, version, params)
+            .hash_password_into_with_memory(password, salt.as_ref(), out, &mut memory[..blocks])
+            .is_ok()
+            && Output::new(out).is_ok_and(|computed| computed == *expected)
+    })
 }
 
 /// Failed-attempt bookkeeping for one key.
 struct Failures {
     count: u32,
+    /// Attempts admitted whose password check has not finished yet.
+    pending: u32,
     last: Instant,
     locked_until: Option<Instant>,
 }
@@ -120,11 +232,47 @@ struct Failures {
 /// Brute-force protection: after `free` failures for a key (a login, or a client address), each
 /// further failure locks the key for twice as long as the last, up to `max_lock`. A success
 /// clears the key; failures are forgotten after `forget` without one.
+///
+/// An attempt is admitted ([`Throttle::begin`]) before its password is checked, counting the
+/// attempts still in flight, so concurrent attempts get no more checks than sequential ones:
+/// `free + 1` until the first lock, then one per expired lock.
 pub struct Throttle {
     entries: Mutex<HashMap<String, Failures>>,
     free: u32,
     max_lock: Duration,
     forget: Duration,
+}
+
+/// An admitted attempt. Dropped without an outcome (the caller went away mid-check), it
+/// counts as a failure: the check may have run.
+pub struct Attempt<'a> {
+    throttle: &'a Throttle,
+    key: String,
+    done: bool,
+}
+
+impl Attempt<'_> {
+    pub fn failed(mut self) {
+        self.done = true;
+        self.throttle.finish(&self.key, Some(false));
+    }
+    pub fn succeeded(mut self) {
+        self.done = true;
+        self.throttle.finish(&self.key, Some(true));
+    }
+    /// The password was not checked after all: the attempt does not count.
+    pub fn release(mut self) {
+        self.done = true;
+        self.throttle.finish(&self.key, None);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.throttle.finish(&self.key, Some(false));
+        }
+    }
 }
 
 impl Throttle {
@@ -137,49 +285,75 @@ impl Throttle {
         }
     }
 
-    /// `Err(retry_after)` while the key is locked.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
+    /// Admits one password check for `key`, or `Err(retry_after)` while the key is locked or
+    /// the checks it may still have are all in flight.
+    pub fn begin(&self, key: &str) -> Result<Attempt<'_>, Duration> {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = entries.get(key)
-            && let Some(until) = f.locked_until
+        // Opportunistic cleanup keeps the map bounded by recent failures.
+        if entries.len() > 10_000 {
+            let forget = self.forget;
+            entries.retain(|_, f| f.pending > 0 || now.duration_since(f.last) < forget);
+        }
+        let f = entries.entry(key.to_owned()).or_insert(Failures {
+            count: 0,
+            pending: 0,
+            last: now,
+            locked_until: None,
+        });
+        if f.pending == 0 && now.duration_since(f.last) > self.forget {
+            f.count = 0;
+            f.locked_until = None;
+        }
+        if let Some(until) = f.locked_until
             && until > now
         {
             return Err(until - now);
         }
-        // Opportunistic cleanup keeps the map bounded by recent failures.
-        if entries.len() > 10_000 {
-            let forget = self.forget;
-            entries.retain(|_, f| now.duration_since(f.last) < forget);
+        let allowed = if f.count <= self.free {
+            self.free + 1 - f.count
+        } else {
+            1
+        };
+        if f.pending >= allowed {
+            // The outcome of those in flight decides; ask again shortly.
+            return Err(Duration::from_secs(1));
         }
-        Ok(())
+        f.pending += 1;
+        f.last = now;
+        Ok(Attempt {
+            throttle: self,
+            key: key.to_owned(),
+            done: false,
+        })
     }
 
-    pub fn failure(&self, key: &str) {
+    fn finish(&self, key: &str, outcome: Option<bool>) {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let f = entries.entry(key.to_owned()).or_insert(Failures {
-            count: 0,
-            last: now,
-            locked_until: None,
-        });
-        if now.duration_since(f.last) > self.forget {
-            f.count = 0;
+        let Some(f) = entries.get_mut(key) else {
+            return;
+        };
+        f.pending = f.pending.saturating_sub(1);
+        match outcome {
+            None => {}
+            Some(true) => {
+                f.count = 0;
+                f.locked_until = None;
+            }
+            Some(false) => {
+                f.count += 1;
+                f.last = now;
+                if f.count > self.free {
+                    let exponent = (f.count - self.free - 1).min(16);
+                    let lock = Duration::from_secs(1u64 << exponent).min(self.max_lock);
+                    f.locked_until = Some(now + lock);
+                }
+            }
         }
-        f.count += 1;
-        f.last = now;
-        if f.count > self.free {
-            let exponent = (f.count - self.free - 1).min(16);
-            let lock = Duration::from_secs(1u64 << exponent).min(self.max_lock);
-            f.locked_until = Some(now + lock);
+        if f.pending == 0 && f.count == 0 {
+            entries.remove(key);
         }
-    }
-
-    pub fn success(&self, key: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
     }
 }
 
@@ -192,6 +366,8 @@ pub enum AuthError {
     Throttled(Duration),
     /// The store could not be asked.
     Unavailable,
+    /// Too many password checks are queued: try again after this long.
+    Busy(Duration),
 }
 
 /// The one place credentials turn into principals.
@@ -242,31 +418,55 @@ impl Authenticator {
         client: Option<IpAddr>,
     ) -> Result<Principal, AuthError> {
         let login_key = format!("{tenant}:{}", rules::name_key(login));
-        let address_key = client.map(|a| a.to_string());
-        self.by_login
-            .check(&login_key)
+        // Both keys admit the attempt before the password is checked (see `Throttle`).
+        let by_login = self
+            .by_login
+            .begin(&login_key)
             .map_err(AuthError::Throttled)?;
-        if let Some(key) = &address_key {
-            self.by_address.check(key).map_err(AuthError::Throttled)?;
-        }
-        let record = self
-            .ledger
-            .login(tenant, login)
-            .await
-            .map_err(|_| AuthError::Unavailable)?;
+        let by_address = match client.map(|a| self.by_address.begin(&a.to_string())) {
+            Some(Err(wait)) => {
+                by_login.release();
+                return Err(AuthError::Throttled(wait));
+            }
+            Some(Ok(attempt)) => Some(attempt),
+            None => None,
+        };
+        let release = |by_login: Attempt<'_>, by_address: Option<Attempt<'_>>| {
+            by_login.release();
+            if let Some(a) = by_address {
+                a.release();
+            }
+        };
+        let record = match self.ledger.login(tenant, login).await {
+            Ok(record) => record,
+            Err(_) => {
+                release(by_login, by_address);
+                return Err(AuthError::Unavailable);
+            }
+        };
         let hash = record
             .as_ref()
             .map(|r| r.password_hash.as_str())
             .unwrap_or(DUMMY_HASH);
-        let verified = self.passwords.verify(hash, password).await;
+        let verified = match self.passwords.check(hash, password).await {
+            Ok(verified) => verified,
+            Err(Busy) => {
+                release(by_login, by_address);
+                return Err(AuthError::Busy(Duration::from_secs(1)));
+            }
+        };
         let Some(record) = record.filter(|_| verified) else {
-            self.by_login.failure(&login_key);
-            if let Some(key) = &address_key {
-                self.by_address.failure(key);
+            by_login.failed();
+            if let Some(a) = by_address {
+                a.failed();
             }
             return Err(AuthError::Unauthorized);
         };
-        self.by_login.success(&login_key);
+        by_login.succeeded();
+        // A success does not clear the address: others may be guessed from it.
+        if let Some(a) = by_address {
+            a.release();
+        }
         Ok(Principal {
             tenant: Some(tenant),
             role: record.info.role,
@@ -341,19 +541,36 @@ mod tests {
     #[test]
     fn throttle_locks_after_free_failures_and_doubles() {
         let t = Throttle::new(2);
-        for _ in 0..2 {
-            t.failure("k");
-            assert!(t.check("k").is_ok());
+        for _ in 0..3 {
+            t.begin("k").unwrap().failed();
         }
-        t.failure("k");
-        let first = t.check("k").unwrap_err();
+        let first = t.begin("k").err().unwrap();
         assert!(first <= Duration::from_secs(1));
-        t.failure("k");
-        let second = t.check("k").unwrap_err();
+        assert!(t.begin("other").is_ok());
+        let t = Throttle::new(0);
+        t.begin("k").unwrap().failed();
+        t.entries.lock().unwrap().get_mut("k").unwrap().locked_until = None;
+        t.begin("k").unwrap().failed();
+        let second = t.begin("k").err().unwrap();
         assert!(second > Duration::from_secs(1) && second <= Duration::from_secs(2));
-        assert!(t.check("other").is_ok());
-        t.success("k");
-        assert!(t.check("k").is_ok());
+        t.entries.lock().unwrap().get_mut("k").unwrap().locked_until = None;
+        t.begin("k").unwrap().succeeded();
+        assert!(t.begin("k").is_ok());
+    }
+
+    #[test]
+    fn throttle_admits_no_more_concurrent_checks_than_sequential_ones() {
+        let t = Throttle::new(2);
+        let held: Vec<_> = (0..3).map(|_| t.begin("k").unwrap()).collect();
+        // Three checks in flight are all that two free failures and a locking one allow.
+        assert_eq!(t.begin("k").err(), Some(Duration::from_secs(1)));
+        // A released attempt (never checked) gives its place back; a dropped one counts.
+        let mut held = held.into_iter();
+        held.next().unwrap().release();
+        let again = t.begin("k").unwrap();
+        drop(held);
+        again.failed();
+        assert!(t.begin("k").is_err(), "three failures lock");
     }
 
     #[test]
@@ -364,6 +581,29 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(ha, rules::hash_token(&a));
         assert_ne!(ha, a);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checks_beyond_the_queue_are_refused_not_piled_up() {
+        let p = Passwords::with_queue(1, 2);
+        let hash = p.hash("correct horse").await.unwrap();
+        let checks: Vec<_> = (0..20)
+            .map(|_| {
+                let (p, hash) = (p.clone(), hash.clone());
+                tokio::spawn(async move { p.check(&hash, "wrong horse").await })
+            })
+            .collect();
+        let mut busy = 0;
+        for c in checks {
+            match c.await.unwrap() {
+                Ok(verified) => assert!(!verified),
+                Err(Busy) => busy += 1,
+            }
+        }
+        // One running and two queued at most; the rest were answered at once.
+        assert!(busy >= 17, "{busy} of 20 refused");
+        assert!(p.verifications() <= 3, "{}", p.verifications());
+        assert!(p.check(&hash, "correct horse").await.unwrap());
     }
 
     #[tokio::test]

@@ -35,6 +35,18 @@ pub struct ServeArgs {
     /// Requests handled at once; more are shed with 503 [default: 512]
     #[arg(long, env = "ALLOT_MAX_CONCURRENCY")]
     pub max_concurrency: Option<usize>,
+    /// Open client connections at most; more wait in the listen backlog. Keep it below the
+    /// descriptor limit (`ulimit -n`) [default: 4096]
+    #[arg(long, env = "ALLOT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers, and a keep-alive connection may sit
+    /// idle [default: 10]
+    #[arg(long, env = "ALLOT_HEADER_TIMEOUT")]
+    pub header_timeout: Option<u64>,
+    /// Seconds requests in flight get to finish after SIGTERM/SIGINT before the server exits
+    /// [default: 20]
+    #[arg(long, env = "ALLOT_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<u64>,
     /// Requests per second allowed from one client address (0: no limit) [default: 1000]
     #[arg(long, env = "ALLOT_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
@@ -68,6 +80,9 @@ struct FileConfig {
     request_timeout: Option<u64>,
     max_body: Option<usize>,
     max_concurrency: Option<usize>,
+    max_connections: Option<usize>,
+    header_timeout: Option<u64>,
+    shutdown_grace: Option<u64>,
     rate_limit: Option<u32>,
     token_ttl_hours: Option<i64>,
     log_json: Option<bool>,
@@ -89,6 +104,11 @@ pub struct SuperOfficeConfig {
     /// never appear in the configuration): `printf %s TOKEN | sha256sum`.
     #[serde(default)]
     pub app_token_hashes: Vec<String>,
+    /// The server's public base URL (`https://allot.example.com`), used for the services'
+    /// addresses in WSDLs. Unset, the address is built from the request's `Host` when that is
+    /// a plain host[:port], else `localhost`.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl SuperOfficeConfig {
@@ -138,6 +158,12 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub max_body: usize,
     pub max_concurrency: usize,
+    /// Open client connections at most (below the descriptor limit).
+    pub max_connections: usize,
+    /// Time to send a request's headers; also how long a keep-alive connection may idle.
+    pub header_timeout: Duration,
+    /// Time requests in flight get to finish at shutdown.
+    pub shutdown_grace: Duration,
     /// Requests per second per client address (bursts of twice that); 0 disables.
     pub rate_limit: u32,
     pub token_ttl: time::Duration,
@@ -157,6 +183,9 @@ impl std::fmt::Debug for Settings {
             .field("request_timeout", &self.request_timeout)
             .field("max_body", &self.max_body)
             .field("max_concurrency", &self.max_concurrency)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
             .field("rate_limit", &self.rate_limit)
             .field("token_ttl", &self.token_ttl)
             .field("log_json", &self.log_json)
@@ -177,6 +206,9 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(30),
             max_body: 1024 * 1024,
             max_concurrency: 512,
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(20),
             rate_limit: 1000,
             token_ttl: time::Duration::hours(12),
             log_json: false,
@@ -244,6 +276,20 @@ impl Settings {
                 .max_concurrency
                 .or(file.max_concurrency)
                 .unwrap_or(d.max_concurrency),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections),
+            header_timeout: args
+                .header_timeout
+                .or(file.header_timeout)
+                .map(Duration::from_secs)
+                .unwrap_or(d.header_timeout),
+            shutdown_grace: args
+                .shutdown_grace
+                .or(file.shutdown_grace)
+                .map(Duration::from_secs)
+                .unwrap_or(d.shutdown_grace),
             rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(d.rate_limit),
             token_ttl: args
                 .token_ttl_hours
@@ -258,8 +304,27 @@ impl Settings {
             superoffice: file.superoffice.unwrap_or_default(),
             msp360: file.msp360.unwrap_or_default(),
         };
-        if settings.max_concurrency == 0 || settings.max_body == 0 {
-            anyhow::bail!("max_concurrency and max_body must be positive");
+        if settings.max_concurrency == 0 || settings.max_body == 0 || settings.max_connections == 0
+        {
+            anyhow::bail!("max_concurrency, max_connections and max_body must be positive");
+        }
+        if let Some(url) = &settings.superoffice.public_url {
+            let uri: axum::http::Uri = url
+                .parse()
+                .map_err(|e| anyhow::anyhow!("superoffice.public_url {url:?}: {e}"))?;
+            let web = matches!(uri.scheme_str(), Some("http" | "https"));
+            if !web
+                || uri.authority().is_none()
+                || uri.query().is_some()
+                || url.contains(['"', '<', '>'])
+            {
+                anyhow::bail!(
+                    "superoffice.public_url {url:?}: an http(s) URL such as https://allot.example.com"
+                );
+            }
+        }
+        if settings.header_timeout.is_zero() {
+            anyhow::bail!("header_timeout must be positive");
         }
         if settings.token_ttl <= time::Duration::ZERO {
             anyhow::bail!("token_ttl_hours must be positive");

@@ -2,7 +2,7 @@
 //! stack, the metrics listener and first-start bootstrap.
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -271,18 +271,88 @@ pub async fn serve(
     };
     let reaper = tokio::spawn(reap_expired_sessions(ledger.clone()));
     tracing::info!(addr = %listener.local_addr()?, "allot listening");
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    serve_connections(listener, app(state), &settings, shutdown).await;
     reaper.abort();
     if let Some(task) = metrics_task {
         task.abort();
     }
     ledger.close().await;
     Ok(())
+}
+
+/// The accept loop. Unlike `axum::serve` it bounds what a client can hold: at most
+/// `max_connections` open connections (further clients wait in the listen backlog, so the
+/// descriptors never run out and `/healthz` keeps answering), `header_timeout` to send a
+/// request's headers (also the idle time of a keep-alive connection: hyper restarts the timer
+/// whenever it waits for the next request), and at shutdown `shutdown_grace` for requests in
+/// flight before the remaining connections are dropped.
+pub async fn serve_connections(
+    listener: TcpListener,
+    app: Router,
+    settings: &Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use tower::ServiceExt;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(settings.header_timeout)
+        .keep_alive_timeout(settings.header_timeout);
+    let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors or the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            app.clone().oneshot(req.map(axum::body::Body::new))
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tracing::info!("stopped accepting; finishing requests in flight");
+    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = ?settings.shutdown_grace,
+            "requests still in flight at the end of the shutdown grace; dropping them"
+        );
+    }
 }
 
 /// Ends lapsed sessions in every tenant every few seconds, so floating seats come back even

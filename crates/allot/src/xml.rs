@@ -2,10 +2,13 @@
 //!
 //! Reading builds a namespace-resolved element tree. It refuses anything a wire client has no
 //! business sending: DTDs (so no entity declarations, hence no entity expansion attacks), unknown
-//! entity references, more than [`MAX_DEPTH`] levels of nesting or [`MAX_NODES`] elements. Input
-//! size is bounded before it gets here (the server's body limit). It never panics on any input.
+//! entity references, more than [`MAX_DEPTH`] levels of nesting or [`MAX_NODES`] elements, more
+//! than [`MAX_ATTRIBUTES`] attributes on one element or [`MAX_NAMES`] attributes in all (checking
+//! duplicates in linear time: quick-xml's own check compares every pair). Input size is bounded
+//! before it gets here (the server's body limit). It never panics on any input.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use quick_xml::events::Event;
@@ -16,6 +19,10 @@ use quick_xml::reader::NsReader;
 pub const MAX_DEPTH: usize = 64;
 /// Most elements accepted in one document.
 pub const MAX_NODES: usize = 100_000;
+/// Most attributes (namespace declarations included) on one element.
+pub const MAX_ATTRIBUTES: usize = 256;
+/// Most attributes in one document.
+pub const MAX_NAMES: usize = 100_000;
 
 /// One element: its namespace URI (if bound), local name, attributes by local name, child
 /// elements and the text directly inside it (concatenated, whitespace kept).
@@ -67,6 +74,8 @@ pub enum XmlError {
     TooDeep,
     #[error("more than {MAX_NODES} elements")]
     TooLarge,
+    #[error("more than {MAX_ATTRIBUTES} attributes on one element or {MAX_NAMES} in all")]
+    TooManyAttributes,
     #[error("the document has no root element")]
     Empty,
 }
@@ -89,6 +98,8 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let mut nodes = 0usize;
+    let mut names = 0usize;
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
     loop {
         let (ns, event) = reader
             .read_resolved_event()
@@ -120,8 +131,19 @@ pub fn parse(text: &str) -> Result<Element, XmlError> {
                     name: String::from_utf8_lossy(start.local_name().as_ref()).into_owned(),
                     ..Default::default()
                 };
-                for attribute in start.attributes() {
+                seen.clear();
+                for attribute in start.attributes().with_checks(false) {
                     let attribute = attribute.map_err(|e| XmlError::Malformed(e.to_string()))?;
+                    names += 1;
+                    if seen.len() >= MAX_ATTRIBUTES || names > MAX_NAMES {
+                        return Err(XmlError::TooManyAttributes);
+                    }
+                    if !seen.insert(attribute.key.as_ref().to_vec()) {
+                        return Err(XmlError::Malformed(format!(
+                            "duplicate attribute {:?}",
+                            String::from_utf8_lossy(attribute.key.as_ref())
+                        )));
+                    }
                     let key =
                         String::from_utf8_lossy(attribute.key.local_name().as_ref()).into_owned();
                     let value = attribute
@@ -340,6 +362,31 @@ mod tests {
             let _ = parse(&mangled);
             let _ = parse(&doc[..cut]);
         }
+    }
+
+    #[test]
+    fn attributes_are_capped_and_duplicates_refused() {
+        let attrs = |n: usize| (0..n).map(|i| format!(" a{i}=\"v\"")).collect::<String>();
+        let fine = parse(&format!("<r{}/>", attrs(MAX_ATTRIBUTES))).unwrap();
+        assert_eq!(fine.attributes.len(), MAX_ATTRIBUTES);
+        assert_eq!(
+            parse(&format!("<r{}/>", attrs(MAX_ATTRIBUTES + 1))),
+            Err(XmlError::TooManyAttributes)
+        );
+        // 80k attributes on one element (the hostile envelope) are refused.
+        let started = std::time::Instant::now();
+        assert_eq!(
+            parse(&format!("<r{}/>", attrs(80_000))),
+            Err(XmlError::TooManyAttributes)
+        );
+        eprintln!("80k attributes refused in {:?}", started.elapsed());
+        // Many elements of few attributes each add up to the document's cap.
+        let many = format!("<r>{}</r>", format!("<e{}/>", attrs(200)).repeat(501));
+        assert_eq!(parse(&many), Err(XmlError::TooManyAttributes));
+        let dup = parse("<r a=\"1\" b=\"2\" a=\"3\"/>").unwrap_err();
+        assert!(matches!(dup, XmlError::Malformed(m) if m.contains("duplicate")));
+        // Same local name under different prefixes is not a duplicate.
+        parse("<r xmlns:x=\"urn:x\" xmlns:y=\"urn:y\" x:a=\"1\" y:a=\"2\"/>").unwrap();
     }
 
     #[test]

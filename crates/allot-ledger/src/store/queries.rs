@@ -549,7 +549,9 @@ impl Store {
         login: &str,
     ) -> Result<Option<LoginRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT login, role, user_id, password_hash FROM logins WHERE tenant_id = $1 AND login_key = $2",
+            // A login acting as a retired user is refused as if it did not exist.
+            "SELECT login, role, user_id, password_hash FROM logins WHERE tenant_id = $1 AND login_key = $2 \
+             AND NOT EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = logins.tenant_id AND u.id = logins.user_id AND u.retired = 1)",
         )
         .bind(tenant)
         .bind(rules::name_key(login))
@@ -570,10 +572,12 @@ impl Store {
         }))
     }
 
-    /// The token with this SHA-256, if it is neither expired nor revoked.
+    /// The token with this SHA-256, if it is neither expired nor revoked and its user (if any) is
+    /// not retired.
     pub async fn live_token(&self, token_hash: &str, now: i64) -> QueryResult<Option<TokenInfo>> {
         let row = sqlx::query(sql(format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2"
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2 \
+             AND NOT EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = api_tokens.tenant_id AND u.id = api_tokens.user_id AND u.retired = 1)"
         )))
         .bind(token_hash.to_owned())
         .bind(now)

@@ -49,6 +49,7 @@ pub struct Page<T> {
 
 /// Paging parameters shared by every list: `after` is the `next` of the previous page.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     pub after: Option<i64>,

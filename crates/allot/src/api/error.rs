@@ -143,6 +143,12 @@ impl From<AuthError> for ApiError {
             )
             .retry(wait.as_secs_f64().ceil() as u64),
             AuthError::Unavailable => ApiError::unavailable(),
+            AuthError::Busy(wait) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many logins in progress; try again shortly",
+            )
+            .retry(wait.as_secs_f64().ceil() as u64),
         }
     }
 }

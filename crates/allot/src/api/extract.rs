@@ -12,9 +12,45 @@ use crate::auth::Principal;
 use crate::state::AppState;
 use allot_ledger::{Context, ProductRef, Role, TenantId, UserRef};
 
-#[derive(FromRequest)]
-#[from_request(via(Json), rejection(ApiError))]
+/// A JSON body (`application/json`, UTF-8: a declared charset other than UTF-8 is refused 415
+/// rather than read as UTF-8 anyway).
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        if let Some(content_type) = req.headers().get(axum::http::header::CONTENT_TYPE)
+            && !charset_is_utf8(content_type.to_str().unwrap_or("?"))
+        {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "JSON bodies are UTF-8; send application/json without another charset",
+            ));
+        }
+        let Json(value) = Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// Whether a `Content-Type` declares no charset, or UTF-8.
+pub fn charset_is_utf8(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .skip(1)
+        .all(|param| match param.split_once('=') {
+            Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+                let value = value.trim().trim_matches('"');
+                value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8")
+            }
+            _ => true,
+        })
+}
 
 #[derive(FromRequestParts)]
 #[from_request(via(Query), rejection(ApiError))]

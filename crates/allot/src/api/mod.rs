@@ -31,7 +31,7 @@ use crate::state::AppState;
         v1::sessions::list,
         v1::audit::list, invariants,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
 )]
 pub struct ApiDoc;
 
@@ -45,6 +45,60 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The error answers any operation can give, whatever the handler: bad path or query (400),
+/// credentials (401, 403), unknown ids (404), rules (409), body size, type and content (413,
+/// 415, 422), throttling (429), timeouts and overload (408, 503). Each operation's own
+/// `responses` come first; these fill in the rest, all in the `ErrorBody` shape.
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        const COMMON: [(&str, &str); 12] = [
+            ("400", "malformed request, path or query"),
+            ("401", "missing, invalid, expired or revoked credentials"),
+            ("403", "the role does not allow it"),
+            ("404", "unknown resource or route"),
+            ("405", "method not allowed"),
+            ("408", "request over the request timeout"),
+            ("409", "a rule refused"),
+            ("413", "body larger than max_body"),
+            ("415", "body not application/json (UTF-8)"),
+            ("422", "well-formed but invalid"),
+            ("429", "too many failed logins or requests (Retry-After)"),
+            ("503", "overloaded or store unavailable (Retry-After)"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                for (status, description) in COMMON {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(
+                                    "application/json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                        .build(),
+                                )
+                                .build()
+                                .into()
+                        });
+                }
+            }
+        }
     }
 }
 

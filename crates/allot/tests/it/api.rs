@@ -725,6 +725,29 @@ async fn bad_input_gets_the_documented_errors_and_the_server_keeps_serving() {
         (r.status, code(&r)),
         (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
     );
+    // A charset other than UTF-8 is refused, not read as UTF-8 anyway; UTF-8 in any spelling is fine.
+    for charset in ["utf-16", "\"UTF-16LE\"", "latin1"] {
+        let content_type: &'static str =
+            Box::leak(format!("application/json; charset={charset}").into_boxed_str());
+        let r = app
+            .raw(post(
+                "{\"owner\": \"o\", \"name\": \"u16\", \"seats\": 1}",
+                Some(content_type),
+            ))
+            .await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            "{charset}"
+        );
+    }
+    let r = app
+        .raw(post(
+            "{\"owner\": \"o\", \"name\": \"u8\", \"seats\": 1}",
+            Some("application/json; Charset=\"UTF-8\""),
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let big: &'static str = Box::leak(
         format!("{{\"owner\": \"{}\", \"name\": \"x\"}}", "a".repeat(10_000)).into_boxed_str(),
     );
@@ -894,6 +917,54 @@ async fn requests_are_rate_limited_per_client_address() {
     assert_eq!(
         app.raw(from("10.1.1.1:5002", "/healthz")).await.status,
         StatusCode::OK
+    );
+}
+
+#[test]
+fn openapi_declares_every_path_parameter_error_status_and_query_filter() {
+    let doc: Value = serde_json::from_str(&allot::api::openapi_json()).unwrap();
+    let mut problems = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let in_template: Vec<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        for (method, op) in item.as_object().unwrap() {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let declared: Vec<&str> = params
+                .iter()
+                .filter(|p| p["in"] == "path")
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            let mut a = in_template.clone();
+            let mut b = declared.clone();
+            a.sort_unstable();
+            b.sort_unstable();
+            if a != b {
+                problems.push(format!("{method} {path}: template {a:?}, declared {b:?}"));
+            }
+            // The server's own answers (auth, validation, size, throttling, overload) are documented.
+            for status in ["400", "401", "415", "422", "429", "503"] {
+                if op["responses"][status].is_null() {
+                    problems.push(format!("{method} {path}: {status} undocumented"));
+                }
+            }
+            for p in &params {
+                if p["in"] == "query" && p["required"] == true {
+                    problems.push(format!("{method} {path}: query {} required", p["name"]));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    let audit = &doc["paths"]["/v1/audit"]["get"]["parameters"];
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "limit" && p["in"] == "query"),
+        "{audit}"
     );
 }
 

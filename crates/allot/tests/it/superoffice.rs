@@ -149,6 +149,7 @@ async fn populate(ledger: &Ledger, tenant: TenantId) {
 
 struct So {
     router: Router,
+    state: AppState,
     ledger: Ledger,
     tenant: TenantId,
     db: TestDb,
@@ -186,7 +187,8 @@ impl So {
         let tenant = ledger.tenant("default").await.unwrap().unwrap().id;
         populate(&ledger, tenant).await;
         So {
-            router: app(state),
+            router: app(state.clone()),
+            state,
             ledger,
             tenant,
             db,
@@ -344,6 +346,7 @@ both_stores! {
     rest_agents_and_restful_routes => rest_agents,
     soap_third_party_per_version => soap_third_party,
     remove_license_from_db => remove_license_from_db,
+    retired_users_lose_every_credential => retired_users_lose_every_credential,
 }
 
 async fn seed_rest_unassign(db: TestDb) {
@@ -1502,6 +1505,293 @@ async fn server_layer_answers_keep_the_dialect_shape() {
         early_rest.json()["Message"].is_string(),
         "{}",
         early_rest.text
+    );
+    so.finish().await;
+}
+
+/// Retiring a user ends every credential acting as it, in every dialect: its native token, the
+/// SuperOffice ticket and MSP360 token of an admin login bound to it, its Basic and password
+/// logins; unretiring opens the logins again but revives no old credential.
+async fn retired_users_lose_every_credential(db: TestDb) {
+    let so = So::new(db).await;
+    let json_ct = [("content-type", "application/json")];
+    let native_login = |login: &'static str, password: &'static str| {
+        let body = serde_json::json!({ "tenant": "default", "login": login, "password": password });
+        let so = &so;
+        async move { so.post("/v1/auth/login", &json_ct, &body.to_string()).await }
+    };
+    let admin = native_login("admin", ADMIN_PASSWORD).await.json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin = format!("Bearer {admin}");
+    let other = native_login("other", "other-password").await.json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = format!("Bearer {other}");
+    // tje0 is an admin login bound to associate 326.
+    let ticket = format!("SOTicket {}", so.ticket(88, "tje0", "Tje0").await);
+    let msp_login = r#"{"UserName": "tje0", "Password": "Tje0"}"#;
+    let msp = so.post("/api/Provider/Login", &json_ct, msp_login).await;
+    assert_eq!(msp.status, StatusCode::OK, "{}", msp.text);
+    let msp = format!("Bearer {}", msp.json()["access_token"].as_str().unwrap());
+
+    let statuses = |ticket: String, msp: String, other: String| {
+        let so = &so;
+        async move {
+            let rest = so
+                .agent_as(&ticket, "License/GetUserLicenses", "{\"AssociateId\": 327}")
+                .await;
+            let basic = so
+                .agent_as(
+                    SEED_BASIC,
+                    "License/GetUserLicenses",
+                    "{\"AssociateId\": 327}",
+                )
+                .await;
+            let msp = so.get("/api/Licenses", &[("authorization", &msp)]).await;
+            let native = so
+                .get("/v1/users/327/licenses", &[("authorization", &other)])
+                .await;
+            [rest.status, basic.status, msp.status, native.status]
+        }
+    };
+    let ok = [StatusCode::OK; 4];
+    let refused = [StatusCode::UNAUTHORIZED; 4];
+    assert_eq!(
+        statuses(ticket.clone(), msp.clone(), other.clone()).await,
+        ok
+    );
+
+    for user in [ASSOCIATE, OTHER] {
+        let r = so
+            .post(
+                &format!("/v1/users/{user}/retire"),
+                &[("authorization", &admin)],
+                "",
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    assert_eq!(
+        statuses(ticket.clone(), msp.clone(), other.clone()).await,
+        refused
+    );
+    // New logins are refused in every form, admin logins bound to the user included.
+    assert_eq!(
+        native_login("other", "other-password").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let refused_login = so.post("/api/Provider/Login", &json_ct, msp_login).await;
+    assert_eq!(
+        refused_login.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        refused_login.text
+    );
+    assert_eq!(refused_login.json()["error"], "invalid_grant");
+    let envelope = "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>\
+         <AuthenticateUsernamePassword xmlns=\"http://www.superoffice.net/ws/crm/NetServer/Services88\">\
+         <UserName>tje0</UserName><Password>Tje0</Password></AuthenticateUsernamePassword></s:Body></s:Envelope>";
+    let soap = so.soap(88, "SoPrincipal", envelope).await;
+    assert!(
+        soap.text.contains(":AuthenticationSucceeded>false</"),
+        "{}",
+        soap.text
+    );
+
+    // Unretired, the users log in again; the old credentials stay dead.
+    for user in [ASSOCIATE, OTHER] {
+        let r = so
+            .post(
+                &format!("/v1/users/{user}/unretire"),
+                &[("authorization", &admin)],
+                "",
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    assert_eq!(
+        statuses(ticket, msp, other).await,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::OK,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED
+        ]
+    );
+    let fresh = format!("SOTicket {}", so.ticket(88, "tje0", "Tje0").await);
+    let r = so
+        .agent_as(&fresh, "License/GetUserLicenses", "{\"AssociateId\": 327}")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    so.finish().await;
+}
+
+/// 200 wrong passwords for one login from 64 concurrent tasks, in each credential form, run no
+/// more argon2 checks than the throttle allows sequentially (five free failures and the one
+/// that locks); every other attempt is answered 429 without a check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_passwords_get_no_more_checks_than_the_throttle_allows() {
+    use base64::Engine;
+    type MakeRequest = fn(usize) -> Request<Body>;
+    let forms: [(&str, MakeRequest); 4] = [
+        ("native", |i| {
+            let body = serde_json::json!({ "tenant": "default", "login": "other", "password": format!("wrong password {i}") });
+            Request::post("/v1/auth/login")
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap()
+        }),
+        ("soap", |i| {
+            let envelope = format!(
+                "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>\
+                 <AuthenticateUsernamePassword xmlns=\"http://www.superoffice.net/ws/crm/NetServer/Services88\">\
+                 <UserName>other</UserName><Password>wrong{i}</Password></AuthenticateUsernamePassword></s:Body></s:Envelope>"
+            );
+            Request::post("/Remote/Services88/SoPrincipal.svc")
+                .header("content-type", "text/xml; charset=utf-8")
+                .body(Body::from(envelope))
+                .unwrap()
+        }),
+        ("rest-basic", |i| {
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("other:wrong{i}"));
+            Request::post("/api/v1/Agents/License/GetUserLicenses")
+                .header("authorization", format!("Basic {basic}"))
+                .header("content-type", "application/json")
+                .body(Body::from("{\"AssociateId\": 327}"))
+                .unwrap()
+        }),
+        ("msp360", |i| {
+            let body = serde_json::json!({ "UserName": "other", "Password": format!("wrong{i}") });
+            Request::post("/api/Provider/Login")
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap()
+        }),
+    ];
+    for (form, request) in forms {
+        let so = std::sync::Arc::new(So::new(TestDb::sqlite()).await);
+        let before = so.state.auth.passwords.verifications();
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (so, next) = (so.clone(), next.clone());
+                tokio::spawn(async move {
+                    let mut statuses = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= 200 {
+                            return statuses;
+                        }
+                        let r = so.send(request(i)).await;
+                        // SOAP answers its faults 200 with an ExceptionInfo header.
+                        let throttled = r.status == StatusCode::TOO_MANY_REQUESTS
+                            || r.text.to_lowercase().contains("too many failed");
+                        statuses.push((r.status, throttled));
+                    }
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for t in tasks {
+            statuses.extend(t.await.unwrap());
+        }
+        let checks = so.state.auth.passwords.verifications() - before;
+        assert_eq!(statuses.len(), 200);
+        assert!(
+            (1..=6).contains(&checks),
+            "{form}: {checks} password checks for 200 concurrent wrong passwords"
+        );
+        assert!(
+            statuses.iter().all(|(s, _)| !s.is_server_error()),
+            "{statuses:?}"
+        );
+        let throttled = statuses.iter().filter(|(_, t)| *t).count();
+        assert!(
+            throttled >= 194,
+            "{form}: {throttled} of 200 throttled: {statuses:?}"
+        );
+        eprintln!("{form}: {checks} checks, {throttled} of 200 answered 429");
+        std::sync::Arc::into_inner(so).unwrap().finish().await;
+    }
+}
+
+/// An envelope with 80,000 attributes on one element (869 KB; quadratic to parse before) is
+/// refused before authentication with a SOAP fault, and the server keeps answering.
+#[tokio::test]
+async fn envelopes_with_too_many_attributes_are_refused_fast() {
+    let so = So::with(TestDb::sqlite(), |s| s.max_body = 2 * 1024 * 1024).await;
+    let attributes: String = (0..80_000).map(|i| format!(" a{i}=\"x\"")).collect();
+    let envelope = format!(
+        "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>\
+         <AuthenticateUsernamePassword{attributes} xmlns=\"http://www.superoffice.net/ws/crm/NetServer/Services88\">\
+         <UserName>tje0</UserName><Password>Tje0</Password></AuthenticateUsernamePassword></s:Body></s:Envelope>"
+    );
+    let started = std::time::Instant::now();
+    let r = so.soap(88, "SoPrincipal", &envelope).await;
+    eprintln!(
+        "80k-attribute envelope answered {} in {:?}",
+        r.status,
+        started.elapsed()
+    );
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let fault = allot::xml::parse(&r.text).unwrap();
+    let fault = fault.child("Body").unwrap().child("Fault").unwrap();
+    assert!(r.text.contains("attributes"), "{}", r.text);
+    assert!(fault.child("faultcode").is_some(), "{}", r.text);
+    // The MSP360 XML binder refuses such a login body the same way.
+    let attributes: String = (0..50_000).map(|i| format!(" a{i}=\"x\"")).collect();
+    let body =
+        format!("<Login{attributes}><UserName>tje0</UserName><Password>Tje0</Password></Login>");
+    let msp = so
+        .post(
+            "/api/Provider/Login",
+            &[("content-type", "application/xml")],
+            &body,
+        )
+        .await;
+    assert_eq!(msp.status, StatusCode::BAD_REQUEST, "{}", msp.text);
+    assert!(msp.text.contains("attributes"), "{}", msp.text);
+    so.finish().await;
+}
+
+/// The WSDL's `soap:address` comes from the configured public URL, or from a `Host` that is a
+/// plain host[:port]; a forged one falls back to `localhost`.
+#[tokio::test]
+async fn wsdl_addresses_come_from_the_public_url_or_a_plain_host() {
+    async fn wsdl(so: &So, host: &str) -> String {
+        let req = Request::get("/Remote/Services88/SoPrincipal.svc?wsdl")
+            .header("host", host)
+            .body(Body::empty())
+            .unwrap();
+        so.send(req).await.text
+    }
+    let so = So::new(TestDb::sqlite()).await;
+    let good = wsdl(&so, "allot.example.com:8443").await;
+    assert!(
+        good.contains(
+            "location=\"http://allot.example.com:8443/Remote/Services88/SoPrincipal.svc\""
+        ),
+        "{good}"
+    );
+    let forged = wsdl(&so, "evil.example/phish?x=").await;
+    assert!(!forged.contains("evil"), "{forged}");
+    assert!(
+        forged.contains("location=\"http://localhost/Remote/Services88/SoPrincipal.svc\""),
+        "{forged}"
+    );
+    so.finish().await;
+    let so = So::with(TestDb::sqlite(), |s| {
+        s.superoffice.public_url = Some("https://crm.example.com/".into())
+    })
+    .await;
+    let configured = wsdl(&so, "evil.example").await;
+    assert!(
+        configured
+            .contains("location=\"https://crm.example.com/Remote/Services88/SoPrincipal.svc\""),
+        "{configured}"
     );
     so.finish().await;
 }

@@ -280,16 +280,20 @@ pub(super) async fn retire(c: &mut Conn, env: &Env<'_>, user: &UserRef) -> OpRes
     }
     let sessions = end_live_sessions(c, env, Some(uid), None, EndReason::Admin).await?;
     let freed = strip_licenses(c, env, uid).await?;
+    // Every credential acting as the user (API tokens, SuperOffice tickets, MSP360 tokens) ends
+    // with the retirement; unretiring does not bring them back. Its logins are refused while
+    // it is retired (see the `login` query).
+    let tokens = revoke_user_tokens(c, env, uid).await?;
     audit(env,
         "user.retire",
         Subjects {
             user: Some(uid),
             ..Default::default()
         },
-        json!({ "before": { "retired": false }, "after": { "retired": true }, "seats_freed": freed, "sessions_ended": sessions }),
+        json!({ "before": { "retired": false }, "after": { "retired": true }, "seats_freed": freed, "sessions_ended": sessions, "tokens_revoked": tokens }),
     )
     .await?;
-    Ok(changed(1 + freed + sessions))
+    Ok(changed(1 + freed + sessions + tokens))
 }
 
 /// Retires the user and frees its login name in one step: the flag and the new login are one

@@ -116,6 +116,27 @@ pub(super) async fn issue_token(
         }
         .into());
     }
+    if let Some(uid) = user {
+        // Locked on PostgreSQL, so a retirement cannot commit between this check and the insert
+        // (SQLite's single writer orders them anyway).
+        let lock = if env.backend == Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let retired: Option<i64> = sqlx::query_scalar(sql(format!(
+            "SELECT retired FROM users WHERE tenant_id = $1 AND id = $2{lock}"
+        )))
+        .bind(env.tenant())
+        .bind(uid)
+        .fetch_optional(&mut *c)
+        .await?;
+        match retired {
+            None => return Err(LedgerError::UnknownUser(uid.to_string()).into()),
+            Some(0) => {}
+            Some(_) => return Err(LedgerError::Retired(uid).into()),
+        }
+    }
     let info = TokenInfo {
         id: Uuid::new_v4(),
         tenant: Some(env.tenant()),
@@ -191,6 +212,19 @@ pub(super) async fn revoke_token(c: &mut Conn, env: &Env<'_>, id: Uuid) -> OpRes
     )
     .await?;
     Ok(changed(1))
+}
+
+/// Revokes every live credential acting as `user`; answers how many.
+pub(super) async fn revoke_user_tokens(c: &mut Conn, env: &Env<'_>, user: UserId) -> OpResult<u64> {
+    Ok(sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $3 WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(env.tenant())
+    .bind(user)
+    .bind(env.now)
+    .execute(&mut *c)
+    .await?
+    .rows_affected())
 }
 
 pub(crate) const TOKEN_COLUMNS: &str =

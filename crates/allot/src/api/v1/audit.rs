@@ -12,6 +12,7 @@ use crate::state::AppState;
 use allot_ledger::*;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Only events after this sequence number (the `next` of the previous page).

@@ -138,7 +138,7 @@ pub async fn create_token(
     Ok((StatusCode::CREATED, ApiJson(issued)))
 }
 
-#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "auth", security(("bearer" = [])), params(("id" = Uuid, Path, description = "token id")),
     responses((status = 200, body = Changed), (status = 404, body = ErrorBody)))]
 pub async fn revoke_token(
     State(state): State<AppState>,
@@ -178,7 +178,7 @@ pub async fn create_login(
     }
 }
 
-#[utoipa::path(put, path = "/v1/logins/{login}/password", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(put, path = "/v1/logins/{login}/password", tag = "auth", security(("bearer" = [])), params(("login" = String, Path)),
     request_body = PasswordRequest, responses((status = 200, body = Changed)))]
 pub async fn set_password(
     State(state): State<AppState>,

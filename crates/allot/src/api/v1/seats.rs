@@ -13,6 +13,7 @@ use crate::state::AppState;
 use allot_ledger::*;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SeatQuery {
     /// Product id or owner/name.
@@ -73,7 +74,7 @@ pub async fn list(
     Ok(ApiJson(Page::of(seats, limit, |s| s.number)))
 }
 
-#[utoipa::path(get, path = "/v1/seats/{id}", tag = "seats", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/seats/{id}", tag = "seats", security(("bearer" = [])), params(("id" = Uuid, Path, description = "seat id")),
     responses((status = 200, body = Seat), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -102,7 +103,7 @@ async fn seat_after(
     }
 }
 
-#[utoipa::path(post, path = "/v1/seats/{id}/grant", tag = "seats", security(("bearer" = [])), request_body = SeatUserRequest,
+#[utoipa::path(post, path = "/v1/seats/{id}/grant", tag = "seats", security(("bearer" = [])), params(("id" = Uuid, Path, description = "seat id")), request_body = SeatUserRequest,
     responses((status = 200, body = Seat), (status = 409, body = ErrorBody)))]
 pub async fn grant(
     State(state): State<AppState>,
@@ -133,7 +134,7 @@ pub async fn grant(
     seat_after(&state, tenant, id, outcome).await
 }
 
-#[utoipa::path(post, path = "/v1/seats/{id}/release", tag = "seats", security(("bearer" = [])), request_body = SeatUserRequest,
+#[utoipa::path(post, path = "/v1/seats/{id}/release", tag = "seats", security(("bearer" = [])), params(("id" = Uuid, Path, description = "seat id")), request_body = SeatUserRequest,
     responses((status = 200, body = Seat), (status = 409, body = ErrorBody)))]
 pub async fn release(
     State(state): State<AppState>,
@@ -151,7 +152,7 @@ pub async fn release(
     seat_after(&state, tenant, id, outcome).await
 }
 
-#[utoipa::path(post, path = "/v1/seats/{id}/revoke", tag = "seats", security(("bearer" = [])), request_body = SeatUserRequest,
+#[utoipa::path(post, path = "/v1/seats/{id}/revoke", tag = "seats", security(("bearer" = [])), params(("id" = Uuid, Path, description = "seat id")), request_body = SeatUserRequest,
     responses((status = 200, body = Seat), (status = 409, body = ErrorBody)))]
 pub async fn revoke(
     State(state): State<AppState>,
@@ -169,7 +170,7 @@ pub async fn revoke(
     seat_after(&state, tenant, id, outcome).await
 }
 
-#[utoipa::path(post, path = "/v1/seats/{id}/activate", tag = "seats", security(("bearer" = [])), request_body = ActivateRequest,
+#[utoipa::path(post, path = "/v1/seats/{id}/activate", tag = "seats", security(("bearer" = [])), params(("id" = Uuid, Path, description = "seat id")), request_body = ActivateRequest,
     responses((status = 200, body = Seat), (status = 409, body = ErrorBody)))]
 pub async fn activate(
     State(state): State<AppState>,

@@ -40,7 +40,7 @@ pub async fn log_on(
 }
 
 /// Renews a lease. The lease token is the credential here: whoever holds it may renew.
-#[utoipa::path(post, path = "/v1/sessions/{id}/heartbeat", tag = "sessions", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/sessions/{id}/heartbeat", tag = "sessions", security(("bearer" = [])), params(("id" = Uuid, Path, description = "session id")),
     request_body = HeartbeatRequest,
     responses((status = 200, body = Lease), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn heartbeat(
@@ -66,7 +66,7 @@ pub async fn heartbeat(
 
 /// Ends a session. Admins may end any; a user its own, presenting the lease token in the
 /// `Lease-Token` header.
-#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])), params(("id" = Uuid, Path, description = "session id")),
     responses((status = 200, body = Changed), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn end(
     State(state): State<AppState>,
@@ -129,6 +129,7 @@ pub async fn log_off(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SessionQuery {
     pub user: Option<String>,

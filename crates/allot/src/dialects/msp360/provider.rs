@@ -67,6 +67,11 @@ pub async fn login(state: &Msp360State, req: &DialectRequest) -> Result<Response
             return Err(fault);
         }
         Err(AuthError::Unavailable) => return Err(Fault::unavailable()),
+        Err(AuthError::Busy(wait)) => {
+            let mut fault = Fault::unavailable();
+            fault.retry_after = Some(wait.as_secs().max(1));
+            return Err(fault);
+        }
     };
     // The API is the provider's: logins bound to one user have no business here.
     if !matches!(principal.role, Role::Admin | Role::Reader) {

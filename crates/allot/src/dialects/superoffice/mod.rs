@@ -91,6 +91,8 @@ impl From<AuthError> for SoError {
             AuthError::Unauthorized => SoError::Unauthorized,
             AuthError::Throttled(d) => SoError::Throttled(d.as_secs().max(1)),
             AuthError::Unavailable => SoError::Unavailable,
+            // NetServer has no "busy" fault; its throttling answer (429, Retry-After) fits.
+            AuthError::Busy(d) => SoError::Throttled(d.as_secs().max(1)),
         }
     }
 }

@@ -77,7 +77,7 @@ pub async fn handle(
                 k.eq_ignore_ascii_case("wsdl") || k.eq_ignore_ascii_case("singlewsdl")
             });
             if wants_wsdl {
-                let address = service_address(&req, version, service);
+                let address = service_address(&state.config, &req, version, service);
                 (
                     StatusCode::OK,
                     [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
@@ -91,7 +91,7 @@ pub async fn handle(
                     format!(
                         "{service} service of NetServer Services{}. Its WSDL: {}?wsdl",
                         version.0,
-                        service_address(&req, version, service)
+                        service_address(&state.config, &req, version, service)
                     ),
                 )
                     .into_response()
@@ -107,22 +107,49 @@ pub async fn handle(
     }
 }
 
-/// The absolute address of a service, as the client reached it.
-fn service_address(req: &DialectRequest, version: Version, service: &str) -> String {
-    let host = req
-        .header("x-forwarded-host")
-        .or(req.header("host"))
-        .unwrap_or("localhost");
-    let scheme = req
-        .header("x-forwarded-proto")
-        .filter(|p| p.eq_ignore_ascii_case("https"))
-        .map(|_| "https")
-        .unwrap_or("http");
+/// The absolute address of a service: under the configured public URL, or else as the client
+/// reached it, its `Host` (or `X-Forwarded-Host`) taken only when it is a plain host[:port], so
+/// a forged header cannot put an arbitrary address into a WSDL that a proxy may cache.
+fn service_address(
+    config: &crate::config::SuperOfficeConfig,
+    req: &DialectRequest,
+    version: Version,
+    service: &str,
+) -> String {
+    let base = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let host = req
+                .header("x-forwarded-host")
+                .or(req.header("host"))
+                .filter(|h| plain_host(h))
+                .unwrap_or("localhost");
+            let scheme = req
+                .header("x-forwarded-proto")
+                .filter(|p| p.eq_ignore_ascii_case("https"))
+                .map(|_| "https")
+                .unwrap_or("http");
+            format!("{scheme}://{host}")
+        }
+    };
     format!(
-        "{scheme}://{host}{}/Remote/Services{}/{service}.svc",
+        "{base}{}/Remote/Services{}/{service}.svc",
         req.tenant_prefix(),
         version.0
     )
+}
+
+/// A host name or IP literal with an optional port, nothing else (no user info, path or markup).
+fn plain_host(host: &str) -> bool {
+    host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        && host.parse::<axum::http::uri::Authority>().is_ok_and(|a| {
+            // A port, if any, is a number (the parser lets `:99999x` through as no port).
+            let after_ip6 = host.rsplit(']').next().unwrap_or(host);
+            !after_ip6.contains(':') || a.port_u16().is_some()
+        })
 }
 
 /// A SOAP fault, for envelopes that cannot be read.
@@ -492,6 +519,28 @@ impl Out {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_hosts_reach_the_wsdl() {
+        for good in [
+            "allot.example.com",
+            "allot.example.com:8443",
+            "127.0.0.1:8080",
+            "[::1]:80",
+        ] {
+            assert!(plain_host(good), "{good}");
+        }
+        for bad in [
+            "",
+            "evil.com/x",
+            "a@evil.com",
+            "evil.com\"/><x",
+            "a b",
+            "evil.com:99999x",
+        ] {
+            assert!(!plain_host(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn headers_are_found_inside_header_and_loose_under_envelope() {
