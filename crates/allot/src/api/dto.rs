@@ -323,6 +323,32 @@ pub struct LogOnRequest {
     pub lease_seconds: i64,
 }
 
+/// A session just opened or renewed: the session's own fields at the top level, with the lease's
+/// secret, its expiry and the floating seat held.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SessionLease {
+    #[serde(flatten)]
+    pub session: Session,
+    /// The fencing token, presented on every heartbeat. Shown only here; stored as a hash.
+    pub lease_token: String,
+    /// When the lease lapses unless renewed (the same instant as `lease_expires_at`).
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// The floating seat the session holds, if its product is floating.
+    pub seat: Option<Uuid>,
+}
+
+impl From<Lease> for SessionLease {
+    fn from(lease: Lease) -> Self {
+        SessionLease {
+            expires_at: lease.session.lease_expires_at,
+            session: lease.session,
+            lease_token: lease.lease_token,
+            seat: lease.seat,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {

@@ -370,6 +370,24 @@ async fn seats_can_be_granted_activated_revoked_and_released() {
     );
 }
 
+/// A copy of an answer with its per-run values (ids, secrets, times) replaced by their kind, so
+/// the shape can be snapshotted.
+fn volatile_out(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Value::Object(map) = &mut v {
+        for (key, value) in map.iter_mut() {
+            let kind = match key.as_str() {
+                "id" | "seat" if value.is_string() => "[uuid]",
+                "lease_token" => "[secret]",
+                k if k.ends_with("_at") && value.is_string() => "[time]",
+                _ => continue,
+            };
+            *value = Value::String(kind.into());
+        }
+    }
+    v
+}
+
 #[tokio::test]
 async fn sessions_take_floating_seats_and_fence_their_leases() {
     let app = TestApp::new().await;
@@ -407,10 +425,16 @@ async fn sessions_take_floating_seats_and_fence_their_leases() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = app.call("POST", "/v1/sessions", Some(&ann), Some(json!({ "user": "ann", "client": "windows", "product": "SuperOffice/float", "lease_seconds": 60 }))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // The contract: `{id, lease_token, expires_at, ...}` at the top level, the session's other
+    // fields and the floating seat alongside.
     let (id, lease) = (
-        r.body["session"]["id"].as_str().unwrap().to_owned(),
+        r.body["id"].as_str().unwrap().to_owned(),
         r.body["lease_token"].as_str().unwrap().to_owned(),
     );
+    assert!(r.body.get("session").is_none(), "{:?}", r.body);
+    assert_eq!(r.body["expires_at"], r.body["lease_expires_at"]);
+    assert!(r.body["seat"].is_string(), "a floating seat is held");
+    insta::assert_json_snapshot!("session_opened", volatile_out(&r.body));
     let r = app
         .call(
             "POST",
@@ -441,6 +465,11 @@ async fn sessions_take_floating_seats_and_fence_their_leases() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        (r.body["id"].as_str(), r.body["lease_token"].as_str()),
+        (Some(id.as_str()), Some(lease.as_str())),
+        "a renewed lease answers in the same shape"
+    );
     let r = app.call("GET", "/v1/sessions", Some(&ann), None).await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
     // A user ends its own session with the lease token.
