@@ -6,7 +6,7 @@ use allot_ledger::testing as common;
 use allot::config::{Secret, Settings};
 use allot::server::{app, bootstrap};
 use allot::state::AppState;
-use allot_ledger::Ledger;
+use allot_ledger::{Ledger, ManualClock};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -33,6 +33,15 @@ impl TestApp {
     }
 
     async fn with(tune: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::build(tune, None).await
+    }
+
+    /// A server whose ledger reads the time from `clock` (to let tokens expire).
+    async fn with_clock(clock: ManualClock) -> TestApp {
+        Self::build(|_| {}, Some(clock)).await
+    }
+
+    async fn build(tune: impl FnOnce(&mut Settings), clock: Option<ManualClock>) -> TestApp {
         let db = common::TestDb::sqlite();
         let mut settings = Settings {
             db: Secret::new(db.url()),
@@ -41,7 +50,10 @@ impl TestApp {
             ..Settings::default()
         };
         tune(&mut settings);
-        let ledger = Ledger::open(&db.url()).await.unwrap();
+        let mut ledger = Ledger::open(&db.url()).await.unwrap();
+        if let Some(clock) = clock {
+            ledger = ledger.with_clock(std::sync::Arc::new(clock));
+        }
         let state = AppState::new(ledger, settings);
         assert_eq!(
             bootstrap(&state).await.unwrap(),
@@ -744,7 +756,13 @@ async fn bad_input_gets_the_documented_errors_and_the_server_keeps_serving() {
         (r.status, code(&r)),
         (StatusCode::BAD_REQUEST, "invalid_query")
     );
-    for bad in ["Bearer nope", "Basic YWRtaW46eA==", "Bearer", ""] {
+    for (bad, expected) in [
+        ("Bearer nope", "token_unknown"),
+        ("Basic YWRtaW46eA==", "token_missing"),
+        ("Bearer", "token_missing"),
+        ("Bearer   ", "token_missing"),
+        ("", "token_missing"),
+    ] {
         let req = Request::builder()
             .uri("/v1/products")
             .header("authorization", bad)
@@ -753,7 +771,7 @@ async fn bad_input_gets_the_documented_errors_and_the_server_keeps_serving() {
         let r = app.raw(req).await;
         assert_eq!(
             (r.status, code(&r)),
-            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            (StatusCode::UNAUTHORIZED, expected),
             "{bad:?}"
         );
         assert!(r.headers.contains_key("www-authenticate"));
@@ -774,6 +792,94 @@ async fn bad_input_gets_the_documented_errors_and_the_server_keeps_serving() {
     assert_eq!(
         app.call("GET", "/readyz", None, None).await.status,
         StatusCode::OK
+    );
+}
+
+/// A 401 says whether the bearer token was missing, unknown, expired or revoked: a distinct code
+/// and message each, in the API's one error shape, never repeating the token.
+#[tokio::test]
+async fn a_401_says_why_the_token_was_refused() {
+    let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+    let app = TestApp::with_clock(clock.clone()).await;
+    let admin = app.admin_token().await;
+    let short = app
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(&admin),
+            Some(json!({ "role": "reader", "ttl_hours": 1 })),
+        )
+        .await;
+    assert_eq!(short.status, StatusCode::CREATED, "{:?}", short.body);
+    let short_token = short.body["token"].as_str().unwrap().to_owned();
+    let revoked = app
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(&admin),
+            Some(json!({ "role": "reader" })),
+        )
+        .await;
+    let revoked_token = revoked.body["token"].as_str().unwrap().to_owned();
+    let revoked_id = revoked.body["id"].as_str().unwrap();
+    let r = app
+        .call(
+            "DELETE",
+            &format!("/v1/tokens/{revoked_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // Live before its hour is up.
+    let r = app
+        .call("GET", "/v1/products", Some(&short_token), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    clock.advance(time::Duration::hours(1));
+    // The expired token with its last digit changed: well-formed, but never issued.
+    let last = if short_token.ends_with('0') { '1' } else { '0' };
+    let unknown = format!("{}{last}", &short_token[..short_token.len() - 1]);
+    let cases = [
+        (None, "token_missing", "no Authorization header"),
+        (
+            Some(unknown.as_str()),
+            "token_unknown",
+            "not one this server issued",
+        ),
+        (Some(short_token.as_str()), "token_expired", "has expired"),
+        (
+            Some(revoked_token.as_str()),
+            "token_revoked",
+            "has been revoked",
+        ),
+    ];
+    for (token, expected, says) in cases {
+        let r = app.call("GET", "/v1/products", token, None).await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (StatusCode::UNAUTHORIZED, expected),
+            "{:?}",
+            r.body
+        );
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+        assert!(
+            token.is_none_or(|t| !message.contains(t) && !message.contains(&t[6..20])),
+            "the token is not echoed: {message}"
+        );
+        let challenge = r.headers["www-authenticate"].to_str().unwrap();
+        assert_eq!(
+            challenge.contains("invalid_token"),
+            token.is_some(),
+            "{challenge}"
+        );
+    }
+    // A wrong password is a login failure, not a token one.
+    let r = app.login("default", "admin", "wrong-password").await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
     );
 }
 

@@ -318,7 +318,7 @@ async fn bad_input(server: &Server, token: &str) {
         .unwrap();
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(body["error"]["code"], "token_unknown");
     assert_eq!(
         login(url, "default", "admin", "not the password")
             .await
