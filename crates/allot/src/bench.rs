@@ -11,6 +11,9 @@ use anyhow::Context as _;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use crate::api::dto::{Invariants, IssuedToken, Page, ProductWithStatus};
+use allot_ledger::{Seat, User};
+
 use crate::cli::client::{Client, ClientError, segment};
 use crate::config::{Secret, Settings};
 
@@ -123,23 +126,23 @@ async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<W
     let mut product_names = Vec::new();
     for i in 0..args.products {
         let name = format!("{tag}-p{i}");
-        let p: Value = client
+        let p: ProductWithStatus = client
             .post(
                 "/v1/products",
                 &json!({ "owner": "bench", "name": name, "seats": args.seats }),
             )
             .await?;
-        products.push(p["id"].as_i64().context("product id")?);
+        products.push(p.product.id);
         product_names.push(name);
     }
     let mut users = Vec::new();
     let mut user_uuids = Vec::new();
     for i in 0..args.users {
-        let u: Value = client
+        let u: User = client
             .post("/v1/users", &json!({ "login": format!("{tag}-u{i}") }))
             .await?;
-        users.push(u["id"].as_i64().context("user id")?);
-        user_uuids.push(u["uuid"].as_str().context("user uuid")?.to_owned());
+        users.push(u.id);
+        user_uuids.push(u.uuid.to_string());
     }
     let mut seats = Vec::new();
     for p in &products {
@@ -149,11 +152,9 @@ async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<W
                 Some(a) => format!("/v1/seats?product={p}&limit=1000&after={a}"),
                 None => format!("/v1/seats?product={p}&limit=1000"),
             };
-            let page: Value = client.get(&path).await?;
-            for s in page["items"].as_array().cloned().unwrap_or_default() {
-                seats.push(s["id"].as_str().context("seat id")?.to_owned());
-            }
-            after = page["next"].as_i64();
+            let page: Page<Seat> = client.get(&path).await?;
+            seats.extend(page.items.iter().map(|s| s.id.to_string()));
+            after = page.next;
             if after.is_none() {
                 break;
             }
@@ -308,23 +309,20 @@ where
 /// listed match each product's count, and that the server's own invariant check is clean.
 async fn check(client: &Client, world: &World) -> anyhow::Result<()> {
     for p in &world.products {
-        let product: Value = client.get(&format!("/v1/products/{p}")).await?;
-        let (total, in_use) = (
-            product["status"]["total"].as_i64().unwrap_or(-1),
-            product["status"]["in_use"].as_i64().unwrap_or(-1),
-        );
+        let product: ProductWithStatus = client.get(&format!("/v1/products/{p}")).await?;
+        let (total, in_use) = (product.status.total, product.status.in_use);
         anyhow::ensure!(in_use <= total, "product {p}: {in_use} in use of {total}");
-        let held: Value = client
+        let held: Page<Seat> = client
             .get(&format!("/v1/seats?product={p}&held=true&limit=1000"))
             .await?;
-        let listed = held["items"].as_array().map(|a| a.len()).unwrap_or(0) as i64;
+        let listed = held.items.len() as i64;
         anyhow::ensure!(
             listed == in_use,
             "product {p}: {listed} seats listed held, count says {in_use}"
         );
     }
-    let report: Value = client.get("/v1/invariants").await?;
-    let violations = report["violations"].as_array().cloned().unwrap_or_default();
+    let report: Invariants = client.get("/v1/invariants").await?;
+    let violations = report.violations;
     anyhow::ensure!(violations.is_empty(), "invariants broken: {violations:?}");
     Ok(())
 }
@@ -376,13 +374,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let mut token = None;
             for _ in 0..100 {
                 let login = anonymous
-                    .post::<Value>(
+                    .post::<IssuedToken>(
                         "/v1/auth/login",
                         &json!({ "tenant": "default", "login": "admin", "password": password }),
                     )
                     .await;
-                if let Ok(v) = login {
-                    token = v["token"].as_str().map(str::to_owned);
+                if let Ok(issued) = login {
+                    token = Some(issued.token);
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;

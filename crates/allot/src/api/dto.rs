@@ -41,7 +41,7 @@ impl Key {
 }
 
 /// One page of a list, and the cursor for the next (absent on the last page).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<i64>,
@@ -96,7 +96,7 @@ pub struct LoginRequest {
     pub password: String,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IssuedToken {
     /// Shown once: only its hash is stored.
     pub token: String,
@@ -223,7 +223,7 @@ pub struct AddSeatsRequest {
 }
 
 /// A product with its live counts.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProductWithStatus {
     #[serde(flatten)]
     pub product: Product,
@@ -364,7 +364,7 @@ pub struct LogOffRequest {
     pub client: Option<ClientKind>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Changed {
     /// How many things changed (0: the outcome already held).
     pub changed: u64,
@@ -375,7 +375,7 @@ pub struct Health {
     pub status: &'static str,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Invariants {
     pub violations: Vec<String>,
 }

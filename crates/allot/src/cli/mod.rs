@@ -8,8 +8,12 @@ mod output;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
+use crate::api::dto::{Changed, IssuedToken, Page, ProductWithStatus};
 use crate::config::{ServeArgs, Settings};
-use allot_ledger::{Command, Context, Ledger, Role};
+use allot_ledger::{
+    AuditEvent, Command, Company, Context, Ledger, Outcome, PoolStatus, Role, Seat, Session, User,
+    UserProductView,
+};
 use client::{Client, segment};
 use output::Output;
 
@@ -50,6 +54,9 @@ pub enum Cmd {
     Migrate {
         #[arg(long, env = "ALLOT_DB", default_value = "sqlite://allot.db")]
         db: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// Create a tenant with an admin login; prints a new admin token as its last line
     Init {
@@ -64,6 +71,9 @@ pub enum Cmd {
         /// Token lifetime in hours
         #[arg(long, default_value_t = 720)]
         ttl_hours: i64,
+        /// Print JSON ({tenant, admin, token}) instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// Issue a server-wide operator token (creates tenants); prints it as its last line
     OperatorToken {
@@ -71,6 +81,9 @@ pub enum Cmd {
         db: String,
         #[arg(long, default_value_t = 720)]
         ttl_hours: i64,
+        /// Print JSON ({token, id, role, expires_at}) instead of the bare token
+        #[arg(long)]
+        json: bool,
     },
     /// Products (module licenses)
     Product {
@@ -293,10 +306,15 @@ pub struct UserSeat {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Serve(args) => serve(args).await,
-        Cmd::Migrate { db } => {
+        Cmd::Migrate { db, json } => {
             let ledger = Ledger::open(&db).await?;
             ledger.close().await;
-            println!("migrations applied to {}", crate::config::redact_url(&db));
+            let db = crate::config::redact_url(&db);
+            if json {
+                output::json_line(&serde_json::json!({ "migrated": db }));
+            } else {
+                println!("migrations applied to {db}");
+            }
             Ok(())
         }
         Cmd::Init {
@@ -305,14 +323,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             admin,
             password,
             ttl_hours,
-        } => init(&db, &tenant, &admin, &password, ttl_hours).await,
-        Cmd::OperatorToken { db, ttl_hours } => {
+            json,
+        } => init(&db, &tenant, &admin, &password, ttl_hours, json).await,
+        Cmd::OperatorToken {
+            db,
+            ttl_hours,
+            json,
+        } => {
             let ledger = Ledger::open(&db).await?;
             let (token, hash) = crate::auth::new_token();
             let expires = ledger.now_time() + time::Duration::hours(ttl_hours.clamp(1, 24 * 366));
-            ledger.issue_operator_token(&hash, "cli", expires).await?;
+            let info = ledger.issue_operator_token(&hash, "cli", expires).await?;
             ledger.close().await;
-            println!("{token}");
+            if json {
+                output::json_line(&IssuedToken {
+                    token,
+                    id: info.id,
+                    role: info.role,
+                    expires_at: info.expires_at,
+                });
+            } else {
+                println!("{token}");
+            }
             Ok(())
         }
         Cmd::Bench(args) => crate::bench::run(args).await,
@@ -351,6 +383,7 @@ async fn init(
     admin: &str,
     password: &str,
     ttl_hours: i64,
+    json: bool,
 ) -> anyhow::Result<()> {
     let ledger = Ledger::open(db).await?;
     let passwords = crate::auth::Passwords::new(1);
@@ -362,7 +395,7 @@ async fn init(
     let ctx = Context::new(created.id, "init");
     let (token, token_hash) = crate::auth::new_token();
     let expires_at = ledger.now_time() + time::Duration::hours(ttl_hours.clamp(1, 24 * 366));
-    ledger
+    let outcomes = ledger
         .apply_all_or_nothing(
             &ctx,
             &[
@@ -384,6 +417,22 @@ async fn init(
         )
         .await?;
     ledger.close().await;
+    if json {
+        let Some(Outcome::Token(info)) = outcomes.last() else {
+            anyhow::bail!("the store answered no token");
+        };
+        output::json_line(&serde_json::json!({
+            "tenant": created,
+            "admin": admin,
+            "token": IssuedToken {
+                token,
+                id: info.id,
+                role: info.role,
+                expires_at: info.expires_at,
+            },
+        }));
+        return Ok(());
+    }
     println!(
         "tenant {:?} (id {}) has admin login {admin:?}; admin token:",
         created.name, created.id
@@ -421,7 +470,10 @@ pub fn parse_time(text: &str) -> anyhow::Result<String> {
 }
 
 /// Reads every page of a paged list (`{items, next}`); `path` may already carry a query.
-async fn fetch_all(client: &Client, path: &str) -> anyhow::Result<Vec<Value>> {
+async fn fetch_all<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    path: &str,
+) -> anyhow::Result<Vec<T>> {
     let sep = if path.contains('?') { '&' } else { '?' };
     let mut all = Vec::new();
     let mut after: Option<i64> = None;
@@ -430,9 +482,9 @@ async fn fetch_all(client: &Client, path: &str) -> anyhow::Result<Vec<Value>> {
             Some(a) => format!("{path}{sep}limit=1000&after={a}"),
             None => format!("{path}{sep}limit=1000"),
         };
-        let page: Value = client.get(&page_path).await?;
-        all.extend(page["items"].as_array().cloned().unwrap_or_default());
-        after = page["next"].as_i64();
+        let page: Page<T> = client.get(&page_path).await?;
+        all.extend(page.items);
+        after = page.next;
         if after.is_none() {
             return Ok(all);
         }
@@ -483,14 +535,14 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 "extra_flags": if plan.is_empty() { 0 } else { 1 },
                 "expires_at": expires.as_deref().map(parse_time).transpose()?,
             });
-            let created: Value = client.post("/v1/products", &body).await?;
+            let created: ProductWithStatus = client.post("/v1/products", &body).await?;
             out.products(&[created]);
         }
         Cmd::Product {
             command: ProductCmd::List,
             ..
         } => {
-            let list = fetch_all(&client, "/v1/products").await?;
+            let list: Vec<ProductWithStatus> = fetch_all(&client, "/v1/products").await?;
             out.products(&list);
         }
         Cmd::Seats {
@@ -504,7 +556,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             ..
         } => {
             let body = json!({ "count": count, "company": company.as_deref().map(company_key), "transaction_id": transaction });
-            let seats: Vec<Value> = client
+            let seats: Vec<Seat> = client
                 .post(
                     &format!("/v1/products/{}/seats", product_path(&product)),
                     &body,
@@ -541,7 +593,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             } else {
                 format!("/v1/seats?{qs}")
             };
-            let all = fetch_all(&client, &path).await?;
+            let all: Vec<Seat> = fetch_all(&client, &path).await?;
             out.seats(&all);
         }
         Cmd::User {
@@ -565,21 +617,21 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             };
             let body = json!({ "login": login, "first_name": first, "last_name": last, "email": email.unwrap_or_default(),
                 "company": company.as_deref().map(company_key), "id": id, "password": password });
-            let user: Value = client.post("/v1/users", &body).await?;
+            let user: User = client.post("/v1/users", &body).await?;
             out.users(&[user]);
         }
         Cmd::User {
             command: UserCmd::List,
             ..
         } => {
-            let all = fetch_all(&client, "/v1/users").await?;
+            let all: Vec<User> = fetch_all(&client, "/v1/users").await?;
             out.users(&all);
         }
         Cmd::User {
             command: UserCmd::Licenses { user },
             ..
         } => {
-            let views: Vec<Value> = client
+            let views: Vec<UserProductView> = client
                 .get(&format!("/v1/users/{}/licenses", segment(&user)))
                 .await?;
             out.views(&views);
@@ -588,7 +640,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             command: UserCmd::Retire { user },
             ..
         } => {
-            let changed: Value = client
+            let changed: Changed = client
                 .post(&format!("/v1/users/{}/retire", segment(&user)), &json!({}))
                 .await?;
             out.changed(&changed);
@@ -602,7 +654,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 Pool::Company => "company",
                 Pool::Custom => "custom",
             };
-            let company: Value = client
+            let company: Company = client
                 .post("/v1/companies", &json!({ "name": name, "pool_mode": pool }))
                 .await?;
             out.companies(&[company]);
@@ -611,11 +663,11 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             command: CompanyCmd::List,
             ..
         } => {
-            let list = fetch_all(&client, "/v1/companies").await?;
+            let list: Vec<Company> = fetch_all(&client, "/v1/companies").await?;
             out.companies(&list);
         }
         Cmd::Assign(a) => {
-            let view: Value = client
+            let view: UserProductView = client
                 .post(
                     &format!("/v1/users/{}/assignments", segment(&a.user)),
                     &json!({ "product": a.product }),
@@ -624,7 +676,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             out.views(&[view]);
         }
         Cmd::Unassign(a) => {
-            let view: Value = client
+            let view: UserProductView = client
                 .delete(&format!(
                     "/v1/users/{}/assignments/{}",
                     segment(&a.user),
@@ -634,7 +686,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             out.views(&[view]);
         }
         Cmd::Grant(s) => {
-            let seat: Value = client
+            let seat: Seat = client
                 .post(
                     &format!("/v1/seats/{}/grant", s.seat),
                     &json!({ "user": s.user }),
@@ -643,7 +695,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             out.seats(&[seat]);
         }
         Cmd::Release(s) => {
-            let seat: Value = client
+            let seat: Seat = client
                 .post(
                     &format!("/v1/seats/{}/release", s.seat),
                     &json!({ "user": s.user }),
@@ -652,7 +704,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             out.seats(&[seat]);
         }
         Cmd::Revoke(s) => {
-            let seat: Value = client
+            let seat: Seat = client
                 .post(
                     &format!("/v1/seats/{}/revoke", s.seat),
                     &json!({ "user": s.user }),
@@ -665,7 +717,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 Some(u) => format!("/v1/sessions?user={}", segment(&u)),
                 None => "/v1/sessions".into(),
             };
-            let list = fetch_all(&client, &path).await?;
+            let list: Vec<Session> = fetch_all(&client, &path).await?;
             out.sessions(&list);
         }
         Cmd::Logoff {
@@ -677,7 +729,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 Client_::Mobile => "mobile",
                 Client_::Api => "api",
             });
-            let changed: Value = client
+            let changed: Changed = client
                 .post(
                     "/v1/sessions/logoff",
                     &json!({ "users": [user], "client": kind }),
@@ -686,33 +738,12 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             out.changed(&changed);
         }
         Cmd::Status { .. } => {
-            let pools = fetch_all(&client, "/v1/pools").await?;
+            let pools: Vec<PoolStatus> = fetch_all(&client, "/v1/pools").await?;
             out.status(&pools);
         }
         Cmd::Audit { since, follow, .. } => {
-            let mut after: Option<i64> = None;
             let since = since.as_deref().map(parse_time).transpose()?;
-            loop {
-                let mut path = "/v1/audit?limit=1000".to_owned();
-                if let Some(a) = after {
-                    path.push_str(&format!("&after={a}"));
-                }
-                if let Some(s) = &since {
-                    path.push_str(&format!("&since={}", segment(s)));
-                }
-                let page: Value = client.get(&path).await?;
-                let items = page["items"].as_array().cloned().unwrap_or_default();
-                if let Some(last) = items.last() {
-                    after = last["seq"].as_i64();
-                }
-                out.audit(&items);
-                if page["next"].is_null() {
-                    if !follow {
-                        break;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-            }
+            audit(&client, &out, since.as_deref(), follow).await?;
         }
         Cmd::Serve(_)
         | Cmd::Migrate { .. }
@@ -723,6 +754,65 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints the audit trail from the start (or `since`); with `follow`, keeps polling for new
+/// events. A follower that loses the server (a restart, say) says so on stderr, retries with
+/// back-off, and resumes after the last event it printed: no event twice, none skipped.
+async fn audit(
+    client: &Client,
+    out: &Output,
+    since: Option<&str>,
+    follow: bool,
+) -> anyhow::Result<()> {
+    const FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+    const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+    let mut after: Option<i64> = None;
+    let mut wait = FIRST_WAIT;
+    let mut lost = false;
+    let mut answered = false;
+    loop {
+        let mut path = "/v1/audit?limit=1000".to_owned();
+        if let Some(a) = after {
+            path.push_str(&format!("&after={a}"));
+        }
+        if let Some(s) = since {
+            path.push_str(&format!("&since={}", segment(s)));
+        }
+        let page: Page<AuditEvent> = match client.get(&path).await {
+            Ok(page) => page,
+            // Only a follower that has reached the server once retries: a wrong URL or token
+            // at the start is an error, not a wait.
+            Err(e) if follow && answered && e.is_transient() => {
+                let resume = after.map_or_else(|| "the start".to_owned(), |a| format!("event {a}"));
+                eprintln!(
+                    "allot: lost the server ({e}); reconnecting in {:.1}s, resuming after {resume}",
+                    wait.as_secs_f64()
+                );
+                lost = true;
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_WAIT);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        answered = true;
+        if lost {
+            eprintln!("allot: reconnected; following again");
+            lost = false;
+        }
+        wait = FIRST_WAIT;
+        if let Some(last) = page.items.last() {
+            after = Some(last.seq);
+        }
+        out.audit(&page.items);
+        if page.next.is_none() {
+            if !follow {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
 }
 
 /// `--company` as the API takes it: a number is the company's id, anything else its name (or

@@ -36,10 +36,30 @@ fn cli(server_url: &str, token: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn cli_json(server_url: &str, token: &str, args: &[&str]) -> Value {
+/// A command's `--json` output: JSON lines, each one object.
+fn cli_lines(server_url: &str, token: &str, args: &[&str]) -> Vec<Value> {
     let mut all = args.to_vec();
     all.push("--json");
-    serde_json::from_str(&cli(server_url, token, &all)).expect("json output")
+    json_lines(&cli(server_url, token, &all), args)
+}
+
+fn json_lines(stdout: &str, args: &[&str]) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("allot {args:?} --json printed {line:?}: {e}"));
+            assert!(v.is_object(), "allot {args:?}: one object a line: {line}");
+            v
+        })
+        .collect()
+}
+
+/// A command whose `--json` answer is one object.
+fn cli_json(server_url: &str, token: &str, args: &[&str]) -> Value {
+    let mut lines = cli_lines(server_url, token, args);
+    assert_eq!(lines.len(), 1, "allot {args:?}: {lines:?}");
+    lines.remove(0)
 }
 
 /// `allot user list | head -1`: the reader is gone before the list is written; the command
@@ -171,14 +191,9 @@ async fn admin_flow(server: &Server, token: &str) {
         &["assign", "--user", "ann", "--product", "SuperOffice/plan"],
     );
     assert_eq!(view["assigned"], true);
-    let status = cli_json(url, token, &["status"]);
+    let status = cli_lines(url, token, &["status"]);
     let in_use = |name: &str| {
-        status
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .unwrap()["in_use"]
+        status.iter().find(|p| p["name"] == name).unwrap()["in_use"]
             .as_i64()
             .unwrap()
     };
@@ -189,7 +204,7 @@ async fn admin_flow(server: &Server, token: &str) {
         "{human}"
     );
     // Grant and release one particular seat.
-    let seats = cli_json(
+    let seats = cli_lines(
         url,
         token,
         &[
@@ -200,11 +215,7 @@ async fn admin_flow(server: &Server, token: &str) {
             "--available",
         ],
     );
-    let seat = seats
-        .as_array()
-        .map(|a| a[0].clone())
-        .unwrap_or(seats.clone());
-    let seat = seat["id"].as_str().unwrap().to_owned();
+    let seat = seats[0]["id"].as_str().unwrap().to_owned();
     let granted = cli_json(url, token, &["grant", "--user", "bob", "--seat", &seat]);
     assert_eq!(granted["holder"].as_i64(), Some(622));
     let released = cli_json(url, token, &["release", "--user", "bob", "--seat", &seat]);
@@ -215,11 +226,9 @@ async fn admin_flow(server: &Server, token: &str) {
         &["unassign", "--user", "ann", "--product", "SuperOffice/plan"],
     );
     assert_eq!(view["assigned"], false);
-    let status = cli_json(url, token, &["status"]);
-    assert!(
-        status.as_array().unwrap().iter().all(|p| p["in_use"] == 0),
-        "{status}"
-    );
+    let status = cli_lines(url, token, &["status"]);
+    assert!(status.iter().all(|p| p["in_use"] == 0), "{status:?}");
+    every_command_prints_json_lines(url, token);
     // The audit trail saw all of it, in order.
     let audit = cli(url, token, &["audit", "--json"]);
     let actions: Vec<String> = audit
@@ -265,6 +274,57 @@ async fn admin_flow(server: &Server, token: &str) {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("prerequisite_missing"));
+}
+
+/// `--json` on every admin command: JSON lines, one object a line (lists one item a line, single
+/// answers one line), each decodable as what the API answered.
+fn every_command_prints_json_lines(url: &str, token: &str) {
+    let users = cli_lines(url, token, &["user", "list"]);
+    assert!(users.len() >= 3, "{users:?}");
+    assert!(
+        users
+            .iter()
+            .all(|u| u["login"].is_string() && u["uuid"].is_string())
+    );
+    let products = cli_lines(url, token, &["product", "list"]);
+    assert_eq!(products.len(), 3, "{products:?}");
+    assert!(products.iter().all(|p| p["status"]["total"].is_i64()));
+    let companies = cli_lines(url, token, &["company", "list"]);
+    assert_eq!(companies.len(), 2, "{companies:?}");
+    let views = cli_lines(url, token, &["user", "licenses", "--user", "ann"]);
+    assert_eq!(views.len(), 3, "{views:?}");
+    assert!(views.iter().all(|v| v["can_assign"].is_boolean()));
+    let added = cli_lines(
+        url,
+        token,
+        &[
+            "seats",
+            "add",
+            "--product",
+            "SuperOffice/user",
+            "--count",
+            "3",
+        ],
+    );
+    assert_eq!(added.len(), 3, "three seats, three lines: {added:?}");
+    let all_seats = cli_lines(url, token, &["seats", "list"]);
+    assert!(all_seats.len() >= 3 + 2 + 3, "{}", all_seats.len());
+    assert!(cli_lines(url, token, &["sessions"]).is_empty());
+    let created = cli_json(
+        url,
+        token,
+        &[
+            "product", "add", "--owner", "Json", "--name", "lines", "--seats", "1",
+        ],
+    );
+    assert_eq!(created["status"]["total"], 1, "{created}");
+    let logoff = cli_json(url, token, &["logoff", "--user", "bob"]);
+    assert_eq!(logoff, json!({ "changed": 0 }));
+    let retired = cli_json(url, token, &["user", "retire", "--user", "cid"]);
+    assert_eq!(retired["changed"].as_u64(), Some(1), "{retired}");
+    let audit = cli_lines(url, token, &["audit"]);
+    let seqs: Vec<i64> = audit.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
 }
 
 /// Declares a 3 MiB JSON body, sends its first bytes, and returns the status the server answers.
@@ -440,8 +500,8 @@ async fn init_operator_and_tenant_isolation() {
         .as_str()
         .unwrap()
         .to_owned();
-    let products = cli_json(url, &globex, &["product", "list"]);
-    assert_eq!(products, json!([]), "globex sees nothing of acme");
+    let products = cli_lines(url, &globex, &["product", "list"]);
+    assert!(products.is_empty(), "globex sees nothing of acme");
     let r = http
         .get(format!("{url}/v1/products/1"))
         .bearer_auth(&globex)
@@ -470,6 +530,53 @@ async fn init_operator_and_tenant_isolation() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
     assert_eq!(cli_json(url, &reader, &["product", "list"])["name"], "crm");
+    // The store commands print JSON too.
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut lines = json_lines(&String::from_utf8(out.stdout).unwrap(), args);
+        assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
+        lines.remove(0)
+    };
+    let migrated = run(&["migrate", "--db", &db, "--json"]);
+    assert!(migrated["migrated"].is_string(), "{migrated}");
+    let op = run(&["operator-token", "--db", &db, "--json"]);
+    assert_eq!(op["role"], "operator", "{op}");
+    let op_token = op["token"].as_str().unwrap();
+    let r = http
+        .get(format!("{url}/v1/tenants"))
+        .bearer_auth(op_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the printed operator token works");
+    let init = run(&[
+        "init",
+        "--db",
+        &db,
+        "--tenant",
+        "initech",
+        "--admin",
+        "peter",
+        "--password",
+        "initech-password",
+        "--json",
+    ]);
+    assert_eq!(
+        (
+            &init["tenant"]["name"],
+            &init["admin"],
+            &init["token"]["role"]
+        ),
+        (&json!("initech"), &json!("peter"), &json!("admin")),
+        "{init}"
+    );
+    let initech = init["token"]["token"].as_str().unwrap();
+    assert!(cli_lines(url, initech, &["user", "list"]).is_empty());
     server.stop();
 }
 
