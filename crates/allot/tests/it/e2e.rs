@@ -327,6 +327,103 @@ fn every_command_prints_json_lines(url: &str, token: &str) {
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
 }
 
+/// `audit --follow --json` across a server restart on the same store and port: it says on stderr
+/// that it is reconnecting, comes back by itself, and prints every event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_follow_reconnects_after_a_restart_and_resumes() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("allot.db").display());
+    let server = Server::start(&db, Some("follow-password")).await;
+    let (url, port) = (server.url.clone(), server.port());
+    let token = login(&url, "default", "admin", "follow-password")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cli(&url, &token, &["user", "add", "--login", "before"]);
+    let mut follower = Command::new(BIN)
+        .args(["audit", "--follow", "--json"])
+        .env("ALLOT_URL", &url)
+        .env("ALLOT_TOKEN", &token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let printed = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let said = Arc::new(Mutex::new(String::new()));
+    let stdout = BufReader::new(follower.stdout.take().unwrap());
+    let stderr = BufReader::new(follower.stderr.take().unwrap());
+    let (p, s) = (printed.clone(), said.clone());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            p.lock()
+                .unwrap()
+                .push(serde_json::from_str(&line).expect(&line));
+        }
+    });
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            s.lock().unwrap().push_str(&format!("{line}\n"));
+        }
+    });
+    let logins = |printed: &Arc<Mutex<Vec<Value>>>| -> Vec<String> {
+        printed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "user.create")
+            .map(|e| e["detail"].to_string())
+            .collect()
+    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let started = std::time::Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "waited in vain for {what}; stderr: {}",
+                said.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("the first event", &|| {
+        logins(&printed).iter().any(|d| d.contains("before"))
+    });
+    server.stop();
+    wait_for("the follower to say it is reconnecting", &|| {
+        said.lock().unwrap().contains("reconnecting")
+    });
+    let again = Server::start_on(&db, Some("follow-password"), port).await;
+    cli(&again.url, &token, &["user", "add", "--login", "after"]);
+    wait_for("the event made after the restart", &|| {
+        logins(&printed).iter().any(|d| d.contains("after"))
+    });
+    // Two more polls: anything printed twice would show by now.
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let followed: Vec<i64> = printed
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    let trail: Vec<i64> = cli_lines(&again.url, &token, &["audit"])
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(followed, trail, "every event exactly once, in order");
+    let said = said.lock().unwrap().clone();
+    assert!(said.contains("reconnected"), "{said}");
+    assert!(!said.contains(&token), "{said}");
+    again.stop();
+}
+
 /// Declares a 3 MiB JSON body, sends its first bytes, and returns the status the server answers.
 async fn oversized_post(url: &str, token: &str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
