@@ -45,6 +45,9 @@ pub struct BenchArgs {
     /// Which protocol the license operations speak
     #[arg(long, value_enum, default_value = "native")]
     pub workload: Workload,
+    /// Print the run and each measurement as JSON lines instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The wire the benchmark's license operations use; the ledger underneath is the same.
@@ -83,11 +86,27 @@ impl Tally {
         sorted[i] as f64 / 1000.0
     }
 
-    fn report(&mut self, name: &str, elapsed: Duration) -> f64 {
+    fn report(&mut self, name: &str, elapsed: Duration, json: bool) -> f64 {
         self.latencies_us.sort_unstable();
         let total = self.latencies_us.len() as f64;
         let rate = total / elapsed.as_secs_f64();
         let sorted = std::mem::take(&mut self.latencies_us);
+        if json {
+            crate::cli::json_line(&json!({
+                "measurement": name,
+                "requests": sorted.len(),
+                "seconds": elapsed.as_secs_f64(),
+                "per_second": rate,
+                "p50_ms": self.percentile(&sorted, 0.50),
+                "p99_ms": self.percentile(&sorted, 0.99),
+                "p999_ms": self.percentile(&sorted, 0.999),
+                "ok": self.ok,
+                "refused": self.refused,
+                "errors": self.errors,
+            }));
+            self.latencies_us = sorted;
+            return rate;
+        }
         println!(
             "{name:<12} {:>9} requests in {:.1}s = {:>9.1}/s   p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms   ok {}  refused {}  errors {}",
             sorted.len(),
@@ -403,10 +422,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         String::new()
     };
-    println!(
-        "allot bench: store={store}{sync} workload={:?} products={} seats/product={} users={} clients={} duration={}s",
-        args.workload, args.products, args.seats, args.users, args.clients, args.duration
-    );
+    if args.json {
+        crate::cli::json_line(&json!({
+            "bench": {
+                "store": store, "sqlite_sync": (!sync.is_empty()).then(|| format!("{:?}", args.sqlite_sync).to_lowercase()),
+                "workload": format!("{:?}", args.workload).to_lowercase(), "products": args.products,
+                "seats_per_product": args.seats, "users": args.users, "clients": args.clients,
+                "duration_seconds": args.duration,
+            }
+        }));
+    } else {
+        println!(
+            "allot bench: store={store}{sync} workload={:?} products={} seats/product={} users={} clients={} duration={}s",
+            args.workload, args.products, args.seats, args.users, args.clients, args.duration
+        );
+    }
     let world = Arc::new(setup(&client, &args, &tag).await?);
     let duration = Duration::from_secs(args.duration);
     let workload = args.workload;
@@ -420,21 +450,27 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     })
     .await;
-    let ops_rate = ops.report("license ops", elapsed);
+    let ops_rate = ops.report("license ops", elapsed, args.json);
     let (mut health, elapsed) = measure(args.clients, duration, |deadline| {
         health_client(client.clone(), deadline)
     })
     .await;
-    let health_rate = health.report("/healthz", elapsed);
-    println!(
-        "ratio        license ops/s : /healthz/s = {:.3}  (1 : {:.1})",
-        ops_rate / health_rate.max(f64::MIN_POSITIVE),
-        health_rate / ops_rate.max(f64::MIN_POSITIVE)
-    );
+    let health_rate = health.report("/healthz", elapsed, args.json);
+    let ratio = ops_rate / health_rate.max(f64::MIN_POSITIVE);
+    if !args.json {
+        println!(
+            "ratio        license ops/s : /healthz/s = {ratio:.3}  (1 : {:.1})",
+            health_rate / ops_rate.max(f64::MIN_POSITIVE)
+        );
+    }
     check(&client, &world).await?;
-    println!(
-        "invariants   ok: no pool over-allocated, held seats match counts, server check clean"
-    );
+    if args.json {
+        crate::cli::json_line(&json!({ "ops_to_healthz": ratio, "invariants": "ok" }));
+    } else {
+        println!(
+            "invariants   ok: no pool over-allocated, held seats match counts, server check clean"
+        );
+    }
     if let Some(tx) = shutdown {
         let _ = tx.send(());
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -5,6 +5,8 @@
 pub mod client;
 mod output;
 
+pub use output::json_line;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 

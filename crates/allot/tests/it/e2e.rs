@@ -424,6 +424,43 @@ async fn audit_follow_reconnects_after_a_restart_and_resumes() {
     again.stop();
 }
 
+/// `bench --json`: the run and each measurement as JSON lines (a one-second run, tiny sizes).
+#[test]
+fn bench_prints_json_lines() {
+    let args = [
+        "bench",
+        "--products",
+        "1",
+        "--seats",
+        "2",
+        "--users",
+        "2",
+        "--clients",
+        "2",
+        "--duration",
+        "1",
+        "--json",
+    ];
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("ALLOT_TOKEN")
+        .env("ALLOT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&String::from_utf8(out.stdout).unwrap(), &args);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0]["bench"]["workload"], "native", "{:?}", lines[0]);
+    assert_eq!(lines[1]["measurement"], "license ops");
+    assert_eq!(lines[2]["measurement"], "/healthz");
+    assert!(lines[1]["requests"].as_u64().unwrap() > 0);
+    assert_eq!(lines[3]["invariants"], "ok");
+}
+
 /// Declares a 3 MiB JSON body, sends its first bytes, and returns the status the server answers.
 async fn oversized_post(url: &str, token: &str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
