@@ -1,6 +1,6 @@
 //! The `allot` command: `serve`, `migrate`, `init`, `bench`, and admin commands that talk to a
 //! running server (`--url`/`ALLOT_URL`, `--token`/`ALLOT_TOKEN`). Human tables by default,
-//! `--json` for scripts.
+//! `--json` for scripts (JSON lines, decoded from and printed as the API's own types).
 
 pub mod client;
 mod output;
@@ -43,7 +43,7 @@ pub struct Remote {
     /// API token
     #[arg(long, env = "ALLOT_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// Print JSON instead of tables
+    /// Print JSON lines (one object a line, a list one item a line) instead of tables
     #[arg(long, global = true)]
     pub json: bool,
 }
