@@ -304,7 +304,17 @@ impl Ledger {
 
     /// The live (unexpired, unrevoked) token with this SHA-256.
     pub async fn live_token(&self, token_hash: &str) -> QueryResult<Option<TokenInfo>> {
-        Ok(self.store.live_token(token_hash, self.now()).await?)
+        Ok(match self.token_state(token_hash).await? {
+            TokenState::Live(info) => Some(info),
+            _ => None,
+        })
+    }
+
+    /// What the token with this SHA-256 is now: live, revoked, expired, or unknown; so a refusal
+    /// can say which (the holder of a token learns nothing it could not see on it).
+    pub async fn token_state(&self, token_hash: &str) -> QueryResult<TokenState> {
+        let info = self.store.token_by_hash(token_hash).await?;
+        Ok(TokenState::of(info, self.now_time()))
     }
 
     pub async fn tokens(&self, tenant: TenantId) -> QueryResult<Vec<TokenInfo>> {

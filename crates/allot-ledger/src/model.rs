@@ -327,6 +327,29 @@ pub struct TokenInfo {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
+/// A presented token as the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenState {
+    Live(TokenInfo),
+    /// Revoked (by hand, or by a password change), whether or not it has also expired.
+    Revoked,
+    Expired,
+    /// No token has this hash.
+    Unknown,
+}
+
+impl TokenState {
+    /// Classifies a token looked up by its hash at `now`; a token is live until its expiry.
+    pub fn of(info: Option<TokenInfo>, now: OffsetDateTime) -> TokenState {
+        match info {
+            None => TokenState::Unknown,
+            Some(t) if t.revoked_at.is_some() => TokenState::Revoked,
+            Some(t) if t.expires_at <= now => TokenState::Expired,
+            Some(t) => TokenState::Live(t),
+        }
+    }
+}
+
 impl Seat {
     /// When the seat stops counting: the earlier of its own expiry and its product's.
     pub fn effective_expiry(&self, product: Option<&Product>) -> Option<time::OffsetDateTime> {

@@ -766,6 +766,33 @@ on_both_stores! {
         assert_eq!(f.audit_len().await, 2);
     }
 
+    async fn a_token_is_live_until_it_expires_or_is_revoked(f: Fixture) {
+        let issue = |hash: &str, hours: i64| Command::IssueToken {
+            token_hash: rules::hash_token(hash),
+            role: Role::Admin,
+            login: "admin".into(),
+            user: None,
+            label: String::new(),
+            expires_at: f.clock.now() + Duration::hours(hours),
+        };
+        let Outcome::Token(short) = f.ok(issue("short", 1)).await else { panic!("no token") };
+        let Outcome::Token(long) = f.ok(issue("long", 24)).await else { panic!("no token") };
+        let state = |secret: &'static str| {
+            let ledger = f.ledger.clone();
+            async move { ledger.token_state(&rules::hash_token(secret)).await.unwrap() }
+        };
+        assert_eq!(state("short").await, TokenState::Live(short.clone()));
+        assert_eq!(state("nobody").await, TokenState::Unknown);
+        f.ok(Command::RevokeToken { id: long.id }).await;
+        assert_eq!(state("long").await, TokenState::Revoked);
+        // The expiry instant itself is already too late.
+        f.clock.advance(Duration::hours(1));
+        assert_eq!(state("short").await, TokenState::Expired);
+        assert_eq!(f.ledger.live_token(&rules::hash_token("short")).await.unwrap(), None);
+        f.clock.advance(Duration::hours(30));
+        assert_eq!(state("long").await, TokenState::Revoked, "revoked stays revoked past its expiry");
+    }
+
     async fn reopening_the_store_keeps_everything(f: Fixture) {
         let crm = f.user_product("crm", 2).await;
         let ann = f.user("ann").await;

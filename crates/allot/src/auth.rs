@@ -360,14 +360,26 @@ impl Throttle {
 /// Why authentication failed, for the dialect to phrase in its own error shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
-    /// No credentials, or they are wrong, expired or revoked.
+    /// A wrong login or password (or no such login).
     Unauthorized,
+    /// A bearer token that is not (or no longer) accepted, and why.
+    BadToken(TokenRefusal),
     /// Too many failures: try again after this long.
     Throttled(Duration),
     /// The store could not be asked.
     Unavailable,
     /// Too many password checks are queued: try again after this long.
     Busy(Duration),
+}
+
+/// Why a bearer token was refused. Telling these apart reveals nothing to its holder beyond
+/// what the token itself shows, and tells a person what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// No token has this hash (mistyped, or from another server).
+    Unknown,
+    Expired,
+    Revoked,
 }
 
 /// The one place credentials turn into principals.
@@ -391,19 +403,22 @@ impl Authenticator {
 
     /// A bearer API token.
     pub async fn token(&self, token: &str) -> Result<Principal, AuthError> {
+        use allot_ledger::TokenState;
         if token.is_empty() || token.len() > 256 {
-            return Err(AuthError::Unauthorized);
+            return Err(AuthError::BadToken(TokenRefusal::Unknown));
         }
         let hash = rules::hash_token(token);
-        match self.ledger.live_token(&hash).await {
-            Ok(Some(info)) => Ok(Principal {
+        match self.ledger.token_state(&hash).await {
+            Ok(TokenState::Live(info)) => Ok(Principal {
                 tenant: info.tenant,
                 role: info.role,
                 login: info.login,
                 user: info.user,
                 token: Some(info.id),
             }),
-            Ok(None) => Err(AuthError::Unauthorized),
+            Ok(TokenState::Unknown) => Err(AuthError::BadToken(TokenRefusal::Unknown)),
+            Ok(TokenState::Expired) => Err(AuthError::BadToken(TokenRefusal::Expired)),
+            Ok(TokenState::Revoked) => Err(AuthError::BadToken(TokenRefusal::Revoked)),
             Err(_) => Err(AuthError::Unavailable),
         }
     }

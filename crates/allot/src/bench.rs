@@ -11,6 +11,9 @@ use anyhow::Context as _;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use crate::api::dto::{Invariants, IssuedToken, Page, ProductWithStatus};
+use allot_ledger::{Seat, User};
+
 use crate::cli::client::{Client, ClientError, segment};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -48,6 +51,9 @@ pub struct BenchArgs {
     /// With --url: the server's process id, to report its CPU time per request
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Print the run and each measurement as JSON lines instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The wire the benchmark's license operations use; the ledger underneath is the same.
@@ -86,11 +92,27 @@ impl Tally {
         sorted[i] as f64 / 1000.0
     }
 
-    fn report(&mut self, name: &str, elapsed: Duration) -> f64 {
+    fn report(&mut self, name: &str, elapsed: Duration, json: bool) -> f64 {
         self.latencies_us.sort_unstable();
         let total = self.latencies_us.len() as f64;
         let rate = total / elapsed.as_secs_f64();
         let sorted = std::mem::take(&mut self.latencies_us);
+        if json {
+            crate::cli::json_line(&json!({
+                "measurement": name,
+                "requests": sorted.len(),
+                "seconds": elapsed.as_secs_f64(),
+                "per_second": rate,
+                "p50_ms": self.percentile(&sorted, 0.50),
+                "p99_ms": self.percentile(&sorted, 0.99),
+                "p999_ms": self.percentile(&sorted, 0.999),
+                "ok": self.ok,
+                "refused": self.refused,
+                "errors": self.errors,
+            }));
+            self.latencies_us = sorted;
+            return rate;
+        }
         println!(
             "{name:<12} {:>9} requests in {:.1}s = {:>9.1}/s   p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms   ok {}  refused {}  errors {}",
             sorted.len(),
@@ -144,13 +166,13 @@ async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<W
     let mut product_names = Vec::new();
     for i in 0..args.products {
         let name = format!("{tag}-p{i}");
-        let p: Value = client
+        let p: ProductWithStatus = client
             .post(
                 "/v1/products",
                 &json!({ "owner": "bench", "name": name, "seats": args.seats }),
             )
             .await?;
-        products.push(p["id"].as_i64().context("product id")?);
+        products.push(p.product.id);
         product_names.push(name);
     }
     // Users are made by as many concurrent requests as there are clients, so a large tenant
@@ -162,12 +184,10 @@ async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<W
         makers.spawn(async move {
             let mut made = Vec::new();
             for i in (w..count).step_by(workers) {
-                let u: Value = client
+                let u: User = client
                     .post("/v1/users", &json!({ "login": format!("{tag}-u{i}") }))
                     .await?;
-                let id = u["id"].as_i64().context("user id")?;
-                let uuid = u["uuid"].as_str().context("user uuid")?.to_owned();
-                made.push((i, id, uuid));
+                made.push((i, u.id, u.uuid.to_string()));
             }
             anyhow::Ok(made)
         });
@@ -186,11 +206,9 @@ async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<W
                 Some(a) => format!("/v1/seats?product={p}&limit=1000&after={a}"),
                 None => format!("/v1/seats?product={p}&limit=1000"),
             };
-            let page: Value = client.get(&path).await?;
-            for s in page["items"].as_array().cloned().unwrap_or_default() {
-                seats.push(s["id"].as_str().context("seat id")?.to_owned());
-            }
-            after = page["next"].as_i64();
+            let page: Page<Seat> = client.get(&path).await?;
+            seats.extend(page.items.iter().map(|s| s.id.to_string()));
+            after = page.next;
             if after.is_none() {
                 break;
             }
@@ -397,23 +415,20 @@ where
 /// listed match each product's count, and that the server's own invariant check is clean.
 async fn check(client: &Client, world: &World) -> anyhow::Result<()> {
     for p in &world.products {
-        let product: Value = client.get(&format!("/v1/products/{p}")).await?;
-        let (total, in_use) = (
-            product["status"]["total"].as_i64().unwrap_or(-1),
-            product["status"]["in_use"].as_i64().unwrap_or(-1),
-        );
+        let product: ProductWithStatus = client.get(&format!("/v1/products/{p}")).await?;
+        let (total, in_use) = (product.status.total, product.status.in_use);
         anyhow::ensure!(in_use <= total, "product {p}: {in_use} in use of {total}");
-        let held: Value = client
+        let held: Page<Seat> = client
             .get(&format!("/v1/seats?product={p}&held=true&limit=1000"))
             .await?;
-        let listed = held["items"].as_array().map(|a| a.len()).unwrap_or(0) as i64;
+        let listed = held.items.len() as i64;
         anyhow::ensure!(
             listed == in_use,
             "product {p}: {listed} seats listed held, count says {in_use}"
         );
     }
-    let report: Value = client.get("/v1/invariants").await?;
-    let violations = report["violations"].as_array().cloned().unwrap_or_default();
+    let report: Invariants = client.get("/v1/invariants").await?;
+    let violations = report.violations;
     anyhow::ensure!(violations.is_empty(), "invariants broken: {violations:?}");
     Ok(())
 }
@@ -479,13 +494,13 @@ impl Target {
                 anyhow::bail!("the server under test exited at start ({status})");
             }
             let login = anonymous
-                .post::<Value>(
+                .post::<IssuedToken>(
                     "/v1/auth/login",
                     &json!({ "tenant": "default", "login": "admin", "password": password }),
                 )
                 .await;
-            if let Ok(v) = login {
-                token = v["token"].as_str().map(str::to_owned);
+            if let Ok(issued) = login {
+                token = Some(issued.token);
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -541,13 +556,18 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// The server's CPU time per request over a measurement, in microseconds.
-fn cpu_per_request(before: Option<f64>, after: Option<f64>, requests: usize) -> String {
+/// The server's CPU time per request over a measurement, in microseconds, and as printed.
+fn cpu_per_request(
+    before: Option<f64>,
+    after: Option<f64>,
+    requests: usize,
+) -> (Option<f64>, String) {
     match (before, after) {
         (Some(b), Some(a)) if requests > 0 => {
-            format!("{:.0} µs", (a - b) * 1e6 / requests as f64)
+            let us = (a - b) * 1e6 / requests as f64;
+            (Some(us), format!("{us:.0} µs"))
         }
-        _ => "n/a (no server pid)".to_owned(),
+        _ => (None, "n/a (no server pid)".to_owned()),
     }
 }
 
@@ -577,19 +597,37 @@ async fn run_against(args: &BenchArgs, tag: &str, target: &Target) -> anyhow::Re
         Some(rate) => format!("open loop at {rate} requests/s"),
         None => format!("closed loop, {} clients", args.clients),
     };
-    println!(
-        "allot bench: store={}{sync} workload={:?} products={} seats/product={} users={} {mode} duration={}s",
-        target.store, args.workload, args.products, args.seats, args.users, args.duration
-    );
+    if args.json {
+        crate::cli::json_line(&json!({
+            "bench": {
+                "store": target.store, "sqlite_sync": (!sync.is_empty()).then(|| format!("{:?}", args.sqlite_sync).to_lowercase()),
+                "workload": format!("{:?}", args.workload).to_lowercase(), "products": args.products,
+                "seats_per_product": args.seats, "users": args.users, "clients": args.clients,
+                "rate": args.rate, "duration_seconds": args.duration,
+            }
+        }));
+    } else {
+        println!(
+            "allot bench: store={}{sync} workload={:?} products={} seats/product={} users={} {mode} duration={}s",
+            target.store, args.workload, args.products, args.seats, args.users, args.duration
+        );
+    }
     let set_up = Instant::now();
     let world = Arc::new(setup(&client, args, tag).await?);
-    println!(
-        "set-up       {} products, {} seats, {} users in {:.1}s",
-        world.products.len(),
-        world.seats.len(),
-        world.users.len(),
-        set_up.elapsed().as_secs_f64()
-    );
+    let set_up = set_up.elapsed().as_secs_f64();
+    if args.json {
+        crate::cli::json_line(&json!({ "set_up": {
+            "products": world.products.len(), "seats": world.seats.len(),
+            "users": world.users.len(), "seconds": set_up,
+        }}));
+    } else {
+        println!(
+            "set-up       {} products, {} seats, {} users in {set_up:.1}s",
+            world.products.len(),
+            world.seats.len(),
+            world.users.len(),
+        );
+    }
     let duration = Duration::from_secs(args.duration);
     let workload = args.workload;
     let cpu_before = target.cpu_seconds();
@@ -603,24 +641,37 @@ async fn run_against(args: &BenchArgs, tag: &str, target: &Target) -> anyhow::Re
         }
     };
     let cpu = cpu_per_request(cpu_before, target.cpu_seconds(), ops.latencies_us.len());
-    let ops_rate = ops.report("license ops", elapsed);
+    let ops_rate = ops.report("license ops", elapsed, args.json);
     let cpu_before = target.cpu_seconds();
     let (mut health, elapsed) = measure(args.clients, duration, |deadline| {
         health_client(client.clone(), deadline)
     })
     .await;
     let health_cpu = cpu_per_request(cpu_before, target.cpu_seconds(), health.latencies_us.len());
-    let health_rate = health.report("/healthz", elapsed);
-    println!("server CPU   {cpu} per license request, {health_cpu} per /healthz");
-    println!(
-        "ratio        license ops/s : /healthz/s = {:.3}  (1 : {:.1})",
-        ops_rate / health_rate.max(f64::MIN_POSITIVE),
-        health_rate / ops_rate.max(f64::MIN_POSITIVE)
-    );
+    let health_rate = health.report("/healthz", elapsed, args.json);
+    let ratio = ops_rate / health_rate.max(f64::MIN_POSITIVE);
+    if args.json {
+        crate::cli::json_line(&json!({ "server_cpu_us_per_request": {
+            "license": cpu.0, "healthz": health_cpu.0,
+        }}));
+    } else {
+        println!(
+            "server CPU   {} per license request, {} per /healthz",
+            cpu.1, health_cpu.1
+        );
+        println!(
+            "ratio        license ops/s : /healthz/s = {ratio:.3}  (1 : {:.1})",
+            health_rate / ops_rate.max(f64::MIN_POSITIVE)
+        );
+    }
     check(&client, &world).await?;
-    println!(
-        "invariants   ok: no pool over-allocated, held seats match counts, server check clean"
-    );
+    if args.json {
+        crate::cli::json_line(&json!({ "ops_to_healthz": ratio, "invariants": "ok" }));
+    } else {
+        println!(
+            "invariants   ok: no pool over-allocated, held seats match counts, server check clean"
+        );
+    }
     anyhow::ensure!(
         ops.errors == 0 && health.errors == 0,
         "{} errors under load",

@@ -572,15 +572,13 @@ impl Store {
         }))
     }
 
-    /// The token with this SHA-256, if it is neither expired nor revoked and its user (if any) is
-    /// not retired.
-    pub async fn live_token(&self, token_hash: &str, now: i64) -> QueryResult<Option<TokenInfo>> {
+    /// The token with this SHA-256, live or not (the caller tells expired and revoked apart).
+    /// A retired user has no live token: retiring revokes them, and none is issued to it.
+    pub async fn token_by_hash(&self, token_hash: &str) -> QueryResult<Option<TokenInfo>> {
         let row = sqlx::query(sql(format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2 \
-             AND NOT EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = api_tokens.tenant_id AND u.id = api_tokens.user_id AND u.retired = 1)"
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1"
         )))
         .bind(token_hash.to_owned())
-        .bind(now)
         .fetch_optional(self.reader())
         .await?;
         Ok(match row {

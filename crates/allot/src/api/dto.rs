@@ -41,7 +41,7 @@ impl Key {
 }
 
 /// One page of a list, and the cursor for the next (absent on the last page).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<i64>,
@@ -97,7 +97,7 @@ pub struct LoginRequest {
     pub password: String,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IssuedToken {
     /// Shown once: only its hash is stored.
     pub token: String,
@@ -224,7 +224,7 @@ pub struct AddSeatsRequest {
 }
 
 /// A product with its live counts.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProductWithStatus {
     #[serde(flatten)]
     pub product: Product,
@@ -324,6 +324,32 @@ pub struct LogOnRequest {
     pub lease_seconds: i64,
 }
 
+/// A session just opened or renewed: the session's own fields at the top level, with the lease's
+/// secret, its expiry and the floating seat held.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SessionLease {
+    #[serde(flatten)]
+    pub session: Session,
+    /// The fencing token, presented on every heartbeat. Shown only here; stored as a hash.
+    pub lease_token: String,
+    /// When the lease lapses unless renewed (the same instant as `lease_expires_at`).
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// The floating seat the session holds, if its product is floating.
+    pub seat: Option<Uuid>,
+}
+
+impl From<Lease> for SessionLease {
+    fn from(lease: Lease) -> Self {
+        SessionLease {
+            expires_at: lease.session.lease_expires_at,
+            session: lease.session,
+            lease_token: lease.lease_token,
+            seat: lease.seat,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
@@ -339,7 +365,7 @@ pub struct LogOffRequest {
     pub client: Option<ClientKind>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Changed {
     /// How many things changed (0: the outcome already held).
     pub changed: u64,
@@ -350,7 +376,7 @@ pub struct Health {
     pub status: &'static str,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Invariants {
     pub violations: Vec<String>,
 }

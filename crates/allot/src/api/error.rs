@@ -4,9 +4,9 @@
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, TokenRefusal};
 use allot_ledger::LedgerError;
 
 #[derive(Debug, Clone)]
@@ -17,12 +17,12 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code, e.g. `no_seat_free`.
     pub code: String,
@@ -40,12 +40,41 @@ impl ApiError {
         }
     }
 
+    /// A failed password login (an unknown tenant or login answers the same).
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing, invalid, expired or revoked credentials",
+            "wrong tenant, login or password",
         )
+    }
+
+    /// No bearer token in the request (`why` says what was there instead).
+    pub fn token_missing(why: &str) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "token_missing",
+            format!("{why}: send Authorization: Bearer <token> (allot login or ALLOT_TOKEN)"),
+        )
+    }
+
+    /// A bearer token the server does not accept. The message never repeats the token.
+    pub fn token_refused(why: TokenRefusal) -> Self {
+        let (code, message) = match why {
+            TokenRefusal::Unknown => (
+                "token_unknown",
+                "the bearer token is not one this server issued (mistyped, or from another server)",
+            ),
+            TokenRefusal::Expired => (
+                "token_expired",
+                "the bearer token has expired; log in again for a new one",
+            ),
+            TokenRefusal::Revoked => (
+                "token_revoked",
+                "the bearer token has been revoked (by hand, or by a password change); log in again",
+            ),
+        };
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -90,9 +119,15 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: a presented but refused token is `invalid_token`; none at all, no code.
+            let challenge = if self.code.starts_with("token_") && self.code != "token_missing" {
+                "Bearer realm=\"allot\", error=\"invalid_token\""
+            } else {
+                "Bearer realm=\"allot\""
+            };
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"allot\""),
+                HeaderValue::from_static(challenge),
             );
         }
         response
@@ -136,6 +171,7 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Unauthorized => ApiError::unauthorized(),
+            AuthError::BadToken(why) => ApiError::token_refused(why),
             AuthError::Throttled(wait) => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_attempts",

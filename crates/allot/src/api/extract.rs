@@ -76,13 +76,22 @@ impl FromRequestParts<AppState> for Caller {
         let header = parts
             .headers
             .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(ApiError::unauthorized)?;
-        let (scheme, token) = header.split_once(' ').ok_or_else(ApiError::unauthorized)?;
+            .ok_or_else(|| ApiError::token_missing("no Authorization header"))?
+            .to_str()
+            .map_err(|_| ApiError::token_missing("the Authorization header is not text"))?;
+        let (scheme, token) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::unauthorized());
+            return Err(ApiError::token_missing(
+                "the Authorization header is not a Bearer token",
+            ));
         }
-        let principal = state.auth.token(token.trim()).await?;
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(ApiError::token_missing(
+                "the Authorization header has no token after Bearer",
+            ));
+        }
+        let principal = state.auth.token(token).await?;
         Ok(Caller(principal))
     }
 }

@@ -4,6 +4,8 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::api::error::ErrorBody;
+
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -28,6 +30,17 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// Worth asking again after a while: the server is gone, restarting, or overloaded.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } => true,
+            ClientError::Transport(e) => !e.is_decode() && !e.is_builder(),
+            ClientError::Api { status, .. } => {
+                *status == StatusCode::SERVICE_UNAVAILABLE || *status == StatusCode::BAD_GATEWAY
+            }
+        }
+    }
+
     pub fn code(&self) -> Option<&str> {
         match self {
             ClientError::Api { code, .. } => Some(code),
@@ -97,11 +110,9 @@ impl Client {
             return Ok(resp.json().await?);
         }
         let text = resp.text().await.unwrap_or_default();
-        let (code, message) = match serde_json::from_str::<Value>(&text) {
-            Ok(v) => (
-                v["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
-                v["error"]["message"].as_str().unwrap_or(&text).to_owned(),
-            ),
+        // The API's one error shape; anything else (a proxy's page, say) is shown as it came.
+        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => (body.error.code, body.error.message),
             Err(_) => ("unknown".to_owned(), text),
         };
         Err(ClientError::Api {

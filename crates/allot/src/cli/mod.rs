@@ -1,15 +1,21 @@
 //! The `allot` command: `serve`, `migrate`, `init`, `bench`, and admin commands that talk to a
 //! running server (`--url`/`ALLOT_URL`, `--token`/`ALLOT_TOKEN`). Human tables by default,
-//! `--json` for scripts.
+//! `--json` for scripts (JSON lines, decoded from and printed as the API's own types).
 
 pub mod client;
 mod output;
 
+pub use output::json_line;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
+use crate::api::dto::{Changed, IssuedToken, Page, ProductWithStatus};
 use crate::config::{ServeArgs, Settings};
-use allot_ledger::{Command, Context, Ledger, Role};
+use allot_ledger::{
+    AuditEvent, Command, Company, Context, Ledger, Outcome, PoolStatus, Role, Seat, Session, User,
+    UserProductView,
+};
 use client::{Client, segment};
 use output::Output;
 
@@ -37,7 +43,7 @@ pub struct Remote {
     /// API token
     #[arg(long, env = "ALLOT_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// Print JSON instead of tables
+    /// Print JSON lines (one object a line, a list one item a line) instead of tables
     #[arg(long, global = true)]
     pub json: bool,
 }
@@ -50,6 +56,9 @@ pub enum Cmd {
     Migrate {
         #[arg(long, env = "ALLOT_DB", default_value = "sqlite://allot.db")]
         db: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// Create a tenant with an admin login; prints a new admin token as its last line
     Init {
@@ -64,6 +73,9 @@ pub enum Cmd {
         /// Token lifetime in hours
         #[arg(long, default_value_t = 720)]
         ttl_hours: i64,
+        /// Print JSON ({tenant, admin, token}) instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// Issue a server-wide operator token (creates tenants); prints it as its last line
     OperatorToken {
@@ -71,6 +83,9 @@ pub enum Cmd {
         db: String,
         #[arg(long, default_value_t = 720)]
         ttl_hours: i64,
+        /// Print JSON ({token, id, role, expires_at}) instead of the bare token
+        #[arg(long)]
+        json: bool,
     },
     /// Products (module licenses)
     Product {
@@ -293,10 +308,15 @@ pub struct UserSeat {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Serve(args) => serve(args).await,
-        Cmd::Migrate { db } => {
+        Cmd::Migrate { db, json } => {
             let ledger = Ledger::open(&db).await?;
             ledger.close().await;
-            println!("migrations applied to {}", crate::config::redact_url(&db));
+            let db = crate::config::redact_url(&db);
+            if json {
+                output::json_line(&serde_json::json!({ "migrated": db }));
+            } else {
+                println!("migrations applied to {db}");
+            }
             Ok(())
         }
         Cmd::Init {
@@ -305,14 +325,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             admin,
             password,
             ttl_hours,
-        } => init(&db, &tenant, &admin, &password, ttl_hours).await,
-        Cmd::OperatorToken { db, ttl_hours } => {
+            json,
+        } => init(&db, &tenant, &admin, &password, ttl_hours, json).await,
+        Cmd::OperatorToken {
+            db,
+            ttl_hours,
+            json,
+        } => {
             let ledger = Ledger::open(&db).await?;
             let (token, hash) = crate::auth::new_token();
             let expires = ledger.now_time() + time::Duration::hours(ttl_hours.clamp(1, 24 * 366));
-            ledger.issue_operator_token(&hash, "cli", expires).await?;
+            let info = ledger.issue_operator_token(&hash, "cli", expires).await?;
             ledger.close().await;
-            println!("{token}");
+            if json {
+                output::json_line(&IssuedToken {
+                    token,
+                    id: info.id,
+                    role: info.role,
+                    expires_at: info.expires_at,
+                });
+            } else {
+                println!("{token}");
+            }
             Ok(())
         }
         Cmd::Bench(args) => crate::bench::run(args).await,
@@ -351,6 +385,7 @@ async fn init(
     admin: &str,
     password: &str,
     ttl_hours: i64,
+    json: bool,
 ) -> anyhow::Result<()> {
     let ledger = Ledger::open(db).await?;
     let passwords = crate::auth::Passwords::new(1);
@@ -375,21 +410,36 @@ async fn init(
     ];
     // A new tenant is created with its admin login and token in one transaction; an existing
     // one gets another admin.
-    let created = match ledger.tenant(tenant).await? {
+    let (created, outcomes) = match ledger.tenant(tenant).await? {
         Some(t) => {
-            ledger
+            let outcomes = ledger
                 .apply_all_or_nothing(&Context::new(t.id, "init"), &setup)
                 .await?;
-            t
+            (t, outcomes)
         }
         None => {
             ledger
                 .create_tenant_with(tenant, "init", None, &setup)
                 .await?
-                .0
         }
     };
     ledger.close().await;
+    if json {
+        let Some(Outcome::Token(info)) = outcomes.last() else {
+            anyhow::bail!("the store answered no token");
+        };
+        output::json_line(&serde_json::json!({
+            "tenant": created,
+            "admin": admin,
+            "token": IssuedToken {
+                token,
+                id: info.id,
+                role: info.role,
+                expires_at: info.expires_at,
+            },
+        }));
+        return Ok(());
+    }
     println!(
         "tenant {:?} (id {}) has admin login {admin:?}; admin token:",
         created.name, created.id
@@ -427,7 +477,10 @@ pub fn parse_time(text: &str) -> anyhow::Result<String> {
 }
 
 /// Reads every page of a paged list (`{items, next}`); `path` may already carry a query.
-async fn fetch_all(client: &Client, path: &str) -> anyhow::Result<Vec<Value>> {
+async fn fetch_all<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    path: &str,
+) -> anyhow::Result<Vec<T>> {
     let sep = if path.contains('?') { '&' } else { '?' };
     let mut all = Vec::new();
     let mut after: Option<i64> = None;
@@ -436,9 +489,9 @@ async fn fetch_all(client: &Client, path: &str) -> anyhow::Result<Vec<Value>> {
             Some(a) => format!("{path}{sep}limit=1000&after={a}"),
             None => format!("{path}{sep}limit=1000"),
         };
-        let page: Value = client.get(&page_path).await?;
-        all.extend(page["items"].as_array().cloned().unwrap_or_default());
-        after = page["next"].as_i64();
+        let page: Page<T> = client.get(&page_path).await?;
+        all.extend(page.items);
+        after = page.next;
         if after.is_none() {
             return Ok(all);
         }
@@ -489,14 +542,14 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 "extra_flags": if plan.is_empty() { 0 } else { 1 },
                 "expires_at": expires.as_deref().map(parse_time).transpose()?,
             });
-            let created: Value = client.post("/v1/products", &body).await?;
+            let created: ProductWithStatus = client.post("/v1/products", &body).await?;
             out.products(&[created]);
         }
         Cmd::Product {
             command: ProductCmd::List,
             ..
         } => {
-            let list = fetch_all(&client, "/v1/products").await?;
+            let list: Vec<ProductWithStatus> = fetch_all(&client, "/v1/products").await?;
             out.products(&list);
         }
         Cmd::Seats {
@@ -510,7 +563,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             ..
         } => {
             let body = json!({ "count": count, "company": company.as_deref().map(company_key), "transaction_id": transaction });
-            let seats: Vec<Value> = client
+            let seats: Vec<Seat> = client
                 .post(
                     &format!("/v1/products/{}/seats", product_path(&product)),
                     &body,
@@ -547,7 +600,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             } else {
                 format!("/v1/seats?{qs}")
             };
-            let all = fetch_all(&client, &path).await?;
+            let all: Vec<Seat> = fetch_all(&client, &path).await?;
             out.seats(&all);
         }
         Cmd::User {
@@ -571,21 +624,21 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             };
             let body = json!({ "login": login, "first_name": first, "last_name": last, "email": email.unwrap_or_default(),
                 "company": company.as_deref().map(company_key), "id": id, "password": password });
-            let user: Value = client.post("/v1/users", &body).await?;
+            let user: User = client.post("/v1/users", &body).await?;
             out.users(&[user]);
         }
         Cmd::User {
             command: UserCmd::List,
             ..
         } => {
-            let all = fetch_all(&client, "/v1/users").await?;
+            let all: Vec<User> = fetch_all(&client, "/v1/users").await?;
             out.users(&all);
         }
         Cmd::User {
             command: UserCmd::Licenses { user },
             ..
         } => {
-            let views: Vec<Value> = client
+            let views: Vec<UserProductView> = client
                 .get(&format!("/v1/users/{}/licenses", segment(&user)))
                 .await?;
             out.views(&views);
@@ -594,7 +647,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             command: UserCmd::Retire { user },
             ..
         } => {
-            let changed: Value = client
+            let changed: Changed = client
                 .post(&format!("/v1/users/{}/retire", segment(&user)), &json!({}))
                 .await?;
             out.changed(&changed);
@@ -608,7 +661,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 Pool::Company => "company",
                 Pool::Custom => "custom",
             };
-            let company: Value = client
+            let company: Company = client
                 .post("/v1/companies", &json!({ "name": name, "pool_mode": pool }))
                 .await?;
             out.companies(&[company]);
@@ -617,11 +670,11 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             command: CompanyCmd::List,
             ..
         } => {
-            let list = fetch_all(&client, "/v1/companies").await?;
+            let list: Vec<Company> = fetch_all(&client, "/v1/companies").await?;
             out.companies(&list);
         }
         Cmd::Assign(a) => {
-            let view: Value = client
+            let view: UserProductView = client
                 .post(
                     &format!("/v1/users/{}/assignments", segment(&a.user)),
                     &json!({ "product": a.product }),
@@ -630,7 +683,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             out.views(&[view]);
         }
         Cmd::Unassign(a) => {
-            let view: Value = client
+            let view: UserProductView = client
                 .delete(&format!(
                     "/v1/users/{}/assignments/{}",
                     segment(&a.user),
@@ -640,7 +693,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             out.views(&[view]);
         }
         Cmd::Grant(s) => {
-            let seat: Value = client
+            let seat: Seat = client
                 .post(
                     &format!("/v1/seats/{}/grant", s.seat),
                     &json!({ "user": s.user }),
@@ -649,7 +702,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             out.seats(&[seat]);
         }
         Cmd::Release(s) => {
-            let seat: Value = client
+            let seat: Seat = client
                 .post(
                     &format!("/v1/seats/{}/release", s.seat),
                     &json!({ "user": s.user }),
@@ -658,7 +711,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             out.seats(&[seat]);
         }
         Cmd::Revoke(s) => {
-            let seat: Value = client
+            let seat: Seat = client
                 .post(
                     &format!("/v1/seats/{}/revoke", s.seat),
                     &json!({ "user": s.user }),
@@ -671,7 +724,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 Some(u) => format!("/v1/sessions?user={}", segment(&u)),
                 None => "/v1/sessions".into(),
             };
-            let list = fetch_all(&client, &path).await?;
+            let list: Vec<Session> = fetch_all(&client, &path).await?;
             out.sessions(&list);
         }
         Cmd::Logoff {
@@ -683,7 +736,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 Client_::Mobile => "mobile",
                 Client_::Api => "api",
             });
-            let changed: Value = client
+            let changed: Changed = client
                 .post(
                     "/v1/sessions/logoff",
                     &json!({ "users": [user], "client": kind }),
@@ -692,33 +745,12 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             out.changed(&changed);
         }
         Cmd::Status { .. } => {
-            let pools = fetch_all(&client, "/v1/pools").await?;
+            let pools: Vec<PoolStatus> = fetch_all(&client, "/v1/pools").await?;
             out.status(&pools);
         }
         Cmd::Audit { since, follow, .. } => {
-            let mut after: Option<i64> = None;
             let since = since.as_deref().map(parse_time).transpose()?;
-            loop {
-                let mut path = "/v1/audit?limit=1000".to_owned();
-                if let Some(a) = after {
-                    path.push_str(&format!("&after={a}"));
-                }
-                if let Some(s) = &since {
-                    path.push_str(&format!("&since={}", segment(s)));
-                }
-                let page: Value = client.get(&path).await?;
-                let items = page["items"].as_array().cloned().unwrap_or_default();
-                if let Some(last) = items.last() {
-                    after = last["seq"].as_i64();
-                }
-                out.audit(&items);
-                if page["next"].is_null() {
-                    if !follow {
-                        break;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-            }
+            audit(&client, &out, since.as_deref(), follow).await?;
         }
         Cmd::Serve(_)
         | Cmd::Migrate { .. }
@@ -729,6 +761,65 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints the audit trail from the start (or `since`); with `follow`, keeps polling for new
+/// events. A follower that loses the server (a restart, say) says so on stderr, retries with
+/// back-off, and resumes after the last event it printed: no event twice, none skipped.
+async fn audit(
+    client: &Client,
+    out: &Output,
+    since: Option<&str>,
+    follow: bool,
+) -> anyhow::Result<()> {
+    const FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+    const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+    let mut after: Option<i64> = None;
+    let mut wait = FIRST_WAIT;
+    let mut lost = false;
+    let mut answered = false;
+    loop {
+        let mut path = "/v1/audit?limit=1000".to_owned();
+        if let Some(a) = after {
+            path.push_str(&format!("&after={a}"));
+        }
+        if let Some(s) = since {
+            path.push_str(&format!("&since={}", segment(s)));
+        }
+        let page: Page<AuditEvent> = match client.get(&path).await {
+            Ok(page) => page,
+            // Only a follower that has reached the server once retries: a wrong URL or token
+            // at the start is an error, not a wait.
+            Err(e) if follow && answered && e.is_transient() => {
+                let resume = after.map_or_else(|| "the start".to_owned(), |a| format!("event {a}"));
+                eprintln!(
+                    "allot: lost the server ({e}); reconnecting in {:.1}s, resuming after {resume}",
+                    wait.as_secs_f64()
+                );
+                lost = true;
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_WAIT);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        answered = true;
+        if lost {
+            eprintln!("allot: reconnected; following again");
+            lost = false;
+        }
+        wait = FIRST_WAIT;
+        if let Some(last) = page.items.last() {
+            after = Some(last.seq);
+        }
+        out.audit(&page.items);
+        if page.next.is_none() {
+            if !follow {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
 }
 
 /// `--company` as the API takes it: a number is the company's id, anything else its name (or

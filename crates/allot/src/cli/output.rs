@@ -1,17 +1,25 @@
-//! Human tables (default) or JSON (`--json`) for the admin commands.
+//! Human tables (default) or JSON (`--json`) for the admin commands. The rows are the API's own
+//! types, decoded from its answers; `--json` prints them as JSON lines, one object a line, so a
+//! list and a stream (`audit --follow`) read the same way.
 
-use serde_json::Value;
+use std::fmt::Display;
+
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+
+use crate::api::dto::{Changed, ProductWithStatus};
+use allot_ledger::{AuditEvent, Company, PoolStatus, Seat, Session, User, UserProductView};
 
 pub struct Output {
     pub json: bool,
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+fn opt<T: Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+fn at(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 /// Prints rows under headers, columns padded to their widest cell.
@@ -48,25 +56,26 @@ pub fn bar(in_use: i64, total: i64, width: usize) -> String {
     format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
 }
 
+/// One value as one line of JSON.
+pub fn json_line<T: Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string(value).expect("API types serialise")
+    );
+}
+
 impl Output {
-    fn json_or(&self, items: &[Value], human: impl FnOnce()) {
+    /// With `--json`, every item as one line; otherwise the human form.
+    fn rows<T: Serialize>(&self, items: &[T], human: impl FnOnce()) {
         if self.json {
-            let shown = if items.len() == 1 {
-                items[0].clone()
-            } else {
-                Value::Array(items.to_vec())
-            };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&shown).unwrap_or_default()
-            );
+            items.iter().for_each(json_line);
         } else {
             human();
         }
     }
 
-    pub fn products(&self, items: &[Value]) {
-        self.json_or(items, || {
+    pub fn products(&self, items: &[ProductWithStatus]) {
+        self.rows(items, || {
             table(
                 &[
                     "ID",
@@ -81,17 +90,13 @@ impl Output {
                     .iter()
                     .map(|p| {
                         vec![
-                            text(&p["id"]),
-                            format!("{}/{}", text(&p["owner"]), text(&p["name"])),
-                            text(&p["kind"]),
-                            if p["unrestricted"].as_bool() == Some(true) {
-                                "no".into()
-                            } else {
-                                "yes".into()
-                            },
-                            text(&p["status"]["total"]),
-                            text(&p["status"]["in_use"]),
-                            text(&p["status"]["free"]),
+                            p.product.id.to_string(),
+                            format!("{}/{}", p.product.owner, p.product.name),
+                            p.product.kind.to_string(),
+                            if p.product.unrestricted { "no" } else { "yes" }.into(),
+                            p.status.total.to_string(),
+                            p.status.in_use.to_string(),
+                            p.status.free.to_string(),
                         ]
                     })
                     .collect(),
@@ -99,20 +104,20 @@ impl Output {
         });
     }
 
-    pub fn seats(&self, items: &[Value]) {
-        self.json_or(items, || {
+    pub fn seats(&self, items: &[Seat]) {
+        self.rows(items, || {
             table(
                 &["SEAT", "NUMBER", "PRODUCT", "HOLDER", "COMPUTER", "EXPIRES"],
                 items
                     .iter()
                     .map(|s| {
                         vec![
-                            text(&s["id"]),
-                            text(&s["number"]),
-                            text(&s["product"]),
-                            text(&s["holder"]),
-                            text(&s["activation"]["computer_name"]),
-                            text(&s["expires_at"]),
+                            s.id.to_string(),
+                            s.number.to_string(),
+                            s.product.to_string(),
+                            opt(s.holder),
+                            opt(s.activation.as_ref().map(|a| &a.computer_name)),
+                            opt(s.expires_at.map(at)),
                         ]
                     })
                     .collect(),
@@ -120,8 +125,8 @@ impl Output {
         });
     }
 
-    pub fn users(&self, items: &[Value]) {
-        self.json_or(items, || {
+    pub fn users(&self, items: &[User]) {
+        self.rows(items, || {
             table(
                 &[
                     "ID", "LOGIN", "NAME", "EMAIL", "COMPANY", "MODE", "RETIRED", "UUID",
@@ -130,16 +135,16 @@ impl Output {
                     .iter()
                     .map(|u| {
                         vec![
-                            text(&u["id"]),
-                            text(&u["login"]),
-                            format!("{} {}", text(&u["first_name"]), text(&u["last_name"]))
+                            u.id.to_string(),
+                            u.login.clone(),
+                            format!("{} {}", u.first_name, u.last_name)
                                 .trim()
                                 .to_owned(),
-                            text(&u["email"]),
-                            text(&u["company"]),
-                            text(&u["license_mode"]),
-                            text(&u["retired"]),
-                            text(&u["uuid"]),
+                            u.email.clone(),
+                            opt(u.company),
+                            u.license_mode.to_string(),
+                            u.retired.to_string(),
+                            u.uuid.to_string(),
                         ]
                     })
                     .collect(),
@@ -147,18 +152,18 @@ impl Output {
         });
     }
 
-    pub fn companies(&self, items: &[Value]) {
-        self.json_or(items, || {
+    pub fn companies(&self, items: &[Company]) {
+        self.rows(items, || {
             table(
                 &["ID", "NAME", "POOL", "UUID"],
                 items
                     .iter()
                     .map(|c| {
                         vec![
-                            text(&c["id"]),
-                            text(&c["name"]),
-                            text(&c["pool_mode"]),
-                            text(&c["uuid"]),
+                            c.id.to_string(),
+                            c.name.clone(),
+                            c.pool_mode.to_string(),
+                            c.uuid.to_string(),
                         ]
                     })
                     .collect(),
@@ -166,8 +171,8 @@ impl Output {
         });
     }
 
-    pub fn views(&self, items: &[Value]) {
-        self.json_or(items, || {
+    pub fn views(&self, items: &[UserProductView]) {
+        self.rows(items, || {
             table(
                 &[
                     "PRODUCT",
@@ -181,16 +186,12 @@ impl Output {
                     .iter()
                     .map(|v| {
                         vec![
-                            format!(
-                                "{}/{}",
-                                text(&v["product"]["owner"]),
-                                text(&v["product"]["name"])
-                            ),
-                            text(&v["assigned"]),
-                            text(&v["can_assign"]),
-                            text(&v["status"]["total"]),
-                            text(&v["status"]["in_use"]),
-                            text(&v["status"]["free"]),
+                            format!("{}/{}", v.product.owner, v.product.name),
+                            v.assigned.to_string(),
+                            v.can_assign.to_string(),
+                            v.status.total.to_string(),
+                            v.status.in_use.to_string(),
+                            v.status.free.to_string(),
                         ]
                     })
                     .collect(),
@@ -198,8 +199,8 @@ impl Output {
         });
     }
 
-    pub fn sessions(&self, items: &[Value]) {
-        self.json_or(items, || {
+    pub fn sessions(&self, items: &[Session]) {
+        self.rows(items, || {
             table(
                 &[
                     "SESSION",
@@ -213,12 +214,16 @@ impl Output {
                     .iter()
                     .map(|s| {
                         vec![
-                            text(&s["id"]),
-                            text(&s["user"]),
-                            text(&s["client"]),
-                            text(&s["device"]),
-                            text(&s["started_at"]),
-                            text(&s["lease_expires_at"]),
+                            s.id.to_string(),
+                            s.user.to_string(),
+                            s.client.to_string(),
+                            if s.device.is_empty() {
+                                "-".into()
+                            } else {
+                                s.device.clone()
+                            },
+                            at(s.started_at),
+                            at(s.lease_expires_at),
                         ]
                     })
                     .collect(),
@@ -226,29 +231,25 @@ impl Output {
         });
     }
 
-    pub fn status(&self, items: &[Value]) {
-        self.json_or(items, || {
+    pub fn status(&self, items: &[PoolStatus]) {
+        self.rows(items, || {
             table(
                 &["PRODUCT", "KIND", "TOTAL", "INUSE", "FREE", "UTILISATION"],
                 items
                     .iter()
                     .map(|p| {
-                        let (total, in_use) = (
-                            p["total"].as_i64().unwrap_or(0),
-                            p["in_use"].as_i64().unwrap_or(0),
-                        );
-                        let pct = if total > 0 {
-                            format!("{:>3}%", in_use * 100 / total)
+                        let pct = if p.total > 0 {
+                            format!("{:>3}%", p.in_use * 100 / p.total)
                         } else {
                             "   -".into()
                         };
                         vec![
-                            format!("{}/{}", text(&p["owner"]), text(&p["name"])),
-                            text(&p["kind"]),
-                            total.to_string(),
-                            in_use.to_string(),
-                            text(&p["free"]),
-                            format!("{} {pct}", bar(in_use, total, 20)),
+                            format!("{}/{}", p.owner, p.name),
+                            p.kind.to_string(),
+                            p.total.to_string(),
+                            p.in_use.to_string(),
+                            p.free.to_string(),
+                            format!("{} {pct}", bar(p.in_use, p.total, 20)),
                         ]
                     })
                     .collect(),
@@ -256,33 +257,30 @@ impl Output {
         });
     }
 
-    pub fn audit(&self, items: &[Value]) {
+    pub fn audit(&self, items: &[AuditEvent]) {
         if self.json {
-            // One event per line, so `--follow --json` streams.
-            for e in items {
-                println!("{}", serde_json::to_string(e).unwrap_or_default());
-            }
+            items.iter().for_each(json_line);
             return;
         }
         for e in items {
             println!(
                 "{:>6}  {}  {:<18} {:<12} user={} product={} seat={}",
-                text(&e["seq"]),
-                text(&e["at"]),
-                text(&e["action"]),
-                text(&e["actor"]),
-                text(&e["user"]),
-                text(&e["product"]),
-                text(&e["seat"])
+                e.seq,
+                at(e.at),
+                e.action,
+                e.actor,
+                opt(e.user),
+                opt(e.product),
+                opt(e.seat)
             );
         }
     }
 
-    pub fn changed(&self, v: &Value) {
+    pub fn changed(&self, v: &Changed) {
         if self.json {
-            println!("{v}");
+            json_line(v);
         } else {
-            println!("changed: {}", text(&v["changed"]));
+            println!("changed: {}", v.changed);
         }
     }
 }

@@ -6,7 +6,7 @@ use allot_ledger::testing as common;
 use allot::config::{Secret, Settings};
 use allot::server::{app, bootstrap};
 use allot::state::AppState;
-use allot_ledger::Ledger;
+use allot_ledger::{Ledger, ManualClock};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -33,6 +33,15 @@ impl TestApp {
     }
 
     async fn with(tune: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::build(tune, None).await
+    }
+
+    /// A server whose ledger reads the time from `clock` (to let tokens expire).
+    async fn with_clock(clock: ManualClock) -> TestApp {
+        Self::build(|_| {}, Some(clock)).await
+    }
+
+    async fn build(tune: impl FnOnce(&mut Settings), clock: Option<ManualClock>) -> TestApp {
         let db = common::TestDb::sqlite();
         let mut settings = Settings {
             db: Secret::new(db.url()),
@@ -41,7 +50,10 @@ impl TestApp {
             ..Settings::default()
         };
         tune(&mut settings);
-        let ledger = Ledger::open(&db.url()).await.unwrap();
+        let mut ledger = Ledger::open(&db.url()).await.unwrap();
+        if let Some(clock) = clock {
+            ledger = ledger.with_clock(std::sync::Arc::new(clock));
+        }
         let state = AppState::new(ledger, settings);
         assert_eq!(
             bootstrap(&state).await.unwrap(),
@@ -407,6 +419,24 @@ async fn seats_can_be_granted_activated_revoked_and_released() {
     );
 }
 
+/// A copy of an answer with its per-run values (ids, secrets, times) replaced by their kind, so
+/// the shape can be snapshotted.
+fn volatile_out(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Value::Object(map) = &mut v {
+        for (key, value) in map.iter_mut() {
+            let kind = match key.as_str() {
+                "id" | "seat" if value.is_string() => "[uuid]",
+                "lease_token" => "[secret]",
+                k if k.ends_with("_at") && value.is_string() => "[time]",
+                _ => continue,
+            };
+            *value = Value::String(kind.into());
+        }
+    }
+    v
+}
+
 #[tokio::test]
 async fn sessions_take_floating_seats_and_fence_their_leases() {
     let app = TestApp::new().await;
@@ -444,10 +474,16 @@ async fn sessions_take_floating_seats_and_fence_their_leases() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = app.call("POST", "/v1/sessions", Some(&ann), Some(json!({ "user": "ann", "client": "windows", "product": "SuperOffice/float", "lease_seconds": 60 }))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // The contract: `{id, lease_token, expires_at, ...}` at the top level, the session's other
+    // fields and the floating seat alongside.
     let (id, lease) = (
-        r.body["session"]["id"].as_str().unwrap().to_owned(),
+        r.body["id"].as_str().unwrap().to_owned(),
         r.body["lease_token"].as_str().unwrap().to_owned(),
     );
+    assert!(r.body.get("session").is_none(), "{:?}", r.body);
+    assert_eq!(r.body["expires_at"], r.body["lease_expires_at"]);
+    assert!(r.body["seat"].is_string(), "a floating seat is held");
+    insta::assert_json_snapshot!("session_opened", volatile_out(&r.body));
     let r = app
         .call(
             "POST",
@@ -478,6 +514,11 @@ async fn sessions_take_floating_seats_and_fence_their_leases() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        (r.body["id"].as_str(), r.body["lease_token"].as_str()),
+        (Some(id.as_str()), Some(lease.as_str())),
+        "a renewed lease answers in the same shape"
+    );
     let r = app.call("GET", "/v1/sessions", Some(&ann), None).await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
     // A user ends its own session with the lease token.
@@ -784,7 +825,13 @@ async fn bad_input_gets_the_documented_errors_and_the_server_keeps_serving() {
         (r.status, code(&r)),
         (StatusCode::BAD_REQUEST, "invalid_query")
     );
-    for bad in ["Bearer nope", "Basic YWRtaW46eA==", "Bearer", ""] {
+    for (bad, expected) in [
+        ("Bearer nope", "token_unknown"),
+        ("Basic YWRtaW46eA==", "token_missing"),
+        ("Bearer", "token_missing"),
+        ("Bearer   ", "token_missing"),
+        ("", "token_missing"),
+    ] {
         let req = Request::builder()
             .uri("/v1/products")
             .header("authorization", bad)
@@ -793,7 +840,7 @@ async fn bad_input_gets_the_documented_errors_and_the_server_keeps_serving() {
         let r = app.raw(req).await;
         assert_eq!(
             (r.status, code(&r)),
-            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            (StatusCode::UNAUTHORIZED, expected),
             "{bad:?}"
         );
         assert!(r.headers.contains_key("www-authenticate"));
@@ -814,6 +861,94 @@ async fn bad_input_gets_the_documented_errors_and_the_server_keeps_serving() {
     assert_eq!(
         app.call("GET", "/readyz", None, None).await.status,
         StatusCode::OK
+    );
+}
+
+/// A 401 says whether the bearer token was missing, unknown, expired or revoked: a distinct code
+/// and message each, in the API's one error shape, never repeating the token.
+#[tokio::test]
+async fn a_401_says_why_the_token_was_refused() {
+    let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+    let app = TestApp::with_clock(clock.clone()).await;
+    let admin = app.admin_token().await;
+    let short = app
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(&admin),
+            Some(json!({ "role": "reader", "ttl_hours": 1 })),
+        )
+        .await;
+    assert_eq!(short.status, StatusCode::CREATED, "{:?}", short.body);
+    let short_token = short.body["token"].as_str().unwrap().to_owned();
+    let revoked = app
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(&admin),
+            Some(json!({ "role": "reader" })),
+        )
+        .await;
+    let revoked_token = revoked.body["token"].as_str().unwrap().to_owned();
+    let revoked_id = revoked.body["id"].as_str().unwrap();
+    let r = app
+        .call(
+            "DELETE",
+            &format!("/v1/tokens/{revoked_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // Live before its hour is up.
+    let r = app
+        .call("GET", "/v1/products", Some(&short_token), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    clock.advance(time::Duration::hours(1));
+    // The expired token with its last digit changed: well-formed, but never issued.
+    let last = if short_token.ends_with('0') { '1' } else { '0' };
+    let unknown = format!("{}{last}", &short_token[..short_token.len() - 1]);
+    let cases = [
+        (None, "token_missing", "no Authorization header"),
+        (
+            Some(unknown.as_str()),
+            "token_unknown",
+            "not one this server issued",
+        ),
+        (Some(short_token.as_str()), "token_expired", "has expired"),
+        (
+            Some(revoked_token.as_str()),
+            "token_revoked",
+            "has been revoked",
+        ),
+    ];
+    for (token, expected, says) in cases {
+        let r = app.call("GET", "/v1/products", token, None).await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (StatusCode::UNAUTHORIZED, expected),
+            "{:?}",
+            r.body
+        );
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+        assert!(
+            token.is_none_or(|t| !message.contains(t) && !message.contains(&t[6..20])),
+            "the token is not echoed: {message}"
+        );
+        let challenge = r.headers["www-authenticate"].to_str().unwrap();
+        assert_eq!(
+            challenge.contains("invalid_token"),
+            token.is_some(),
+            "{challenge}"
+        );
+    }
+    // A wrong password is a login failure, not a token one.
+    let r = app.login("default", "admin", "wrong-password").await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
     );
 }
 

@@ -36,10 +36,30 @@ fn cli(server_url: &str, token: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn cli_json(server_url: &str, token: &str, args: &[&str]) -> Value {
+/// A command's `--json` output: JSON lines, each one object.
+fn cli_lines(server_url: &str, token: &str, args: &[&str]) -> Vec<Value> {
     let mut all = args.to_vec();
     all.push("--json");
-    serde_json::from_str(&cli(server_url, token, &all)).expect("json output")
+    json_lines(&cli(server_url, token, &all), args)
+}
+
+fn json_lines(stdout: &str, args: &[&str]) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("allot {args:?} --json printed {line:?}: {e}"));
+            assert!(v.is_object(), "allot {args:?}: one object a line: {line}");
+            v
+        })
+        .collect()
+}
+
+/// A command whose `--json` answer is one object.
+fn cli_json(server_url: &str, token: &str, args: &[&str]) -> Value {
+    let mut lines = cli_lines(server_url, token, args);
+    assert_eq!(lines.len(), 1, "allot {args:?}: {lines:?}");
+    lines.remove(0)
 }
 
 /// `allot user list | head -1`: the reader is gone before the list is written; the command
@@ -171,14 +191,9 @@ async fn admin_flow(server: &Server, token: &str) {
         &["assign", "--user", "ann", "--product", "SuperOffice/plan"],
     );
     assert_eq!(view["assigned"], true);
-    let status = cli_json(url, token, &["status"]);
+    let status = cli_lines(url, token, &["status"]);
     let in_use = |name: &str| {
-        status
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .unwrap()["in_use"]
+        status.iter().find(|p| p["name"] == name).unwrap()["in_use"]
             .as_i64()
             .unwrap()
     };
@@ -189,7 +204,7 @@ async fn admin_flow(server: &Server, token: &str) {
         "{human}"
     );
     // Grant and release one particular seat.
-    let seats = cli_json(
+    let seats = cli_lines(
         url,
         token,
         &[
@@ -200,11 +215,7 @@ async fn admin_flow(server: &Server, token: &str) {
             "--available",
         ],
     );
-    let seat = seats
-        .as_array()
-        .map(|a| a[0].clone())
-        .unwrap_or(seats.clone());
-    let seat = seat["id"].as_str().unwrap().to_owned();
+    let seat = seats[0]["id"].as_str().unwrap().to_owned();
     let granted = cli_json(url, token, &["grant", "--user", "bob", "--seat", &seat]);
     assert_eq!(granted["holder"].as_i64(), Some(622));
     let released = cli_json(url, token, &["release", "--user", "bob", "--seat", &seat]);
@@ -215,11 +226,9 @@ async fn admin_flow(server: &Server, token: &str) {
         &["unassign", "--user", "ann", "--product", "SuperOffice/plan"],
     );
     assert_eq!(view["assigned"], false);
-    let status = cli_json(url, token, &["status"]);
-    assert!(
-        status.as_array().unwrap().iter().all(|p| p["in_use"] == 0),
-        "{status}"
-    );
+    let status = cli_lines(url, token, &["status"]);
+    assert!(status.iter().all(|p| p["in_use"] == 0), "{status:?}");
+    every_command_prints_json_lines(url, token);
     // The audit trail saw all of it, in order.
     let audit = cli(url, token, &["audit", "--json"]);
     let actions: Vec<String> = audit
@@ -265,6 +274,191 @@ async fn admin_flow(server: &Server, token: &str) {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("prerequisite_missing"));
+}
+
+/// `--json` on every admin command: JSON lines, one object a line (lists one item a line, single
+/// answers one line), each decodable as what the API answered.
+fn every_command_prints_json_lines(url: &str, token: &str) {
+    let users = cli_lines(url, token, &["user", "list"]);
+    assert!(users.len() >= 3, "{users:?}");
+    assert!(
+        users
+            .iter()
+            .all(|u| u["login"].is_string() && u["uuid"].is_string())
+    );
+    let products = cli_lines(url, token, &["product", "list"]);
+    assert_eq!(products.len(), 3, "{products:?}");
+    assert!(products.iter().all(|p| p["status"]["total"].is_i64()));
+    let companies = cli_lines(url, token, &["company", "list"]);
+    assert_eq!(companies.len(), 2, "{companies:?}");
+    let views = cli_lines(url, token, &["user", "licenses", "--user", "ann"]);
+    assert_eq!(views.len(), 3, "{views:?}");
+    assert!(views.iter().all(|v| v["can_assign"].is_boolean()));
+    let added = cli_lines(
+        url,
+        token,
+        &[
+            "seats",
+            "add",
+            "--product",
+            "SuperOffice/user",
+            "--count",
+            "3",
+        ],
+    );
+    assert_eq!(added.len(), 3, "three seats, three lines: {added:?}");
+    let all_seats = cli_lines(url, token, &["seats", "list"]);
+    assert!(all_seats.len() >= 3 + 2 + 3, "{}", all_seats.len());
+    assert!(cli_lines(url, token, &["sessions"]).is_empty());
+    let created = cli_json(
+        url,
+        token,
+        &[
+            "product", "add", "--owner", "Json", "--name", "lines", "--seats", "1",
+        ],
+    );
+    assert_eq!(created["status"]["total"], 1, "{created}");
+    let logoff = cli_json(url, token, &["logoff", "--user", "bob"]);
+    assert_eq!(logoff, json!({ "changed": 0 }));
+    let retired = cli_json(url, token, &["user", "retire", "--user", "cid"]);
+    assert_eq!(retired["changed"].as_u64(), Some(1), "{retired}");
+    let audit = cli_lines(url, token, &["audit"]);
+    let seqs: Vec<i64> = audit.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}
+
+/// `audit --follow --json` across a server restart on the same store and port: it says on stderr
+/// that it is reconnecting, comes back by itself, and prints every event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_follow_reconnects_after_a_restart_and_resumes() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("allot.db").display());
+    let server = Server::start(&db, Some("follow-password")).await;
+    let (url, port) = (server.url.clone(), server.port());
+    let token = login(&url, "default", "admin", "follow-password")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cli(&url, &token, &["user", "add", "--login", "before"]);
+    let mut follower = Command::new(BIN)
+        .args(["audit", "--follow", "--json"])
+        .env("ALLOT_URL", &url)
+        .env("ALLOT_TOKEN", &token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let printed = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let said = Arc::new(Mutex::new(String::new()));
+    let stdout = BufReader::new(follower.stdout.take().unwrap());
+    let stderr = BufReader::new(follower.stderr.take().unwrap());
+    let (p, s) = (printed.clone(), said.clone());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            p.lock()
+                .unwrap()
+                .push(serde_json::from_str(&line).expect(&line));
+        }
+    });
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            s.lock().unwrap().push_str(&format!("{line}\n"));
+        }
+    });
+    let logins = |printed: &Arc<Mutex<Vec<Value>>>| -> Vec<String> {
+        printed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "user.create")
+            .map(|e| e["detail"].to_string())
+            .collect()
+    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let started = std::time::Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "waited in vain for {what}; stderr: {}",
+                said.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("the first event", &|| {
+        logins(&printed).iter().any(|d| d.contains("before"))
+    });
+    server.stop();
+    wait_for("the follower to say it is reconnecting", &|| {
+        said.lock().unwrap().contains("reconnecting")
+    });
+    let again = Server::start_on(&db, Some("follow-password"), port).await;
+    cli(&again.url, &token, &["user", "add", "--login", "after"]);
+    wait_for("the event made after the restart", &|| {
+        logins(&printed).iter().any(|d| d.contains("after"))
+    });
+    // Two more polls: anything printed twice would show by now.
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let followed: Vec<i64> = printed
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    let trail: Vec<i64> = cli_lines(&again.url, &token, &["audit"])
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(followed, trail, "every event exactly once, in order");
+    let said = said.lock().unwrap().clone();
+    assert!(said.contains("reconnected"), "{said}");
+    assert!(!said.contains(&token), "{said}");
+    again.stop();
+}
+
+/// `bench --json`: the run and each measurement as JSON lines (a one-second run, tiny sizes).
+#[test]
+fn bench_prints_json_lines() {
+    let args = [
+        "bench",
+        "--products",
+        "1",
+        "--seats",
+        "2",
+        "--users",
+        "2",
+        "--clients",
+        "2",
+        "--duration",
+        "1",
+        "--json",
+    ];
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("ALLOT_TOKEN")
+        .env("ALLOT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&String::from_utf8(out.stdout).unwrap(), &args);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0]["bench"]["workload"], "native", "{:?}", lines[0]);
+    assert_eq!(lines[1]["measurement"], "license ops");
+    assert_eq!(lines[2]["measurement"], "/healthz");
+    assert!(lines[1]["requests"].as_u64().unwrap() > 0);
+    assert_eq!(lines[3]["invariants"], "ok");
 }
 
 /// Declares a 3 MiB JSON body, sends its first bytes, and returns the status the server answers.
@@ -318,7 +512,7 @@ async fn bad_input(server: &Server, token: &str) {
         .unwrap();
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(body["error"]["code"], "token_unknown");
     assert_eq!(
         login(url, "default", "admin", "not the password")
             .await
@@ -440,8 +634,8 @@ async fn init_operator_and_tenant_isolation() {
         .as_str()
         .unwrap()
         .to_owned();
-    let products = cli_json(url, &globex, &["product", "list"]);
-    assert_eq!(products, json!([]), "globex sees nothing of acme");
+    let products = cli_lines(url, &globex, &["product", "list"]);
+    assert!(products.is_empty(), "globex sees nothing of acme");
     let r = http
         .get(format!("{url}/v1/products/1"))
         .bearer_auth(&globex)
@@ -470,6 +664,53 @@ async fn init_operator_and_tenant_isolation() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
     assert_eq!(cli_json(url, &reader, &["product", "list"])["name"], "crm");
+    // The store commands print JSON too.
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut lines = json_lines(&String::from_utf8(out.stdout).unwrap(), args);
+        assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
+        lines.remove(0)
+    };
+    let migrated = run(&["migrate", "--db", &db, "--json"]);
+    assert!(migrated["migrated"].is_string(), "{migrated}");
+    let op = run(&["operator-token", "--db", &db, "--json"]);
+    assert_eq!(op["role"], "operator", "{op}");
+    let op_token = op["token"].as_str().unwrap();
+    let r = http
+        .get(format!("{url}/v1/tenants"))
+        .bearer_auth(op_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the printed operator token works");
+    let init = run(&[
+        "init",
+        "--db",
+        &db,
+        "--tenant",
+        "initech",
+        "--admin",
+        "peter",
+        "--password",
+        "initech-password",
+        "--json",
+    ]);
+    assert_eq!(
+        (
+            &init["tenant"]["name"],
+            &init["admin"],
+            &init["token"]["role"]
+        ),
+        (&json!("initech"), &json!("peter"), &json!("admin")),
+        "{init}"
+    );
+    let initech = init["token"]["token"].as_str().unwrap();
+    assert!(cli_lines(url, initech, &["user", "list"]).is_empty());
     server.stop();
 }
 

@@ -48,7 +48,7 @@ impl Server {
         // A port can still be taken between choosing and binding it (by a client socket, say);
         // the server binds before it touches the store, so starting again on others is safe.
         for attempt in 1.. {
-            match Self::try_start(db, admin_password, config).await {
+            match Self::try_start(db, admin_password, config, None).await {
                 Some(server) => return server,
                 None if attempt < 5 => continue,
                 None => panic!("allot serve exited early {attempt} times"),
@@ -57,13 +57,32 @@ impl Server {
         unreachable!()
     }
 
-    /// One start on fresh ports; `None` when the server exited before answering.
+    /// Starts `allot serve` on `db` on this port (a restart where clients expect it), retrying
+    /// for a while if the port is not free yet.
+    pub async fn start_on(db: &str, admin_password: Option<&str>, port: u16) -> Server {
+        for _ in 0..25 {
+            if let Some(server) = Self::try_start(db, admin_password, None, Some(port)).await {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("allot serve could not start again on port {port}")
+    }
+
+    /// The port the API listens on.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// One start on fresh ports (or the API on `port`); `None` when the server exited before
+    /// answering.
     async fn try_start(
         db: &str,
         admin_password: Option<&str>,
         config: Option<&std::path::Path>,
+        port: Option<u16>,
     ) -> Option<Server> {
-        let (port, metrics_port) = (free_port(), free_port());
+        let (port, metrics_port) = (port.unwrap_or_else(free_port), free_port());
         let mut cmd = Command::new(BIN);
         cmd.args([
             "serve",

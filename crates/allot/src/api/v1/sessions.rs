@@ -16,13 +16,13 @@ use allot_ledger::*;
 pub const LEASE_TOKEN_HEADER: &str = "lease-token";
 
 #[utoipa::path(post, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])), request_body = LogOnRequest,
-    responses((status = 201, body = Lease), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = SessionLease), (status = 409, body = ErrorBody)))]
 pub async fn log_on(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<LogOnRequest>,
-) -> ApiResult<(StatusCode, ApiJson<Lease>)> {
+) -> ApiResult<(StatusCode, ApiJson<SessionLease>)> {
     let tenant = caller.tenant()?;
     let user = state.ledger.user(tenant, &req.user.user()).await?.id;
     caller.admin_or_self(user)?;
@@ -34,22 +34,23 @@ pub async fn log_on(
         lease_seconds: req.lease_seconds,
     };
     match run(&state, &caller, tenant, &headers, command).await? {
-        Outcome::Lease(lease) => Ok((StatusCode::CREATED, ApiJson(lease))),
+        Outcome::Lease(lease) => Ok((StatusCode::CREATED, ApiJson(lease.into()))),
         other => Err(unexpected(other)),
     }
 }
 
-/// Renews a lease. The lease token is the credential here: whoever holds it may renew.
+/// Renews a lease (answered in the same shape as log-on). The lease token is the credential
+/// here: whoever holds it may renew.
 #[utoipa::path(post, path = "/v1/sessions/{id}/heartbeat", tag = "sessions", security(("bearer" = [])), params(("id" = Uuid, Path, description = "session id")),
     request_body = HeartbeatRequest,
-    responses((status = 200, body = Lease), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = SessionLease), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<HeartbeatRequest>,
-) -> ApiResult<ApiJson<Lease>> {
+) -> ApiResult<ApiJson<SessionLease>> {
     let tenant = caller.tenant()?;
     let session = state.ledger.session(tenant, id).await?;
     caller.admin_or_self(session.user)?;
@@ -59,7 +60,7 @@ pub async fn heartbeat(
         lease_seconds: req.lease_seconds,
     };
     match run(&state, &caller, tenant, &headers, command).await? {
-        Outcome::Lease(lease) => Ok(ApiJson(lease)),
+        Outcome::Lease(lease) => Ok(ApiJson(lease.into())),
         other => Err(unexpected(other)),
     }
 }

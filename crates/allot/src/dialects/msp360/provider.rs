@@ -56,7 +56,7 @@ pub async fn login(state: &Msp360State, req: &DialectRequest) -> Result<Response
         .await
     {
         Ok(p) => p,
-        Err(AuthError::Unauthorized) => return Err(bad_credentials()),
+        Err(AuthError::Unauthorized | AuthError::BadToken(_)) => return Err(bad_credentials()),
         Err(AuthError::Throttled(wait)) => {
             let seconds = wait.as_secs().max(1);
             let mut fault = Fault::new(

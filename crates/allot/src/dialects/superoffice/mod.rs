@@ -88,7 +88,7 @@ pub enum SoError {
 impl From<AuthError> for SoError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Unauthorized => SoError::Unauthorized,
+            AuthError::Unauthorized | AuthError::BadToken(_) => SoError::Unauthorized,
             AuthError::Throttled(d) => SoError::Throttled(d.as_secs().max(1)),
             AuthError::Unavailable => SoError::Unavailable,
             // NetServer has no "busy" fault; its throttling answer (429, Retry-After) fits.
