@@ -453,12 +453,17 @@ fn bench_prints_json_lines() {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines = json_lines(&String::from_utf8(out.stdout).unwrap(), &args);
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines.len(), 6, "{lines:?}");
     assert_eq!(lines[0]["bench"]["workload"], "native", "{:?}", lines[0]);
-    assert_eq!(lines[1]["measurement"], "license ops");
-    assert_eq!(lines[2]["measurement"], "/healthz");
-    assert!(lines[1]["requests"].as_u64().unwrap() > 0);
-    assert_eq!(lines[3]["invariants"], "ok");
+    assert_eq!(lines[1]["set_up"]["seats"], 2, "{:?}", lines[1]);
+    assert_eq!(lines[2]["measurement"], "license ops");
+    assert_eq!(lines[3]["measurement"], "/healthz");
+    assert!(lines[2]["requests"].as_u64().unwrap() > 0);
+    // The server ran as its own process, so its CPU time per request could be read.
+    let cpu = &lines[4]["server_cpu_us_per_request"];
+    assert!(cpu["license"].as_f64().unwrap() > 0.0, "{cpu:?}");
+    assert!(cpu["healthz"].as_f64().unwrap() > 0.0, "{cpu:?}");
+    assert_eq!(lines[5]["invariants"], "ok");
 }
 
 /// Declares a 3 MiB JSON body, sends its first bytes, and returns the status the server answers.
