@@ -8,6 +8,9 @@
 
 pub mod command;
 pub mod error;
+pub mod keys;
+pub mod license;
+mod licensing;
 pub mod model;
 pub mod rules;
 mod store;
@@ -21,6 +24,7 @@ use uuid::Uuid;
 
 pub use command::*;
 pub use error::LedgerError;
+pub use licensing::SignedLicense;
 pub use model::*;
 pub use store::{AuditFilter, SeatFilter, StoreOptions};
 
@@ -71,6 +75,7 @@ impl Clock for ManualClock {
 pub struct Ledger {
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
+    vault: Arc<keys::KeyVault>,
 }
 
 impl Ledger {
@@ -83,11 +88,18 @@ impl Ledger {
         Ok(Ledger {
             store: Arc::new(Store::open(url, options).await?),
             clock: Arc::new(SystemClock),
+            vault: Arc::new(keys::KeyVault::plain()),
         })
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Ledger {
         self.clock = clock;
+        self
+    }
+
+    /// Seals new license-signing keys with (and opens sealed ones through) this vault.
+    pub fn with_key_vault(mut self, vault: keys::KeyVault) -> Ledger {
+        self.vault = Arc::new(vault);
         self
     }
 
@@ -109,7 +121,7 @@ impl Ledger {
         let now = self.now();
         let id = self
             .store
-            .create_tenant(name, actor, now)
+            .create_tenant(name, actor, now, &self.vault)
             .await
             .map_err(|e| LedgerError::Store(e.to_string()))??;
         Ok(Tenant {

@@ -52,7 +52,7 @@ on_both_stores! {
         let e = f.err(Command::LogOn { user: by_id(&u), client: ClientKind::Web, device: String::new(), product: None, lease_seconds: 0 }).await;
         assert!(matches!(e, LedgerError::Invalid { field: "lease_seconds", .. }), "{e:?}");
         // Failed commands leave no audit record.
-        assert_eq!(f.audit_len().await, 2); // tenant.create, user.create
+        assert_eq!(f.audit_len().await, 3); // tenant.create, signing_key.create, user.create
     }
 
     async fn users_have_stable_integer_ids_and_uuids(f: Fixture) {
@@ -605,8 +605,8 @@ on_both_stores! {
         let since = rules::to_micros(common::START + Duration::minutes(1));
         let later = f.ledger.audit(f.tenant.id, &AuditFilter { since: Some(since), ..Default::default() }).await.unwrap();
         assert_eq!(later.len(), 2);
-        let page = f.ledger.audit(f.tenant.id, &AuditFilter { after_seq: Some(2), limit: Some(2), ..Default::default() }).await.unwrap();
-        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+        let page = f.ledger.audit(f.tenant.id, &AuditFilter { after_seq: Some(3), limit: Some(2), ..Default::default() }).await.unwrap();
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 5]);
     }
 
     async fn the_database_refuses_to_rewrite_the_audit_trail(f: Fixture) {
@@ -618,7 +618,7 @@ on_both_stores! {
         let delete = sqlx::query("DELETE FROM audit_events").execute(&mut conn).await;
         assert!(delete.is_err(), "audit records were deleted");
         conn.close().await.unwrap();
-        assert_eq!(f.audit_len().await, 2);
+        assert_eq!(f.audit_len().await, 3);
     }
 
     async fn reopening_the_store_keeps_everything(f: Fixture) {

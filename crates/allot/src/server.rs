@@ -248,7 +248,9 @@ pub async fn serve(
         Some(addr) => Some(listen(addr, "--metrics-listen or ALLOT_METRICS_LISTEN").await?),
         None => None,
     };
-    let ledger = Ledger::open_with(settings.db.expose(), &settings.store_options()).await?;
+    let ledger = Ledger::open_with(settings.db.expose(), &settings.store_options())
+        .await?
+        .with_key_vault(settings.key_vault()?);
     let state = AppState::new(ledger.clone(), settings.clone());
     if let Some(password) = bootstrap(&state).await? {
         // Printed once, to the terminal only: it is never logged.

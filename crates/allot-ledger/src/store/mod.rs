@@ -8,6 +8,7 @@
 //! row locks and constraints, and transactions that meet a serialization failure or deadlock are
 //! retried whole.
 
+mod keys;
 mod ops;
 mod queries;
 
@@ -349,13 +350,21 @@ impl Store {
         name: &str,
         actor: &str,
         now: i64,
+        vault: &crate::keys::KeyVault,
     ) -> Result<Result<i64, LedgerError>, StoreError> {
         let mut conn = self.writer.acquire().await.map_err(busy_on_timeout)?;
         let mut tx = match self.backend {
             Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => conn.begin().await?,
         };
-        match ops::create_tenant(&mut tx, name, actor, now, self.backend).await {
+        let created = match ops::create_tenant(&mut tx, name, actor, now, self.backend).await {
+            // The tenant's first license-signing key is made with it.
+            Ok(id) => ops::first_signing_key(&mut tx, id, actor, now, self.backend, vault)
+                .await
+                .map(|()| id),
+            other => other,
+        };
+        match created {
             Ok(id) => {
                 tx.commit().await?;
                 Ok(Ok(id))

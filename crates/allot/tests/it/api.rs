@@ -622,7 +622,15 @@ async fn tenants_see_nothing_of_each_other() {
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["tenant.create", "login.create", "token.issue"]);
+    assert_eq!(
+        actions,
+        [
+            "tenant.create",
+            "signing_key.create",
+            "login.create",
+            "token.issue"
+        ]
+    );
     // The other tenant's admin login does not work in the first tenant.
     assert_eq!(
         app.login("default", "root", "globex-password").await.status,

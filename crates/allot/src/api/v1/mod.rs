@@ -4,6 +4,8 @@
 pub mod audit;
 pub mod auth;
 pub mod companies;
+pub mod keys;
+pub mod license;
 pub mod products;
 pub mod seats;
 pub mod sessions;

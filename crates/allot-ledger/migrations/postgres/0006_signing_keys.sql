@@ -1,0 +1,20 @@
+-- Offline license files: each tenant's Ed25519 signing keys. The highest seq signs new files;
+-- older keys stay so that files they signed still verify. private_key is sealed by the ledger
+-- ("chacha20poly1305:..." under the operator's key, or "plain:..." when none is configured).
+
+CREATE TABLE signing_keys (
+    tenant_id   BIGINT NOT NULL REFERENCES tenants (id),
+    seq         BIGINT NOT NULL,
+    kid         TEXT    NOT NULL,
+    public_key  TEXT    NOT NULL,
+    private_key TEXT    NOT NULL,
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, seq),
+    UNIQUE (tenant_id, kid)
+);
+
+-- Per-tenant license settings; a tenant without a row uses the defaults (7 days).
+CREATE TABLE license_settings (
+    tenant_id        BIGINT NOT NULL PRIMARY KEY REFERENCES tenants (id),
+    validity_seconds BIGINT NOT NULL CHECK (validity_seconds > 0)
+);
