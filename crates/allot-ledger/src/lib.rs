@@ -8,6 +8,7 @@
 
 pub mod command;
 pub mod error;
+pub mod idempotency;
 pub mod keys;
 pub mod license;
 mod licensing;

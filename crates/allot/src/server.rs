@@ -82,6 +82,10 @@ pub fn app(state: AppState) -> Router {
         .layer(RequestBodyDeadlineLayer::new(settings.request_timeout))
         .layer(RequestBodyLimitLayer::new(settings.max_body));
     let routed = crate::api::v1_routes()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::api::v1::idempotency::middleware,
+        ))
         .merge(crate::dialects::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

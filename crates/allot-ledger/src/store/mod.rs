@@ -8,10 +8,12 @@
 //! row locks and constraints, and transactions that meet a serialization failure or deadlock are
 //! retried whole.
 
+mod idempotency;
 mod keys;
 mod ops;
 mod queries;
 
+pub(crate) use idempotency::Claimed;
 pub use queries::{AuditFilter, SeatFilter};
 
 use std::str::FromStr;

@@ -11,6 +11,7 @@ use axum::routing::{delete, get, post, put};
 use utoipa::OpenApi;
 
 use crate::state::AppState;
+use v1::idempotency::IdempotencyHeader;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,7 +34,7 @@ use crate::state::AppState;
         v1::keys::jwks, v1::keys::rotate, v1::keys::get_settings, v1::keys::put_settings,
         v1::license::user, v1::license::seat,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &IdempotencyHeader),
 )]
 pub struct ApiDoc;
 

@@ -6,6 +6,7 @@ mod server;
 
 mod api;
 mod e2e;
+mod idempotency;
 mod licenses;
 mod msp360;
 mod msp360_e2e;
