@@ -539,7 +539,7 @@ on_both_stores! {
         assert_eq!((s2[0].total, s2[0].in_use), (5, 1));
         assert_eq!(f.counts(&crm).await, (1, 1, 0));
         assert!(f.ledger.check_invariants(other.id).await.unwrap().is_empty());
-        assert_eq!(f.ledger.audit(other.id, &AuditFilter::default()).await.unwrap().len(), 4);
+        assert_eq!(f.ledger.audit(other.id, &AuditFilter::default()).await.unwrap().len(), 5); // with signing_key.create
         assert!(matches!(f.ledger.create_tenant("globex", "test").await, Err(LedgerError::AlreadyExists { .. })));
     }
 
