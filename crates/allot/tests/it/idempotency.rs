@@ -75,10 +75,13 @@ async fn retries_change_once(db: &str) {
 
     // 20 concurrent retries with one key.
     let key = "\"7f4c1d2e-retry-one-seat\"";
-    let tasks: Vec<_> = (0..20)
-        .map(|_| {
+    // Spread over a few hundred milliseconds, so some arrive while the first runs (409) and
+    // some after it (the recorded answer).
+    let tasks: Vec<_> = (0..20u64)
+        .map(|i| {
             let (http, seats_url, admin) = (http.clone(), seats_url.clone(), admin.clone());
             tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(i % 10 * 15)).await;
                 post(&http, &seats_url, &admin, Some(key), json!({ "count": 1 })).await
             })
         })
@@ -99,6 +102,12 @@ async fn retries_change_once(db: &str) {
             assert_eq!(error["error"]["code"], "idempotency_in_flight");
         }
     }
+    eprintln!(
+        "20 concurrent retries: {} answered 409, {} answered (of which {} replays)",
+        answers.len() - done.len(),
+        done.len(),
+        done.iter().filter(|(_, _, replayed)| *replayed).count()
+    );
     let (first_status, first_body, _) = done[0];
     assert_eq!(*first_status, StatusCode::CREATED);
     assert!(
