@@ -340,6 +340,19 @@ pub enum Command {
     RevokeToken {
         id: Uuid,
     },
+    /// Adds a license-signing key; the newest signs new files, older ones still verify. Made by
+    /// [`crate::Ledger::rotate_signing_key`], which generates the key and seals its private half.
+    /// With `first_only`, nothing happens when the tenant already has a key.
+    AddSigningKey {
+        kid: String,
+        public_key: String,
+        sealed_private_key: String,
+        first_only: bool,
+    },
+    /// How long license files of the tenant are valid (`exp - iat`).
+    SetLicenseValidity {
+        seconds: i64,
+    },
 }
 
 /// What a successful command did.
@@ -425,6 +438,8 @@ impl Command {
             Command::SetPassword { .. } => "set_password",
             Command::IssueToken { .. } => "issue_token",
             Command::RevokeToken { .. } => "revoke_token",
+            Command::AddSigningKey { .. } => "add_signing_key",
+            Command::SetLicenseValidity { .. } => "set_license_validity",
         }
     }
 }
@@ -481,6 +496,14 @@ impl std::fmt::Debug for Command {
                 .field("session", session)
                 .field("reason", reason)
                 .field("lease_token", &lease_token.as_ref().map(|_| "<redacted>"))
+                .finish(),
+            Command::AddSigningKey {
+                kid, first_only, ..
+            } => f
+                .debug_struct("AddSigningKey")
+                .field("kid", kid)
+                .field("first_only", first_only)
+                .field("sealed_private_key", &"<redacted>")
                 .finish(),
             other => {
                 // Everything else holds no secret: show it as serde sees it.

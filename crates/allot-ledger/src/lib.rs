@@ -8,6 +8,10 @@
 
 pub mod command;
 pub mod error;
+pub mod idempotency;
+pub mod keys;
+pub mod license;
+mod licensing;
 pub mod model;
 pub mod rules;
 mod store;
@@ -21,6 +25,7 @@ use uuid::Uuid;
 
 pub use command::*;
 pub use error::LedgerError;
+pub use licensing::SignedLicense;
 pub use model::*;
 pub use store::{AuditFilter, CommitStats, SeatFilter, StoreOptions};
 
@@ -71,6 +76,7 @@ impl Clock for ManualClock {
 pub struct Ledger {
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
+    vault: Arc<keys::KeyVault>,
 }
 
 impl Ledger {
@@ -83,11 +89,18 @@ impl Ledger {
         Ok(Ledger {
             store: Arc::new(Store::open(url, options).await?),
             clock: Arc::new(SystemClock),
+            vault: Arc::new(keys::KeyVault::plain()),
         })
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Ledger {
         self.clock = clock;
+        self
+    }
+
+    /// Seals new license-signing keys with (and opens sealed ones through) this vault.
+    pub fn with_key_vault(mut self, vault: keys::KeyVault) -> Ledger {
+        self.vault = Arc::new(vault);
         self
     }
 
@@ -129,7 +142,7 @@ impl Ledger {
         };
         let (id, outcomes) = self
             .store
-            .create_tenant(name, &by, now, setup)
+            .create_tenant(name, &by, now, setup, &self.vault)
             .await
             .map_err(|e| LedgerError::Store(e.to_string()))??;
         let tenant = Tenant {

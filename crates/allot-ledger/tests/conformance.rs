@@ -52,7 +52,7 @@ on_both_stores! {
         let e = f.err(Command::LogOn { user: by_id(&u), client: ClientKind::Web, device: String::new(), product: None, lease_seconds: 0 }).await;
         assert!(matches!(e, LedgerError::Invalid { field: "lease_seconds", .. }), "{e:?}");
         // Failed commands leave no audit record.
-        assert_eq!(f.audit_len().await, 2); // tenant.create, user.create
+        assert_eq!(f.audit_len().await, 3); // tenant.create, signing_key.create, user.create
     }
 
     async fn users_have_stable_integer_ids_and_uuids(f: Fixture) {
@@ -407,8 +407,9 @@ on_both_stores! {
         let events = f.ledger.audit(beta.id, &AuditFilter::default()).await.unwrap();
         let actions: Vec<_> = events.iter().map(|e| (e.seq, e.action.as_str(), e.actor.as_str())).collect();
         assert_eq!(actions[0], (1, "tenant.create", "op"));
-        assert_eq!((actions[1].0, actions[1].2), (2, "op"));
-        assert_eq!(events[1].request_id.as_deref(), Some("req-1"));
+        assert_eq!(actions[1], (2, "signing_key.create", "op"));
+        assert_eq!((actions[2].0, actions[2].1, actions[2].2), (3, "login.create", "op"));
+        assert_eq!(events[2].request_id.as_deref(), Some("req-1"));
         assert!(f.ledger.check_invariants(beta.id).await.unwrap().is_empty());
         // A name taken is refused before anything is written.
         let e = f.ledger.create_tenant_with("beta", "op", None, &[admin("other")]).await.unwrap_err();
@@ -684,7 +685,7 @@ on_both_stores! {
         assert_eq!((s2[0].total, s2[0].in_use), (5, 1));
         assert_eq!(f.counts(&crm).await, (1, 1, 0));
         assert!(f.ledger.check_invariants(other.id).await.unwrap().is_empty());
-        assert_eq!(f.ledger.audit(other.id, &AuditFilter::default()).await.unwrap().len(), 4);
+        assert_eq!(f.ledger.audit(other.id, &AuditFilter::default()).await.unwrap().len(), 5); // with signing_key.create
         assert!(matches!(f.ledger.create_tenant("globex", "test").await, Err(LedgerError::AlreadyExists { .. })));
     }
 
@@ -750,8 +751,8 @@ on_both_stores! {
         let since = rules::to_micros(common::START + Duration::minutes(1));
         let later = f.ledger.audit(f.tenant.id, &AuditFilter { since: Some(since), ..Default::default() }).await.unwrap();
         assert_eq!(later.len(), 2);
-        let page = f.ledger.audit(f.tenant.id, &AuditFilter { after_seq: Some(2), limit: Some(2), ..Default::default() }).await.unwrap();
-        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+        let page = f.ledger.audit(f.tenant.id, &AuditFilter { after_seq: Some(3), limit: Some(2), ..Default::default() }).await.unwrap();
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 5]);
     }
 
     async fn the_database_refuses_to_rewrite_the_audit_trail(f: Fixture) {
@@ -763,7 +764,7 @@ on_both_stores! {
         let delete = sqlx::query("DELETE FROM audit_events").execute(&mut conn).await;
         assert!(delete.is_err(), "audit records were deleted");
         conn.close().await.unwrap();
-        assert_eq!(f.audit_len().await, 2);
+        assert_eq!(f.audit_len().await, 3);
     }
 
     async fn a_token_is_live_until_it_expires_or_is_revoked(f: Fixture) {

@@ -60,6 +60,13 @@ pub struct ServeArgs {
     /// (survives a crash of the process; the last commits may be lost on power loss) [default: full]
     #[arg(long, env = "ALLOT_SQLITE_SYNC")]
     pub sqlite_sync: Option<SqliteSync>,
+    /// 32 bytes in base64 that seal the license-signing keys in the store (ChaCha20-Poly1305)
+    #[arg(
+        long = "license-key",
+        env = "ALLOT_LICENSE_KEY",
+        hide_env_values = true
+    )]
+    pub license_key_encryption_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -87,6 +94,7 @@ struct FileConfig {
     token_ttl_hours: Option<i64>,
     log_json: Option<bool>,
     sqlite_sync: Option<SqliteSync>,
+    license_key_encryption_key: Option<String>,
     superoffice: Option<SuperOfficeConfig>,
     msp360: Option<Msp360Config>,
 }
@@ -169,6 +177,8 @@ pub struct Settings {
     pub token_ttl: time::Duration,
     pub log_json: bool,
     pub sqlite_sync: SqliteSync,
+    /// Seals the license-signing keys at rest; without it they are stored unencrypted.
+    pub license_key_encryption_key: Option<Secret>,
     pub superoffice: SuperOfficeConfig,
     pub msp360: Msp360Config,
 }
@@ -190,6 +200,10 @@ impl std::fmt::Debug for Settings {
             .field("token_ttl", &self.token_ttl)
             .field("log_json", &self.log_json)
             .field("sqlite_sync", &self.sqlite_sync)
+            .field(
+                "license_key_encryption_key",
+                &self.license_key_encryption_key,
+            )
             .field("superoffice", &self.superoffice)
             .field("msp360", &self.msp360)
             .finish()
@@ -213,6 +227,7 @@ impl Default for Settings {
             token_ttl: time::Duration::hours(12),
             log_json: false,
             sqlite_sync: SqliteSync::Full,
+            license_key_encryption_key: None,
             superoffice: SuperOfficeConfig::default(),
             msp360: Msp360Config::default(),
         }
@@ -301,6 +316,11 @@ impl Settings {
                 .sqlite_sync
                 .or(file.sqlite_sync)
                 .unwrap_or(d.sqlite_sync),
+            license_key_encryption_key: args
+                .license_key_encryption_key
+                .clone()
+                .or(file.license_key_encryption_key)
+                .map(Secret::new),
             superoffice: file.superoffice.unwrap_or_default(),
             msp360: file.msp360.unwrap_or_default(),
         };
@@ -329,7 +349,25 @@ impl Settings {
         if settings.token_ttl <= time::Duration::ZERO {
             anyhow::bail!("token_ttl_hours must be positive");
         }
+        settings.key_vault()?;
         Ok(settings)
+    }
+
+    /// What seals the license-signing keys: the configured key, or none.
+    pub fn key_vault(&self) -> anyhow::Result<allot_ledger::keys::KeyVault> {
+        key_vault(self.license_key_encryption_key.as_ref().map(Secret::expose))
+    }
+}
+
+/// A key vault from `license_key_encryption_key` (`--license-key`, `ALLOT_LICENSE_KEY`).
+pub fn key_vault(key: Option<&str>) -> anyhow::Result<allot_ledger::keys::KeyVault> {
+    match key {
+        None => Ok(allot_ledger::keys::KeyVault::plain()),
+        Some(text) => allot_ledger::keys::KeyVault::from_base64(text).map_err(|e| {
+            anyhow::anyhow!(
+                "{e} (set with --license-key, ALLOT_LICENSE_KEY or license_key_encryption_key)"
+            )
+        }),
     }
 }
 

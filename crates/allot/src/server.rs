@@ -82,6 +82,10 @@ pub fn app(state: AppState) -> Router {
         .layer(RequestBodyDeadlineLayer::new(settings.request_timeout))
         .layer(RequestBodyLimitLayer::new(settings.max_body));
     let routed = crate::api::v1_routes()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::api::v1::idempotency::middleware,
+        ))
         .merge(crate::dialects::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
@@ -251,7 +255,9 @@ pub async fn serve(
         Some(addr) => Some(listen(addr, "--metrics-listen or ALLOT_METRICS_LISTEN").await?),
         None => None,
     };
-    let ledger = Ledger::open_with(settings.db.expose(), &settings.store_options()).await?;
+    let ledger = Ledger::open_with(settings.db.expose(), &settings.store_options())
+        .await?
+        .with_key_vault(settings.key_vault()?);
     let state = AppState::new(ledger.clone(), settings.clone());
     if let Some(password) = bootstrap(&state).await? {
         // Printed once, to the terminal only: it is never logged.

@@ -9,10 +9,13 @@
 //! retried whole.
 
 mod group;
+mod idempotency;
+mod keys;
 mod ops;
 mod queries;
 
 pub use group::CommitStats;
+pub(crate) use idempotency::Claimed;
 pub use queries::{AuditFilter, SeatFilter};
 
 use std::str::FromStr;
@@ -336,13 +339,14 @@ impl Store {
         by: &Context,
         now: i64,
         setup: &[Command],
+        vault: &crate::keys::KeyVault,
     ) -> Result<Result<(i64, Vec<Outcome>), LedgerError>, StoreError> {
         let mut conn = self.writer.acquire().await.map_err(busy_on_timeout)?;
         let mut tx = match self.backend {
             Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => conn.begin().await?,
         };
-        match ops::create_tenant(&mut tx, name, by, now, self.backend, setup).await {
+        match ops::create_tenant(&mut tx, name, by, now, self.backend, setup, vault).await {
             Ok(created) => {
                 tx.commit().await?;
                 Ok(Ok(created))
@@ -394,20 +398,7 @@ pub(crate) async fn transact(
         Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
         Backend::Postgres => conn.begin().await?,
     };
-    if backend == Backend::Postgres {
-        // Every write transaction ends by numbering its audit records from the tenant's row;
-        // taking that row first (tenants in id order) means two transactions never hold each
-        // other's rows while waiting for it: no deadlocks between batches.
-        let mut tenants: Vec<i64> = items.iter().map(|item| item.ctx.tenant).collect();
-        tenants.sort_unstable();
-        tenants.dedup();
-        for tenant in tenants {
-            sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
-                .bind(tenant)
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
+    lock_tenants(&mut tx, backend, items.iter().map(|item| item.ctx.tenant)).await?;
     let single = items.len() == 1 || atomic;
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
@@ -442,6 +433,30 @@ pub(crate) async fn transact(
     }
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// On PostgreSQL, locks the tenants' rows (in id order) at the start of a write transaction.
+/// Every write transaction ends by numbering its audit records from its tenant's row; taking
+/// that row first means two transactions never hold each other's rows while waiting for it, so
+/// batches cannot deadlock. SQLite has one writer and needs nothing.
+pub(crate) async fn lock_tenants(
+    tx: &mut Conn,
+    backend: Backend,
+    tenants: impl Iterator<Item = i64>,
+) -> Result<(), StoreError> {
+    if backend != Backend::Postgres {
+        return Ok(());
+    }
+    let mut tenants: Vec<i64> = tenants.collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    for tenant in tenants {
+        sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 fn busy_on_timeout(e: sqlx::Error) -> StoreError {

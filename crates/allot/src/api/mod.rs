@@ -11,6 +11,7 @@ use axum::routing::{delete, get, post, put};
 use utoipa::OpenApi;
 
 use crate::state::AppState;
+use v1::idempotency::IdempotencyHeader;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,8 +31,10 @@ use crate::state::AppState;
         v1::sessions::log_on, v1::sessions::heartbeat, v1::sessions::end, v1::sessions::log_off,
         v1::sessions::list,
         v1::audit::list, invariants,
+        v1::keys::jwks, v1::keys::rotate, v1::keys::get_settings, v1::keys::put_settings,
+        v1::license::user, v1::license::seat,
     ),
-    modifiers(&BearerAuth, &CommonErrors),
+    modifiers(&BearerAuth, &CommonErrors, &IdempotencyHeader),
 )]
 pub struct ApiDoc;
 
@@ -168,6 +171,13 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/v1/sessions/{id}", delete(sessions::end))
         .route("/v1/sessions/{id}/heartbeat", post(sessions::heartbeat))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/keys", get(keys::jwks).post(keys::rotate))
+        .route(
+            "/v1/license-settings",
+            get(keys::get_settings).put(keys::put_settings),
+        )
+        .route("/v1/users/{user}/license", get(license::user))
+        .route("/v1/seats/{id}/license", get(license::seat))
         .route("/v1/invariants", get(invariants))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

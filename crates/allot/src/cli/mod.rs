@@ -4,6 +4,7 @@
 
 pub mod client;
 mod output;
+mod verify;
 
 pub use output::json_line;
 
@@ -53,12 +54,16 @@ pub enum Cmd {
     /// Run the server
     Serve(ServeArgs),
     /// Apply the store's migrations and exit
+    /// Apply the store's migrations (and give every tenant a license-signing key) and exit
     Migrate {
         #[arg(long, env = "ALLOT_DB", default_value = "sqlite://allot.db")]
         db: String,
         /// Print JSON instead of text
         #[arg(long)]
         json: bool,
+        /// 32 bytes in base64 sealing the license-signing keys
+        #[arg(long, env = "ALLOT_LICENSE_KEY", hide_env_values = true)]
+        license_key: Option<String>,
     },
     /// Create a tenant with an admin login; prints a new admin token as its last line
     Init {
@@ -76,6 +81,9 @@ pub enum Cmd {
         /// Print JSON ({tenant, admin, token}) instead of text
         #[arg(long)]
         json: bool,
+        /// 32 bytes in base64 sealing the license-signing keys
+        #[arg(long, env = "ALLOT_LICENSE_KEY", hide_env_values = true)]
+        license_key: Option<String>,
     },
     /// Issue a server-wide operator token (creates tenants); prints it as its last line
     OperatorToken {
@@ -157,8 +165,28 @@ pub enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// License-signing keys: rotate, list
+    Keys {
+        #[command(subcommand)]
+        command: KeysCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Check a license file offline and print its claims
+    Verify(verify::VerifyArgs),
     /// Load-test a server and check the invariants afterwards
     Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Add a new signing key (it signs from now on; older keys still verify)
+    Rotate,
+    /// The public keys (JWK Set) of a tenant
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -308,14 +336,32 @@ pub struct UserSeat {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Serve(args) => serve(args).await,
-        Cmd::Migrate { db, json } => {
-            let ledger = Ledger::open(&db).await?;
+        Cmd::Migrate {
+            db,
+            json,
+            license_key,
+        } => {
+            let ledger = Ledger::open(&db)
+                .await?
+                .with_key_vault(crate::config::key_vault(license_key.as_deref())?);
+            // Tenants made before license files existed get their first signing key.
+            let mut made = 0;
+            for tenant in ledger.tenants().await? {
+                made += ledger
+                    .ensure_signing_key(&Context::new(tenant.id, "migrate"))
+                    .await? as usize;
+            }
             ledger.close().await;
             let db = crate::config::redact_url(&db);
             if json {
-                output::json_line(&serde_json::json!({ "migrated": db }));
+                output::json_line(
+                    &serde_json::json!({ "migrated": db, "signing_keys_made": made }),
+                );
             } else {
                 println!("migrations applied to {db}");
+                if made > 0 {
+                    println!("signing keys made for {made} tenant(s)");
+                }
             }
             Ok(())
         }
@@ -326,7 +372,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             password,
             ttl_hours,
             json,
-        } => init(&db, &tenant, &admin, &password, ttl_hours, json).await,
+            license_key,
+        } => {
+            let vault = crate::config::key_vault(license_key.as_deref())?;
+            init(&db, &tenant, &admin, &password, ttl_hours, json, vault).await
+        }
+        Cmd::Verify(args) => verify::run(args).await,
         Cmd::OperatorToken {
             db,
             ttl_hours,
@@ -386,8 +437,9 @@ async fn init(
     password: &str,
     ttl_hours: i64,
     json: bool,
+    vault: allot_ledger::keys::KeyVault,
 ) -> anyhow::Result<()> {
-    let ledger = Ledger::open(db).await?;
+    let ledger = Ledger::open(db).await?.with_key_vault(vault);
     let passwords = crate::auth::Passwords::new(1);
     let hash = passwords.hash(password).await?;
     let (token, token_hash) = crate::auth::new_token();
@@ -457,6 +509,7 @@ fn remote_of(cmd: &Cmd) -> Option<&Remote> {
         | Cmd::Sessions { remote, .. }
         | Cmd::Logoff { remote, .. }
         | Cmd::Status { remote }
+        | Cmd::Keys { remote, .. }
         | Cmd::Audit { remote, .. } => Some(remote),
         Cmd::Assign(a) | Cmd::Unassign(a) => Some(&a.remote),
         Cmd::Grant(s) | Cmd::Release(s) | Cmd::Revoke(s) => Some(&s.remote),
@@ -752,10 +805,38 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             let since = since.as_deref().map(parse_time).transpose()?;
             audit(&client, &out, since.as_deref(), follow).await?;
         }
+        Cmd::Keys { command, .. } => {
+            let keys: Value = match command {
+                KeysCmd::Rotate => client.post("/v1/keys", &json!({})).await?,
+                KeysCmd::List { tenant } => {
+                    client
+                        .get(&format!("/v1/keys?tenant={}", segment(&tenant)))
+                        .await?
+                }
+            };
+            // A JWK (rotate) or a JWK Set (list): each key on a line of its own.
+            let list = match keys["keys"].as_array() {
+                Some(list) => list.clone(),
+                None => vec![keys],
+            };
+            if out.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for key in &list {
+                    println!(
+                        "{} {} {}",
+                        key["kid"].as_str().unwrap_or_default(),
+                        key["crv"].as_str().unwrap_or_default(),
+                        key["x"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+        }
         Cmd::Serve(_)
         | Cmd::Migrate { .. }
         | Cmd::Init { .. }
         | Cmd::OperatorToken { .. }
+        | Cmd::Verify(_)
         | Cmd::Bench(_) => {
             anyhow::bail!("not an admin command")
         }

@@ -6,6 +6,8 @@ mod server;
 
 mod api;
 mod e2e;
+mod idempotency;
+mod licenses;
 mod limits;
 mod msp360;
 mod msp360_e2e;

@@ -12,6 +12,7 @@ pub(crate) async fn create_tenant(
     now: i64,
     backend: Backend,
     setup: &[Command],
+    vault: &crate::keys::KeyVault,
 ) -> OpResult<(i64, Vec<Outcome>)> {
     let c: &mut Conn = tx;
     let name = rules::validate_name("tenant", name)?;
@@ -42,6 +43,8 @@ pub(crate) async fn create_tenant(
     )
     .await?;
     flush_audit(c, &env).await?;
+    // The tenant's first license-signing key is made with it.
+    first_signing_key(tx, id, &by.actor, now, backend, vault).await?;
     let mut outcomes = Vec::with_capacity(setup.len());
     for command in setup {
         outcomes.push(execute(tx, &env, command).await?);

@@ -19,6 +19,7 @@ mod catalog;
 mod claims;
 mod credentials;
 mod directory;
+mod keys;
 mod seats;
 mod sessions;
 use assignments::*;
@@ -26,6 +27,7 @@ use catalog::*;
 use claims::*;
 pub(crate) use credentials::*;
 pub(crate) use directory::*;
+pub(crate) use keys::*;
 use seats::*;
 pub(crate) use sessions::*;
 
@@ -129,6 +131,13 @@ pub(crate) async fn execute(
             expires_at,
         } => issue_token(c, env, token_hash, *role, login, *user, label, *expires_at).await,
         Command::RevokeToken { id } => revoke_token(c, env, *id).await,
+        Command::AddSigningKey {
+            kid,
+            public_key,
+            sealed_private_key,
+            first_only,
+        } => add_signing_key(c, env, kid, public_key, sealed_private_key, *first_only).await,
+        Command::SetLicenseValidity { seconds } => set_license_validity(c, env, *seconds).await,
     }
 }
 

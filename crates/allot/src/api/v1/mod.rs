@@ -4,6 +4,9 @@
 pub mod audit;
 pub mod auth;
 pub mod companies;
+pub mod idempotency;
+pub mod keys;
+pub mod license;
 pub mod products;
 pub mod seats;
 pub mod sessions;
@@ -26,11 +29,44 @@ pub(crate) async fn run(
 ) -> ApiResult<Outcome> {
     let ctx = caller.context(tenant, headers);
     let op = command.name();
-    let result = state.ledger.execute(&ctx, command).await;
+    let result = match idempotency::request_of(&caller.0, headers) {
+        // Under an Idempotency-Key: claimed, applied and recorded in one transaction.
+        Some(request) => state
+            .ledger
+            .apply_idempotent(&ctx, &request, std::slice::from_ref(&command))
+            .await
+            .and_then(|done| {
+                done.outcomes()
+                    .pop()
+                    .ok_or(allot_ledger::LedgerError::Store(
+                        "the store returned no outcome".into(),
+                    ))
+            }),
+        None => state.ledger.execute(&ctx, command).await,
+    };
     let outcome = if result.is_ok() { "ok" } else { "refused" };
     metrics::counter!("allot_ledger_operations_total", "op" => op, "outcome" => outcome)
         .increment(1);
     result.map_err(ApiError::from)
+}
+
+/// Runs commands all-or-nothing as the caller (under its Idempotency-Key, if any).
+pub(crate) async fn run_all(
+    state: &AppState,
+    caller: &Caller,
+    tenant: TenantId,
+    headers: &HeaderMap,
+    commands: &[Command],
+) -> Result<Vec<Outcome>, allot_ledger::LedgerError> {
+    let ctx = caller.context(tenant, headers);
+    match idempotency::request_of(&caller.0, headers) {
+        Some(request) => Ok(state
+            .ledger
+            .apply_idempotent(&ctx, &request, commands)
+            .await?
+            .outcomes()),
+        None => state.ledger.apply_all_or_nothing(&ctx, commands).await,
+    }
 }
 
 /// Runs an admin command in the caller's tenant and answers how much it changed.

@@ -67,8 +67,7 @@ pub async fn create(
         });
     }
     // User and login commit together or not at all.
-    let ctx = caller.context(tenant, &headers);
-    let outcomes = state.ledger.apply_all_or_nothing(&ctx, &commands).await?;
+    let outcomes = super::run_all(&state, &caller, tenant, &headers, &commands).await?;
     match outcomes.into_iter().next() {
         Some(Outcome::User(u)) => Ok((StatusCode::CREATED, ApiJson(u))),
         Some(other) => Err(unexpected(other)),
