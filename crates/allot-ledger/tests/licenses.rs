@@ -58,7 +58,7 @@ on_both_stores! {
         let seats = f.seats_of(&ann).await;
         let web_seat = seats.iter().find(|s| s.product == web.id).unwrap().clone();
         let pc = Activation { hardware_id: "HID-1".into(), computer_name: "PC1".into(), operating_system: "Windows".into() };
-        f.ok(Command::ActivateSeat { seat: web_seat.id, activation: pc.clone() }).await;
+        f.ok(Command::ActivateSeat { seat: web_seat.id, activation: pc.clone(), user: None }).await;
 
         let file = f.ledger.user_license(f.tenant.id, &by_id(&ann)).await.unwrap();
         let jwks = f.ledger.jwks(f.tenant.id).await.unwrap();
@@ -101,7 +101,7 @@ on_both_stores! {
         f.assign(&ann, &crm).await.unwrap();
         let seat = f.seats_of(&ann).await.remove(0);
         let pc = Activation { hardware_id: "HID-9".into(), computer_name: "PC9".into(), operating_system: "Linux".into() };
-        f.ok(Command::ActivateSeat { seat: seat.id, activation: pc.clone() }).await;
+        f.ok(Command::ActivateSeat { seat: seat.id, activation: pc.clone(), user: None }).await;
         let file = f.ledger.seat_license(f.tenant.id, seat.id).await.unwrap();
         let claims = verify_compact(&file.token, &f.ledger.jwks(f.tenant.id).await.unwrap(), common::START).unwrap();
         assert_eq!(claims["user"]["id"], ann.id);
