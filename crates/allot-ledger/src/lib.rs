@@ -256,10 +256,36 @@ impl Ledger {
         product: ProductId,
     ) -> QueryResult<UserProductView> {
         self.store
-            .user_view(tenant, user, self.now(), Some(product))
+            .user_view(tenant, user, self.now(), Some(&[product]))
             .await?
             .pop()
             .ok_or_else(|| LedgerError::UnknownProduct(format!("#{product}")))
+    }
+
+    /// The products of one owner (matched without regard to case) as `user` sees them: what
+    /// [`Ledger::user_view`] says of them, reading only their pools.
+    pub async fn user_owner_view(
+        &self,
+        tenant: TenantId,
+        user: &UserRef,
+        owner: &str,
+    ) -> QueryResult<Vec<UserProductView>> {
+        let owner = rules::name_key(owner);
+        let ids: Vec<ProductId> = self
+            .store
+            .products(tenant)
+            .await?
+            .iter()
+            .filter(|p| rules::name_key(&p.owner) == owner)
+            .map(|p| p.id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .store
+            .user_view(tenant, user, self.now(), Some(&ids))
+            .await?)
     }
 
     pub async fn seat(&self, tenant: TenantId, seat: Uuid) -> QueryResult<Seat> {

@@ -240,14 +240,14 @@ impl Store {
     }
 
     /// Every product as one user sees it: Assigned and CanAssign beside the pool counts.
-    /// Every product as `user` sees it, or only the product `only` (whose answer then costs
-    /// the reads of that product's pool, not of every pool in the tenant).
+    /// Every product as `user` sees it, or only the products `only` (whose answer then costs
+    /// the reads of those products' pools, not of every pool in the tenant).
     pub async fn user_view(
         &self,
         tenant: TenantId,
         user: &UserRef,
         now: i64,
-        only: Option<ProductId>,
+        only: Option<&[ProductId]>,
     ) -> QueryResult<Vec<UserProductView>> {
         let mut conn = self.reader().acquire().await?;
         let user = ops::find_user(&mut conn, tenant, user).await?;
@@ -257,15 +257,26 @@ impl Store {
             user.user.company.zip(user.company_mode),
         );
         let products = self.products(tenant).await?;
-        let statuses = self.pool_status(tenant, only, now).await?;
+        let statuses = match only {
+            None => self.pool_status(tenant, None, now).await?,
+            Some(ids) => {
+                let mut statuses = Vec::with_capacity(ids.len());
+                for id in ids {
+                    statuses.extend(self.pool_status(tenant, Some(*id), now).await?);
+                }
+                statuses
+            }
+        };
         // The products whose free seats matter: the ones shown, and the members their plans
         // bring along.
-        let relevant: Option<Vec<ProductId>> = only.map(|id| {
-            let mut ids = vec![id];
-            if let Some(p) = products.iter().find(|p| p.id == id) {
-                ids.extend(p.plan_members.iter().copied());
+        let relevant: Option<Vec<ProductId>> = only.map(|ids| {
+            let mut relevant = ids.to_vec();
+            for p in products.iter().filter(|p| ids.contains(&p.id)) {
+                relevant.extend(p.plan_members.iter().copied());
             }
-            ids
+            relevant.sort_unstable();
+            relevant.dedup();
+            relevant
         });
         let held: Vec<ProductId> = sqlx::query_scalar(
             "SELECT DISTINCT product_id FROM seats WHERE tenant_id = $1 AND holder_id = $2 \
@@ -353,7 +364,10 @@ impl Store {
             })
         };
         let mut views = Vec::with_capacity(products.len());
-        for product in products.iter().filter(|p| only.is_none_or(|id| p.id == id)) {
+        for product in products
+            .iter()
+            .filter(|p| only.is_none_or(|ids| ids.contains(&p.id)))
+        {
             let status = statuses
                 .iter()
                 .find(|s| s.product == product.id)

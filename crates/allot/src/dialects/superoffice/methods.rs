@@ -752,16 +752,14 @@ async fn third_party(
             }
         }
     }
+    // Only the owner's pools are read: the answer is the owner's links.
     let views = state
         .ledger
-        .user_view(caller.tenant, &UserRef::Id(user.id))
+        .user_owner_view(caller.tenant, &UserRef::Id(user.id), &owner)
         .await?;
-    let products: Vec<Product> = views.iter().map(|v| v.product.clone()).collect();
+    let products = state.ledger.products(caller.tenant).await?;
     let catalog = Catalog::new(&products);
-    let mine: Vec<&UserProductView> = views
-        .iter()
-        .filter(|v| v.product.owner.eq_ignore_ascii_case(&owner))
-        .collect();
+    let mine: Vec<&UserProductView> = views.iter().collect();
     if mine.is_empty() {
         return Ok(Answer::NotFound);
     }
