@@ -1,8 +1,7 @@
-//! Group commit: single commands from many callers share one write transaction.
+//! Group commit (SQLite): the commands of many callers share one write transaction.
 //!
-//! A commit is the expensive part of a write (an fsync on SQLite with `synchronous=FULL`, a WAL
-//! flush and a round trip on PostgreSQL), and a command alone is a handful of index seeks. So
-//! callers queue their command and a committer task takes whatever has queued up (up to
+//! A commit is the expensive part of a write (an fsync with `synchronous=FULL`), and a command
+//! alone is a handful of index seeks. So callers queue their commands and a committer task takes whatever has queued up (up to
 //! [`MAX_BATCH`]), runs each command under its own savepoint in one transaction, commits once,
 //! and only then answers each caller with its own command's outcome. Under light load a batch is
 //! one command and nothing waits; under heavy load the batches grow by themselves.
@@ -30,11 +29,13 @@ const MAX_BATCH: usize = 128;
 /// Commands waiting for a committer; past this, callers wait to enqueue (back-pressure).
 const QUEUE_DEPTH: usize = 8192;
 
+/// One caller's commands (one, or the batch [`Store::apply`](super::Store::apply) was given),
+/// each run under its own savepoint, answered together.
 struct Job {
     ctx: Context,
-    command: Command,
+    commands: Vec<Command>,
     now: i64,
-    reply: oneshot::Sender<Result<Outcome, LedgerError>>,
+    reply: oneshot::Sender<Result<Vec<Result<Outcome, LedgerError>>, StoreError>>,
 }
 
 pub(crate) struct GroupCommit {
@@ -81,40 +82,44 @@ impl GroupCommit {
         }
     }
 
-    pub async fn execute(
+    /// Applies `commands`, each under its own savepoint, in a transaction shared with other
+    /// callers' commands; answered after that transaction committed. `Err` means the store
+    /// failed and none of them was applied.
+    pub async fn apply(
         &self,
         ctx: Context,
-        command: Command,
+        commands: Vec<Command>,
         now: i64,
-    ) -> Result<Outcome, LedgerError> {
+    ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             ctx,
-            command,
+            commands,
             now,
             reply,
         };
         if self.queue.send(job).await.is_err() {
-            return Err(StoreError::Closed.into());
+            return Err(StoreError::Closed);
         }
         // The committer answers every job it takes; a dropped reply means it died mid-batch,
-        // before the commit, so nothing of the command was applied.
-        answer
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Closed.into()))
+        // before the commit, so none of the commands was applied.
+        answer.await.unwrap_or(Err(StoreError::Closed))
     }
 }
 
 /// Takes the next batch off the queue: waits for one job, then takes whatever else is already
-/// there, without waiting for more.
+/// there (up to [`MAX_BATCH`] commands), without waiting for more.
 async fn next_batch(jobs: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
     let mut jobs = jobs.lock().await;
     let first = jobs.recv().await?;
-    let mut batch = Vec::with_capacity(MAX_BATCH.min(jobs.len() + 1));
-    batch.push(first);
-    while batch.len() < MAX_BATCH {
+    let mut commands = first.commands.len();
+    let mut batch = vec![first];
+    while commands < MAX_BATCH {
         match jobs.try_recv() {
-            Ok(job) => batch.push(job),
+            Ok(job) => {
+                commands += job.commands.len();
+                batch.push(job);
+            }
             Err(_) => break,
         }
     }
@@ -128,40 +133,31 @@ async fn committer(
     stats: Arc<Counters>,
 ) {
     while let Some(batch) = next_batch(&jobs).await {
-        tracing::trace!(size = batch.len(), "group commit");
+        let commands: usize = batch.iter().map(|job| job.commands.len()).sum();
+        tracing::trace!(callers = batch.len(), commands, "group commit");
         stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats
-            .commands
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats.commands.fetch_add(commands as u64, Ordering::Relaxed);
         match commit_with_retries(&pool, backend, &batch).await {
             Ok(outcomes) => answer(batch, outcomes),
             Err(_) if batch.len() > 1 => {
-                // Find the command that broke the transaction by giving each its own.
+                // Find the caller whose commands broke the transaction by giving each its own.
                 for job in batch {
-                    let outcome = commit_with_retries(&pool, backend, std::slice::from_ref(&job))
-                        .await
-                        .map(|mut outcomes| outcomes.pop())
-                        .map_err(LedgerError::from);
-                    let outcome = match outcome {
-                        Ok(Some(outcome)) => outcome,
-                        Ok(None) => Err(StoreError::Corrupt("no outcome".into()).into()),
-                        Err(e) => Err(e),
-                    };
-                    let _ = job.reply.send(outcome);
+                    let outcomes =
+                        commit_with_retries(&pool, backend, std::slice::from_ref(&job)).await;
+                    let _ = job.reply.send(outcomes);
                 }
             }
             Err(e) => {
-                let e = LedgerError::from(e);
                 for job in batch {
-                    let _ = job.reply.send(Err(e.clone()));
+                    let _ = job.reply.send(Err(StoreError::Corrupt(e.to_string())));
                 }
             }
         }
     }
 }
 
-/// Runs the batch in one transaction, again from the start when PostgreSQL aborted it as a
-/// serialization failure or deadlock.
+/// Runs the batch in one transaction, again from the start when the store reports a transient
+/// failure (a serialization failure or deadlock).
 async fn commit_with_retries(
     pool: &AnyPool,
     backend: Backend,
@@ -169,10 +165,12 @@ async fn commit_with_retries(
 ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
     let items: Vec<Item<'_>> = batch
         .iter()
-        .map(|job| Item {
-            ctx: &job.ctx,
-            command: &job.command,
-            now: job.now,
+        .flat_map(|job| {
+            job.commands.iter().map(|command| Item {
+                ctx: &job.ctx,
+                command,
+                now: job.now,
+            })
         })
         .collect();
     let mut attempt = 0;
@@ -188,13 +186,17 @@ async fn commit_with_retries(
     }
 }
 
+/// Hands each caller its own commands' outcomes, in order.
 fn answer(batch: Vec<Job>, outcomes: Vec<Result<Outcome, LedgerError>>) {
     let mut outcomes = outcomes.into_iter();
     for job in batch {
-        let outcome = outcomes
-            .next()
-            .unwrap_or_else(|| Err(StoreError::Corrupt("no outcome".into()).into()));
-        // A caller that went away (its request timed out) still had its command applied.
-        let _ = job.reply.send(outcome);
+        let mine: Vec<_> = outcomes.by_ref().take(job.commands.len()).collect();
+        let answer = if mine.len() == job.commands.len() {
+            Ok(mine)
+        } else {
+            Err(StoreError::Corrupt("fewer outcomes than commands".into()))
+        };
+        // A caller that went away (its request timed out) still had its commands applied.
+        let _ = job.reply.send(answer);
     }
 }

@@ -272,7 +272,11 @@ impl Store {
         commands: &[Command],
         now: i64,
     ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
-        self.apply_with(ctx, commands, now, false).await
+        match &self.group {
+            // SQLite: shared with other callers' commands (group commit).
+            Some(group) => group.apply(ctx.clone(), commands.to_vec(), now).await,
+            None => self.apply_with(ctx, commands, now, false).await,
+        }
     }
 
     /// Like [`Store::apply`], but the first command a rule refuses rolls the whole batch back:
@@ -325,23 +329,20 @@ impl Store {
         self.group.as_ref().map(|g| g.stats()).unwrap_or_default()
     }
 
-    /// Applies one command through the group committer: it shares a transaction (and so a
-    /// commit, one fsync) with the commands of other callers queued at the same moment, each
-    /// under its own savepoint. Answered only after that transaction has committed.
+    /// Applies one command. On SQLite it goes through the group committer: it shares a
+    /// transaction (and so a commit, one fsync) with the commands of other callers queued at the
+    /// same moment, each under its own savepoint, and is answered only after that transaction
+    /// has committed.
     pub async fn execute(
         &self,
         ctx: Context,
         command: Command,
         now: i64,
     ) -> Result<Outcome, LedgerError> {
-        match &self.group {
-            Some(group) => group.execute(ctx, command, now).await,
-            None => self
-                .apply(&ctx, std::slice::from_ref(&command), now)
-                .await?
-                .pop()
-                .unwrap_or_else(|| Err(StoreError::Corrupt("no outcome".into()).into())),
-        }
+        self.apply(&ctx, std::slice::from_ref(&command), now)
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("no outcome".into()).into()))
     }
 
     /// Runs one write transaction that is not a tenant command: creating a tenant, with the
