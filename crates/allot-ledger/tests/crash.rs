@@ -14,7 +14,7 @@ use common::TestDb;
 
 const CHILD_ENV: &str = "ALLOT_CRASH_CHILD_DB";
 /// How many acknowledged operations the parent waits for before it kills the child.
-const KILL_AFTER: usize = 150;
+const KILL_AFTER: usize = 400;
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -38,45 +38,67 @@ fn main() {
     println!("crash: {passed} passed, 0 failed");
 }
 
-/// The child: an endless stream of operations, each acknowledged on stdout only after commit.
+/// Concurrent writers in the child, so that SQLite's group committer runs batches of several
+/// callers when the kill comes.
+const CHILD_WRITERS: u64 = 16;
+
+/// The child: endless streams of operations from concurrent writers, each acknowledged on
+/// stdout only after its commit returned; now and then the store's commit statistics.
 async fn child(url: &str) {
     let ledger = Ledger::open(url).await.expect("child opens store");
     let tenant = ledger.tenant("crash").await.unwrap().expect("tenant");
-    let mut op = 0u64;
-    loop {
-        op += 1;
-        let ctx = Context {
-            request_id: Some(format!("op-{op}")),
-            ..Context::new(tenant.id, "crash-child")
-        };
-        let user = UserRef::Login(format!("u{}", op % 40));
-        let product = ProductRef::named(
-            "SuperOffice",
-            if op.is_multiple_of(3) { "web" } else { "crm" },
-        );
-        let command = match op % 5 {
-            0 => Command::CreateUser(NewUser::named(&format!("extra{op}"))),
-            1 | 2 => Command::Assign { user, product },
-            3 => Command::Unassign { user, product },
-            _ => Command::LogOn {
-                user,
-                client: ClientKind::Windows,
-                device: format!("pc{op}"),
-                product: None,
-                lease_seconds: 600,
-            },
-        };
-        match ledger.execute(&ctx, command).await {
-            // Acknowledged only when the commit returned and something changed (a no-op writes
-            // nothing, so there would be nothing to find).
-            Ok(outcome) if outcome.changed() > 0 => println!("ACK {op}"),
-            Ok(_)
-            | Err(LedgerError::NoSeatFree { .. })
-            | Err(LedgerError::PrerequisiteMissing { .. }) => {
-                println!("NOOP {op}")
+    let mut writers = Vec::new();
+    for writer in 0..CHILD_WRITERS {
+        let ledger = ledger.clone();
+        writers.push(tokio::spawn(async move {
+            let mut op = writer;
+            loop {
+                op += CHILD_WRITERS;
+                child_op(&ledger, tenant.id, op).await;
+                if op.is_multiple_of(50) {
+                    let stats = ledger.commit_stats();
+                    println!("STATS {} {}", stats.batches, stats.commands);
+                }
             }
-            Err(e) => panic!("child op {op} failed: {e:?}"),
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+}
+
+async fn child_op(ledger: &Ledger, tenant: TenantId, op: u64) {
+    let ctx = Context {
+        request_id: Some(format!("op-{op}")),
+        ..Context::new(tenant, "crash-child")
+    };
+    let user = UserRef::Login(format!("u{}", op % 40));
+    let product = ProductRef::named(
+        "SuperOffice",
+        if op.is_multiple_of(3) { "web" } else { "crm" },
+    );
+    let command = match op % 5 {
+        0 => Command::CreateUser(NewUser::named(&format!("extra{op}"))),
+        1 | 2 => Command::Assign { user, product },
+        3 => Command::Unassign { user, product },
+        _ => Command::LogOn {
+            user,
+            client: ClientKind::Windows,
+            device: format!("pc{op}"),
+            product: None,
+            lease_seconds: 600,
+        },
+    };
+    match ledger.execute(&ctx, command).await {
+        // Acknowledged only when the commit returned and something changed (a no-op writes
+        // nothing, so there would be nothing to find).
+        Ok(outcome) if outcome.changed() > 0 => println!("ACK {op}"),
+        Ok(_)
+        | Err(LedgerError::NoSeatFree { .. })
+        | Err(LedgerError::PrerequisiteMissing { .. }) => {
+            println!("NOOP {op}")
         }
+        Err(e) => panic!("child op {op} failed: {e:?}"),
     }
 }
 
@@ -111,6 +133,8 @@ async fn crash_and_recover(db: &TestDb) {
         .expect("spawn child");
     let stdout = BufReader::new(child.stdout.take().expect("child stdout"));
     let mut acked = Vec::new();
+    // The child's last commit statistics: (transactions, commands in them).
+    let mut grouped = (0u64, 0u64);
     let mut seen = 0;
     let started = Instant::now();
     for line in stdout.lines() {
@@ -118,6 +142,13 @@ async fn crash_and_recover(db: &TestDb) {
         seen += 1;
         if let Some(op) = line.strip_prefix("ACK ") {
             acked.push(op.parse::<u64>().expect("op number"));
+        }
+        if let Some(stats) = line.strip_prefix("STATS ") {
+            let (batches, commands) = stats.split_once(' ').expect("two numbers");
+            grouped = (
+                batches.parse::<u64>().unwrap(),
+                commands.parse::<u64>().unwrap(),
+            );
         }
         if seen >= KILL_AFTER {
             break;
@@ -139,6 +170,13 @@ async fn crash_and_recover(db: &TestDb) {
         "too few acknowledged operations: {}",
         acked.len()
     );
+    if url.starts_with("sqlite") {
+        // The kill came while commands were being committed in shared transactions.
+        assert!(
+            grouped.1 > grouped.0,
+            "no group commit happened in the child: {grouped:?}"
+        );
+    }
 
     let ledger = Ledger::open(&url).await.expect("reopen after crash");
     let tenant = ledger
