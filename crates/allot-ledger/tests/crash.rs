@@ -47,10 +47,9 @@ const CHILD_WRITERS: u64 = 16;
 async fn child(url: &str) {
     let ledger = Ledger::open(url).await.expect("child opens store");
     let tenant = ledger.tenant("crash").await.unwrap().expect("tenant");
-    let mut writers = Vec::new();
     for writer in 0..CHILD_WRITERS {
         let ledger = ledger.clone();
-        writers.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             let mut op = writer;
             loop {
                 op += CHILD_WRITERS;
@@ -60,11 +59,10 @@ async fn child(url: &str) {
                     println!("STATS {} {}", stats.batches, stats.commands);
                 }
             }
-        }));
+        });
     }
-    for writer in writers {
-        writer.await.expect("writer");
-    }
+    // The writers run until the parent kills the process.
+    std::future::pending::<()>().await;
 }
 
 async fn child_op(ledger: &Ledger, tenant: TenantId, op: u64) {
