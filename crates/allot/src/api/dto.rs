@@ -53,7 +53,7 @@ pub struct Page<T> {
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     pub after: Option<i64>,
-    /// At most 1000 [default: 100].
+    /// Page size [default: 100]; clamped to 1..=1000.
     pub limit: Option<i64>,
 }
 
@@ -113,6 +113,10 @@ pub struct NewTokenRequest {
     pub role: Role,
     /// For the `user` role: the user the token acts as.
     pub user: Option<Key>,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub label: String,
     /// Lifetime in hours [default: 720].
@@ -122,7 +126,13 @@ pub struct NewTokenRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLoginRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub login: String,
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
     pub role: Role,
     pub user: Option<Key>,
@@ -131,14 +141,26 @@ pub struct NewLoginRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordRequest {
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenantRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub admin_login: String,
+    #[schema(min_length = 8, max_length = 1024)]
     pub admin_password: String,
 }
 
@@ -149,10 +171,28 @@ fn default_kind() -> ProductKind {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProductRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub owner: String,
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub description: String,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub tooltip: String,
     #[serde(default = "default_kind")]
@@ -179,7 +219,15 @@ pub struct NewProductRequest {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatchRequest {
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub description: Option<String>,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub tooltip: Option<String>,
     pub unrestricted: Option<bool>,
     pub hidden: Option<bool>,
@@ -213,11 +261,16 @@ fn double_option_time<'de, D: serde::Deserializer<'de>>(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddSeatsRequest {
+    #[schema(minimum = 1, maximum = 100_000)]
     pub count: i64,
     #[serde(default)]
     pub trial: bool,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub transaction_id: Option<String>,
     /// A company whose own pool the seats belong to (tenant-wide when absent).
     pub company: Option<Key>,
@@ -235,7 +288,13 @@ pub struct ProductWithStatus {
 #[serde(deny_unknown_fields)]
 pub struct NewUserRequest {
     /// The integer id (SuperOffice AssociateId) to use; allocated when absent.
+    #[schema(minimum = 1)]
     pub id: Option<i64>,
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub login: String,
     #[serde(default)]
     pub first_name: String,
@@ -247,12 +306,18 @@ pub struct NewUserRequest {
     pub license_mode: Option<LicenseMode>,
     pub user_type: Option<String>,
     /// Also create a password login for the user (role `user`).
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatchRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub login: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
@@ -279,9 +344,22 @@ pub struct SeatUserRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub hardware_id: String,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub computer_name: String,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub operating_system: String,
 }
@@ -289,6 +367,11 @@ pub struct ActivateRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCompanyRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
     pub pool_mode: PoolMode,
 }
@@ -296,6 +379,11 @@ pub struct NewCompanyRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompanyPatchRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: Option<String>,
     pub pool_mode: Option<PoolMode>,
 }
@@ -316,10 +404,15 @@ fn default_lease() -> i64 {
 pub struct LogOnRequest {
     pub user: Key,
     pub client: ClientKind,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub device: String,
     /// A floating product to hold a seat of while the session lives.
     pub product: Option<Key>,
+    #[schema(minimum = 1, maximum = 604_800)]
     #[serde(default = "default_lease")]
     pub lease_seconds: i64,
 }
@@ -354,6 +447,7 @@ impl From<Lease> for SessionLease {
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     pub lease_token: String,
+    #[schema(minimum = 1, maximum = 604_800)]
     #[serde(default = "default_lease")]
     pub lease_seconds: i64,
 }

@@ -25,6 +25,7 @@ pub struct SeatQuery {
     pub activated: Option<bool>,
     /// Cursor: the `next` of the previous page.
     pub after: Option<i64>,
+    /// Page size [default: 100]; clamped to 1..=1000.
     pub limit: Option<i64>,
 }
 

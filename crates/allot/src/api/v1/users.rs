@@ -17,6 +17,7 @@ use allot_ledger::*;
 pub struct UserQuery {
     /// Cursor: the `next` of the previous page.
     pub after: Option<i64>,
+    /// Page size [default: 100]; clamped to 1..=1000.
     pub limit: Option<i64>,
 }
 
