@@ -296,14 +296,30 @@ pub struct NewUserRequest {
         pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
     )]
     pub login: String,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub first_name: String,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub last_name: String,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub email: String,
     pub company: Option<Key>,
     pub license_mode: Option<LicenseMode>,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub user_type: Option<String>,
     /// Also create a password login for the user (role `user`).
     #[schema(min_length = 8, max_length = 1024)]
@@ -319,13 +335,29 @@ pub struct UserPatchRequest {
         pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
     )]
     pub login: Option<String>,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub first_name: Option<String>,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub last_name: Option<String>,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub email: Option<String>,
     /// `null` takes the user out of its company.
     #[serde(default, deserialize_with = "double_option")]
     pub company: Option<Option<Key>>,
     pub license_mode: Option<LicenseMode>,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub user_type: Option<String>,
 }
 

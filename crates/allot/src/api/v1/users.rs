@@ -193,7 +193,7 @@ pub async fn assign(
 }
 
 #[utoipa::path(delete, path = "/v1/users/{user}/assignments/{product}", tag = "users", security(("bearer" = [])),
-    params(("user" = String, Path), ("product" = String, Path)),
+    params(("user" = String, Path), ("product" = String, Path, description = "id, or owner/name (URL-encoded)", pattern = r"^(-?[0-9]+|[^/]+/.+)$")),
     responses((status = 200, body = UserProductView), (status = 404, body = ErrorBody)))]
 pub async fn unassign(
     State(state): State<AppState>,
