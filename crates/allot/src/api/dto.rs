@@ -40,6 +40,43 @@ impl Key {
     }
 }
 
+/// The document's shape of a product [`Key`]: an integer id, or `owner/name` (the server
+/// answers 422 for a name without its owner).
+fn product_key_schema() -> utoipa::openapi::schema::OneOfBuilder {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(PRODUCT_NAME_PATTERN)),
+        )
+}
+
+/// `owner/name`, or an integer id, as a string (path and query parameters, product keys).
+pub const PRODUCT_NAME_PATTERN: &str = r"^(-?[0-9]+|[^/]+/.+)$";
+
+fn product_keys_schema() -> utoipa::openapi::schema::ArrayBuilder {
+    utoipa::openapi::schema::ArrayBuilder::new().items(product_key_schema())
+}
+
+fn nullable_product_key_schema() -> utoipa::openapi::schema::OneOfBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    product_key_schema().item(ObjectBuilder::new().schema_type(Type::Null))
+}
+
+/// The roles a tenant's login may have (operators are server-wide: `allot operator`).
+fn tenant_role_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["admin", "reader", "user"]))
+}
+
 /// One page of a list, and the cursor for the next (absent on the last page).
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
@@ -134,6 +171,7 @@ pub struct NewLoginRequest {
     pub login: String,
     #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
+    #[schema(schema_with = tenant_role_schema)]
     pub role: Role,
     pub user: Option<Key>,
 }
@@ -205,13 +243,16 @@ pub struct NewProductRequest {
     pub sort_order: i64,
     #[serde(default)]
     pub extra_flags: i64,
+    #[schema(schema_with = product_keys_schema)]
     #[serde(default)]
     pub plan_members: Vec<Key>,
+    #[schema(schema_with = nullable_product_key_schema)]
     pub prerequisite: Option<Key>,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
     #[serde(default)]
     pub trial: bool,
+    #[schema(minimum = 0, maximum = 100_000)]
     #[serde(default)]
     pub seats: i64,
 }
@@ -233,8 +274,10 @@ pub struct ProductPatchRequest {
     pub hidden: Option<bool>,
     pub sort_order: Option<i64>,
     pub extra_flags: Option<i64>,
+    #[schema(schema_with = product_keys_schema)]
     pub plan_members: Option<Vec<Key>>,
     /// `null` removes the prerequisite; absent leaves it.
+    #[schema(schema_with = nullable_product_key_schema)]
     #[serde(default, deserialize_with = "double_option")]
     pub prerequisite: Option<Option<Key>>,
     #[serde(default, deserialize_with = "double_option_time")]
@@ -364,6 +407,7 @@ pub struct UserPatchRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignmentRequest {
+    #[schema(schema_with = product_key_schema)]
     pub product: Key,
 }
 
@@ -371,6 +415,13 @@ pub struct AssignmentRequest {
 #[serde(deny_unknown_fields)]
 pub struct SeatUserRequest {
     pub user: Option<Key>,
+}
+
+/// A grant names the user the seat goes to.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRequest {
+    pub user: Key,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -443,6 +494,7 @@ pub struct LogOnRequest {
     #[serde(default)]
     pub device: String,
     /// A floating product to hold a seat of while the session lives.
+    #[schema(schema_with = nullable_product_key_schema)]
     pub product: Option<Key>,
     #[schema(minimum = 1, maximum = 604_800)]
     #[serde(default = "default_lease")]

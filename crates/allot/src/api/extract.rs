@@ -36,6 +36,14 @@ where
         // JSON (and JSON Schema's `integer`) does not tell 2 from 2.0: whole-numbered floats are
         // read as integers, then the body is bound as usual.
         let Json(mut value) = Json::<serde_json::Value>::from_request(req, state).await?;
+        // Every request body is an object (serde would also bind a struct from an array).
+        if !value.is_object() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "the body is a JSON object",
+            ));
+        }
         integral_floats_as_integers(&mut value);
         let body = serde_json::to_vec(&value).unwrap_or_default();
         let Json(value) = Json::<T>::from_bytes(&body)?;

@@ -1151,6 +1151,19 @@ async fn whole_numbered_floats_bind_as_integers() {
         (r.status, code(&r)),
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
     );
+    // A body is an object: serde alone would bind a struct from an array, field by field.
+    let r = app
+        .call(
+            "PATCH",
+            "/v1/companies/1",
+            Some(&t),
+            Some(json!([null, null])),
+        )
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+    );
 }
 
 /// The request bodies declare what the server enforces, so a client generated from the document

@@ -27,6 +27,8 @@ pub struct AuditQuery {
     pub until: Option<OffsetDateTime>,
     pub actor: Option<String>,
     pub user: Option<String>,
+    /// id, or owner/name.
+    #[param(pattern = r"^(-?[0-9]+|[^/]+/.+)$")]
     pub product: Option<String>,
     pub seat: Option<Uuid>,
     /// Page size [default: 100]; clamped to 1..=1000.
