@@ -57,6 +57,7 @@ pub fn new_token() -> (String, String) {
 
 /// Shortest password accepted for a login.
 pub const MIN_PASSWORD: usize = 8;
+/// Longest password, in characters (at most 4 KiB of UTF-8 to hash).
 pub const MAX_PASSWORD: usize = 1024;
 
 /// Password verifications queued beyond the running ones before further attempts are answered
@@ -134,7 +135,8 @@ impl Passwords {
 
     /// Hashes a new password (waits for room: only authenticated callers set passwords).
     pub async fn hash(&self, password: &str) -> anyhow::Result<String> {
-        if password.chars().count() < MIN_PASSWORD || password.len() > MAX_PASSWORD {
+        let chars = password.chars().count();
+        if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&chars) {
             anyhow::bail!("a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters");
         }
         let password = password.to_owned();
@@ -150,7 +152,8 @@ impl Passwords {
 
     /// Checks a password against a stored hash; `Err(Busy)` when the queue is full.
     pub async fn check(&self, hash: &str, password: &str) -> Result<bool, Busy> {
-        if password.len() > MAX_PASSWORD {
+        // Characters, as when it was set (the OpenAPI schema's maxLength counts them too).
+        if password.len() > 4 * MAX_PASSWORD || password.chars().count() > MAX_PASSWORD {
             return Ok(false);
         }
         let (hash, password) = (hash.to_owned(), password.to_owned());
@@ -632,5 +635,17 @@ mod tests {
         // The decoy hash parses, so unknown logins take the same path as known ones.
         assert!(PasswordHash::new(DUMMY_HASH).is_ok());
         assert!(!p.verify(DUMMY_HASH, "anything").await);
+    }
+
+    /// The length bounds count characters, as the OpenAPI schema's minLength/maxLength do: a
+    /// 1024-character password of multi-byte characters is set and then verifies.
+    #[tokio::test]
+    async fn password_length_counts_characters() {
+        let p = Passwords::new(1);
+        let longest = "é".repeat(MAX_PASSWORD);
+        let hash = p.hash(&longest).await.unwrap();
+        assert!(p.verify(&hash, &longest).await);
+        assert!(p.hash(&"é".repeat(MAX_PASSWORD + 1)).await.is_err());
+        assert!(p.hash(&"é".repeat(MIN_PASSWORD)).await.is_ok());
     }
 }

@@ -40,6 +40,43 @@ impl Key {
     }
 }
 
+/// The document's shape of a product [`Key`]: an integer id, or `owner/name` (the server
+/// answers 422 for a name without its owner).
+fn product_key_schema() -> utoipa::openapi::schema::OneOfBuilder {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(PRODUCT_NAME_PATTERN)),
+        )
+}
+
+/// `owner/name`, or an integer id, as a string (path and query parameters, product keys).
+pub const PRODUCT_NAME_PATTERN: &str = r"^(-?[0-9]+|[^/]+/.+)$";
+
+fn product_keys_schema() -> utoipa::openapi::schema::ArrayBuilder {
+    utoipa::openapi::schema::ArrayBuilder::new().items(product_key_schema())
+}
+
+fn nullable_product_key_schema() -> utoipa::openapi::schema::OneOfBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    product_key_schema().item(ObjectBuilder::new().schema_type(Type::Null))
+}
+
+/// The roles a tenant's login may have (operators are server-wide: `allot operator`).
+fn tenant_role_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["admin", "reader", "user"]))
+}
+
 /// One page of a list, and the cursor for the next (absent on the last page).
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
@@ -53,7 +90,7 @@ pub struct Page<T> {
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     pub after: Option<i64>,
-    /// At most 1000 [default: 100].
+    /// Page size [default: 100]; clamped to 1..=1000.
     pub limit: Option<i64>,
 }
 
@@ -113,6 +150,10 @@ pub struct NewTokenRequest {
     pub role: Role,
     /// For the `user` role: the user the token acts as.
     pub user: Option<Key>,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub label: String,
     /// Lifetime in hours [default: 720].
@@ -122,8 +163,15 @@ pub struct NewTokenRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLoginRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub login: String,
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
+    #[schema(schema_with = tenant_role_schema)]
     pub role: Role,
     pub user: Option<Key>,
 }
@@ -131,14 +179,26 @@ pub struct NewLoginRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordRequest {
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenantRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub admin_login: String,
+    #[schema(min_length = 8, max_length = 1024)]
     pub admin_password: String,
 }
 
@@ -149,10 +209,28 @@ fn default_kind() -> ProductKind {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProductRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub owner: String,
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub description: String,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub tooltip: String,
     #[serde(default = "default_kind")]
@@ -165,13 +243,16 @@ pub struct NewProductRequest {
     pub sort_order: i64,
     #[serde(default)]
     pub extra_flags: i64,
+    #[schema(schema_with = product_keys_schema)]
     #[serde(default)]
     pub plan_members: Vec<Key>,
+    #[schema(schema_with = nullable_product_key_schema)]
     pub prerequisite: Option<Key>,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
     #[serde(default)]
     pub trial: bool,
+    #[schema(minimum = 0, maximum = 100_000)]
     #[serde(default)]
     pub seats: i64,
 }
@@ -179,14 +260,24 @@ pub struct NewProductRequest {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatchRequest {
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub description: Option<String>,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub tooltip: Option<String>,
     pub unrestricted: Option<bool>,
     pub hidden: Option<bool>,
     pub sort_order: Option<i64>,
     pub extra_flags: Option<i64>,
+    #[schema(schema_with = product_keys_schema)]
     pub plan_members: Option<Vec<Key>>,
     /// `null` removes the prerequisite; absent leaves it.
+    #[schema(schema_with = nullable_product_key_schema)]
     #[serde(default, deserialize_with = "double_option")]
     pub prerequisite: Option<Option<Key>>,
     #[serde(default, deserialize_with = "double_option_time")]
@@ -213,11 +304,16 @@ fn double_option_time<'de, D: serde::Deserializer<'de>>(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddSeatsRequest {
+    #[schema(minimum = 1, maximum = 100_000)]
     pub count: i64,
     #[serde(default)]
     pub trial: bool,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub transaction_id: Option<String>,
     /// A company whose own pool the seats belong to (tenant-wide when absent).
     pub company: Option<Key>,
@@ -235,38 +331,83 @@ pub struct ProductWithStatus {
 #[serde(deny_unknown_fields)]
 pub struct NewUserRequest {
     /// The integer id (SuperOffice AssociateId) to use; allocated when absent.
+    #[schema(minimum = 1)]
     pub id: Option<i64>,
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub login: String,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub first_name: String,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub last_name: String,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub email: String,
     pub company: Option<Key>,
     pub license_mode: Option<LicenseMode>,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub user_type: Option<String>,
     /// Also create a password login for the user (role `user`).
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatchRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub login: Option<String>,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub first_name: Option<String>,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub last_name: Option<String>,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub email: Option<String>,
     /// `null` takes the user out of its company.
     #[serde(default, deserialize_with = "double_option")]
     pub company: Option<Option<Key>>,
     pub license_mode: Option<LicenseMode>,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     pub user_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignmentRequest {
+    #[schema(schema_with = product_key_schema)]
     pub product: Key,
 }
 
@@ -276,12 +417,32 @@ pub struct SeatUserRequest {
     pub user: Option<Key>,
 }
 
+/// A grant names the user the seat goes to.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRequest {
+    pub user: Key,
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub hardware_id: String,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub computer_name: String,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub operating_system: String,
 }
@@ -289,6 +450,11 @@ pub struct ActivateRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCompanyRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
     pub pool_mode: PoolMode,
 }
@@ -296,6 +462,11 @@ pub struct NewCompanyRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompanyPatchRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: Option<String>,
     pub pool_mode: Option<PoolMode>,
 }
@@ -316,10 +487,16 @@ fn default_lease() -> i64 {
 pub struct LogOnRequest {
     pub user: Key,
     pub client: ClientKind,
+    #[schema(
+        max_length = 400,
+        pattern = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$"
+    )]
     #[serde(default)]
     pub device: String,
     /// A floating product to hold a seat of while the session lives.
+    #[schema(schema_with = nullable_product_key_schema)]
     pub product: Option<Key>,
+    #[schema(minimum = 1, maximum = 604_800)]
     #[serde(default = "default_lease")]
     pub lease_seconds: i64,
 }
@@ -354,6 +531,7 @@ impl From<Lease> for SessionLease {
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     pub lease_token: String,
+    #[schema(minimum = 1, maximum = 604_800)]
     #[serde(default = "default_lease")]
     pub lease_seconds: i64,
 }

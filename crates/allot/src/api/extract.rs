@@ -33,8 +33,41 @@ where
                 "JSON bodies are UTF-8; send application/json without another charset",
             ));
         }
-        let Json(value) = Json::<T>::from_request(req, state).await?;
+        // JSON (and JSON Schema's `integer`) does not tell 2 from 2.0: whole-numbered floats are
+        // read as integers, then the body is bound as usual.
+        let Json(mut value) = Json::<serde_json::Value>::from_request(req, state).await?;
+        // Every request body is an object (serde would also bind a struct from an array).
+        if !value.is_object() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "the body is a JSON object",
+            ));
+        }
+        integral_floats_as_integers(&mut value);
+        let body = serde_json::to_vec(&value).unwrap_or_default();
+        let Json(value) = Json::<T>::from_bytes(&body)?;
         Ok(ApiJson(value))
+    }
+}
+
+/// Rewrites every float with no fractional part that fits an `i64` (`2519.0`, `1e3`) as that
+/// integer.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f >= i64::MIN as f64
+                && f < i64::MAX as f64
+            {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
     }
 }
 

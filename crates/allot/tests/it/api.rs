@@ -1114,6 +1114,92 @@ fn openapi_declares_every_path_parameter_error_status_and_query_filter() {
     );
 }
 
+/// JSON does not tell 2 from 2.0, and JSON Schema calls both an integer: a whole-numbered float
+/// binds to an integer field; a fractional one is still refused.
+#[tokio::test]
+async fn whole_numbered_floats_bind_as_integers() {
+    let app = TestApp::new().await;
+    let t = app.admin_token().await;
+    let r = app
+        .call(
+            "POST",
+            "/v1/products",
+            Some(&t),
+            Some(json!({ "owner": "Float", "name": "whole", "seats": 2.0 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = app
+        .call(
+            "PUT",
+            "/v1/license-settings",
+            Some(&t),
+            Some(json!({ "validity_seconds": 3.6e3 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["validity_seconds"], 3600);
+    let r = app
+        .call(
+            "POST",
+            "/v1/products",
+            Some(&t),
+            Some(json!({ "owner": "Float", "name": "half", "seats": 2.5 })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+    );
+    // A body is an object: serde alone would bind a struct from an array, field by field.
+    let r = app
+        .call(
+            "PATCH",
+            "/v1/companies/1",
+            Some(&t),
+            Some(json!([null, null])),
+        )
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+    );
+}
+
+/// The request bodies declare what the server enforces, so a client generated from the document
+/// sends only what is accepted (issue 16 item 6; schemathesis checks the same from outside).
+#[test]
+fn openapi_declares_the_constraints_the_server_enforces() {
+    let doc: Value = serde_json::from_str(&allot::api::openapi_json()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let name = &schemas["NewProductRequest"]["properties"]["name"];
+    assert_eq!(name["minLength"], 1, "{name}");
+    assert_eq!(name["maxLength"], 400, "{name}");
+    assert!(name["pattern"].is_string(), "{name}");
+    let password = &schemas["PasswordRequest"]["properties"]["password"];
+    assert_eq!(
+        (password["minLength"].clone(), password["maxLength"].clone()),
+        (json!(8), json!(1024)),
+        "{password}"
+    );
+    let count = &schemas["AddSeatsRequest"]["properties"]["count"];
+    assert_eq!(
+        (count["minimum"].clone(), count["maximum"].clone()),
+        (json!(1), json!(100_000)),
+        "{count}"
+    );
+    let validity = &schemas["LicenseSettings"]["properties"]["validity_seconds"];
+    assert_eq!(validity["minimum"], 60, "{validity}");
+    let since = doc["paths"]["/v1/audit"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "since")
+        .unwrap()["schema"]
+        .clone();
+    assert_eq!(since["format"], "date-time", "{since}");
+}
+
 #[test]
 fn openapi_document_matches_the_snapshot() {
     let doc: Value = serde_json::from_str(&allot::api::openapi_json()).unwrap();

@@ -11,4 +11,5 @@ mod licenses;
 mod limits;
 mod msp360;
 mod msp360_e2e;
+mod schemathesis;
 mod superoffice;

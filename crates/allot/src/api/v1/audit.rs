@@ -19,16 +19,19 @@ pub struct AuditQuery {
     pub after: Option<i64>,
     /// RFC 3339 time: events at or after it.
     #[serde(default, with = "time::serde::rfc3339::option")]
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<OffsetDateTime>,
     /// RFC 3339 time: events before it.
     #[serde(default, with = "time::serde::rfc3339::option")]
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<OffsetDateTime>,
     pub actor: Option<String>,
     pub user: Option<String>,
+    /// id, or owner/name.
+    #[param(pattern = r"^(-?[0-9]+|[^/]+/.+)$")]
     pub product: Option<String>,
     pub seat: Option<Uuid>,
+    /// Page size [default: 100]; clamped to 1..=1000.
     pub limit: Option<i64>,
 }
 

@@ -97,7 +97,7 @@ pub async fn patch(
 }
 
 #[utoipa::path(put, path = "/v1/companies/{company}/quotas/{product}", tag = "companies", security(("bearer" = [])),
-    params(("company" = String, Path), ("product" = String, Path)), request_body = QuotaRequest,
+    params(("company" = String, Path), ("product" = String, Path, description = "id, or owner/name (URL-encoded)", pattern = r"^(-?[0-9]+|[^/]+/.+)$")), request_body = QuotaRequest,
     responses((status = 200, body = Changed), (status = 409, body = ErrorBody)))]
 pub async fn set_quota(
     State(state): State<AppState>,

@@ -264,7 +264,9 @@ impl utoipa::Modify for IdempotencyHeader {
                     .schema(Some(
                         ObjectBuilder::new()
                             .schema_type(Type::String)
-                            .max_length(Some(255)),
+                            .min_length(Some(1))
+                            .max_length(Some(255))
+                            .pattern(Some(r"^[\x21-\x7e]+$")),
                     ))
                     .build();
                 op.parameters

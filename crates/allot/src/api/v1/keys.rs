@@ -67,6 +67,7 @@ pub async fn rotate(
 pub struct LicenseSettings {
     /// How long a license file is valid (`exp - iat`), in seconds: 60 to 31622400; default
     /// 604800 (7 days).
+    #[schema(minimum = 60, maximum = 31_622_400)]
     pub validity_seconds: i64,
 }
 

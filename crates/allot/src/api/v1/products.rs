@@ -89,7 +89,7 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/v1/products/{product}", tag = "products", security(("bearer" = [])),
-    params(("product" = String, Path, description = "id, or owner/name (URL-encoded)")),
+    params(("product" = String, Path, description = "id, or owner/name (URL-encoded)", pattern = r"^(-?[0-9]+|[^/]+/.+)$")),
     responses((status = 200, body = ProductWithStatus), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -105,7 +105,7 @@ pub async fn get(
 }
 
 #[utoipa::path(patch, path = "/v1/products/{product}", tag = "products", security(("bearer" = [])),
-    params(("product" = String, Path)), request_body = ProductPatchRequest,
+    params(("product" = String, Path, description = "id, or owner/name (URL-encoded)", pattern = r"^(-?[0-9]+|[^/]+/.+)$")), request_body = ProductPatchRequest,
     responses((status = 200, body = ProductWithStatus), (status = 409, body = ErrorBody)))]
 pub async fn patch(
     State(state): State<AppState>,
@@ -150,7 +150,7 @@ pub async fn patch(
 }
 
 #[utoipa::path(post, path = "/v1/products/{product}/seats", tag = "products", security(("bearer" = [])),
-    params(("product" = String, Path)), request_body = AddSeatsRequest,
+    params(("product" = String, Path, description = "id, or owner/name (URL-encoded)", pattern = r"^(-?[0-9]+|[^/]+/.+)$")), request_body = AddSeatsRequest,
     responses((status = 201, body = Vec<Seat>), (status = 409, body = ErrorBody)))]
 pub async fn add_seats(
     State(state): State<AppState>,

@@ -17,6 +17,8 @@ use allot_ledger::*;
 #[serde(deny_unknown_fields)]
 pub struct SeatQuery {
     /// Product id or owner/name.
+    /// id, or owner/name.
+    #[param(pattern = r"^(-?[0-9]+|[^/]+/.+)$")]
     pub product: Option<String>,
     /// Holder: id, UUID or login.
     pub user: Option<String>,
@@ -25,6 +27,7 @@ pub struct SeatQuery {
     pub activated: Option<bool>,
     /// Cursor: the `next` of the previous page.
     pub after: Option<i64>,
+    /// Page size [default: 100]; clamped to 1..=1000.
     pub limit: Option<i64>,
 }
 
@@ -103,23 +106,17 @@ async fn seat_after(
     }
 }
 
-#[utoipa::path(post, path = "/v1/seats/{id}/grant", tag = "seats", security(("bearer" = [])), params(("id" = Uuid, Path, description = "seat id")), request_body = SeatUserRequest,
+#[utoipa::path(post, path = "/v1/seats/{id}/grant", tag = "seats", security(("bearer" = [])), params(("id" = Uuid, Path, description = "seat id")), request_body = GrantRequest,
     responses((status = 200, body = Seat), (status = 409, body = ErrorBody)))]
 pub async fn grant(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
-    ApiJson(req): ApiJson<SeatUserRequest>,
+    ApiJson(req): ApiJson<GrantRequest>,
 ) -> ApiResult<ApiJson<Seat>> {
     let tenant = caller.admin()?;
-    let Some(user) = req.user else {
-        return Err(ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            "grant needs a user",
-        ));
-    };
+    let user = req.user;
     let outcome = run(
         &state,
         &caller,

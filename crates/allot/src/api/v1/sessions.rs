@@ -137,6 +137,7 @@ pub struct SessionQuery {
     pub client: Option<ClientKind>,
     /// Cursor: the `next` of the previous page.
     pub after: Option<i64>,
+    /// Page size [default: 100]; clamped to 1..=1000.
     pub limit: Option<i64>,
 }
 

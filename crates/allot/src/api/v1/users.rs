@@ -17,6 +17,7 @@ use allot_ledger::*;
 pub struct UserQuery {
     /// Cursor: the `next` of the previous page.
     pub after: Option<i64>,
+    /// Page size [default: 100]; clamped to 1..=1000.
     pub limit: Option<i64>,
 }
 
@@ -192,7 +193,7 @@ pub async fn assign(
 }
 
 #[utoipa::path(delete, path = "/v1/users/{user}/assignments/{product}", tag = "users", security(("bearer" = [])),
-    params(("user" = String, Path), ("product" = String, Path)),
+    params(("user" = String, Path), ("product" = String, Path, description = "id, or owner/name (URL-encoded)", pattern = r"^(-?[0-9]+|[^/]+/.+)$")),
     responses((status = 200, body = UserProductView), (status = 404, body = ErrorBody)))]
 pub async fn unassign(
     State(state): State<AppState>,
