@@ -6,6 +6,7 @@
 //! through the query methods. Rules that need no database live in [`rules`]; rules that depend
 //! on state are enforced by the [`store`] inside its transactions.
 
+pub mod audit_chain;
 pub mod command;
 pub mod error;
 pub mod idempotency;
@@ -328,6 +329,24 @@ impl Ledger {
         filter: &AuditFilter,
     ) -> QueryResult<Vec<AuditEvent>> {
         Ok(self.store.audit(tenant, filter).await?)
+    }
+
+    /// The tenant's audit chain head (its last record's number, hash and time); `None` for an
+    /// unknown tenant.
+    pub async fn audit_head(
+        &self,
+        tenant: TenantId,
+    ) -> QueryResult<Option<audit_chain::AuditHead>> {
+        Ok(self.store.audit_head(tenant).await?)
+    }
+
+    /// Walks the tenant's audit chain and names the first record edited, removed or reordered;
+    /// `None` for an unknown tenant.
+    pub async fn verify_audit_chain(
+        &self,
+        tenant: TenantId,
+    ) -> QueryResult<Option<audit_chain::ChainCheck>> {
+        Ok(self.store.verify_audit_chain(tenant).await?)
     }
 
     /// Every invariant violation found in the tenant's committed state (empty: all hold).

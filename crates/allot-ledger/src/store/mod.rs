@@ -8,6 +8,7 @@
 //! row locks and constraints, and transactions that meet a serialization failure or deadlock are
 //! retried whole.
 
+mod chain;
 mod group;
 mod idempotency;
 mod keys;
@@ -245,7 +246,7 @@ impl Store {
             Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
         migrator.run(&self.writer).await?;
-        Ok(())
+        self.chain_unchained_audit().await
     }
 
     pub(crate) fn reader(&self) -> &AnyPool {

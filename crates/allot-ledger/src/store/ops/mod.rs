@@ -371,29 +371,61 @@ pub(crate) async fn flush_audit(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
     if pending.is_empty() {
         return Ok(());
     }
-    let last = bump_counter(c, env.tenant(), "last_audit_seq", pending.len() as i64).await?;
+    // One statement numbers the records and reads the chain's head (RETURNING gives the head as
+    // it was: this statement does not change it); the row stays locked until the commit.
+    let row = sqlx::query(
+        "UPDATE tenants SET last_audit_seq = last_audit_seq + $2 WHERE id = $1 \
+         RETURNING last_audit_seq, audit_head",
+    )
+    .bind(env.tenant())
+    .bind(pending.len() as i64)
+    .fetch_optional(&mut *c)
+    .await?
+    .ok_or_else(|| LedgerError::UnknownTenant(format!("#{}", env.tenant())))?;
+    let last: i64 = row.try_get(0)?;
+    let mut head: Option<String> = row.try_get(1)?;
     let first = last - pending.len() as i64 + 1;
     for (i, record) in pending.into_iter().enumerate() {
+        let row = crate::audit_chain::ChainedFields {
+            seq: first + i as i64,
+            at: env.now,
+            actor: env.ctx.actor.clone(),
+            action: record.action,
+            user_id: record.subjects.user,
+            product_id: record.subjects.product,
+            seat_uuid: record.subjects.seat.map(|u| u.to_string()),
+            company_id: record.subjects.company,
+            session_uuid: record.subjects.session.map(|u| u.to_string()),
+            detail: record.detail.to_string(),
+            request_id: env.ctx.request_id.clone(),
+        };
         sqlx::query(
             "INSERT INTO audit_events (tenant_id, seq, at, actor, action, user_id, product_id, \
-             seat_uuid, company_id, session_uuid, detail, request_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             seat_uuid, company_id, session_uuid, detail, request_id, prev_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(env.tenant())
-        .bind(first + i as i64)
-        .bind(env.now)
-        .bind(env.ctx.actor.clone())
-        .bind(record.action)
-        .bind(record.subjects.user)
-        .bind(record.subjects.product)
-        .bind(record.subjects.seat.map(|u| u.to_string()))
-        .bind(record.subjects.company)
-        .bind(record.subjects.session.map(|u| u.to_string()))
-        .bind(record.detail.to_string())
-        .bind(env.ctx.request_id.clone())
+        .bind(row.seq)
+        .bind(row.at)
+        .bind(row.actor.clone())
+        .bind(row.action.clone())
+        .bind(row.user_id)
+        .bind(row.product_id)
+        .bind(row.seat_uuid.clone())
+        .bind(row.company_id)
+        .bind(row.session_uuid.clone())
+        .bind(row.detail.clone())
+        .bind(row.request_id.clone())
+        .bind(head.clone())
         .execute(&mut *c)
         .await?;
+        head = Some(row.hash(head.as_deref()));
     }
+    sqlx::query("UPDATE tenants SET audit_head = $2 WHERE id = $1")
+        .bind(env.tenant())
+        .bind(head)
+        .execute(&mut *c)
+        .await?;
     Ok(())
 }
 
