@@ -48,14 +48,15 @@ impl ChainedFields {
     }
 }
 
-/// Where a tenant's chain stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a tenant's chain stands (`GET /v1/audit/head`), for an outside system to anchor.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AuditHead {
     /// The last record's sequence number (0: no record yet).
     pub seq: i64,
-    /// The last record's hash (`None`: no record yet).
+    /// The last record's hash, lower-case hex SHA-256 (`None`: no record yet).
     pub hash: Option<String>,
     /// When the last record was written, if any.
+    #[serde(with = "time::serde::rfc3339::option")]
     pub at: Option<time::OffsetDateTime>,
 }
 

@@ -30,7 +30,7 @@ use v1::idempotency::IdempotencyHeader;
         v1::companies::set_quota,
         v1::sessions::log_on, v1::sessions::heartbeat, v1::sessions::end, v1::sessions::log_off,
         v1::sessions::list,
-        v1::audit::list, invariants,
+        v1::audit::list, v1::audit::head, invariants,
         v1::keys::jwks, v1::keys::rotate, v1::keys::get_settings, v1::keys::put_settings,
         v1::license::user, v1::license::seat,
     ),
@@ -171,6 +171,7 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/v1/sessions/{id}", delete(sessions::end))
         .route("/v1/sessions/{id}/heartbeat", post(sessions::heartbeat))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/audit/head", get(audit::head))
         .route("/v1/keys", get(keys::jwks).post(keys::rotate))
         .route(
             "/v1/license-settings",

@@ -155,7 +155,10 @@ pub enum Cmd {
         remote: Remote,
     },
     /// The audit trail
+    #[command(args_conflicts_with_subcommands = true)]
     Audit {
+        #[command(subcommand)]
+        check: Option<AuditCmd>,
         /// RFC 3339 time or YYYY-MM-DD
         #[arg(long)]
         since: Option<String>,
@@ -176,6 +179,20 @@ pub enum Cmd {
     Verify(verify::VerifyArgs),
     /// Load-test a server and check the invariants afterwards
     Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Walk a store's tamper-evident audit chains (no server needed) and name the first record
+    /// edited, removed or reordered; exits non-zero on a break
+    Verify {
+        /// Store URL, as for serve
+        #[arg(long, env = "ALLOT_DB")]
+        db: String,
+        /// Only this tenant (by name) [default: every tenant]
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -336,6 +353,11 @@ pub struct UserSeat {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Serve(args) => serve(args).await,
+        Cmd::Audit {
+            check: Some(AuditCmd::Verify { db, tenant }),
+            remote,
+            ..
+        } => verify_audit(&db, tenant.as_deref(), remote.json).await,
         Cmd::Migrate {
             db,
             json,
@@ -428,6 +450,56 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+/// `allot audit verify`: every tenant's chain (or one), straight from the store.
+async fn verify_audit(db: &str, tenant: Option<&str>, json: bool) -> anyhow::Result<()> {
+    use allot_ledger::audit_chain::ChainCheck;
+    let ledger = Ledger::open(db).await?;
+    let tenants = match tenant {
+        Some(name) => vec![
+            ledger
+                .tenant(name)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no tenant {name:?} in this store"))?,
+        ],
+        None => ledger.tenants().await?,
+    };
+    let mut broken = 0;
+    for t in tenants {
+        let Some(check) = ledger.verify_audit_chain(t.id).await? else {
+            continue;
+        };
+        match check {
+            ChainCheck::Intact { records, head } => {
+                if json {
+                    output::json_line(&serde_json::json!({
+                        "tenant": t.name, "intact": true, "records": records, "head": head,
+                    }));
+                } else {
+                    println!(
+                        "{}: intact, {records} records, head {} at seq {}",
+                        t.name,
+                        head.hash.as_deref().unwrap_or("-"),
+                        head.seq
+                    );
+                }
+            }
+            ChainCheck::Broken { seq, reason } => {
+                broken += 1;
+                if json {
+                    output::json_line(&serde_json::json!({
+                        "tenant": t.name, "intact": false, "seq": seq, "reason": reason,
+                    }));
+                } else {
+                    println!("{}: BROKEN at record {seq}: {reason}", t.name);
+                }
+            }
+        }
+    }
+    ledger.close().await;
+    anyhow::ensure!(broken == 0, "{broken} audit chain(s) broken");
+    Ok(())
 }
 
 async fn init(
@@ -801,6 +873,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             let pools: Vec<PoolStatus> = fetch_all(&client, "/v1/pools").await?;
             out.status(&pools);
         }
+        Cmd::Audit { check: Some(_), .. } => anyhow::bail!("not an admin command"),
         Cmd::Audit { since, follow, .. } => {
             let since = since.as_deref().map(parse_time).transpose()?;
             audit(&client, &out, since.as_deref(), follow).await?;

@@ -945,3 +945,93 @@ fn an_unreachable_server_is_named_with_the_setting() {
     );
     assert!(stderr.contains("(set --url or ALLOT_URL)"), "{stderr}");
 }
+
+/// The tamper-evident audit: `GET /v1/audit/head` names the chain's last record, and
+/// `allot audit verify` on the store says the chain is intact, then, after an outside edit of one
+/// record (Python's own sqlite3), names that record and exits non-zero.
+#[tokio::test]
+async fn audit_chain_head_and_offline_verification_catch_an_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("allot.db");
+    let db = format!("sqlite://{}", file.display());
+    let server = Server::start(&db, Some("chain-admin-pass")).await;
+    let url = server.url.clone();
+    let token: Value = login(&url, "default", "admin", "chain-admin-pass")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    cli(
+        &url,
+        &token,
+        &[
+            "product",
+            "add",
+            "--owner",
+            "SuperOffice",
+            "--name",
+            "crm",
+            "--seats",
+            "2",
+        ],
+    );
+    cli(&url, &token, &["user", "add", "--login", "ann"]);
+    cli(
+        &url,
+        &token,
+        &["assign", "--user", "ann", "--product", "SuperOffice/crm"],
+    );
+    let head: Value = reqwest::Client::new()
+        .get(format!("{url}/v1/audit/head"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let trail = cli_lines(&url, &token, &["audit"]);
+    let last = trail
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(head["seq"].as_i64(), Some(last), "{head}");
+    let hash = head["hash"].as_str().unwrap();
+    assert_eq!(hash.len(), 64, "{head}");
+    server.stop();
+
+    let verify = |json: bool| {
+        let mut args = vec![
+            "audit",
+            "verify",
+            "--db",
+            db.as_str(),
+            "--tenant",
+            "default",
+        ];
+        if json {
+            args.push("--json");
+        }
+        Command::new(BIN).args(&args).output().unwrap()
+    };
+    let out = verify(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json_lines(
+        &String::from_utf8(out.stdout).unwrap(),
+        &["audit", "verify"],
+    );
+    assert_eq!(report[0]["intact"], true, "{report:?}");
+    assert_eq!(report[0]["head"]["hash"].as_str(), Some(hash));
+
+    crate::server::run_python("tamper_audit.py", &[file.to_str().unwrap(), "2"]);
+    let out = verify(false);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "an edited chain must fail: {stdout}");
+    assert!(stdout.contains("BROKEN at record 2"), "{stdout}");
+}

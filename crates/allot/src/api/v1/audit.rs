@@ -65,3 +65,18 @@ pub async fn list(
     let events = state.ledger.audit(tenant, &filter).await?;
     Ok(ApiJson(Page::of(events, limit, |e| e.seq)))
 }
+
+/// The head of the tenant's tamper-evident audit chain: the last record's sequence number and
+/// hash (each record carries its predecessor's), for an outside system to anchor.
+#[utoipa::path(get, path = "/v1/audit/head", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, body = allot_ledger::audit_chain::AuditHead)))]
+pub async fn head(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<ApiJson<allot_ledger::audit_chain::AuditHead>> {
+    let tenant = caller.reader()?;
+    match state.ledger.audit_head(tenant).await? {
+        Some(head) => Ok(ApiJson(head)),
+        None => Err(crate::api::error::ApiError::not_found("unknown tenant")),
+    }
+}
