@@ -19,6 +19,19 @@ async fn login(url: &str, tenant: &str, login: &str, password: &str) -> reqwest:
         .unwrap()
 }
 
+/// The token of a password login of the tenant `default`.
+async fn token_of(url: &str, login_name: &str, password: &str) -> String {
+    let answer: Value = login(url, "default", login_name, password)
+        .await
+        .json()
+        .await
+        .unwrap();
+    answer["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login failed: {answer}"))
+        .to_owned()
+}
+
 /// Runs an admin command of the binary against the server; returns stdout.
 fn cli(server_url: &str, token: &str, args: &[&str]) -> String {
     let out = Command::new(BIN)
@@ -337,14 +350,7 @@ async fn audit_follow_reconnects_after_a_restart_and_resumes() {
     let db = format!("sqlite://{}", dir.path().join("allot.db").display());
     let server = Server::start(&db, Some("follow-password")).await;
     let (url, port) = (server.url.clone(), server.port());
-    let token = login(&url, "default", "admin", "follow-password")
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = token_of(&url, "admin", "follow-password").await;
     cli(&url, &token, &["user", "add", "--login", "before"]);
     let mut follower = Command::new(BIN)
         .args(["audit", "--follow", "--json"])
@@ -746,14 +752,7 @@ async fn two_server_processes_on_one_postgres_never_over_allocate() {
     };
     let first = Server::start(&db.url(), Some("pg-admin-password")).await;
     let second = Server::start(&db.url(), Some("pg-admin-password")).await;
-    let token = login(&first.url, "default", "admin", "pg-admin-password")
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = token_of(&first.url, "admin", "pg-admin-password").await;
     cli(
         &first.url,
         &token,
@@ -956,12 +955,7 @@ async fn audit_chain_head_and_offline_verification_catch_an_edit() {
     let db = format!("sqlite://{}", file.display());
     let server = Server::start(&db, Some("chain-admin-pass")).await;
     let url = server.url.clone();
-    let token: Value = login(&url, "default", "admin", "chain-admin-pass")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let token = token["token"].as_str().unwrap().to_owned();
+    let token = token_of(&url, "admin", "chain-admin-pass").await;
     cli(
         &url,
         &token,
