@@ -157,13 +157,16 @@ impl Store {
         let mut prev: Option<String> = None;
         let mut expected = 1i64;
         loop {
+            // Only up to the head read first: records are never changed once written, so the
+            // walk and the head agree even while new records are being appended meanwhile.
             let rows = sqlx::query(sql(format!(
                 "SELECT {CHAIN_COLUMNS} FROM audit_events WHERE tenant_id = $1 AND seq >= $2 \
-                 ORDER BY seq LIMIT $3"
+                 AND seq <= $4 ORDER BY seq LIMIT $3"
             )))
             .bind(tenant)
             .bind(expected)
             .bind(PAGE)
+            .bind(head.seq)
             .fetch_all(self.reader())
             .await?;
             if rows.is_empty() {
