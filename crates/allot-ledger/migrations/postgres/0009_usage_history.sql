@@ -18,6 +18,9 @@ CREATE TABLE pool_usage (
     prior_total     BIGINT NOT NULL DEFAULT 0,
     prior_in_use    BIGINT NOT NULL DEFAULT 0,
     dirty           BIGINT NOT NULL DEFAULT 0 CHECK (dirty IN (0, 1)),
+    -- When the counts were last recorded: a pool's history never goes back in time, even when
+    -- ledgers with clocks a little apart share the store (a later write counts as later).
+    recorded_at     BIGINT NOT NULL DEFAULT 0,
     -- Requests refused for want of a seat, ever (a Prometheus counter).
     denied          BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, product_id)

@@ -23,13 +23,16 @@ pub(crate) struct Counts {
 pub(crate) async fn flush_usage(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
     // One statement takes the marks and says what changed: SET reads the row as it was, so
     // `prior_*` receive the counts last recorded.
-    let changed = sqlx::query(
+    let changed = sqlx::query(sql(format!(
         "UPDATE pool_usage SET dirty = 0, prior_total = recorded_total, \
-           prior_in_use = recorded_in_use, recorded_total = total, recorded_in_use = in_use \
+           prior_in_use = recorded_in_use, recorded_total = total, recorded_in_use = in_use, \
+           recorded_at = {}(recorded_at, $2) \
          WHERE tenant_id = $1 AND dirty = 1 \
-         RETURNING product_id, total, in_use, prior_total, prior_in_use",
-    )
+         RETURNING product_id, total, in_use, prior_total, prior_in_use, recorded_at",
+        greatest(env)
+    )))
     .bind(env.tenant())
+    .bind(env.now)
     .fetch_all(&mut *c)
     .await?;
     for row in changed {
@@ -43,7 +46,8 @@ pub(crate) async fn flush_usage(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
         };
         if before != after {
             let product: ProductId = row.try_get("product_id")?;
-            record(c, env, product, before, after, 0).await?;
+            let at: i64 = row.try_get("recorded_at")?;
+            record(c, env, product, at, before, after, 0).await?;
         }
     }
     Ok(())
@@ -64,44 +68,45 @@ pub(crate) fn denied_product(error: &LedgerError) -> Option<ProductId> {
 pub(crate) async fn record_denial(c: &mut Conn, env: &Env<'_>, product: ProductId) -> OpResult<()> {
     // Counts the refusal on the pool's lifetime counter and reads the counts it was refused at
     // (locking the row on PostgreSQL, so they cannot change before the buckets are written).
-    let row = sqlx::query(
-        "INSERT INTO pool_usage (tenant_id, product_id, denied) VALUES ($1, $2, 1) \
-         ON CONFLICT (tenant_id, product_id) DO UPDATE SET denied = pool_usage.denied + 1 \
-         RETURNING recorded_total, recorded_in_use",
-    )
+    let row = sqlx::query(sql(format!(
+        "INSERT INTO pool_usage (tenant_id, product_id, denied, recorded_at) VALUES ($1, $2, 1, $3) \
+         ON CONFLICT (tenant_id, product_id) DO UPDATE SET denied = pool_usage.denied + 1, \
+           recorded_at = {}(pool_usage.recorded_at, excluded.recorded_at) \
+         RETURNING recorded_total, recorded_in_use, recorded_at",
+        greatest(env)
+    )))
     .bind(env.tenant())
     .bind(product)
-    .fetch_optional(&mut *c)
+    .bind(env.now)
+    .fetch_one(&mut *c)
     .await?;
-    let now = match row {
-        Some(row) => Counts {
-            total: row.try_get("recorded_total")?,
-            in_use: row.try_get("recorded_in_use")?,
-        },
-        // A product that never had a seat.
-        None => Counts {
-            total: 0,
-            in_use: 0,
-        },
+    let counts = Counts {
+        total: row.try_get("recorded_total")?,
+        in_use: row.try_get("recorded_in_use")?,
     };
-    record(c, env, product, now, now, 1).await
+    let at: i64 = row.try_get("recorded_at")?;
+    record(c, env, product, at, counts, counts, 1).await
 }
 
-/// One upsert of the product's minute, hour and day buckets holding `env.now`: the pool went
-/// from `before` to `after` (equal for a refusal) and `denied` more requests were refused.
+fn greatest(env: &Env<'_>) -> &'static str {
+    match env.backend {
+        Backend::Postgres => "GREATEST",
+        Backend::Sqlite => "max",
+    }
+}
+
+/// One upsert of the product's minute, hour and day buckets holding `now`: the pool went from
+/// `before` to `after` (equal for a refusal) and `denied` more requests were refused.
 async fn record(
     c: &mut Conn,
     env: &Env<'_>,
     product: ProductId,
+    now: i64,
     before: Counts,
     after: Counts,
     denied: i64,
 ) -> OpResult<()> {
-    let greatest = match env.backend {
-        Backend::Postgres => "GREATEST",
-        Backend::Sqlite => "max",
-    };
-    let now = env.now;
+    let greatest = greatest(env);
     let mut values = Vec::with_capacity(STEPS.len());
     for (i, _) in STEPS.iter().enumerate() {
         let p = i * 9;
