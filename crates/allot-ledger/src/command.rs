@@ -164,6 +164,12 @@ pub struct NewUser {
     pub company: Option<CompanyRef>,
     pub license_mode: LicenseMode,
     pub user_type: String,
+    /// The identity provider's id for the user (SCIM `externalId`).
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// The name to show (SCIM `displayName`).
+    #[serde(default)]
+    pub display_name: Option<String>,
 }
 
 impl NewUser {
@@ -177,6 +183,8 @@ impl NewUser {
             company: None,
             license_mode: LicenseMode::Manual,
             user_type: "internal".to_owned(),
+            external_id: None,
+            display_name: None,
         }
     }
 }
@@ -191,6 +199,12 @@ pub struct UserPatch {
     pub company: Option<Option<CompanyRef>>,
     pub license_mode: Option<LicenseMode>,
     pub user_type: Option<String>,
+    /// `Some(None)` clears it.
+    #[serde(default)]
+    pub external_id: Option<Option<String>>,
+    /// `Some(None)` clears it.
+    #[serde(default)]
+    pub display_name: Option<Option<String>>,
 }
 
 // Commands carry password and token hashes: keep them out of logs (see `Command::redacted`).

@@ -177,6 +177,17 @@ pub struct User {
     pub license_mode: LicenseMode,
     pub retired: bool,
     pub user_type: String,
+    /// The identity provider's id for the user (SCIM `externalId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// The name to show (SCIM `displayName`), when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When the user's own fields last changed (its creation, if never).
+    #[serde(with = "time::serde::rfc3339")]
+    pub modified_at: OffsetDateTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -281,6 +292,8 @@ string_enum! {
         Reader = "reader",
         /// Its own user's sessions and licenses.
         User = "user",
+        /// An identity provider's SCIM client: `/scim/v2` and nothing else (tokens only).
+        Scim = "scim",
     }
 }
 

@@ -18,6 +18,13 @@ pub(super) async fn create_login(
         }
         .into());
     }
+    if role == Role::Scim {
+        return Err(LedgerError::Invalid {
+            field: "role",
+            reason: "a SCIM client gets a token (POST /v1/tokens), not a password login".into(),
+        }
+        .into());
+    }
     let user = match user {
         Some(u) => Some(find_user(c, env.tenant(), u).await?.user.id),
         None if role == Role::User => {
@@ -113,6 +120,13 @@ pub(super) async fn issue_token(
         return Err(LedgerError::Invalid {
             field: "role",
             reason: "operator tokens are not bound to a tenant".into(),
+        }
+        .into());
+    }
+    if role == Role::Scim && user.is_some() {
+        return Err(LedgerError::Invalid {
+            field: "user",
+            reason: "a SCIM token acts for the identity provider, not as a user".into(),
         }
         .into());
     }

@@ -163,7 +163,8 @@ impl UserRow {
 }
 
 pub(crate) const USER_COLUMNS: &str = "u.id, u.uuid, u.login, u.first_name, u.last_name, u.email, \
-     u.company_id, u.license_mode, u.retired, u.user_type, c.pool_mode AS company_mode";
+     u.company_id, u.license_mode, u.retired, u.user_type, u.external_id, u.display_name, \
+     u.created_at, COALESCE(u.modified_at, u.created_at) AS modified_at, c.pool_mode AS company_mode";
 
 pub(crate) fn user_from_row(row: &AnyRow) -> OpResult<UserRow> {
     Ok(UserRow {
@@ -178,6 +179,10 @@ pub(crate) fn user_from_row(row: &AnyRow) -> OpResult<UserRow> {
             license_mode: parse_enum(&row.try_get::<String, _>("license_mode")?)?,
             retired: row.try_get::<i64, _>("retired")? != 0,
             user_type: row.try_get("user_type")?,
+            external_id: row.try_get("external_id")?,
+            display_name: row.try_get("display_name")?,
+            created_at: rules::from_micros(row.try_get("created_at")?),
+            modified_at: rules::from_micros(row.try_get("modified_at")?),
         },
         company_mode: match row.try_get::<Option<String>, _>("company_mode")? {
             Some(mode) => Some(parse_enum(&mode)?),

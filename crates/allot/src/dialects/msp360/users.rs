@@ -186,6 +186,8 @@ pub async fn create(call: &Call<'_>) -> Result<Response, Fault> {
         company: company.map(CompanyRef::Name),
         license_mode: mode(&body)?.unwrap_or(LicenseMode::Manual),
         user_type: "internal".to_owned(),
+        external_id: None,
+        display_name: None,
     };
     match call.execute(Command::CreateUser(new)).await? {
         Outcome::User(user) => call.ok(&Out::Str(user.uuid.to_string()), "string"),
@@ -208,7 +210,7 @@ pub async fn edit(call: &Call<'_>) -> Result<Response, Fault> {
         email: notification_email(&body)?,
         company: field(body.given("Company"))?.map(|name| Some(CompanyRef::Name(name))),
         license_mode: mode(&body)?,
-        user_type: None,
+        ..Default::default()
     };
     call.execute(Command::EditUser {
         user: UserRef::Id(user.id),

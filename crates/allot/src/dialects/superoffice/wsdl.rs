@@ -329,6 +329,10 @@ fn sample(op: &Method, version: Version) -> Option<Wire> {
         license_mode: LicenseMode::Manual,
         retired: false,
         user_type: "internal".into(),
+        external_id: None,
+        display_name: None,
+        created_at: time::OffsetDateTime::UNIX_EPOCH,
+        modified_at: time::OffsetDateTime::UNIX_EPOCH,
     };
     Some(match op.name {
         "GetUserLicenses" => carriers::license_owners(&views, &catalog, version),
