@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/scim/v2/Schemas", get(schema::schemas))
         .route("/scim/v2/Schemas/{id}", get(schema::schema))
         .route("/scim/v2/Users", get(list_users).post(create_user))
+        .route("/scim/v2/Users/.search", axum::routing::post(search_users))
         .route(
             "/scim/v2/Users/{id}",
             get(get_user)
@@ -553,11 +554,54 @@ fn project(mut json: Value, query: &ListQuery) -> ScimResult<Value> {
     Ok(json)
 }
 
+/// `POST /Users/.search` (§3.4.3): the list's parameters in a SearchRequest body.
+async fn search_users(
+    State(state): State<AppState>,
+    caller: ScimCaller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ScimResult<Response> {
+    let body = read_body(&headers, &body).await?;
+    let text = |name: &str| -> ScimResult<Option<String>> {
+        match filter::member(&body, name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Value::Array(items)) => Ok(Some(
+                items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_owned).ok_or(()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| ScimError::bad("invalidValue", format!("{name}: strings only")))?
+                    .join(","),
+            )),
+            Some(_) => Err(ScimError::bad("invalidValue", format!("{name} has the wrong type"))),
+        }
+    };
+    let query = ListQuery {
+        filter: text("filter")?,
+        start_index: text("startIndex")?,
+        count: text("count")?,
+        attributes: text("attributes")?,
+        excluded_attributes: text("excludedAttributes")?,
+    };
+    list(&state, &caller, &headers, &query).await
+}
+
 async fn list_users(
     State(state): State<AppState>,
     caller: ScimCaller,
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
+) -> ScimResult<Response> {
+    list(&state, &caller, &headers, &query).await
+}
+
+async fn list(
+    state: &AppState,
+    caller: &ScimCaller,
+    headers: &HeaderMap,
+    query: &ListQuery,
 ) -> ScimResult<Response> {
     let filter = match query.filter.as_deref().filter(|f| !f.trim().is_empty()) {
         Some(text) => Some(
@@ -571,7 +615,7 @@ async fn list_users(
     let count = number("count", &query.count)?
         .map(|c| c.clamp(0, MAX_COUNT as i64) as usize)
         .unwrap_or(DEFAULT_COUNT);
-    let base = base_url(&headers);
+    let base = base_url(headers);
     // Filters are evaluated over the users' SCIM JSON, a ledger page at a time.
     let mut matched: Vec<Value> = Vec::new();
     let mut total = 0usize;
@@ -591,7 +635,7 @@ async fn list_users(
             if filter.as_ref().is_none_or(|f| f.matches(&json)) {
                 total += 1;
                 if total >= start && matched.len() < count {
-                    matched.push(project(json, &query)?);
+                    matched.push(project(json, query)?);
                 }
             }
         }
