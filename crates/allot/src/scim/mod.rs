@@ -42,6 +42,8 @@ pub fn routes() -> Router<AppState> {
         .route("/scim/v2/Schemas/{id}", get(schema::schema))
         .route("/scim/v2/Users", get(list_users).post(create_user))
         .route("/scim/v2/Users/.search", axum::routing::post(search_users))
+        // Across every resource type: Users are the only one.
+        .route("/scim/v2/.search", axum::routing::post(search_users))
         .route(
             "/scim/v2/Users/{id}",
             get(get_user)
@@ -217,7 +219,7 @@ pub fn user_json(user: &User, base: &str) -> Value {
         "schemas": [USER_SCHEMA],
         "id": user.uuid.to_string(),
         "userName": user.login,
-        "active": !user.retired,
+        "active": !user.retired && !user.disabled,
         "meta": {
             "resourceType": "User",
             "created": rfc3339(user.created_at),
@@ -288,13 +290,20 @@ pub fn user_fields(body: &Value) -> ScimResult<UserFields> {
     if !(name.is_object() || name.is_null()) {
         return Err(ScimError::bad("invalidValue", "name must be an object"));
     }
-    // One e-mail per user: the primary one, else the first.
+    // One e-mail per user: the primary one, else the work one, else the first.
     let email = match filter::member(body, "emails") {
         None | Some(Value::Null) => String::new(),
         Some(Value::Array(items)) => {
             let chosen = items
                 .iter()
                 .find(|e| filter::member(e, "primary").is_some_and(|p| bool_value("primary", p).unwrap_or(false)))
+                .or_else(|| {
+                    items.iter().find(|e| {
+                        filter::member(e, "type")
+                            .and_then(Value::as_str)
+                            .is_some_and(|t| t.eq_ignore_ascii_case("work"))
+                    })
+                })
                 .or_else(|| items.first());
             match chosen {
                 Some(e) => text_member(e, "value")?.unwrap_or_default(),
@@ -316,20 +325,6 @@ pub fn user_fields(body: &Value) -> ScimResult<UserFields> {
         external_id: text_member(body, "externalId")?,
         active,
     })
-}
-
-/// Until the ledger can disable a user (the groups work), `active: false` is refused loudly:
-/// a silently ignored deprovisioning would leave the user working.
-fn refuse_inactive(fields: &UserFields) -> ScimResult<()> {
-    if fields.active {
-        Ok(())
-    } else {
-        Err(ScimError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            None,
-            "disabling a user (active: false) is not supported by this server yet; delete the user instead",
-        ))
-    }
 }
 
 async fn read_body(headers: &HeaderMap, body: &Bytes) -> ScimResult<Value> {
@@ -377,6 +372,28 @@ async fn run(
     Ok(result?)
 }
 
+/// Runs commands in one transaction, all or nothing; answers the last user outcome.
+async fn run_all(
+    state: &AppState,
+    caller: &ScimCaller,
+    headers: &HeaderMap,
+    commands: &[Command],
+) -> ScimResult<Option<User>> {
+    let result = state
+        .ledger
+        .apply_all_or_nothing(&caller.context(headers), commands)
+        .await;
+    for command in commands {
+        let outcome = if result.is_ok() { "ok" } else { "refused" };
+        metrics::counter!("allot_ledger_operations_total", "op" => command.name(), "outcome" => outcome)
+            .increment(1);
+    }
+    Ok(result?.into_iter().rev().find_map(|o| match o {
+        Outcome::User(u) => Some(u),
+        _ => None,
+    }))
+}
+
 fn user_answer(status: StatusCode, user: &User, headers: &HeaderMap) -> Response {
     let mut response = scim_json(status, &user_json(user, &base_url(headers)));
     if status == StatusCode::CREATED
@@ -395,7 +412,8 @@ async fn create_user(
 ) -> ScimResult<Response> {
     let body = read_body(&headers, &body).await?;
     let fields = user_fields(&body)?;
-    refuse_inactive(&fields)?;
+    let login = fields.login.clone();
+    let active = fields.active;
     let new = NewUser {
         first_name: fields.first_name,
         last_name: fields.last_name,
@@ -404,10 +422,16 @@ async fn create_user(
         display_name: fields.display_name,
         ..NewUser::named(&fields.login)
     };
-    match run(&state, &caller, &headers, Command::CreateUser(new)).await? {
-        Outcome::User(user) => Ok(user_answer(StatusCode::CREATED, &user, &headers)),
-        other => Err(crate::api::v1::unexpected(other).into()),
+    let mut commands = vec![Command::CreateUser(new)];
+    if !active {
+        // Created disabled, in the same transaction.
+        commands.push(Command::DisableUser {
+            user: UserRef::Login(login.clone()),
+        });
     }
+    run_all(&state, &caller, &headers, &commands).await?;
+    let user = state.ledger.user(caller.tenant, &UserRef::Login(login)).await?;
+    Ok(user_answer(StatusCode::CREATED, &user, &headers))
 }
 
 async fn get_user(
@@ -430,7 +454,7 @@ async fn store_user(
     user: &User,
     fields: UserFields,
 ) -> ScimResult<Response> {
-    refuse_inactive(&fields)?;
+    let active = fields.active;
     let patch = UserPatch {
         login: Some(fields.login),
         first_name: Some(fields.first_name),
@@ -440,16 +464,26 @@ async fn store_user(
         display_name: Some(fields.display_name),
         ..Default::default()
     };
-    let command = Command::EditUser {
+    let mut commands = vec![Command::EditUser {
         user: UserRef::Id(user.id),
         patch,
-    };
-    match run(state, caller, headers, command).await? {
-        Outcome::User(after) => Ok(user_answer(StatusCode::OK, &after, headers)),
-        // Nothing changed: the user as it is.
-        Outcome::Changed { .. } => Ok(user_answer(StatusCode::OK, user, headers)),
-        other => Err(crate::api::v1::unexpected(other).into()),
+    }];
+    // `active` maps to the ledger's disabled user: seats released (or kept, by the tenant's
+    // setting), sessions and credentials ended, the user kept; in the edit's transaction.
+    if active == user.disabled {
+        commands.push(if active {
+            Command::EnableUser {
+                user: UserRef::Id(user.id),
+            }
+        } else {
+            Command::DisableUser {
+                user: UserRef::Id(user.id),
+            }
+        });
     }
+    run_all(state, caller, headers, &commands).await?;
+    let after = state.ledger.user(caller.tenant, &UserRef::Id(user.id)).await?;
+    Ok(user_answer(StatusCode::OK, &after, headers))
 }
 
 async fn replace_user(

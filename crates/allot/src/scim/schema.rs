@@ -48,7 +48,7 @@ fn user_schema(base: &str) -> Value {
             attribute("displayName", "string", json!({})),
             attribute("emails", "complex", json!({
                 "multiValued": true,
-                "description": "One e-mail is kept: the primary one, else the first",
+                "description": "One e-mail is kept: the primary one, else the work one, else the first",
                 "subAttributes": [attribute("value", "string", json!({}))],
             })),
             // Always has a value (a user is active unless disabled), so it cannot be removed.

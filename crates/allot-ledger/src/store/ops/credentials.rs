@@ -138,16 +138,17 @@ pub(super) async fn issue_token(
         } else {
             ""
         };
-        let retired: Option<i64> = sqlx::query_scalar(sql(format!(
-            "SELECT retired FROM users WHERE tenant_id = $1 AND id = $2{lock}"
+        let flags: Option<(i64, i64)> = sqlx::query_as(sql(format!(
+            "SELECT retired, disabled FROM users WHERE tenant_id = $1 AND id = $2{lock}"
         )))
         .bind(env.tenant())
         .bind(uid)
         .fetch_optional(&mut *c)
         .await?;
-        match retired {
+        match flags {
             None => return Err(LedgerError::UnknownUser(uid.to_string()).into()),
-            Some(0) => {}
+            Some((0, 0)) => {}
+            Some((0, _)) => return Err(LedgerError::Disabled(uid).into()),
             Some(_) => return Err(LedgerError::Retired(uid).into()),
         }
     }

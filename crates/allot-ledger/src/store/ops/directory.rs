@@ -301,6 +301,8 @@ pub(super) async fn set_company_quota(
             }
         }
     }
+    // A larger quota may let waiting members of the company have seats.
+    env.note_seats_changed(product.id());
     audit(
         env,
         "company.quota",
@@ -385,6 +387,7 @@ pub(super) async fn create_user(c: &mut Conn, env: &Env<'_>, new: &NewUser) -> O
         company: company.as_ref().map(|c| c.id),
         license_mode: new.license_mode,
         retired: false,
+        disabled: false,
         user_type: new.user_type.clone(),
         external_id: new.external_id.clone(),
         display_name: new.display_name.clone(),
