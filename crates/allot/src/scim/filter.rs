@@ -262,7 +262,8 @@ impl<'a> Parser<'a> {
         };
         let valid = |n: &str| {
             n.starts_with(|c: char| c.is_ascii_alphabetic() || c == '$')
-                && n.chars().all(|c| c.is_ascii_alphanumeric() || "_-$".contains(c))
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-$".contains(c))
         };
         if !valid(attr) || sub.is_some_and(|s| !valid(s)) {
             return Err(self.err("expected an attribute path"));
@@ -297,7 +298,7 @@ impl<'a> Parser<'a> {
             return Err(self.err("unterminated string"));
         }
         let len = rest
-            .find(|c: char| c == ' ' || c == ')' || c == ']')
+            .find([' ', ')', ']'])
             .unwrap_or(rest.len());
         let word = &rest[..len];
         let v = match word {
@@ -306,7 +307,9 @@ impl<'a> Parser<'a> {
             w if w.eq_ignore_ascii_case("null") => Value::Null,
             w => match serde_json::from_str::<serde_json::Number>(w) {
                 Ok(n) => Value::Number(n),
-                Err(_) => return Err(self.err("expected a value (string, number, true, false, null)")),
+                Err(_) => {
+                    return Err(self.err("expected a value (string, number, true, false, null)"));
+                }
             },
         };
         self.pos += len;
@@ -337,9 +340,11 @@ impl Filter {
             Filter::And(a, b) => a.matches(resource) && b.matches(resource),
             Filter::Or(a, b) => a.matches(resource) || b.matches(resource),
             Filter::Not(f) => !f.matches(resource),
-            Filter::ValuePath(path, f) => values_at(resource, &path.attr, None)
-                .iter()
-                .any(|element| f.matches(element)),
+            Filter::ValuePath(path, f) => match member(resource, &path.attr) {
+                Some(Value::Array(items)) => items.iter().any(|element| f.matches(element)),
+                Some(element) => f.matches(element),
+                None => false,
+            },
             Filter::Present(path) => values_at(resource, &path.attr, path.sub.as_deref())
                 .iter()
                 .any(|v| !v.is_null() && *v != &Value::String(String::new())),
@@ -394,7 +399,10 @@ fn compare(actual: &Value, op: Op, expected: &Value, exact: bool) -> bool {
             }
         }
         (Value::Number(a), Value::Number(e)) => {
-            let (a, e) = (a.as_f64().unwrap_or(f64::NAN), e.as_f64().unwrap_or(f64::NAN));
+            let (a, e) = (
+                a.as_f64().unwrap_or(f64::NAN),
+                e.as_f64().unwrap_or(f64::NAN),
+            );
             match op {
                 Op::Eq => a == e,
                 Op::Ne => a != e,
@@ -447,11 +455,17 @@ mod tests {
         assert!(m(r#"emails.value eq "ann@example.com""#));
         assert!(m("name.givenName pr"));
         assert!(!m("displayName pr"));
-        assert!(m(r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "Ann""#));
+        assert!(m(
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "Ann""#
+        ));
         assert!(m(r#"userName gt "a" and userName lt "b""#));
         // `and` binds tighter than `or`.
-        assert!(m(r#"active eq false and userName eq "x" or active eq true"#));
-        assert!(!m(r#"active eq false and (userName eq "x" or active eq true)"#));
+        assert!(m(
+            r#"active eq false and userName eq "x" or active eq true"#
+        ));
+        assert!(!m(
+            r#"active eq false and (userName eq "x" or active eq true)"#
+        ));
     }
 
     #[test]
@@ -462,7 +476,10 @@ mod tests {
         let p = parse_path(r#"emails[type eq "work"].value"#).unwrap();
         assert_eq!(p.attr.sub.as_deref(), Some("value"));
         let p = parse_path("urn:ietf:params:scim:schemas:core:2.0:User:name.givenName").unwrap();
-        assert_eq!((p.attr.attr.as_str(), p.attr.sub.as_deref()), ("name", Some("givenName")));
+        assert_eq!(
+            (p.attr.attr.as_str(), p.attr.sub.as_deref()),
+            ("name", Some("givenName"))
+        );
     }
 
     #[test]

@@ -22,7 +22,9 @@ use uuid::Uuid;
 use crate::api::error::ApiError;
 use crate::auth::Principal;
 use crate::state::AppState;
-use allot_ledger::{Command, Context, LedgerError, NewUser, Outcome, Role, TenantId, User, UserPatch, UserRef};
+use allot_ledger::{
+    Command, Context, LedgerError, NewUser, Outcome, Role, TenantId, User, UserPatch, UserRef,
+};
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub(crate) const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
@@ -35,7 +37,10 @@ pub(crate) const MAX_COUNT: usize = 1000;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/scim/v2/ServiceProviderConfig", get(schema::service_provider_config))
+        .route(
+            "/scim/v2/ServiceProviderConfig",
+            get(schema::service_provider_config),
+        )
         .route("/scim/v2/ResourceTypes", get(schema::resource_types))
         .route("/scim/v2/ResourceTypes/{id}", get(schema::resource_type))
         .route("/scim/v2/Schemas", get(schema::schemas))
@@ -69,7 +74,11 @@ pub struct ScimError {
 }
 
 impl ScimError {
-    pub fn new(status: StatusCode, scim_type: Option<&'static str>, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        scim_type: Option<&'static str>,
+        detail: impl Into<String>,
+    ) -> Self {
         ScimError {
             status,
             scim_type,
@@ -171,7 +180,11 @@ impl axum::extract::FromRequestParts<AppState> for ScimCaller {
             .map_err(|_| unauthorized("the Authorization header is not text"))?;
         let token = match text.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            _ => return Err(unauthorized("the Authorization header is not Bearer <token>")),
+            _ => {
+                return Err(unauthorized(
+                    "the Authorization header is not Bearer <token>",
+                ));
+            }
         };
         let principal = state.auth.token(token).await.map_err(ApiError::from)?;
         match (principal.role, principal.tenant) {
@@ -200,7 +213,10 @@ pub(crate) fn base_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)));
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        });
     match host {
         Some(host) => format!("http://{host}/scim/v2"),
         None => "/scim/v2".to_owned(),
@@ -265,7 +281,10 @@ fn text_member(body: &Value, name: &str) -> ScimResult<Option<String>> {
     match filter::member(body, name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ScimError::bad("invalidValue", format!("{name} must be a string"))),
+        Some(_) => Err(ScimError::bad(
+            "invalidValue",
+            format!("{name} must be a string"),
+        )),
     }
 }
 
@@ -275,13 +294,19 @@ pub fn bool_value(name: &str, v: &Value) -> ScimResult<bool> {
         Value::Bool(b) => Ok(*b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
         Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        _ => Err(ScimError::bad("invalidValue", format!("{name} must be true or false"))),
+        _ => Err(ScimError::bad(
+            "invalidValue",
+            format!("{name} must be true or false"),
+        )),
     }
 }
 
 pub fn user_fields(body: &Value) -> ScimResult<UserFields> {
     if !body.is_object() {
-        return Err(ScimError::bad("invalidSyntax", "the body must be a JSON object"));
+        return Err(ScimError::bad(
+            "invalidSyntax",
+            "the body must be a JSON object",
+        ));
     }
     let login = text_member(body, "userName")?
         .filter(|l| !l.trim().is_empty())
@@ -296,7 +321,10 @@ pub fn user_fields(body: &Value) -> ScimResult<UserFields> {
         Some(Value::Array(items)) => {
             let chosen = items
                 .iter()
-                .find(|e| filter::member(e, "primary").is_some_and(|p| bool_value("primary", p).unwrap_or(false)))
+                .find(|e| {
+                    filter::member(e, "primary")
+                        .is_some_and(|p| bool_value("primary", p).unwrap_or(false))
+                })
                 .or_else(|| {
                     items.iter().find(|e| {
                         filter::member(e, "type")
@@ -333,7 +361,8 @@ async fn read_body(headers: &HeaderMap, body: &Bytes) -> ScimResult<Value> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim();
-    if !(media.eq_ignore_ascii_case(CONTENT_TYPE) || media.eq_ignore_ascii_case("application/json")) {
+    if !(media.eq_ignore_ascii_case(CONTENT_TYPE) || media.eq_ignore_ascii_case("application/json"))
+    {
         return Err(ScimError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             None,
@@ -365,7 +394,10 @@ async fn run(
     command: Command,
 ) -> ScimResult<Outcome> {
     let op = command.name();
-    let result = state.ledger.execute(&caller.context(headers), command).await;
+    let result = state
+        .ledger
+        .execute(&caller.context(headers), command)
+        .await;
     let outcome = if result.is_ok() { "ok" } else { "refused" };
     metrics::counter!("allot_ledger_operations_total", "op" => op, "outcome" => outcome)
         .increment(1);
@@ -397,7 +429,8 @@ async fn run_all(
 fn user_answer(status: StatusCode, user: &User, headers: &HeaderMap) -> Response {
     let mut response = scim_json(status, &user_json(user, &base_url(headers)));
     if status == StatusCode::CREATED
-        && let Ok(location) = HeaderValue::from_str(&format!("{}/Users/{}", base_url(headers), user.uuid))
+        && let Ok(location) =
+            HeaderValue::from_str(&format!("{}/Users/{}", base_url(headers), user.uuid))
     {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -430,7 +463,10 @@ async fn create_user(
         });
     }
     run_all(&state, &caller, &headers, &commands).await?;
-    let user = state.ledger.user(caller.tenant, &UserRef::Login(login)).await?;
+    let user = state
+        .ledger
+        .user(caller.tenant, &UserRef::Login(login))
+        .await?;
     Ok(user_answer(StatusCode::CREATED, &user, &headers))
 }
 
@@ -482,7 +518,10 @@ async fn store_user(
         });
     }
     run_all(state, caller, headers, &commands).await?;
-    let after = state.ledger.user(caller.tenant, &UserRef::Id(user.id)).await?;
+    let after = state
+        .ledger
+        .user(caller.tenant, &UserRef::Id(user.id))
+        .await?;
     Ok(user_answer(StatusCode::OK, &after, headers))
 }
 
@@ -569,7 +608,11 @@ fn project(mut json: Value, query: &ListQuery) -> ScimResult<Value> {
                 } else {
                     a
                 };
-                local.split('.').next().unwrap_or(local).to_ascii_lowercase()
+                local
+                    .split('.')
+                    .next()
+                    .unwrap_or(local)
+                    .to_ascii_lowercase()
             })
             .filter(|a| !a.is_empty())
             .collect()
@@ -609,7 +652,10 @@ async fn search_users(
                     .map_err(|_| ScimError::bad("invalidValue", format!("{name}: strings only")))?
                     .join(","),
             )),
-            Some(_) => Err(ScimError::bad("invalidValue", format!("{name} has the wrong type"))),
+            Some(_) => Err(ScimError::bad(
+                "invalidValue",
+                format!("{name} has the wrong type"),
+            )),
         }
     };
     let query = ListQuery {
@@ -645,7 +691,9 @@ async fn list(
         None => None,
     };
     // 1-based; below 1 means 1 (§3.4.2.4). A negative count means 0.
-    let start = number("startIndex", &query.start_index)?.unwrap_or(1).max(1) as usize;
+    let start = number("startIndex", &query.start_index)?
+        .unwrap_or(1)
+        .max(1) as usize;
     let count = number("count", &query.count)?
         .map(|c| c.clamp(0, MAX_COUNT as i64) as usize)
         .unwrap_or(DEFAULT_COUNT);

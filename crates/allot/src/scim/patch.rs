@@ -25,20 +25,33 @@ pub struct Operation {
 pub fn operations(body: &Value, schema: &str) -> Result<Vec<Operation>, ScimError> {
     let schemas = filter::member(body, "schemas").and_then(Value::as_array);
     if !schemas.is_some_and(|s| s.iter().any(|v| v.as_str() == Some(schema))) {
-        return Err(ScimError::bad("invalidSyntax", format!("a PATCH body names the schema {schema}")));
+        return Err(ScimError::bad(
+            "invalidSyntax",
+            format!("a PATCH body names the schema {schema}"),
+        ));
     }
     let Some(Value::Array(items)) = filter::member(body, "Operations") else {
-        return Err(ScimError::bad("invalidSyntax", "a PATCH body has an Operations array"));
+        return Err(ScimError::bad(
+            "invalidSyntax",
+            "a PATCH body has an Operations array",
+        ));
     };
     items
         .iter()
         .map(|item| {
-            let op = filter::member(item, "op").and_then(Value::as_str).unwrap_or("");
+            let op = filter::member(item, "op")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let kind = match op.to_ascii_lowercase().as_str() {
                 "add" => Kind::Add,
                 "replace" => Kind::Replace,
                 "remove" => Kind::Remove,
-                _ => return Err(ScimError::bad("invalidSyntax", format!("unknown op {op:?}"))),
+                _ => {
+                    return Err(ScimError::bad(
+                        "invalidSyntax",
+                        format!("unknown op {op:?}"),
+                    ));
+                }
             };
             let path = match filter::member(item, "path") {
                 None | Some(Value::Null) => None,
@@ -51,9 +64,10 @@ pub fn operations(body: &Value, schema: &str) -> Result<Vec<Operation>, ScimErro
             let value = filter::member(item, "value").cloned();
             match (kind, &path, &value) {
                 (Kind::Remove, None, _) => Err(ScimError::bad("noTarget", "remove needs a path")),
-                (Kind::Add | Kind::Replace, _, None) => {
-                    Err(ScimError::bad("invalidValue", format!("{op} needs a value")))
-                }
+                (Kind::Add | Kind::Replace, _, None) => Err(ScimError::bad(
+                    "invalidValue",
+                    format!("{op} needs a value"),
+                )),
                 (Kind::Add | Kind::Replace, None, Some(v)) if !v.is_object() => Err(
                     ScimError::bad("invalidValue", "without a path, the value is an object"),
                 ),
@@ -72,7 +86,10 @@ fn key_of(object: &Map<String, Value>, name: &str) -> String {
         .unwrap_or_else(|| name.to_owned())
 }
 
-fn object_mut<'v>(value: &'v mut Value, what: &str) -> Result<&'v mut Map<String, Value>, ScimError> {
+fn object_mut<'v>(
+    value: &'v mut Value,
+    what: &str,
+) -> Result<&'v mut Map<String, Value>, ScimError> {
     if value.is_null() {
         *value = Value::Object(Map::new());
     }
@@ -109,7 +126,10 @@ pub fn apply(resource: &mut Value, op: &Operation, core_schema: &str) -> Result<
         // No path: each member of the value is an attribute (or, for Entra and Okta, a dotted
         // path such as "name.givenName", or the core schema's URN holding attributes).
         let Some(Value::Object(members)) = &op.value else {
-            return Err(ScimError::bad("invalidValue", "without a path, the value is an object"));
+            return Err(ScimError::bad(
+                "invalidValue",
+                "without a path, the value is an object",
+            ));
         };
         for (name, value) in members {
             if name.eq_ignore_ascii_case(core_schema) {
@@ -135,7 +155,10 @@ pub fn apply(resource: &mut Value, op: &Operation, core_schema: &str) -> Result<
     if let Some(urn) = &path.attr.urn
         && !urn.eq_ignore_ascii_case(core_schema)
     {
-        return Err(ScimError::bad("invalidPath", format!("unknown schema {urn}")));
+        return Err(ScimError::bad(
+            "invalidPath",
+            format!("unknown schema {urn}"),
+        ));
     }
     let root = object_mut(resource, "the resource")?;
     let attr = key_of(root, &path.attr.attr);
@@ -175,14 +198,21 @@ fn apply_filtered(
     sub: Option<&str>,
     op: &Operation,
 ) -> Result<(), ScimError> {
-    let list = root.entry(attr.to_owned()).or_insert(Value::Array(Vec::new()));
+    let list = root
+        .entry(attr.to_owned())
+        .or_insert(Value::Array(Vec::new()));
     if list.is_null() {
         *list = Value::Array(Vec::new());
     }
     let Value::Array(items) = list else {
-        return Err(ScimError::bad("invalidPath", format!("{attr} is not multi-valued")));
+        return Err(ScimError::bad(
+            "invalidPath",
+            format!("{attr} is not multi-valued"),
+        ));
     };
-    let matching: Vec<usize> = (0..items.len()).filter(|&i| filter.matches(&items[i])).collect();
+    let matching: Vec<usize> = (0..items.len())
+        .filter(|&i| filter.matches(&items[i]))
+        .collect();
     match (op.kind, sub) {
         (Kind::Remove, None) => {
             let mut index = 0;
@@ -206,7 +236,10 @@ fn apply_filtered(
                 // Entra sets `emails[type eq "work"].value` on a user with no such e-mail: the
                 // element is made from the filter's equality.
                 let Filter::Compare(key, filter::Op::Eq, expected) = filter else {
-                    return Err(ScimError::bad("noTarget", format!("no {attr} value matches the filter")));
+                    return Err(ScimError::bad(
+                        "noTarget",
+                        format!("no {attr} value matches the filter"),
+                    ));
                 };
                 let mut element = Map::new();
                 element.insert(key.attr.clone(), expected.clone());
@@ -216,7 +249,10 @@ fn apply_filtered(
                     }
                     (None, Value::Object(fields)) => element.extend(fields),
                     (None, _) => {
-                        return Err(ScimError::bad("invalidValue", "the value must be an object"));
+                        return Err(ScimError::bad(
+                            "invalidValue",
+                            "the value must be an object",
+                        ));
                     }
                 }
                 items.push(Value::Object(element));
@@ -279,7 +315,10 @@ mod tests {
             ])),
         );
         assert_eq!(out["active"], json!("False"));
-        assert_eq!(out["emails"], json!([{"type": "work", "value": "a@example.com"}]));
+        assert_eq!(
+            out["emails"],
+            json!([{"type": "work", "value": "a@example.com"}])
+        );
         assert_eq!(out["name"], json!({"givenName": "C", "familyName": "B"}));
         assert_eq!(out["displayName"], json!("C B"));
         let out = patched(
@@ -301,9 +340,18 @@ mod tests {
             json!([{"op": "add", "value": 3}]),
             json!([{"op": "add", "path": "a[", "value": 3}]),
         ] {
-            let r = operations(&body(ops.clone()), "urn:ietf:params:scim:api:messages:2.0:PatchOp");
+            let r = operations(
+                &body(ops.clone()),
+                "urn:ietf:params:scim:api:messages:2.0:PatchOp",
+            );
             assert!(r.is_err(), "{ops}");
         }
-        assert!(operations(&json!({"Operations": []}), "urn:ietf:params:scim:api:messages:2.0:PatchOp").is_err());
+        assert!(
+            operations(
+                &json!({"Operations": []}),
+                "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+            )
+            .is_err()
+        );
     }
 }

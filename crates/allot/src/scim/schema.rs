@@ -109,7 +109,10 @@ pub async fn service_provider_config(_caller: ScimCaller, headers: HeaderMap) ->
 }
 
 pub async fn resource_types(_caller: ScimCaller, headers: HeaderMap) -> Response {
-    scim_json(StatusCode::OK, &list(vec![user_resource_type(&base_url(&headers))]))
+    scim_json(
+        StatusCode::OK,
+        &list(vec![user_resource_type(&base_url(&headers))]),
+    )
 }
 
 pub async fn resource_type(
@@ -118,7 +121,10 @@ pub async fn resource_type(
     Path(id): Path<String>,
 ) -> ScimResult<Response> {
     if id == "User" {
-        Ok(scim_json(StatusCode::OK, &user_resource_type(&base_url(&headers))))
+        Ok(scim_json(
+            StatusCode::OK,
+            &user_resource_type(&base_url(&headers)),
+        ))
     } else {
         Err(ScimError::not_found(&id))
     }
@@ -129,7 +135,10 @@ pub async fn schemas(
     _caller: ScimCaller,
     headers: HeaderMap,
 ) -> Response {
-    scim_json(StatusCode::OK, &list(vec![user_schema(&base_url(&headers))]))
+    scim_json(
+        StatusCode::OK,
+        &list(vec![user_schema(&base_url(&headers))]),
+    )
 }
 
 pub async fn schema(

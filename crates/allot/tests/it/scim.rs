@@ -113,11 +113,21 @@ async fn okta(s: &Scim) {
             Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "TEST.USER@okta.local"})),
         )
         .await;
-    assert_eq!((status, again["scimType"].clone(), again["status"].clone()), (409, json!("uniqueness"), json!("409")));
+    assert_eq!(
+        (status, again["scimType"].clone(), again["status"].clone()),
+        (409, json!("uniqueness"), json!("409"))
+    );
     let (status, found) = s
-        .call(Method::GET, "/Users?filter=userName%20eq%20%22test.user%40okta.local%22", None)
+        .call(
+            Method::GET,
+            "/Users?filter=userName%20eq%20%22test.user%40okta.local%22",
+            None,
+        )
         .await;
-    assert_eq!((status, found["Resources"][0]["id"].clone()), (200, json!(id)));
+    assert_eq!(
+        (status, found["Resources"][0]["id"].clone()),
+        (200, json!(id))
+    );
     let (status, patched) = s
         .call(
             Method::PATCH,
@@ -129,7 +139,10 @@ async fn okta(s: &Scim) {
         )
         .await;
     assert_eq!(status, 200, "{patched}");
-    assert_eq!(patched["name"], json!({"givenName": "Another", "familyName": "User"}));
+    assert_eq!(
+        patched["name"],
+        json!({"givenName": "Another", "familyName": "User"})
+    );
     assert_eq!(patched["displayName"], "Another User");
     // Okta's deactivation: the user is disabled (kept, login refused), then enabled again.
     for active in [false, true] {
@@ -143,7 +156,11 @@ async fn okta(s: &Scim) {
                 })),
             )
             .await;
-        assert_eq!((status, changed["active"].clone()), (200, json!(active)), "{changed}");
+        assert_eq!(
+            (status, changed["active"].clone()),
+            (200, json!(active)),
+            "{changed}"
+        );
         let (_, now) = s.call(Method::GET, &format!("/Users/{id}"), None).await;
         assert_eq!(now["active"], json!(active));
         let user: Value = s
@@ -166,7 +183,11 @@ async fn okta(s: &Scim) {
 async fn entra(s: &Scim) {
     use reqwest::Method;
     let (status, none) = s
-        .call(Method::GET, "/Users?filter=userName+eq+%22Test_User_dfeef4c5-5681-4387-b016-bdf221e82081%22", None)
+        .call(
+            Method::GET,
+            "/Users?filter=userName+eq+%22Test_User_dfeef4c5-5681-4387-b016-bdf221e82081%22",
+            None,
+        )
         .await;
     assert_eq!((status, none["totalResults"].clone()), (200, json!(0)));
     let (status, user) = s
@@ -203,7 +224,10 @@ async fn entra(s: &Scim) {
         )
         .await;
     assert_eq!(status, 200, "{patched}");
-    assert_eq!(patched["emails"], json!([{"value": "updatedEmail@microsoft.com"}]));
+    assert_eq!(
+        patched["emails"],
+        json!([{"value": "updatedEmail@microsoft.com"}])
+    );
     assert_eq!(patched["name"]["familyName"], "updatedFamilyName");
     assert_eq!(patched["displayName"], "Updated Display");
     let (status, refused) = s
@@ -216,13 +240,20 @@ async fn entra(s: &Scim) {
             })),
         )
         .await;
-    assert_eq!((status, refused["active"].clone()), (200, json!(false)), "{refused}");
+    assert_eq!(
+        (status, refused["active"].clone()),
+        (200, json!(false)),
+        "{refused}"
+    );
     let (status, found) = s
         .call(Method::GET, "/Users?filter=externalId+eq+%220a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef%22+and+name.familyName+sw+%22updated%22", None)
         .await;
     assert_eq!((status, found["totalResults"].clone()), (200, json!(1)));
     let (status, bad) = s.call(Method::GET, "/Users?filter=userName+eq", None).await;
-    assert_eq!((status, bad["scimType"].clone()), (400, json!("invalidFilter")));
+    assert_eq!(
+        (status, bad["scimType"].clone()),
+        (400, json!("invalidFilter"))
+    );
     let (status, _) = s.call(Method::DELETE, &format!("/Users/{id}"), None).await;
     assert_eq!(status, 204);
     let (status, gone) = s.call(Method::GET, &format!("/Users/{id}"), None).await;
@@ -251,7 +282,12 @@ async fn roles(s: &Scim) {
     assert_eq!(r.status(), 403);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["status"], "403");
-    let r = s.http.get(format!("{}/scim/v2/Users", s.url)).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/scim/v2/Users", s.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     // The changes are audited under the identity provider's token.
     let audit: Value = s
@@ -314,7 +350,11 @@ async fn whole(db: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scim_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    whole(&format!("sqlite://{}", dir.path().join("allot.db").display())).await;
+    whole(&format!(
+        "sqlite://{}",
+        dir.path().join("allot.db").display()
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
