@@ -175,6 +175,13 @@ pub enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// API tokens: add (e.g. `--role scim` for an identity provider's SCIM client)
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// License-signing keys: rotate, list
     Keys {
         #[command(subcommand)]
@@ -199,6 +206,23 @@ pub enum AuditCmd {
         /// Only this tenant (by name) [default: every tenant]
         #[arg(long)]
         tenant: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCmd {
+    /// Issue a token (printed once): admin, reader, user (with --user) or scim
+    Add {
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "")]
+        label: String,
+        /// The user a `user` token acts as
+        #[arg(long)]
+        user: Option<String>,
+        /// Lifetime in hours (1 to 8784) [default: 720]
+        #[arg(long)]
+        ttl_hours: Option<i64>,
     },
 }
 
@@ -664,6 +688,7 @@ fn remote_of(cmd: &Cmd) -> Option<&Remote> {
         | Cmd::Logoff { remote, .. }
         | Cmd::Status { remote }
         | Cmd::Keys { remote, .. }
+        | Cmd::Tokens { remote, .. }
         | Cmd::Audit { remote, .. } => Some(remote),
         Cmd::Assign(a) | Cmd::Unassign(a) => Some(&a.remote),
         Cmd::Grant(s) | Cmd::Release(s) | Cmd::Revoke(s) => Some(&s.remote),
@@ -967,6 +992,32 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Audit { since, follow, .. } => {
             let since = since.as_deref().map(parse_time).transpose()?;
             audit(&client, &out, since.as_deref(), follow).await?;
+        }
+        Cmd::Tokens { command, .. } => {
+            let TokensCmd::Add {
+                role,
+                label,
+                user,
+                ttl_hours,
+            } = command;
+            let mut body = json!({ "role": role, "label": label });
+            if let Some(user) = user {
+                body["user"] = json!(user);
+            }
+            if let Some(hours) = ttl_hours {
+                body["ttl_hours"] = json!(hours);
+            }
+            let issued: Value = client.post("/v1/tokens", &body).await?;
+            if out.json {
+                println!("{}", serde_json::to_string(&issued)?);
+            } else {
+                println!(
+                    "{} (role {}, expires {}; shown once)",
+                    issued["token"].as_str().unwrap_or_default(),
+                    issued["role"].as_str().unwrap_or_default(),
+                    issued["expires_at"].as_str().unwrap_or_default()
+                );
+            }
         }
         Cmd::Keys { command, .. } => {
             let keys: Value = match command {

@@ -297,9 +297,7 @@ impl<'a> Parser<'a> {
             }
             return Err(self.err("unterminated string"));
         }
-        let len = rest
-            .find([' ', ')', ']'])
-            .unwrap_or(rest.len());
+        let len = rest.find([' ', ')', ']']).unwrap_or(rest.len());
         let word = &rest[..len];
         let v = match word {
             w if w.eq_ignore_ascii_case("true") => Value::Bool(true),
