@@ -44,6 +44,10 @@ pub enum LedgerError {
     },
     #[error("user {0} is retired")]
     Retired(UserId),
+    #[error("user {0} is disabled")]
+    Disabled(UserId),
+    #[error("unknown group {0}")]
+    UnknownGroup(String),
     #[error("seat {seat} is held by another user")]
     WrongHolder { seat: Uuid },
     #[error("seat {0} is not held by anyone")]
@@ -100,6 +104,8 @@ impl LedgerError {
             LedgerError::QuotaExhausted { .. } => "quota_exhausted",
             LedgerError::PrerequisiteMissing { .. } => "prerequisite_missing",
             LedgerError::Retired(_) => "retired",
+            LedgerError::Disabled(_) => "user_disabled",
+            LedgerError::UnknownGroup(_) => "unknown_group",
             LedgerError::WrongHolder { .. } => "wrong_holder",
             LedgerError::NotHeld(_) => "not_held",
             LedgerError::SeatExpired(_) => "seat_expired",

@@ -431,7 +431,36 @@ impl Ledger {
 
     /// Every invariant violation found in the tenant's committed state (empty: all hold).
     pub async fn check_invariants(&self, tenant: TenantId) -> QueryResult<Vec<String>> {
-        Ok(self.store.check_invariants(tenant).await?)
+        Ok(self.store.check_invariants(tenant, self.now()).await?)
+    }
+
+    pub async fn group(&self, tenant: TenantId, group: &GroupRef) -> QueryResult<Group> {
+        Ok(self.store.group(tenant, group).await?)
+    }
+
+    /// Groups by id, a page at a time (`after_id` is the previous page's last id).
+    pub async fn groups(
+        &self,
+        tenant: TenantId,
+        after_id: Option<GroupId>,
+        limit: Option<i64>,
+    ) -> QueryResult<Vec<Group>> {
+        Ok(self.store.groups(tenant, after_id, limit).await?)
+    }
+
+    /// A group with its members, licenses and each member's assignment state.
+    pub async fn group_view(&self, tenant: TenantId, group: &GroupRef) -> QueryResult<GroupView> {
+        Ok(self.store.group_view(tenant, group).await?)
+    }
+
+    /// The groups the user is a member of.
+    pub async fn user_groups(&self, tenant: TenantId, user: UserId) -> QueryResult<Vec<Group>> {
+        Ok(self.store.user_groups(tenant, user).await?)
+    }
+
+    /// Whether disabling a user keeps its seats (the tenant's setting).
+    pub async fn disabled_keep_seats(&self, tenant: TenantId) -> QueryResult<bool> {
+        Ok(self.store.disabled_keep_seats(tenant).await?)
     }
 }
 

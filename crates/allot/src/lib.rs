@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod dialects;
 pub mod ratelimit;
+pub mod scim;
 pub mod server;
 pub mod state;
 pub mod telemetry;

@@ -86,6 +86,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             crate::api::v1::idempotency::middleware,
         ))
+        .merge(crate::scim::routes())
         .merge(crate::dialects::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

@@ -108,6 +108,9 @@ pub(crate) struct Env<'a> {
     pub backend: Backend,
     /// Audit records of the running command, written when it completes.
     pending_audit: std::sync::Mutex<Vec<ops::PendingAudit>>,
+    /// Products whose seats were freed or added, or whose waiting list grew, during the
+    /// command: their waiting lists are served before it completes (`ops::groups::settle`).
+    noted: std::sync::Mutex<Vec<crate::model::ProductId>>,
 }
 
 impl<'a> Env<'a> {
@@ -117,7 +120,21 @@ impl<'a> Env<'a> {
             now,
             backend,
             pending_audit: std::sync::Mutex::new(Vec::new()),
+            noted: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// A seat of `product` was freed or added, or a member queued for it: its waiting list is
+    /// served before the command completes.
+    pub fn note_seats_changed(&self, product: crate::model::ProductId) {
+        let mut noted = self.noted.lock().unwrap_or_else(|e| e.into_inner());
+        if !noted.contains(&product) {
+            noted.push(product);
+        }
+    }
+
+    pub fn take_noted(&self) -> Vec<crate::model::ProductId> {
+        std::mem::take(&mut *self.noted.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub fn pending_audit(&self) -> std::sync::MutexGuard<'_, Vec<ops::PendingAudit>> {

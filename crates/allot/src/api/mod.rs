@@ -28,6 +28,10 @@ use v1::idempotency::IdempotencyHeader;
         v1::users::unretire,
         v1::companies::list, v1::companies::create, v1::companies::get, v1::companies::patch,
         v1::companies::set_quota,
+        v1::groups::list, v1::groups::create, v1::groups::get, v1::groups::patch, v1::groups::delete,
+        v1::groups::add_member, v1::groups::remove_member, v1::groups::add_license,
+        v1::groups::remove_license, v1::groups::disable, v1::groups::enable, v1::groups::user_groups,
+        v1::groups::get_settings, v1::groups::put_settings,
         v1::sessions::log_on, v1::sessions::heartbeat, v1::sessions::end, v1::sessions::log_off,
         v1::sessions::list,
         v1::audit::list, v1::audit::head, invariants,
@@ -154,6 +158,28 @@ pub fn v1_routes() -> Router<AppState> {
         )
         .route("/v1/users/{user}/retire", post(users::retire))
         .route("/v1/users/{user}/unretire", post(users::unretire))
+        .route("/v1/users/{user}/disable", post(groups::disable))
+        .route("/v1/users/{user}/enable", post(groups::enable))
+        .route("/v1/users/{user}/groups", get(groups::user_groups))
+        .route("/v1/groups", get(groups::list).post(groups::create))
+        .route(
+            "/v1/groups/{group}",
+            get(groups::get).patch(groups::patch).delete(groups::delete),
+        )
+        .route("/v1/groups/{group}/members", post(groups::add_member))
+        .route(
+            "/v1/groups/{group}/members/{user}",
+            delete(groups::remove_member),
+        )
+        .route("/v1/groups/{group}/licenses", post(groups::add_license))
+        .route(
+            "/v1/groups/{group}/licenses/{product}",
+            delete(groups::remove_license),
+        )
+        .route(
+            "/v1/directory-settings",
+            get(groups::get_settings).put(groups::put_settings),
+        )
         .route(
             "/v1/companies",
             get(companies::list).post(companies::create),

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use crate::api::dto::{Changed, IssuedToken, Page, ProductWithStatus};
 use crate::config::{ServeArgs, Settings};
 use allot_ledger::{
-    AuditEvent, Command, Company, Context, Ledger, Outcome, PoolStatus, Role, Seat, Session, User,
-    UserProductView,
+    AuditEvent, Command, Company, Context, Group, GroupView, Ledger, Outcome, PoolStatus, Role,
+    Seat, Session, User, UserProductView,
 };
 use client::{Client, segment};
 use output::Output;
@@ -116,6 +116,13 @@ pub enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Groups of users and the licenses given to them
+    Groups {
+        #[command(subcommand)]
+        command: GroupsCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Companies
     Company {
         #[command(subcommand)]
@@ -168,6 +175,13 @@ pub enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// API tokens: add (e.g. `--role scim` for an identity provider's SCIM client)
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// License-signing keys: rotate, list
     Keys {
         #[command(subcommand)]
@@ -192,6 +206,23 @@ pub enum AuditCmd {
         /// Only this tenant (by name) [default: every tenant]
         #[arg(long)]
         tenant: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCmd {
+    /// Issue a token (printed once): admin, reader, user (with --user) or scim
+    Add {
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "")]
+        label: String,
+        /// The user a `user` token acts as
+        #[arg(long)]
+        user: Option<String>,
+        /// Lifetime in hours (1 to 8784) [default: 720]
+        #[arg(long)]
+        ttl_hours: Option<i64>,
     },
 }
 
@@ -314,6 +345,80 @@ pub enum UserCmd {
     Retire {
         #[arg(long)]
         user: String,
+    },
+    Unretire {
+        #[arg(long)]
+        user: String,
+    },
+    /// Disable a user: seats released (unless the tenant keeps them), logins and tokens refused
+    Disable {
+        #[arg(long)]
+        user: String,
+    },
+    /// Enable a disabled user again
+    Enable {
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupsCmd {
+    Add {
+        #[arg(long)]
+        name: String,
+    },
+    List,
+    /// A group's members, licenses and each member's assignment state
+    Show {
+        /// id, UUID or name
+        #[arg(long)]
+        group: String,
+    },
+    Remove {
+        #[arg(long)]
+        group: String,
+    },
+    Members {
+        #[command(subcommand)]
+        command: GroupMembersCmd,
+    },
+    Licenses {
+        #[command(subcommand)]
+        command: GroupLicensesCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupMembersCmd {
+    Add {
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        user: String,
+    },
+    Remove {
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupLicensesCmd {
+    Add {
+        #[arg(long)]
+        group: String,
+        /// owner/module or id
+        #[arg(long)]
+        product: String,
+    },
+    Remove {
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        product: String,
     },
 }
 
@@ -578,10 +683,12 @@ fn remote_of(cmd: &Cmd) -> Option<&Remote> {
         | Cmd::Seats { remote, .. }
         | Cmd::User { remote, .. }
         | Cmd::Company { remote, .. }
+        | Cmd::Groups { remote, .. }
         | Cmd::Sessions { remote, .. }
         | Cmd::Logoff { remote, .. }
         | Cmd::Status { remote }
         | Cmd::Keys { remote, .. }
+        | Cmd::Tokens { remote, .. }
         | Cmd::Audit { remote, .. } => Some(remote),
         Cmd::Assign(a) | Cmd::Unassign(a) => Some(&a.remote),
         Cmd::Grant(s) | Cmd::Release(s) | Cmd::Revoke(s) => Some(&s.remote),
@@ -771,12 +878,20 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::User {
             command: UserCmd::Retire { user },
             ..
-        } => {
-            let changed: Changed = client
-                .post(&format!("/v1/users/{}/retire", segment(&user)), &json!({}))
-                .await?;
-            out.changed(&changed);
-        }
+        } => user_action(&client, &out, &user, "retire").await?,
+        Cmd::User {
+            command: UserCmd::Unretire { user },
+            ..
+        } => user_action(&client, &out, &user, "unretire").await?,
+        Cmd::User {
+            command: UserCmd::Disable { user },
+            ..
+        } => user_action(&client, &out, &user, "disable").await?,
+        Cmd::User {
+            command: UserCmd::Enable { user },
+            ..
+        } => user_action(&client, &out, &user, "enable").await?,
+        Cmd::Groups { command, .. } => groups(&client, &out, command).await?,
         Cmd::Company {
             command: CompanyCmd::Add { name, pool },
             ..
@@ -877,6 +992,32 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Audit { since, follow, .. } => {
             let since = since.as_deref().map(parse_time).transpose()?;
             audit(&client, &out, since.as_deref(), follow).await?;
+        }
+        Cmd::Tokens { command, .. } => {
+            let TokensCmd::Add {
+                role,
+                label,
+                user,
+                ttl_hours,
+            } = command;
+            let mut body = json!({ "role": role, "label": label });
+            if let Some(user) = user {
+                body["user"] = json!(user);
+            }
+            if let Some(hours) = ttl_hours {
+                body["ttl_hours"] = json!(hours);
+            }
+            let issued: Value = client.post("/v1/tokens", &body).await?;
+            if out.json {
+                println!("{}", serde_json::to_string(&issued)?);
+            } else {
+                println!(
+                    "{} (role {}, expires {}; shown once)",
+                    issued["token"].as_str().unwrap_or_default(),
+                    issued["role"].as_str().unwrap_or_default(),
+                    issued["expires_at"].as_str().unwrap_or_default()
+                );
+            }
         }
         Cmd::Keys { command, .. } => {
             let keys: Value = match command {
@@ -983,4 +1124,84 @@ fn company_key(text: &str) -> Value {
         Ok(id) => Value::from(id),
         Err(_) => Value::from(text.trim()),
     }
+}
+
+/// `allot user retire|unretire|disable|enable`: one POST to the user's action route.
+async fn user_action(
+    client: &Client,
+    out: &Output,
+    user: &str,
+    action: &str,
+) -> anyhow::Result<()> {
+    let changed: Changed = client
+        .post(&format!("/v1/users/{}/{action}", segment(user)), &json!({}))
+        .await?;
+    out.changed(&changed);
+    Ok(())
+}
+
+/// `allot groups ...`
+async fn groups(client: &Client, out: &Output, command: GroupsCmd) -> anyhow::Result<()> {
+    let path = |group: &str| format!("/v1/groups/{}", segment(group));
+    match command {
+        GroupsCmd::Add { name } => {
+            let group: Group = client.post("/v1/groups", &json!({ "name": name })).await?;
+            out.groups(&[group]);
+        }
+        GroupsCmd::List => {
+            let all: Vec<Group> = fetch_all(client, "/v1/groups").await?;
+            out.groups(&all);
+        }
+        GroupsCmd::Show { group } => {
+            let view: GroupView = client.get(&path(&group)).await?;
+            out.group(&view);
+        }
+        GroupsCmd::Remove { group } => {
+            let changed: Changed = client.delete(&path(&group)).await?;
+            out.changed(&changed);
+        }
+        GroupsCmd::Members {
+            command: GroupMembersCmd::Add { group, user },
+        } => {
+            let view: GroupView = client
+                .post(
+                    &format!("{}/members", path(&group)),
+                    &json!({ "user": user }),
+                )
+                .await?;
+            out.group(&view);
+        }
+        GroupsCmd::Members {
+            command: GroupMembersCmd::Remove { group, user },
+        } => {
+            let view: GroupView = client
+                .delete(&format!("{}/members/{}", path(&group), segment(&user)))
+                .await?;
+            out.group(&view);
+        }
+        GroupsCmd::Licenses {
+            command: GroupLicensesCmd::Add { group, product },
+        } => {
+            let view: GroupView = client
+                .post(
+                    &format!("{}/licenses", path(&group)),
+                    &json!({ "product": product }),
+                )
+                .await?;
+            out.group(&view);
+        }
+        GroupsCmd::Licenses {
+            command: GroupLicensesCmd::Remove { group, product },
+        } => {
+            let view: GroupView = client
+                .delete(&format!(
+                    "{}/licenses/{}",
+                    path(&group),
+                    product_path(&product)
+                ))
+                .await?;
+            out.group(&view);
+        }
+    }
+    Ok(())
 }

@@ -8,7 +8,9 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
 use crate::api::dto::{Changed, ProductWithStatus};
-use allot_ledger::{AuditEvent, Company, PoolStatus, Seat, Session, User, UserProductView};
+use allot_ledger::{
+    AuditEvent, Company, Group, GroupView, PoolStatus, Seat, Session, User, UserProductView,
+};
 
 pub struct Output {
     pub json: bool,
@@ -274,6 +276,62 @@ impl Output {
                 opt(e.seat)
             );
         }
+    }
+
+    pub fn groups(&self, items: &[Group]) {
+        self.rows(items, || {
+            table(
+                &["ID", "NAME", "UUID"],
+                items
+                    .iter()
+                    .map(|g| vec![g.id.to_string(), g.name.clone(), g.uuid.to_string()])
+                    .collect(),
+            )
+        });
+    }
+
+    /// A group: its licenses, then one row per member and license with the assignment state.
+    pub fn group(&self, g: &GroupView) {
+        if self.json {
+            json_line(g);
+            return;
+        }
+        println!("group {} ({}), {} members", g.name, g.id, g.members.len());
+        let licenses: Vec<&str> = g.licenses.iter().map(|l| l.product_name.as_str()).collect();
+        println!(
+            "licenses: {}",
+            if licenses.is_empty() {
+                "-".to_owned()
+            } else {
+                licenses.join(", ")
+            }
+        );
+        let mut rows: Vec<Vec<String>> = g
+            .assignments
+            .iter()
+            .map(|a| {
+                vec![
+                    a.login.clone(),
+                    a.product_name.clone(),
+                    a.state.to_string(),
+                    opt(a.reason.as_deref()),
+                    a.queue_number.to_string(),
+                ]
+            })
+            .collect();
+        // Members without any license still show.
+        for m in &g.members {
+            if !g.assignments.iter().any(|a| a.user == m.user) {
+                rows.push(vec![
+                    m.login.clone(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                ]);
+            }
+        }
+        table(&["MEMBER", "PRODUCT", "STATE", "REASON", "QUEUE"], rows);
     }
 
     pub fn changed(&self, v: &Changed) {

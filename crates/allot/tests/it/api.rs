@@ -1206,3 +1206,215 @@ fn openapi_document_matches_the_snapshot() {
     assert!(doc["paths"]["/v1/users/{user}/assignments"]["post"].is_object());
     insta::assert_json_snapshot!("openapi", doc);
 }
+
+#[tokio::test]
+async fn groups_give_their_licenses_and_disabled_users_lose_theirs() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    let t = Some(admin.as_str());
+    let r = app
+        .call(
+            "POST",
+            "/v1/products",
+            t,
+            Some(json!({ "owner": "SuperOffice", "name": "crm", "seats": 1 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    for login in ["ann", "bob"] {
+        let r = app
+            .call(
+                "POST",
+                "/v1/users",
+                t,
+                Some(json!({ "login": login, "password": PASSWORD })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+    let r = app
+        .call("POST", "/v1/groups", t, Some(json!({ "name": "Sales" })))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = r.body["id"].as_i64().unwrap();
+    let r = app
+        .call("POST", "/v1/groups", t, Some(json!({ "name": "sales" })))
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::CONFLICT, "already_exists")
+    );
+    let r = app
+        .call("POST", "/v1/groups", t, Some(json!({ "name": "" })))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/groups/{id}/licenses"),
+            t,
+            Some(json!({ "product": "SuperOffice/crm" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    for login in ["ann", "bob"] {
+        let r = app
+            .call(
+                "POST",
+                "/v1/groups/Sales/members",
+                t,
+                Some(json!({ "user": login })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+    // One seat: ann holds it, bob waits; the group says so, and so do the users' views.
+    let r = app.call("GET", &format!("/v1/groups/{id}"), t, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let states: Vec<(String, String)> = r.body["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["login"].as_str().unwrap().to_owned(),
+                a["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("ann".into(), "active".into()),
+            ("bob".into(), "waiting".into())
+        ]
+    );
+    assert_eq!(r.body["assignments"][1]["reason"], "no_free_seat");
+    assert_eq!(r.body["members"].as_array().unwrap().len(), 2);
+    assert_eq!(r.body["licenses"][0]["product_name"], "SuperOffice/crm");
+    let r = app.call("GET", "/v1/users/ann/licenses", t, None).await;
+    let crm = &r.body.as_array().unwrap()[0];
+    assert_eq!(crm["assigned"], true);
+    assert_eq!(crm["reasons"], json!(["group:Sales"]));
+    let r = app.call("GET", "/v1/users/bob/licenses", t, None).await;
+    assert_eq!(r.body[0]["groups"][0]["state"], "waiting");
+    let r = app.call("GET", "/v1/users/ann/groups", t, None).await;
+    assert_eq!(r.body[0]["name"], "Sales");
+    // ann is disabled: her seat goes to bob, her token and her login are refused.
+    let ann = app.login("default", "ann", PASSWORD).await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.call("GET", "/v1/users/ann", Some(&ann), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = app.call("POST", "/v1/users/ann/disable", t, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        app.call("GET", "/v1/users/ann", Some(&ann), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login("default", "ann", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = app.call("GET", "/v1/users/ann", t, None).await;
+    assert_eq!(r.body["disabled"], true);
+    let r = app.call("GET", "/v1/users/bob/licenses", t, None).await;
+    assert_eq!(r.body[0]["reasons"], json!(["group:Sales"]));
+    let r = app
+        .call(
+            "POST",
+            "/v1/users/ann/assignments",
+            t,
+            Some(json!({ "product": "SuperOffice/crm" })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::CONFLICT, "user_disabled")
+    );
+    // Enabled: she can log in again (the old token stays revoked) and queues for a seat.
+    assert_eq!(
+        app.call("POST", "/v1/users/ann/enable", t, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.login("default", "ann", PASSWORD).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call("GET", "/v1/users/ann", Some(&ann), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = app.call("GET", "/v1/users/ann/licenses", t, None).await;
+    assert_eq!(r.body[0]["groups"][0]["state"], "waiting");
+    // The tenant may keep disabled users' seats.
+    let r = app
+        .call(
+            "PUT",
+            "/v1/directory-settings",
+            t,
+            Some(json!({ "disabled_keep_seats": true })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        app.call("GET", "/v1/directory-settings", t, None)
+            .await
+            .body["disabled_keep_seats"],
+        true
+    );
+    // Removing bob hands the seat to ann; removing the license, renaming, deleting.
+    let r = app
+        .call("DELETE", "/v1/groups/sales/members/bob", t, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["assignments"][0]["state"], "active");
+    let r = app
+        .call(
+            "PATCH",
+            &format!("/v1/groups/{id}"),
+            t,
+            Some(json!({ "name": "Field" })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["name"].as_str()),
+        (StatusCode::OK, Some("Field"))
+    );
+    let r = app
+        .call(
+            "DELETE",
+            &format!("/v1/groups/{id}/licenses/SuperOffice%2Fcrm"),
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert!(r.body["assignments"].as_array().unwrap().is_empty());
+    let r = app.call("GET", "/v1/users/ann/licenses", t, None).await;
+    assert_eq!(r.body[0]["assigned"], false);
+    let r = app
+        .call("DELETE", &format!("/v1/groups/{id}"), t, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app.call("GET", &format!("/v1/groups/{id}"), t, None).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::NOT_FOUND, "unknown_group")
+    );
+    let r = app.call("GET", "/v1/groups", t, None).await;
+    assert!(r.body["items"].as_array().unwrap().is_empty());
+    let r = app.call("GET", "/v1/invariants", t, None).await;
+    assert_eq!(r.body["violations"], json!([]), "{:?}", r.body);
+}

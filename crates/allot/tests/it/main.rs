@@ -12,4 +12,5 @@ mod limits;
 mod msp360;
 mod msp360_e2e;
 mod schemathesis;
+mod scim;
 mod superoffice;

@@ -19,6 +19,7 @@ mod catalog;
 mod claims;
 mod credentials;
 mod directory;
+mod groups;
 mod keys;
 mod seats;
 mod sessions;
@@ -28,16 +29,26 @@ use catalog::*;
 use claims::*;
 pub(crate) use credentials::*;
 pub(crate) use directory::*;
+use groups::*;
+pub(crate) use groups::{find_group, group_from_row};
 pub(crate) use keys::*;
 use seats::*;
 pub(crate) use sessions::*;
 pub(crate) use usage::{denied_product, record_denial};
 
+/// Runs one command, then serves the waiting lists of the products whose seats it freed or
+/// added (`groups::settle`): every command, so no path that frees a seat can forget to.
 pub(crate) async fn execute(
     tx: &mut Tx<'_>,
     env: &Env<'_>,
     command: &Command,
 ) -> OpResult<Outcome> {
+    let outcome = run_command(tx, env, command).await?;
+    settle(tx, env).await?;
+    Ok(outcome)
+}
+
+async fn run_command(tx: &mut Tx<'_>, env: &Env<'_>, command: &Command) -> OpResult<Outcome> {
     let c: &mut Conn = tx;
     match command {
         Command::CreateCompany { name, pool_mode } => {
@@ -66,6 +77,22 @@ pub(crate) async fn execute(
         Command::Retire { user } => retire(c, env, user).await,
         Command::Unretire { user } => unretire(c, env, user).await,
         Command::DeleteUser { user } => delete_user(c, env, user).await,
+        Command::DisableUser { user } => disable_user(c, env, user).await,
+        Command::EnableUser { user } => enable_user(c, env, user).await,
+        Command::SetDisabledKeepSeats { keep } => set_disabled_keep_seats(c, env, *keep).await,
+        Command::CreateGroup { name, uuid } => create_group(c, env, name, *uuid).await,
+        Command::RenameGroup { group, name } => rename_group(c, env, group, name).await,
+        Command::DeleteGroup { group } => delete_group(c, env, group).await,
+        Command::AddGroupMember { group, user } => add_group_member(c, env, group, user).await,
+        Command::RemoveGroupMember { group, user } => {
+            remove_group_member(c, env, group, user).await
+        }
+        Command::AddGroupLicense { group, product } => {
+            add_group_license(c, env, group, product).await
+        }
+        Command::RemoveGroupLicense { group, product } => {
+            remove_group_license(c, env, group, product).await
+        }
         Command::GrantSeat { seat, user } => grant_seat(c, env, *seat, user).await,
         Command::ReleaseSeat { seat, user } => release_seat(c, env, *seat, user.as_ref()).await,
         Command::RevokeSeat { seat, user } => revoke_seat(c, env, *seat, user.as_ref()).await,
@@ -165,7 +192,8 @@ impl UserRow {
 }
 
 pub(crate) const USER_COLUMNS: &str = "u.id, u.uuid, u.login, u.first_name, u.last_name, u.email, \
-     u.company_id, u.license_mode, u.retired, u.user_type, c.pool_mode AS company_mode";
+     u.company_id, u.license_mode, u.retired, u.disabled, u.user_type, u.external_id, u.display_name, \
+     u.created_at, COALESCE(u.modified_at, u.created_at) AS modified_at, c.pool_mode AS company_mode";
 
 pub(crate) fn user_from_row(row: &AnyRow) -> OpResult<UserRow> {
     Ok(UserRow {
@@ -179,7 +207,12 @@ pub(crate) fn user_from_row(row: &AnyRow) -> OpResult<UserRow> {
             company: row.try_get("company_id")?,
             license_mode: parse_enum(&row.try_get::<String, _>("license_mode")?)?,
             retired: row.try_get::<i64, _>("retired")? != 0,
+            disabled: row.try_get::<i64, _>("disabled")? != 0,
             user_type: row.try_get("user_type")?,
+            external_id: row.try_get("external_id")?,
+            display_name: row.try_get("display_name")?,
+            created_at: rules::from_micros(row.try_get("created_at")?),
+            modified_at: rules::from_micros(row.try_get("modified_at")?),
         },
         company_mode: match row.try_get::<Option<String>, _>("company_mode")? {
             Some(mode) => Some(parse_enum(&mode)?),
@@ -629,14 +662,15 @@ pub(crate) async fn find_user_locked(
 ) -> OpResult<UserRow> {
     let mut found = find_user(c, env.tenant(), user).await?;
     if env.backend == Backend::Postgres {
-        let retired: i64 = sqlx::query_scalar(
-            "SELECT retired FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+        let row = sqlx::query(
+            "SELECT retired, disabled FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
         )
         .bind(env.tenant())
         .bind(found.user.id)
         .fetch_one(&mut *c)
         .await?;
-        found.user.retired = retired != 0;
+        found.user.retired = row.try_get::<i64, _>("retired")? != 0;
+        found.user.disabled = row.try_get::<i64, _>("disabled")? != 0;
     }
     Ok(found)
 }
@@ -646,4 +680,10 @@ fn require_not_retired(user: &UserRow) -> OpResult<()> {
         return Err(LedgerError::Retired(user.user.id).into());
     }
     Ok(())
+}
+
+/// Neither retired nor disabled: may be given seats and log on.
+fn require_active(user: &UserRow) -> OpResult<()> {
+    require_not_retired(user)?;
+    require_enabled(user)
 }
