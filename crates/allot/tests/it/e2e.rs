@@ -545,6 +545,7 @@ async fn bad_input(server: &Server, token: &str) {
     assert!(metrics.contains("allot_http_requests_total"), "{metrics}");
     assert!(metrics.contains("allot_ledger_operations_total"));
     assert!(metrics.contains("allot_pool_seats_total"));
+    assert!(metrics.contains("allot_pool_seat_denials_total"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

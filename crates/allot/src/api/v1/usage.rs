@@ -37,7 +37,7 @@ impl UsageQuery {
 }
 
 /// One product's usage history.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProductUsage {
     pub product: Product,
     pub step: UsageStep,
@@ -45,7 +45,7 @@ pub struct ProductUsage {
 }
 
 /// Every product's usage history over one range.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantUsage {
     pub step: UsageStep,
     pub products: Vec<ProductUsage>,
@@ -80,18 +80,13 @@ fn wants_csv(headers: &HeaderMap) -> bool {
         })
 }
 
-fn csv_response(usages: &[ProductUsage]) -> ApiResult<Response> {
+/// The points of `usages` as CSV with a header row (the API's `text/csv` answer, and the CLI's
+/// `--csv`): one row a point, the product named on each.
+pub fn usage_csv(usages: &[ProductUsage]) -> Result<Vec<u8>, csv::Error> {
     // The header row is written by hand, so that it is there even when there are no points.
     let mut out = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(Vec::new());
-    let broken = |e: csv::Error| {
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("csv: {e}"),
-        )
-    };
     out.write_record([
         "product_id",
         "owner",
@@ -102,8 +97,7 @@ fn csv_response(usages: &[ProductUsage]) -> ApiResult<Response> {
         "in_use_avg",
         "denied",
         "unused_seat_seconds",
-    ])
-    .map_err(broken)?;
+    ])?;
     for usage in usages {
         for point in &usage.points {
             out.serialize(CsvRow {
@@ -119,13 +113,21 @@ fn csv_response(usages: &[ProductUsage]) -> ApiResult<Response> {
                 in_use_avg: point.in_use_avg,
                 denied: point.denied,
                 unused_seat_seconds: point.unused_seat_seconds,
-            })
-            .map_err(broken)?;
+            })?;
         }
     }
-    let body = out
-        .into_inner()
-        .map_err(|e| broken(csv::Error::from(e.into_error())))?;
+    out.into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))
+}
+
+fn csv_response(usages: &[ProductUsage]) -> ApiResult<Response> {
+    let body = usage_csv(usages).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("csv: {e}"),
+        )
+    })?;
     Ok((
         [(
             header::CONTENT_TYPE,
