@@ -176,6 +176,11 @@ pub fn metrics_app(state: AppState) -> Router {
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok(tenants) = state.ledger.tenants().await {
         for tenant in tenants {
+            let denials = state
+                .ledger
+                .pool_denials(tenant.id)
+                .await
+                .unwrap_or_default();
             if let Ok(pools) = state.ledger.pool_status(tenant.id, None).await {
                 for p in pools {
                     let labels = [
@@ -184,6 +189,13 @@ async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
                     ];
                     metrics::gauge!("allot_pool_seats_total", &labels).set(p.total as f64);
                     metrics::gauge!("allot_pool_seats_in_use", &labels).set(p.in_use as f64);
+                    // Requests refused for want of a seat, counted durably by the ledger.
+                    let denied = denials
+                        .iter()
+                        .find(|(product, _)| *product == p.product)
+                        .map_or(0, |(_, n)| *n);
+                    metrics::counter!("allot_pool_seat_denials_total", &labels)
+                        .absolute(denied as u64);
                 }
             }
         }

@@ -21,6 +21,7 @@ use v1::idempotency::IdempotencyHeader;
         v1::auth::create_login, v1::auth::set_password, v1::auth::list_tenants, v1::auth::create_tenant,
         v1::products::list, v1::products::create, v1::products::get, v1::products::patch,
         v1::products::add_seats, v1::products::pools,
+        v1::usage::product, v1::usage::tenant,
         v1::seats::list, v1::seats::get, v1::seats::grant, v1::seats::release, v1::seats::revoke,
         v1::seats::activate,
         v1::users::list, v1::users::create, v1::users::get, v1::users::patch, v1::users::licenses,
@@ -139,6 +140,8 @@ pub fn v1_routes() -> Router<AppState> {
         )
         .route("/v1/products/{product}/seats", post(products::add_seats))
         .route("/v1/pools", get(products::pools))
+        .route("/v1/products/{product}/usage", get(usage::product))
+        .route("/v1/usage", get(usage::tenant))
         .route("/v1/seats", get(seats::list))
         .route("/v1/seats/{id}", get(seats::get))
         .route("/v1/seats/{id}/grant", post(seats::grant))

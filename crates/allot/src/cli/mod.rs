@@ -161,6 +161,23 @@ pub enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// A product's usage history: a table of points and a sparkline of seats held at peak
+    Usage {
+        /// The product: owner/name or id
+        #[arg(long)]
+        product: String,
+        /// How far back: 30m, 24h, 7d, 8w, or a YYYY-MM-DD / RFC 3339 time
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Width of a point [default: minute up to 6 hours back, hour up to 60 days, else day]
+        #[arg(long, value_enum)]
+        step: Option<Step>,
+        /// Print CSV with a header row instead of a table
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// The audit trail
     #[command(args_conflicts_with_subcommands = true)]
     Audit {
@@ -689,11 +706,45 @@ fn remote_of(cmd: &Cmd) -> Option<&Remote> {
         | Cmd::Status { remote }
         | Cmd::Keys { remote, .. }
         | Cmd::Tokens { remote, .. }
-        | Cmd::Audit { remote, .. } => Some(remote),
+        | Cmd::Audit { remote, .. }
+        | Cmd::Usage { remote, .. } => Some(remote),
         Cmd::Assign(a) | Cmd::Unassign(a) => Some(&a.remote),
         Cmd::Grant(s) | Cmd::Release(s) | Cmd::Revoke(s) => Some(&s.remote),
         _ => None,
     }
+}
+
+/// A point's width for `allot usage`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Step {
+    Minute,
+    Hour,
+    Day,
+}
+
+/// `30m`, `24h`, `7d`, `8w` back from `now`, or a date / RFC 3339 time.
+pub fn parse_since(text: &str, now: time::OffsetDateTime) -> anyhow::Result<time::OffsetDateTime> {
+    let text = text.trim();
+    if let Some(unit) = text.chars().last()
+        && let Ok(n) = text[..text.len() - unit.len_utf8()].parse::<i64>()
+        && n > 0
+    {
+        let span = match unit {
+            'm' => time::Duration::minutes(n),
+            'h' => time::Duration::hours(n),
+            'd' => time::Duration::days(n),
+            'w' => time::Duration::weeks(n),
+            _ => anyhow::bail!("{text:?}: the unit is one of m, h, d, w"),
+        };
+        return now
+            .checked_sub(span)
+            .ok_or_else(|| anyhow::anyhow!("{text:?} is too far back"));
+    }
+    let stamp = parse_time(text)?;
+    Ok(time::OffsetDateTime::parse(
+        &stamp,
+        &time::format_description::well_known::Rfc3339,
+    )?)
 }
 
 /// Parses RFC 3339 or a plain date (midnight UTC).
@@ -987,6 +1038,41 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Status { .. } => {
             let pools: Vec<PoolStatus> = fetch_all(&client, "/v1/pools").await?;
             out.status(&pools);
+        }
+        Cmd::Usage {
+            product,
+            since,
+            step,
+            csv,
+            ..
+        } => {
+            let now = time::OffsetDateTime::now_utc();
+            let from = parse_since(&since, now)?;
+            let step = step.unwrap_or(if now - from <= time::Duration::hours(6) {
+                Step::Minute
+            } else if now - from <= time::Duration::days(60) {
+                Step::Hour
+            } else {
+                Step::Day
+            });
+            let step = match step {
+                Step::Minute => "minute",
+                Step::Hour => "hour",
+                Step::Day => "day",
+            };
+            let from = from.format(&time::format_description::well_known::Rfc3339)?;
+            let path = format!(
+                "/v1/products/{}/usage?from={}&step={step}",
+                product_path(&product),
+                segment(&from)
+            );
+            let usage: crate::api::v1::usage::ProductUsage = client.get(&path).await?;
+            if csv {
+                let text = crate::api::v1::usage::usage_csv(std::slice::from_ref(&usage))?;
+                print!("{}", String::from_utf8_lossy(&text));
+            } else {
+                out.usage(&usage);
+            }
         }
         Cmd::Audit { check: Some(_), .. } => anyhow::bail!("not an admin command"),
         Cmd::Audit { since, follow, .. } => {

@@ -58,6 +58,16 @@ pub fn bar(in_use: i64, total: i64, width: usize) -> String {
     format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
 }
 
+/// A one-line chart of `values` scaled to `top`: one of eight block heights a value.
+pub fn sparkline(values: &[i64], top: i64) -> String {
+    const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let top = top.max(values.iter().copied().max().unwrap_or(0)).max(1);
+    values
+        .iter()
+        .map(|&v| BLOCKS[((v.max(0) * 7 + top / 2) / top).min(7) as usize])
+        .collect()
+}
+
 /// One value as one line of JSON.
 pub fn json_line<T: Serialize>(value: &T) {
     println!(
@@ -233,6 +243,38 @@ impl Output {
         });
     }
 
+    /// A product's usage history: a sparkline of the peak seats held against the seats
+    /// bought, then one row a point.
+    pub fn usage(&self, usage: &crate::api::v1::usage::ProductUsage) {
+        if self.json {
+            usage.points.iter().for_each(json_line);
+            return;
+        }
+        let peaks: Vec<i64> = usage.points.iter().map(|p| p.in_use_max).collect();
+        let total = usage.points.iter().map(|p| p.total).max().unwrap_or(0);
+        println!(
+            "{}/{} by the {}: peak seats in use of {total} bought",
+            usage.product.owner, usage.product.name, usage.step
+        );
+        println!("{}", sparkline(&peaks, total));
+        table(
+            &["at", "total", "in use max", "in use avg", "denied"],
+            usage
+                .points
+                .iter()
+                .map(|p| {
+                    vec![
+                        at(p.at),
+                        p.total.to_string(),
+                        p.in_use_max.to_string(),
+                        format!("{:.2}", p.in_use_avg),
+                        p.denied.to_string(),
+                    ]
+                })
+                .collect(),
+        );
+    }
+
     pub fn status(&self, items: &[PoolStatus]) {
         self.rows(items, || {
             table(
@@ -345,6 +387,14 @@ impl Output {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sparkline_scales_to_the_seats_bought() {
+        assert_eq!(super::sparkline(&[0, 1, 2, 4], 4), "▁▃▅█");
+        assert_eq!(super::sparkline(&[], 4), "");
+        // Overflow beyond what was bought tops out.
+        assert_eq!(super::sparkline(&[0, 8], 4), "▁█");
+    }
+
     #[test]
     fn bars_fill_in_proportion() {
         assert_eq!(super::bar(0, 10, 10), "[..........]");

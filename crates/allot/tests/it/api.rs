@@ -1210,6 +1210,13 @@ fn openapi_document_matches_the_snapshot() {
 #[tokio::test]
 async fn groups_give_their_licenses_and_disabled_users_lose_theirs() {
     let app = TestApp::new().await;
+/// The usage history over HTTP: JSON (snapshot of its shape), CSV with a header row, every
+/// product at once, and the errors of a bad range, with the ledger's clock moved by hand.
+#[tokio::test]
+async fn usage_history_answers_json_and_csv_and_refuses_bad_ranges() {
+    let start = time::macros::datetime!(2026-11-23 09:00 UTC);
+    let clock = ManualClock::new(start);
+    let app = TestApp::with_clock(clock.clone()).await;
     let admin = app.admin_token().await;
     let t = Some(admin.as_str());
     let r = app
@@ -1397,6 +1404,41 @@ async fn groups_give_their_licenses_and_disabled_users_lose_theirs() {
             "DELETE",
             &format!("/v1/groups/{id}/licenses/SuperOffice%2Fcrm"),
             t,
+            Some(json!({ "owner": "SuperOffice", "name": "crm", "seats": 2 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    for login in ["ann", "bob", "cid"] {
+        let r = app
+            .call("POST", "/v1/users", t, Some(json!({ "login": login })))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+    // 09:15 ann, 09:30 bob take a seat; 09:45 cid is refused: none is free.
+    for (login, status) in [
+        ("ann", StatusCode::OK),
+        ("bob", StatusCode::OK),
+        ("cid", StatusCode::CONFLICT),
+    ] {
+        clock.advance(time::Duration::minutes(15));
+        let r = app
+            .call(
+                "POST",
+                &format!("/v1/users/{login}/assignments"),
+                t,
+                Some(json!({ "product": "SuperOffice/crm" })),
+            )
+            .await;
+        assert_eq!(r.status, status, "{login}: {:?}", r.body);
+    }
+    clock.advance(time::Duration::minutes(45)); // 10:30
+    let reader = app.token_with_role(&admin, "reader", None).await;
+    let range = "from=2026-11-23T09:00:00Z&to=2026-11-23T11:00:00Z&step=hour";
+    let r = app
+        .call(
+            "GET",
+            &format!("/v1/products/SuperOffice%2Fcrm/usage?{range}"),
+            Some(&reader),
             None,
         )
         .await;
@@ -1417,4 +1459,93 @@ async fn groups_give_their_licenses_and_disabled_users_lose_theirs() {
     assert!(r.body["items"].as_array().unwrap().is_empty());
     let r = app.call("GET", "/v1/invariants", t, None).await;
     assert_eq!(r.body["violations"], json!([]), "{:?}", r.body);
+    // 09:00-10:00 held 0, 1, 2, 2 for a quarter each: mean 1.25, peak 2, one refusal; 10:00 on,
+    // carried over up to now (10:30).
+    assert_eq!(r.body["points"][0]["in_use_avg"], 1.25);
+    insta::assert_json_snapshot!("usage_product", r.body);
+
+    let csv_get = |path: String| {
+        let app = &app;
+        let reader = reader.clone();
+        async move {
+            let req = Request::builder()
+                .uri(path)
+                .header("authorization", format!("Bearer {reader}"))
+                .header("accept", "text/csv")
+                .body(Body::empty())
+                .unwrap();
+            app.raw(req).await
+        }
+    };
+    let r = csv_get(format!("/v1/products/1/usage?{range}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "text/csv; charset=utf-8");
+    let text = r.body.as_str().expect("csv is text").to_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "product_id,owner,product,at,total,in_use_max,in_use_avg,denied,unused_seat_seconds",
+            "1,SuperOffice,crm,2026-11-23T09:00:00Z,2,2,1.25,1,2700",
+            "1,SuperOffice,crm,2026-11-23T10:00:00Z,2,2,2.0,0,0",
+        ]
+    );
+    // Every product at once, as JSON and as CSV.
+    let r = app
+        .call("GET", &format!("/v1/usage?{range}"), Some(&reader), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["step"], "hour");
+    assert_eq!(r.body["products"][0]["product"]["name"], "crm");
+    assert_eq!(r.body["products"][0]["points"].as_array().unwrap().len(), 2);
+    let r = csv_get(format!("/v1/usage?{range}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body.as_str().unwrap(), text);
+    // Defaults: the last day by the hour.
+    let r = app
+        .call("GET", "/v1/products/1/usage", Some(&reader), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["step"], "hour");
+    assert_eq!(r.body["points"].as_array().unwrap().len(), 25);
+
+    // Bad ranges, each with its own status and code.
+    let cases = [
+        (
+            "/v1/products/1/usage?from=2026-11-23T10:00:00Z&to=2026-11-23T09:00:00Z",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            "/v1/products/1/usage?from=2025-11-23T09:00:00Z&step=minute",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            "/v1/products/1/usage?step=week",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/v1/usage?from=yesterday",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/v1/products/99/usage",
+            StatusCode::NOT_FOUND,
+            "unknown_product",
+        ),
+    ];
+    for (path, status, expected) in cases {
+        let r = app.call("GET", path, Some(&reader), None).await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (status, expected),
+            "{path}: {:?}",
+            r.body
+        );
+    }
+    let r = app.call("GET", "/v1/usage", None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }

@@ -241,6 +241,27 @@ async fn admin_flow(server: &Server, token: &str) {
     assert_eq!(view["assigned"], false);
     let status = cli_lines(url, token, &["status"]);
     assert!(status.iter().all(|p| p["in_use"] == 0), "{status:?}");
+    // The usage history saw the seat held and given back: a point per minute of the last hour.
+    let usage = ["usage", "--product", "SuperOffice/user", "--since", "1h"];
+    let points = cli_lines(url, token, &usage);
+    assert!((60..=62).contains(&points.len()), "{points:?}");
+    assert!(
+        points.iter().any(|p| p["in_use_max"].as_i64() >= Some(1)),
+        "{points:?}"
+    );
+    let user_total = &status.iter().find(|p| p["name"] == "user").unwrap()["total"];
+    assert_eq!(&points.last().unwrap()["total"], user_total, "{points:?}");
+    let human = cli(url, token, &usage);
+    assert!(
+        human.contains("in use max") && human.contains('█'),
+        "{human}"
+    );
+    let csv = cli(url, token, &[&usage[..], &["--csv"]].concat());
+    assert!(
+        csv.starts_with("product_id,owner,product,at,total,in_use_max,in_use_avg,denied,"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), points.len() + 1);
     every_command_prints_json_lines(url, token);
     // The audit trail saw all of it, in order.
     let audit = cli(url, token, &["audit", "--json"]);
@@ -545,6 +566,7 @@ async fn bad_input(server: &Server, token: &str) {
     assert!(metrics.contains("allot_http_requests_total"), "{metrics}");
     assert!(metrics.contains("allot_ledger_operations_total"));
     assert!(metrics.contains("allot_pool_seats_total"));
+    assert!(metrics.contains("allot_pool_seat_denials_total"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ pub mod license;
 pub mod products;
 pub mod seats;
 pub mod sessions;
+pub mod usage;
 pub mod users;
 
 use axum::http::HeaderMap;
