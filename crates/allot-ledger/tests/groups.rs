@@ -399,4 +399,33 @@ on_both_stores! {
         assert!(!f.assigned(&holder, &p).await);
         assert_eq!(f.counts(&p).await, (1, 0, 1));
     }
+
+    // Found by the property test: a member leaving its company's pool is served from the new one.
+    async fn a_member_changing_pool_is_served_from_the_new_one(f: Fixture) {
+        let p = f.user_product("crm", 1).await;
+        let co = f.company("acme", PoolMode::Company).await;
+        let g = group(&f, "sales").await;
+        license(&f, &g, &p).await;
+        let member = f.user_with(NewUser { company: Some(CompanyRef::Id(co.id)), license_mode: LicenseMode::Company, ..NewUser::named("member") }).await;
+        join(&f, &g, &member).await;
+        assert_eq!(state(&f, &g, &member, &p).await.0, AssignmentState::Waiting);
+        f.ok(Command::EditUser { user: by_id(&member), patch: UserPatch { license_mode: Some(LicenseMode::Manual), ..Default::default() } }).await;
+        assert_eq!(state(&f, &g, &member, &p).await.0, AssignmentState::Active);
+    }
+
+    // Found by the property test: removing all of a user's licenses takes the group product
+    // whose (direct) prerequisite went, and says why.
+    async fn removing_a_prerequisite_takes_the_group_product_that_needs_it(f: Fixture) {
+        let base = f.user_product("user", 5).await;
+        let web = f.product(NewProduct { prerequisite: Some(pid(&base)), ..NewProduct::user("SuperOffice", "web", 5) }).await;
+        let g = group(&f, "web users").await;
+        let u = f.user("ann").await;
+        join(&f, &g, &u).await;
+        f.assign(&u, &base).await.unwrap();
+        license(&f, &g, &web).await;
+        assert!(f.assigned(&u, &web).await);
+        f.ok(Command::RemoveAllLicenses { user: by_id(&u) }).await;
+        assert!(!f.assigned(&u, &web).await);
+        assert_eq!(state(&f, &g, &u, &web).await, (AssignmentState::Error, Some("prerequisite_missing".into())));
+    }
 }

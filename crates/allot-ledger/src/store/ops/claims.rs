@@ -291,6 +291,8 @@ pub(super) async fn drop_products(
                 .bind(product)
                 .execute(&mut *c)
                 .await?;
+                // Not done: if its prerequisite goes later in this cascade, it goes too.
+                done.retain(|p| *p != product);
                 continue;
             }
         }

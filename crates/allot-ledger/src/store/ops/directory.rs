@@ -144,6 +144,9 @@ pub(super) async fn edit_company(
         .execute(&mut *c)
         .await
         .map_err(|e| unique_to(e, "company", &after.name))?;
+    if after.pool_mode != before.pool_mode {
+        pool_changed(c, env, None, Some(before.id)).await?;
+    }
     audit(
         env,
         "company.edit",
@@ -497,6 +500,10 @@ pub(super) async fn edit_user(
     .execute(&mut *c)
     .await
     .map_err(|e| unique_to(e, "user", &after.login))?;
+    if (after.company, after.license_mode) != (before.company, before.license_mode) {
+        // Another pool: seats there may be free for what the user waits for.
+        pool_changed(c, env, Some(before.id), None).await?;
+    }
     audit(
         env,
         "user.edit",

@@ -282,6 +282,31 @@ pub(super) async fn prerequisite_lost(
     Ok(())
 }
 
+/// A user's (or a company's members') pool changed: what they wait for is served again, since
+/// the new pool may have seats free.
+pub(super) async fn pool_changed(
+    c: &mut Conn,
+    env: &Env<'_>,
+    user: Option<UserId>,
+    company: Option<CompanyId>,
+) -> OpResult<()> {
+    let products: Vec<ProductId> = sqlx::query_scalar(
+        "SELECT DISTINCT a.product_id FROM group_assignments a \
+         JOIN users u ON u.tenant_id = a.tenant_id AND u.id = a.user_id \
+         WHERE a.tenant_id = $1 AND a.state = 'waiting' \
+           AND ($2 IS NULL OR a.user_id = $2) AND ($3 IS NULL OR u.company_id = $3)",
+    )
+    .bind(env.tenant())
+    .bind(user)
+    .bind(company)
+    .fetch_all(&mut *c)
+    .await?;
+    for product in products {
+        env.note_seats_changed(product);
+    }
+    Ok(())
+}
+
 /// The user is disabled or retired: none of its group assignments holds or waits any more.
 pub(super) async fn block_user(
     c: &mut Conn,
