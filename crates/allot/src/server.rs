@@ -87,6 +87,7 @@ pub fn app(state: AppState) -> Router {
             crate::api::v1::idempotency::middleware,
         ))
         .merge(crate::dialects::routes())
+        .merge(crate::console::routes(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -13,10 +13,12 @@ mod group;
 mod idempotency;
 mod keys;
 mod ops;
+mod overview;
 mod queries;
 
 pub use group::CommitStats;
 pub(crate) use idempotency::Claimed;
+pub use overview::UserSearch;
 pub use queries::{AuditFilter, SeatFilter};
 
 use std::str::FromStr;
