@@ -73,6 +73,37 @@ impl Clock for ManualClock {
     }
 }
 
+/// The most points one usage answer holds (a week of minutes, 13 years of days).
+pub const MAX_USAGE_POINTS: i64 = 10_080;
+
+/// The first bucket start and the end (microseconds) of a usage range, or why it is refused.
+fn usage_range(
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+    step: UsageStep,
+) -> QueryResult<(i64, i64)> {
+    if to <= from {
+        return Err(LedgerError::Invalid {
+            field: "to",
+            reason: "must be later than from".into(),
+        });
+    }
+    let width = step.seconds() * 1_000_000;
+    let first = rules::to_micros(from).div_euclid(width) * width;
+    let end = rules::to_micros(to);
+    let points = (end - first + width - 1) / width;
+    if points > MAX_USAGE_POINTS {
+        return Err(LedgerError::Invalid {
+            field: "step",
+            reason: format!(
+                "{points} points of a {step} asked for, at most {MAX_USAGE_POINTS}: \
+                 a larger step or a shorter range"
+            ),
+        });
+    }
+    Ok((first, end))
+}
+
 #[derive(Clone)]
 pub struct Ledger {
     store: Arc<Store>,
@@ -287,6 +318,55 @@ impl Ledger {
             .store
             .user_view(tenant, user, self.now(), Some(&ids))
             .await?)
+    }
+
+    /// The product's usage history: one point per `step` from the step holding `from` up to
+    /// `to` (and no later than now), each with the seats bought, the peak and time-weighted mean
+    /// of seats held, and the requests refused for want of a seat; steps without a change carry
+    /// the counts over. At most [`MAX_USAGE_POINTS`] points: a longer range wants a larger step.
+    pub async fn usage(
+        &self,
+        tenant: TenantId,
+        product: ProductId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        step: UsageStep,
+    ) -> QueryResult<Vec<UsagePoint>> {
+        let (first, end) = usage_range(from, to, step)?;
+        // Answers unknown_product for a product that is not the tenant's.
+        self.store
+            .pool_status(tenant, Some(product), self.now())
+            .await?;
+        Ok(self
+            .store
+            .usage(tenant, product, first, end, step, self.now())
+            .await?)
+    }
+
+    /// [`Ledger::usage`] of every product of the tenant, in the products' order.
+    pub async fn tenant_usage(
+        &self,
+        tenant: TenantId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        step: UsageStep,
+    ) -> QueryResult<Vec<(Product, Vec<UsagePoint>)>> {
+        let (first, end) = usage_range(from, to, step)?;
+        let now = self.now();
+        let mut all = Vec::new();
+        for product in self.store.products(tenant).await? {
+            let points = self
+                .store
+                .usage(tenant, product.id, first, end, step, now)
+                .await?;
+            all.push((product, points));
+        }
+        Ok(all)
+    }
+
+    /// Requests refused for want of a seat since the usage history began, per product.
+    pub async fn pool_denials(&self, tenant: TenantId) -> QueryResult<Vec<(ProductId, i64)>> {
+        Ok(self.store.pool_denials(tenant).await?)
     }
 
     pub async fn seat(&self, tenant: TenantId, seat: Uuid) -> QueryResult<Seat> {

@@ -403,3 +403,39 @@ pub struct Expiry {
     /// Of those, held by someone now.
     pub held: i64,
 }
+
+string_enum! {
+    /// The width of one point of a usage history.
+    UsageStep {
+        Minute = "minute",
+        Hour = "hour",
+        Day = "day",
+    }
+}
+
+impl UsageStep {
+    pub fn seconds(self) -> i64 {
+        match self {
+            UsageStep::Minute => 60,
+            UsageStep::Hour => 3_600,
+            UsageStep::Day => 86_400,
+        }
+    }
+}
+
+/// One step of a product's usage history (`at` is its start, UTC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UsagePoint {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Seats bought at the end of the step (overflow excluded, expiry not applied).
+    pub total: i64,
+    /// The most seats held at once during the step.
+    pub in_use_max: i64,
+    /// Seats held, averaged over the step's time (up to now, for the step under way).
+    pub in_use_avg: f64,
+    /// Requests refused for want of a free seat during the step.
+    pub denied: i64,
+    /// Seat-seconds bought but not held during the step.
+    pub unused_seat_seconds: i64,
+}

@@ -10,6 +10,7 @@
 
 mod chain;
 mod group;
+mod history;
 mod idempotency;
 mod keys;
 mod ops;
@@ -415,7 +416,10 @@ pub(crate) async fn transact(
         Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
         Backend::Postgres => conn.begin().await?,
     };
-    let single = items.len() == 1 || atomic;
+    // A lone command on SQLite still gets a savepoint (free there), so a refusal for want of a
+    // seat is counted in the same transaction; on PostgreSQL it would cost two round trips on
+    // every command, so there a refusal is counted in a transaction of its own afterwards.
+    let single = atomic || (items.len() == 1 && backend == Backend::Postgres);
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
         let env = Env::new(item.ctx, item.now, backend);
@@ -423,7 +427,7 @@ pub(crate) async fn transact(
             tx.execute("SAVEPOINT allot_command").await?;
         }
         let result = match ops::execute(&mut tx, &env, item.command).await {
-            Ok(outcome) => ops::flush_audit(&mut tx, &env).await.map(|()| outcome),
+            Ok(outcome) => ops::finish_command(&mut tx, &env).await.map(|()| outcome),
             Err(e) => Err(e),
         };
         match result {
@@ -436,11 +440,18 @@ pub(crate) async fn transact(
             Err(OpError::Rule(rule)) => {
                 if single {
                     tx.rollback().await?;
+                    record_denial_alone(&mut conn, backend, &env, &rule).await;
                     outcomes.push(Err(rule));
                     return Ok(outcomes);
                 }
                 tx.execute("ROLLBACK TO SAVEPOINT allot_command").await?;
                 tx.execute("RELEASE SAVEPOINT allot_command").await?;
+                // The refusal outlives the rollback of what the command did.
+                if let Some(product) = ops::denied_product(&rule) {
+                    ops::record_denial(&mut tx, &env, product)
+                        .await
+                        .map_err(op_store_error)?;
+                }
                 outcomes.push(Err(rule));
             }
             // Dropping the transaction rolls it back.
@@ -449,6 +460,43 @@ pub(crate) async fn transact(
     }
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// Counts a refusal for want of a seat in a transaction of its own, after the refused command's
+/// transaction was rolled back. Best effort: the refusal is the caller's answer either way, so a
+/// failure here is logged and does not change it.
+pub(crate) async fn record_denial_alone(
+    conn: &mut Conn,
+    backend: Backend,
+    env: &Env<'_>,
+    rule: &LedgerError,
+) {
+    let Some(product) = ops::denied_product(rule) else {
+        return;
+    };
+    let result: Result<(), StoreError> = async {
+        let mut tx = match backend {
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => conn.begin().await?,
+        };
+        ops::record_denial(&mut tx, env, product)
+            .await
+            .map_err(op_store_error)?;
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, product, "refusal not recorded in the usage history");
+    }
+}
+
+/// A store failure from a statement that no rule can refuse.
+fn op_store_error(e: OpError) -> StoreError {
+    match e {
+        OpError::Store(e) => e,
+        OpError::Rule(rule) => StoreError::Corrupt(rule.to_string()),
+    }
 }
 
 fn busy_on_timeout(e: sqlx::Error) -> StoreError {

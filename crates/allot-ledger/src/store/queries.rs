@@ -682,6 +682,23 @@ impl Store {
                  AND NOT EXISTS (SELECT 1 FROM company_quotas q WHERE q.tenant_id = s.tenant_id \
                  AND q.company_id = s.charged_company_id AND q.product_id = s.product_id)",
             ),
+            (
+                "usage history's pool counts differ from the seats (or were left unrecorded)",
+                "SELECT count(*) FROM products p LEFT JOIN pool_usage u \
+                   ON u.tenant_id = p.tenant_id AND u.product_id = p.id WHERE p.tenant_id = $1 AND ( \
+                   COALESCE(u.total, 0) <> (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id \
+                     AND s.product_id = p.id AND s.overflow = 0) \
+                   OR COALESCE(u.in_use, 0) <> (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id \
+                     AND s.product_id = p.id AND s.holder_id IS NOT NULL) \
+                   OR u.dirty = 1 OR u.recorded_total <> u.total OR u.recorded_in_use <> u.in_use)",
+            ),
+            (
+                "usage history's latest bucket differs from the pool's counts",
+                "SELECT count(*) FROM pool_usage u JOIN usage_buckets b ON b.tenant_id = u.tenant_id \
+                   AND b.product_id = u.product_id AND b.start = (SELECT max(start) FROM usage_buckets l \
+                   WHERE l.tenant_id = u.tenant_id AND l.product_id = u.product_id AND l.step = b.step) \
+                 WHERE u.tenant_id = $1 AND (b.total <> u.total OR b.in_use <> u.in_use)",
+            ),
         ];
         for (what, query) in checks {
             let n: i64 = sqlx::query_scalar(*query)

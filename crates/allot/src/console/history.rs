@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::views::ConsoleError;
 use crate::state::AppState;
-use allot_ledger::{ProductId, TenantId};
+use allot_ledger::{ProductId, TenantId, UsagePoint, UsageStep};
 
 /// The chart's ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,14 @@ impl Range {
         }
     }
 
+    /// Points of an hour for a day or a week, of a day beyond.
+    pub fn step(self) -> UsageStep {
+        match self {
+            Range::Day | Range::Week => UsageStep::Hour,
+            Range::Month | Range::Year => UsageStep::Day,
+        }
+    }
+
     pub fn span(self) -> time::Duration {
         match self {
             Range::Day => time::Duration::hours(24),
@@ -65,6 +73,8 @@ impl Range {
 pub struct Point {
     /// Seconds since the epoch (what uPlot's time axis takes).
     pub at: i64,
+    /// The same, RFC 3339 (for the table beside the chart).
+    pub at_text: String,
     pub total: i64,
     pub in_use_max: i64,
     pub in_use_avg: f64,
@@ -167,29 +177,76 @@ pub struct Overview {
     pub available: bool,
 }
 
-/// The dashboard's sparklines (peak use per day over 30 days) and refusals of the last 24 h.
+impl From<&UsagePoint> for Point {
+    fn from(p: &UsagePoint) -> Point {
+        Point {
+            at: p.at.unix_timestamp(),
+            at_text: super::pages::rfc3339(p.at),
+            total: p.total,
+            in_use_max: p.in_use_max,
+            in_use_avg: p.in_use_avg,
+            denied: p.denied,
+        }
+    }
+}
+
+/// The dashboard's sparklines (peak use per day over 30 days) and refusals of the last 24 h
+/// (minute by minute, so the window is 24 hours to the minute), from the ledger's usage history.
 pub async fn dashboard(
-    _state: &AppState,
-    _tenant: TenantId,
-    _products: &[ProductId],
+    state: &AppState,
+    tenant: TenantId,
+    products: &[ProductId],
 ) -> Result<Overview, ConsoleError> {
-    // Usage history comes from the ledger's usage query (issue 13, first part); until this
-    // build has it, the dashboard says there is no history.
+    let now = state.ledger.now_time();
+    let days = state
+        .ledger
+        .tenant_usage(tenant, now - Range::Month.span(), now, UsageStep::Day)
+        .await?;
+    let sparklines = days
+        .iter()
+        .filter(|(product, _)| products.contains(&product.id))
+        .filter_map(|(product, points)| {
+            let points: Vec<Point> = points.iter().map(Point::from).collect();
+            Some((product.id, Sparkline::of(&points)?))
+        })
+        .collect();
+    // The minute holding `from` starts up to a minute before it: start one minute later.
+    let minutes = state
+        .ledger
+        .tenant_usage(
+            tenant,
+            now - Range::Day.span() + time::Duration::minutes(1),
+            now,
+            UsageStep::Minute,
+        )
+        .await?;
+    let refusals = minutes
+        .iter()
+        .flat_map(|(_, points)| points.iter().map(|p| p.denied))
+        .sum();
     Ok(Overview {
-        sparklines: HashMap::new(),
-        refusals_24h: None,
-        available: false,
+        sparklines,
+        refusals_24h: Some(refusals),
+        available: true,
     })
 }
 
-/// A product's chart over `range`.
+/// A product's chart over `range`, from the ledger's usage history.
 pub async fn chart(
-    _state: &AppState,
-    _tenant: TenantId,
-    _product: ProductId,
-    _range: Range,
+    state: &AppState,
+    tenant: TenantId,
+    product: ProductId,
+    range: Range,
 ) -> Result<Option<Chart>, ConsoleError> {
-    Ok(None)
+    let now = state.ledger.now_time();
+    let points = state
+        .ledger
+        .usage(tenant, product, now - range.span(), now, range.step())
+        .await?;
+    if points.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Chart::of(points.iter().map(Point::from).collect())))
 }
 
 #[cfg(test)]
@@ -199,6 +256,7 @@ mod tests {
     fn point(at: i64, total: i64, in_use_max: i64) -> Point {
         Point {
             at,
+            at_text: String::new(),
             total,
             in_use_max,
             in_use_avg: in_use_max as f64,

@@ -42,13 +42,13 @@ pub(crate) async fn create_tenant(
         json!({ "after": { "name": name } }),
     )
     .await?;
-    flush_audit(c, &env).await?;
+    finish_command(c, &env).await?;
     // The tenant's first license-signing key is made with it.
     first_signing_key(tx, id, &by.actor, now, backend, vault).await?;
     let mut outcomes = Vec::with_capacity(setup.len());
     for command in setup {
         outcomes.push(execute(tx, &env, command).await?);
-        flush_audit(tx, &env).await?;
+        finish_command(tx, &env).await?;
     }
     Ok((id, outcomes))
 }

@@ -22,6 +22,7 @@ mod directory;
 mod keys;
 mod seats;
 mod sessions;
+mod usage;
 use assignments::*;
 use catalog::*;
 use claims::*;
@@ -30,6 +31,7 @@ pub(crate) use directory::*;
 pub(crate) use keys::*;
 use seats::*;
 pub(crate) use sessions::*;
+pub(crate) use usage::{denied_product, record_denial};
 
 pub(crate) async fn execute(
     tx: &mut Tx<'_>,
@@ -365,8 +367,15 @@ async fn audit(
     Ok(())
 }
 
+/// Ends a command inside its transaction: writes its audit records and the usage history of the
+/// pools it changed. Every path that runs a command calls this (and only this) after it.
+pub(crate) async fn finish_command(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
+    flush_audit(c, env).await?;
+    usage::flush_usage(c, env).await
+}
+
 /// Numbers the command's pending audit records densely from the tenant's counter and writes them.
-pub(crate) async fn flush_audit(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
+async fn flush_audit(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
     let pending = std::mem::take(&mut *env.pending_audit());
     if pending.is_empty() {
         return Ok(());
