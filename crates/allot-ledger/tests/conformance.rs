@@ -812,8 +812,9 @@ on_both_stores! {
         let bob = f.user_with(NewUser { email: "bob@other.example".into(), ..NewUser::named("bob_1") }).await;
         let cid = f.user_with(NewUser { first_name: "Cid".into(), last_name: "Smithers".into(), ..NewUser::named("cid") }).await;
         f.ok(Command::Retire { user: by_id(&cid) }).await;
+        let (ledger, tenant) = (&f.ledger, f.tenant.id);
         let find = |search: UserSearch| async move {
-            f.ledger.find_users(f.tenant.id, &search).await.unwrap().iter().map(|u| u.login.clone()).collect::<Vec<_>>()
+            ledger.find_users(tenant, &search).await.unwrap().iter().map(|u| u.login.clone()).collect::<Vec<_>>()
         };
         let text = |t: &str| UserSearch { text: Some(t.into()), ..Default::default() };
         assert_eq!(find(text("SMITH")).await, ["ann", "cid"]);

@@ -189,7 +189,11 @@ on_both_stores! {
     }
 }
 
-async fn sample(f: &Fixture, products: &[Product], samples: &mut Vec<(OffsetDateTime, usize, i64)>) {
+async fn sample(
+    f: &Fixture,
+    products: &[Product],
+    samples: &mut Vec<(OffsetDateTime, usize, i64)>,
+) {
     for (i, p) in products.iter().enumerate() {
         samples.push((f.clock.now(), i, f.status(p).await.in_use));
     }
@@ -236,8 +240,14 @@ async fn history_agrees_with_the_pools(f: Fixture) {
         let user = users[rng.random_range(0..users.len())].clone();
         let product = &products[rng.random_range(0..4)];
         let command = match rng.random_range(0..10) {
-            0..=2 => Command::Assign { user: by_id(&user), product: pid(product) },
-            3..=4 => Command::Unassign { user: by_id(&user), product: pid(product) },
+            0..=2 => Command::Assign {
+                user: by_id(&user),
+                product: pid(product),
+            },
+            3..=4 => Command::Unassign {
+                user: by_id(&user),
+                product: pid(product),
+            },
             5 => Command::LogOn {
                 user: by_id(&user),
                 client: ClientKind::Windows,
@@ -245,7 +255,11 @@ async fn history_agrees_with_the_pools(f: Fixture) {
                 product: Some(pid(&float)),
                 lease_seconds: 3600,
             },
-            6 => Command::LogOff { users: vec![by_id(&user)], client: None, reason: EndReason::Logoff },
+            6 => Command::LogOff {
+                users: vec![by_id(&user)],
+                client: None,
+                reason: EndReason::Logoff,
+            },
             7 => Command::AddSeats(NewSeats::plain(pid(&crm), 1)),
             8 => Command::RemoveAllLicenses { user: by_id(&user) },
             _ => {
@@ -258,7 +272,10 @@ async fn history_agrees_with_the_pools(f: Fixture) {
             }
         };
         if let Err(e) = f.exec(command).await
-            && matches!(e, LedgerError::NoSeatFree { .. } | LedgerError::QuotaExhausted { .. })
+            && matches!(
+                e,
+                LedgerError::NoSeatFree { .. } | LedgerError::QuotaExhausted { .. }
+            )
         {
             denied_expected += 1;
         }
@@ -268,7 +285,14 @@ async fn history_agrees_with_the_pools(f: Fixture) {
     let first_hour = START.replace_time(time::Time::from_hms(START.hour(), 0, 0).unwrap());
     let mut denied_seen = 0;
     for (i, product) in products.iter().enumerate() {
-        let points = usage(&f, product, first_hour, now + Duration::seconds(1), UsageStep::Hour).await;
+        let points = usage(
+            &f,
+            product,
+            first_hour,
+            now + Duration::seconds(1),
+            UsageStep::Hour,
+        )
+        .await;
         let status = f.status(product).await;
         let last = points.last().unwrap();
         assert_eq!(last.total, status.total, "{}", product.name);
@@ -285,7 +309,12 @@ async fn history_agrees_with_the_pools(f: Fixture) {
                 continue;
             }
             // The count in force at a moment: the last sample at or before it (0 before any).
-            let in_force = |t: OffsetDateTime| mine.iter().rev().find(|(s, _)| *s <= t).map_or(0, |(_, n)| *n);
+            let in_force = |t: OffsetDateTime| {
+                mine.iter()
+                    .rev()
+                    .find(|(s, _)| *s <= t)
+                    .map_or(0, |(_, n)| *n)
+            };
             let mut area = 0.0;
             let mut max = in_force(start);
             let mut cursor = start;
@@ -297,7 +326,13 @@ async fn history_agrees_with_the_pools(f: Fixture) {
             area += in_force(cursor) as f64 * (end - cursor).as_seconds_f64();
             let avg = area / (end - start).as_seconds_f64();
             assert_eq!(point.in_use_max, max, "{} at {}", product.name, point.at);
-            assert!((point.in_use_avg - avg).abs() < 1e-6, "{} at {}: {} != {avg}", product.name, point.at, point.in_use_avg);
+            assert!(
+                (point.in_use_avg - avg).abs() < 1e-6,
+                "{} at {}: {} != {avg}",
+                product.name,
+                point.at,
+                point.in_use_avg
+            );
         }
         assert_eq!(mine.last().unwrap().1, status.in_use);
     }
@@ -313,6 +348,8 @@ async fn history_agrees_with_the_pools_on_sqlite() {
 
 #[tokio::test]
 async fn history_agrees_with_the_pools_on_postgres() {
-    let Some(db) = TestDb::postgres().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
     history_agrees_with_the_pools(Fixture::new(db).await).await;
 }

@@ -86,7 +86,15 @@ impl Store {
                     let in_use_area = b.in_use_area as i128 + b.in_use as i128 * tail;
                     let total_area = b.total_area as i128 + b.total as i128 * tail;
                     (total, in_use) = (b.total, b.in_use);
-                    point(start, b.total, b.in_use_max, in_use_area, total_area, span, b.denied)
+                    point(
+                        start,
+                        b.total,
+                        b.in_use_max,
+                        in_use_area,
+                        total_area,
+                        span,
+                        b.denied,
+                    )
                 }
                 None => point(
                     start,

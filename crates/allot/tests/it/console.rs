@@ -633,6 +633,25 @@ async fn every_page_has_a_strict_csp_and_nothing_inline() {
             );
         }
     }
+    // The history drawn: a sparkline per pool on the dashboard, the chart's points (one an hour
+    // over 7 days) in the product page for uPlot, and the same points as a table.
+    let dashboard = c.get("/console", Some(&admin)).await;
+    assert!(dashboard.text.contains("<polyline"), "{}", dashboard.text);
+    assert!(
+        dashboard.text.contains("id=\"refusals\">0<"),
+        "{}",
+        dashboard.text
+    );
+    let product_page = c
+        .get(&format!("/console/products/{product}"), Some(&admin))
+        .await;
+    let at = product_page.text.find("data-usage=\"").expect("chart data") + 12;
+    let end = at + product_page.text[at..].find('"').unwrap();
+    let json = product_page.text[at..end].replace("&quot;", "\"");
+    let usage: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let points = usage["at"].as_array().unwrap().len();
+    assert!((168..=169).contains(&points), "{points} points");
+    assert_eq!(usage["total"].as_array().unwrap().last().unwrap(), 3);
     // Names are escaped, never markup.
     let companies = c.get("/console/companies", Some(&admin)).await;
     assert!(

@@ -19,7 +19,7 @@
         { label: "peak in use", scale: "seats", stroke: "#1d4ed8", width: 2, fill: "rgba(29, 78, 216, 0.08)" },
         { label: "mean in use", scale: "seats", stroke: "#0891b2", width: 1 },
         { label: "total", scale: "seats", stroke: "#6b7280", width: 1, dash: [6, 4] },
-        { label: "refused", scale: "seats", stroke: "#b91c1c", width: 1, points: { show: true } }
+        { label: "refused", scale: "seats", stroke: "#b91c1c", width: 1 }
       ]
     };
     var chart = new window.uPlot(opts, columns, el);
