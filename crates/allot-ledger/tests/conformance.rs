@@ -881,6 +881,6 @@ on_both_stores! {
         assert_eq!(latest.iter().map(|e| e.seq).collect::<Vec<_>>(), newest);
         assert_eq!(latest[0], *all.last().unwrap());
         let anns = f.ledger.audit_latest(f.tenant.id, &AuditFilter { user: Some(ann.id), product: Some(crm.id), ..Default::default() }).await.unwrap();
-        assert_eq!(anns.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["license.unassign", "license.assign"], "{anns:?}");
+        assert_eq!(anns.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["license.unassign", "seat.release", "license.assign"], "{anns:?}");
     }
 }

@@ -155,7 +155,8 @@ impl Store {
     }
 
     /// Seats (grouped by product and expiry) and products that expire after `now` and at or
-    /// before `until`, soonest first.
+    /// before `until`, soonest first. Seats that go no later than their product are counted
+    /// with the product, not again on their own.
     pub async fn expiring(
         &self,
         tenant: TenantId,
@@ -165,8 +166,10 @@ impl Store {
         let seat_rows = sqlx::query(
             "SELECT s.product_id, s.expires_at, count(*) AS seats, \
                CAST(sum(CASE WHEN s.holder_id IS NULL THEN 0 ELSE 1 END) AS BIGINT) AS held \
-             FROM seats s WHERE s.tenant_id = $1 AND s.overflow = 0 \
+             FROM seats s JOIN products p ON p.tenant_id = s.tenant_id AND p.id = s.product_id \
+             WHERE s.tenant_id = $1 AND s.overflow = 0 \
                AND s.expires_at > $2 AND s.expires_at <= $3 \
+               AND (p.expires_at IS NULL OR p.expires_at > s.expires_at) \
              GROUP BY s.product_id, s.expires_at",
         )
         .bind(tenant)
