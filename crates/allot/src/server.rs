@@ -264,6 +264,11 @@ pub async fn serve(
         // Printed once, to the terminal only: it is never logged.
         println!("Created tenant \"default\" with login \"admin\", password: {password}");
         println!("(set ALLOT_ADMIN_PASSWORD to choose it; it is not shown again)");
+        if let Ok(addr) = listener.local_addr() {
+            println!(
+                "Open http://{addr}/ for the web console (tenant \"default\", login \"admin\")."
+            );
+        }
     }
     let metrics_task = match metrics_listener {
         Some(metrics_listener) => {
