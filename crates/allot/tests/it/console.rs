@@ -759,3 +759,88 @@ async fn tokens_are_shown_once_and_revoked_from_the_console() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn a_refused_assignment_says_why_and_counts_as_a_refusal_on_the_dashboard() {
+    let c = Console::new().await;
+    let token = c.admin_token().await;
+    let one = c
+        .api(
+            "POST",
+            "/v1/products",
+            &token,
+            Some(json!({"owner": "SuperOffice", "name": "solo", "seats": 1})),
+        )
+        .await
+        .json()["id"]
+        .as_i64()
+        .unwrap();
+    let mut users = Vec::new();
+    for login in ["ann", "bob"] {
+        let u = c
+            .api("POST", "/v1/users", &token, Some(json!({"login": login})))
+            .await;
+        users.push(u.json()["id"].as_i64().unwrap());
+    }
+    let admin = c.login("admin", PASSWORD).await;
+    let fields = [("product", one.to_string())];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let first = c
+        .post(
+            &format!("/console/users/{}/assign", users[0]),
+            &admin,
+            &fields,
+            Some(&admin.csrf),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER);
+    let refused = c
+        .post(
+            &format!("/console/users/{}/assign", users[1]),
+            &admin,
+            &fields,
+            Some(&admin.csrf),
+        )
+        .await;
+    // The ledger's refusal comes back on the user's page as a message, not as an error page.
+    assert_eq!(refused.status, StatusCode::SEE_OTHER, "{}", refused.text);
+    let flash = refused
+        .set_cookie("allot_console_flash")
+        .expect("a message");
+    let page = c
+        .send(
+            Request::get(refused.location())
+                .header(
+                    header::COOKIE,
+                    format!(
+                        "allot_console={}; allot_console_flash={}",
+                        admin.cookie,
+                        cookie_value(&flash)
+                    ),
+                )
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert!(page.text.contains("role=\"alert\""), "{}", page.text);
+    assert!(
+        page.text
+            .contains("no free seat of SuperOffice&#x2f;solo (1 of 1 in use)"),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.set_cookie("allot_console_flash")
+            .unwrap()
+            .contains("Max-Age=0"),
+        "shown once"
+    );
+    assert_eq!(c.in_use(&token, one).await, 1);
+    // The usage history counted the refusal; the dashboard shows it.
+    let dashboard = c.get("/console", Some(&admin)).await;
+    assert!(
+        dashboard.text.contains("id=\"refusals\">1<"),
+        "{}",
+        dashboard.text
+    );
+}
