@@ -283,6 +283,11 @@ pub async fn serve(
     };
     let reaper = tokio::spawn(reap_expired_sessions(ledger.clone()));
     tracing::info!(addr = %listener.local_addr()?, "allot listening");
+    let stopping = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.begin_shutdown();
+    };
     serve_connections(listener, app(state), &settings, shutdown).await;
     reaper.abort();
     if let Some(task) = metrics_task {

@@ -1,8 +1,8 @@
 //! The audit page's live feed: Server-Sent Events, one `audit` event per new record that
 //! matches the page's filters, its data the table row to add. The browser's `EventSource`
 //! reconnects by itself and sends `Last-Event-ID` (the last record's number), so a stream may
-//! end at any time without losing or repeating a record; each ends after a minute, which also
-//! checks the session again.
+//! end at any time without losing or repeating a record; each ends after a minute (which also
+//! checks the session again), and at once when the server shuts down.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -42,6 +42,7 @@ struct Feed {
     pending: VecDeque<Event>,
     started: tokio::time::Instant,
     first: bool,
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 pub async fn audit_stream(
@@ -58,6 +59,7 @@ pub async fn audit_stream(
         .and_then(|v| v.trim().parse::<i64>().ok());
     let after = resumed.or(q.after).unwrap_or(0).max(0);
     let feed = Feed {
+        stopping: state.stopping.clone(),
         state,
         tenant,
         filter,
@@ -79,10 +81,14 @@ pub async fn audit_stream(
                     feed,
                 ));
             }
-            if feed.started.elapsed() >= LIFETIME {
+            if feed.started.elapsed() >= LIFETIME || *feed.stopping.borrow() {
                 return None;
             }
-            tokio::time::sleep(POLL).await;
+            // A shutdown ends the stream at once (the browser reconnects to the next server).
+            tokio::select! {
+                () = tokio::time::sleep(POLL) => {}
+                _ = feed.stopping.changed() => return None,
+            }
             let filter = AuditFilter {
                 after_seq: Some(feed.after),
                 ..feed.filter.clone()
