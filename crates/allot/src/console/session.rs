@@ -146,7 +146,9 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = ConsoleError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ConsoleError> {
+        let htmx = parts.headers.contains_key("hx-request");
         let logged_out = || ConsoleError::LoggedOut {
+            htmx,
             // Only a page is worth coming back to (not a form's target).
             next: (parts.method == Method::GET)
                 .then(|| parts.uri.path_and_query().map(|p| p.as_str().to_owned()))

@@ -195,8 +195,9 @@ pub fn fragment(viewer: &Viewer, template: &str, ctx: Value) -> Result<Response,
 /// What a console request can end in besides its page.
 #[derive(Debug)]
 pub enum ConsoleError {
-    /// No live session: off to the login page (`next` is where to come back to).
-    LoggedOut { next: Option<String> },
+    /// No live session: off to the login page (`next` is where to come back to). For an htmx
+    /// request (a table refreshing itself) the whole page goes there, not the table.
+    LoggedOut { next: Option<String>, htmx: bool },
     /// An error page with this status and text.
     Page {
         status: StatusCode,
@@ -265,7 +266,7 @@ impl From<allot_ledger::LedgerError> for ConsoleError {
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
         match self {
-            ConsoleError::LoggedOut { next } => {
+            ConsoleError::LoggedOut { next, htmx } => {
                 let location = match next {
                     Some(next) => format!(
                         "/console/login?next={}",
@@ -275,6 +276,13 @@ impl IntoResponse for ConsoleError {
                     ),
                     None => "/console/login".to_owned(),
                 };
+                if htmx {
+                    let mut response = StatusCode::NO_CONTENT.into_response();
+                    if let Ok(value) = HeaderValue::from_str(&location) {
+                        response.headers_mut().insert("hx-redirect", value);
+                    }
+                    return response;
+                }
                 Redirect::to(&location).into_response()
             }
             ConsoleError::Page {

@@ -287,6 +287,20 @@ async fn the_root_and_pages_without_a_session_lead_to_the_login() {
         dashboard.location(),
         "/console/login?next=%2Fconsole%2Fusers%3Fq%3Da"
     );
+    // A table refreshing itself (htmx) sends the whole page to the login instead.
+    let table = c
+        .send(
+            Request::get("/console/sessions")
+                .header("hx-request", "true")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(table.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        table.headers["hx-redirect"],
+        "/console/login?next=%2Fconsole%2Fsessions"
+    );
     // An unknown console page is the console's own 404.
     let missing = c.get("/console/nowhere", None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
