@@ -28,7 +28,7 @@ pub use command::*;
 pub use error::LedgerError;
 pub use licensing::SignedLicense;
 pub use model::*;
-pub use store::{AuditFilter, CommitStats, SeatFilter, StoreOptions};
+pub use store::{AuditFilter, CommitStats, SeatFilter, StoreOptions, UserSearch};
 
 use store::Store;
 
@@ -427,6 +427,47 @@ impl Ledger {
         tenant: TenantId,
     ) -> QueryResult<Option<audit_chain::ChainCheck>> {
         Ok(self.store.verify_audit_chain(tenant).await?)
+    }
+
+    /// Users matching a search (text in login, name or e-mail; company; retired), by id.
+    pub async fn find_users(
+        &self,
+        tenant: TenantId,
+        search: &UserSearch,
+    ) -> QueryResult<Vec<User>> {
+        Ok(self.store.find_users(tenant, search).await?)
+    }
+
+    /// The newest audit records matching `filter` (at most its `limit`), newest first.
+    pub async fn audit_latest(
+        &self,
+        tenant: TenantId,
+        filter: &AuditFilter,
+    ) -> QueryResult<Vec<AuditEvent>> {
+        Ok(self.store.audit_latest(tenant, filter).await?)
+    }
+
+    /// A company's quotas and own pool, per product it has either of.
+    pub async fn company_pools(
+        &self,
+        tenant: TenantId,
+        company: &CompanyRef,
+    ) -> QueryResult<Vec<CompanyPool>> {
+        Ok(self
+            .store
+            .company_pools(tenant, company, self.now())
+            .await?)
+    }
+
+    /// What stops counting within `within` from now: seats by expiry, and whole products.
+    pub async fn expiring(
+        &self,
+        tenant: TenantId,
+        within: time::Duration,
+    ) -> QueryResult<Vec<Expiry>> {
+        let now = self.now();
+        let until = rules::to_micros(self.clock.now() + within);
+        Ok(self.store.expiring(tenant, now, until).await?)
     }
 
     /// Every invariant violation found in the tenant's committed state (empty: all hold).

@@ -468,6 +468,38 @@ impl Product {
     }
 }
 
+/// A company's share of one product: its quota of the tenant-wide pool and its own pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CompanyPool {
+    pub company: CompanyId,
+    pub product: ProductId,
+    pub owner: String,
+    pub name: String,
+    /// Tenant-wide seats the company's users may hold; `None`: no quota set.
+    pub quota: Option<i64>,
+    /// Tenant-wide seats charged against the quota.
+    pub quota_used: i64,
+    /// Unexpired seats in the company's own pool.
+    pub own_total: i64,
+    pub own_in_use: i64,
+    pub own_free: i64,
+}
+
+/// Seats that stop counting at one moment: a batch of seats with that expiry, or a whole
+/// product whose own expiry it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Expiry {
+    pub product: ProductId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The product itself expires (all its seats with it).
+    pub whole_product: bool,
+    /// Seats that stop counting then.
+    pub seats: i64,
+    /// Of those, held by someone now.
+    pub held: i64,
+}
+
 string_enum! {
     /// The width of one point of a usage history.
     UsageStep {

@@ -67,6 +67,13 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub license_key_encryption_key: Option<String>,
+    /// Mark the console's cookies `Secure` (the console is reached over HTTPS) [default: false]
+    #[arg(long, env = "ALLOT_CONSOLE_SECURE_COOKIE")]
+    pub console_secure_cookie: Option<bool>,
+    /// Trust `X-Forwarded-Proto` from the proxy in front: `https` there marks the console's
+    /// cookies `Secure` [default: false]
+    #[arg(long, env = "ALLOT_TRUST_FORWARDED_PROTO")]
+    pub trust_forwarded_proto: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -95,6 +102,8 @@ struct FileConfig {
     log_json: Option<bool>,
     sqlite_sync: Option<SqliteSync>,
     license_key_encryption_key: Option<String>,
+    console_secure_cookie: Option<bool>,
+    trust_forwarded_proto: Option<bool>,
     superoffice: Option<SuperOfficeConfig>,
     msp360: Option<Msp360Config>,
 }
@@ -179,6 +188,10 @@ pub struct Settings {
     pub sqlite_sync: SqliteSync,
     /// Seals the license-signing keys at rest; without it they are stored unencrypted.
     pub license_key_encryption_key: Option<Secret>,
+    /// The console's cookies are `Secure` (it is served over HTTPS).
+    pub console_secure_cookie: bool,
+    /// `X-Forwarded-Proto: https` from the proxy in front marks the console's cookies `Secure`.
+    pub trust_forwarded_proto: bool,
     pub superoffice: SuperOfficeConfig,
     pub msp360: Msp360Config,
 }
@@ -204,6 +217,8 @@ impl std::fmt::Debug for Settings {
                 "license_key_encryption_key",
                 &self.license_key_encryption_key,
             )
+            .field("console_secure_cookie", &self.console_secure_cookie)
+            .field("trust_forwarded_proto", &self.trust_forwarded_proto)
             .field("superoffice", &self.superoffice)
             .field("msp360", &self.msp360)
             .finish()
@@ -228,6 +243,8 @@ impl Default for Settings {
             log_json: false,
             sqlite_sync: SqliteSync::Full,
             license_key_encryption_key: None,
+            console_secure_cookie: false,
+            trust_forwarded_proto: false,
             superoffice: SuperOfficeConfig::default(),
             msp360: Msp360Config::default(),
         }
@@ -321,6 +338,14 @@ impl Settings {
                 .clone()
                 .or(file.license_key_encryption_key)
                 .map(Secret::new),
+            console_secure_cookie: args
+                .console_secure_cookie
+                .or(file.console_secure_cookie)
+                .unwrap_or(d.console_secure_cookie),
+            trust_forwarded_proto: args
+                .trust_forwarded_proto
+                .or(file.trust_forwarded_proto)
+                .unwrap_or(d.trust_forwarded_proto),
             superoffice: file.superoffice.unwrap_or_default(),
             msp360: file.msp360.unwrap_or_default(),
         };

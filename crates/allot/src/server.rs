@@ -88,6 +88,7 @@ pub fn app(state: AppState) -> Router {
         ))
         .merge(crate::scim::routes())
         .merge(crate::dialects::routes())
+        .merge(crate::console::routes(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -276,6 +277,11 @@ pub async fn serve(
         // Printed once, to the terminal only: it is never logged.
         println!("Created tenant \"default\" with login \"admin\", password: {password}");
         println!("(set ALLOT_ADMIN_PASSWORD to choose it; it is not shown again)");
+        if let Ok(addr) = listener.local_addr() {
+            println!(
+                "Open http://{addr}/ for the web console (tenant \"default\", login \"admin\")."
+            );
+        }
     }
     let metrics_task = match metrics_listener {
         Some(metrics_listener) => {
@@ -290,6 +296,11 @@ pub async fn serve(
     };
     let reaper = tokio::spawn(reap_expired_sessions(ledger.clone()));
     tracing::info!(addr = %listener.local_addr()?, "allot listening");
+    let stopping = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.begin_shutdown();
+    };
     serve_connections(listener, app(state), &settings, shutdown).await;
     reaper.abort();
     if let Some(task) = metrics_task {

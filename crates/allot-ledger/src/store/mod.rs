@@ -14,10 +14,12 @@ mod history;
 mod idempotency;
 mod keys;
 mod ops;
+mod overview;
 mod queries;
 
 pub use group::CommitStats;
 pub(crate) use idempotency::Claimed;
+pub use overview::UserSearch;
 pub use queries::{AuditFilter, SeatFilter};
 
 use std::str::FromStr;

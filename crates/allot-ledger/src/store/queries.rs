@@ -99,6 +99,27 @@ fn assignment_from_row(row: &sqlx::any::AnyRow) -> QueryResult<GroupAssignment> 
         reason: row.try_get("reason")?,
         queue_number: row.try_get("queue_number")?,
         since: rules::from_micros(row.try_get("since")?),
+/// The columns [`audit_from_row`] reads.
+pub(crate) const AUDIT_COLUMNS: &str = "seq, at, actor, action, user_id, product_id, seat_uuid, \
+     company_id, session_uuid, detail, request_id";
+
+pub(crate) fn audit_from_row(r: &sqlx::any::AnyRow) -> QueryResult<AuditEvent> {
+    let seat: Option<String> = r.try_get("seat_uuid")?;
+    let session: Option<String> = r.try_get("session_uuid")?;
+    let detail: String = r.try_get("detail")?;
+    Ok(AuditEvent {
+        seq: r.try_get("seq")?,
+        at: rules::from_micros(r.try_get("at")?),
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        user: r.try_get("user_id")?,
+        product: r.try_get("product_id")?,
+        seat: seat.as_deref().map(parse_uuid).transpose()?,
+        company: r.try_get("company_id")?,
+        session: session.as_deref().map(parse_uuid).transpose()?,
+        detail: serde_json::from_str(&detail)
+            .map_err(|e| StoreError::Corrupt(format!("audit detail: {e}")))?,
+        request_id: r.try_get("request_id")?,
     })
 }
 
@@ -716,27 +737,7 @@ impl Store {
         .bind(page(filter.limit))
         .fetch_all(self.reader())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let seat: Option<String> = r.try_get("seat_uuid")?;
-                let session: Option<String> = r.try_get("session_uuid")?;
-                let detail: String = r.try_get("detail")?;
-                Ok(AuditEvent {
-                    seq: r.try_get("seq")?,
-                    at: rules::from_micros(r.try_get("at")?),
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    user: r.try_get("user_id")?,
-                    product: r.try_get("product_id")?,
-                    seat: seat.as_deref().map(parse_uuid).transpose()?,
-                    company: r.try_get("company_id")?,
-                    session: session.as_deref().map(parse_uuid).transpose()?,
-                    detail: serde_json::from_str(&detail)
-                        .map_err(|e| StoreError::Corrupt(format!("audit detail: {e}")))?,
-                    request_id: r.try_get("request_id")?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_from_row).collect()
     }
 
     /// A password login, for verification (the caller compares the hash).

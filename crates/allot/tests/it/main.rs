@@ -5,6 +5,8 @@
 mod server;
 
 mod api;
+mod console;
+mod console_browser;
 mod e2e;
 mod idempotency;
 mod licenses;
