@@ -353,6 +353,28 @@ pub enum Command {
     SetLicenseValidity {
         seconds: i64,
     },
+    /// Registers a webhook endpoint. Made by [`crate::Ledger::create_webhook`], which generates
+    /// the signing secret and seals it.
+    CreateWebhook {
+        id: String,
+        url: String,
+        description: String,
+        events: Vec<String>,
+        sealed_secret: String,
+    },
+    EditWebhook {
+        id: String,
+        patch: crate::webhooks::WebhookPatch,
+    },
+    /// Removes an endpoint with its deliveries.
+    DeleteWebhook {
+        id: String,
+    },
+    /// Queues a `webhook.test` event for one endpoint, with this message id.
+    TestWebhook {
+        id: String,
+        event_id: String,
+    },
 }
 
 /// What a successful command did.
@@ -370,6 +392,7 @@ pub enum Outcome {
     Lease(Lease),
     Login(LoginInfo),
     Token(TokenInfo),
+    Webhook(crate::webhooks::WebhookEndpoint),
     /// The command changed `changed` things (seats, sessions, flags); 0 means the outcome
     /// already held and nothing was written.
     Changed {
@@ -440,6 +463,10 @@ impl Command {
             Command::RevokeToken { .. } => "revoke_token",
             Command::AddSigningKey { .. } => "add_signing_key",
             Command::SetLicenseValidity { .. } => "set_license_validity",
+            Command::CreateWebhook { .. } => "create_webhook",
+            Command::EditWebhook { .. } => "edit_webhook",
+            Command::DeleteWebhook { .. } => "delete_webhook",
+            Command::TestWebhook { .. } => "test_webhook",
         }
     }
 }
@@ -504,6 +531,20 @@ impl std::fmt::Debug for Command {
                 .field("kid", kid)
                 .field("first_only", first_only)
                 .field("sealed_private_key", &"<redacted>")
+                .finish(),
+            Command::CreateWebhook {
+                id,
+                url,
+                description,
+                events,
+                ..
+            } => f
+                .debug_struct("CreateWebhook")
+                .field("id", id)
+                .field("url", url)
+                .field("description", description)
+                .field("events", events)
+                .field("sealed_secret", &"<redacted>")
                 .finish(),
             other => {
                 // Everything else holds no secret: show it as serde sees it.

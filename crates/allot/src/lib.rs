@@ -18,4 +18,5 @@ pub mod ratelimit;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod webhooks;
 pub mod xml;

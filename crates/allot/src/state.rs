@@ -22,6 +22,8 @@ pub struct AppState {
     pub token_ttl: time::Duration,
     /// The server's whole configuration, for the server itself (middleware limits, bootstrap).
     pub settings: Arc<Settings>,
+    /// The key of the Idempotency-Key fingerprints (HMAC), read from the ledger once.
+    pub fingerprint_key: Arc<tokio::sync::OnceCell<Vec<u8>>>,
     superoffice: Arc<SuperOfficeConfig>,
     msp360: Arc<Msp360Config>,
 }
@@ -38,6 +40,7 @@ impl AppState {
             superoffice: Arc::new(settings.superoffice.clone()),
             msp360: Arc::new(settings.msp360.clone()),
             settings: Arc::new(settings),
+            fingerprint_key: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 }

@@ -14,9 +14,11 @@ mod idempotency;
 mod keys;
 mod ops;
 mod queries;
+mod webhooks;
 
 pub use group::CommitStats;
 pub(crate) use idempotency::Claimed;
+pub(crate) use ops::AttemptRecord;
 pub use queries::{AuditFilter, SeatFilter};
 
 use std::str::FromStr;

@@ -139,7 +139,9 @@ impl From<LedgerError> for ApiError {
         use LedgerError::*;
         let status = match &e {
             UnknownTenant(_) | UnknownUser(_) | UnknownProduct(_) | UnknownCompany(_)
-            | UnknownSeat(_) | UnknownSession(_) | UnknownToken(_) => StatusCode::NOT_FOUND,
+            | UnknownSeat(_) | UnknownSession(_) | UnknownToken(_) | UnknownWebhook(_) => {
+                StatusCode::NOT_FOUND
+            }
             AlreadyExists { .. }
             | NoSeatFree { .. }
             | QuotaExhausted { .. }

@@ -13,3 +13,4 @@ mod msp360;
 mod msp360_e2e;
 mod schemathesis;
 mod superoffice;
+mod webhooks;

@@ -11,6 +11,7 @@ pub mod products;
 pub mod seats;
 pub mod sessions;
 pub mod users;
+pub mod webhooks;
 
 use axum::http::HeaderMap;
 
