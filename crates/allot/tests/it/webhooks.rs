@@ -316,7 +316,7 @@ async fn internal_addresses_are_refused_unless_allowed() {
     ] {
         let (s, body) = post(&server.url, &token, "/v1/webhooks", json!({ "url": url })).await;
         assert_eq!(s, 422, "{url}: {body}");
-        assert_eq!(body["code"], "webhook_url_refused", "{body}");
+        assert_eq!(body["error"]["code"], "webhook_url_refused", "{body}");
     }
     let list: Value = reqwest::Client::new()
         .get(format!("{}/v1/webhooks", server.url))
