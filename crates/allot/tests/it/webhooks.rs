@@ -330,3 +330,62 @@ async fn internal_addresses_are_refused_unless_allowed() {
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
     server.stop();
 }
+
+/// Two server processes on one PostgreSQL, both running the delivery worker: each of 30 events
+/// reaches the receiver exactly once (`FOR UPDATE SKIP LOCKED` gives each delivery to one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_processes_on_one_postgres_deliver_each_event_once() {
+    let Some(db) = allot_ledger::testing::TestDb::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(dir.path(), free_port(), 0);
+    let config = config(dir.path(), true);
+    let first = Server::start_with(&db.url(), Some(PASSWORD), Some(&config)).await;
+    let second = Server::start_with(&db.url(), Some(PASSWORD), Some(&config)).await;
+    let token = admin_token(&first.url).await;
+    register(&first, &token, &receiver).await;
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let url = if i % 2 == 0 {
+            first.url.clone()
+        } else {
+            second.url.clone()
+        };
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            post(
+                &url,
+                &token,
+                "/v1/users",
+                json!({ "login": format!("user{i}") }),
+            )
+            .await
+            .0
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 201);
+    }
+    let lines = receiver
+        .wait_for("30 events", |lines| {
+            lines.iter().filter(|l| l["status"] == 204).count() >= 30
+        })
+        .await;
+    // Both workers poll every 100 ms; give a duplicate time to show.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let lines = receiver.lines().len().max(lines.len());
+    let all = receiver.lines();
+    assert_eq!(lines, 30, "{all:#?}");
+    let mut ids: Vec<&str> = all.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 30, "every event once");
+    assert!(
+        all.iter()
+            .all(|l| l["verified"] == true && l["type"] == "user.created")
+    );
+    first.stop();
+    second.stop();
+    db.drop_db().await;
+}
