@@ -24,6 +24,10 @@ const CROSS_FIELD: &[(&str, &str)] = &[
     ("/v1/logins", "POST"),
     ("/v1/products", "POST"),
     ("/v1/products/{product}", "PATCH"),
+    // Not cross-field, but not statable either: whether a webhook URL's host resolves, and to a
+    // public address (the SSRF guard; the gate runs without webhooks_allow_private).
+    ("/v1/webhooks", "POST"),
+    ("/v1/webhooks/{id}", "PATCH"),
 ];
 
 fn config_toml() -> String {

@@ -10,7 +10,23 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::server::{Server, free_port, python};
+use crate::server::{BIN, Server, free_port, python};
+
+fn cli(server_url: &str, token: &str, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("ALLOT_URL", server_url)
+        .env("ALLOT_TOKEN", token)
+        .output()
+        .expect("run allot");
+    assert!(
+        out.status.success(),
+        "allot {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
 
 const PASSWORD: &str = "webhooks-password";
 
@@ -233,6 +249,38 @@ async fn deliveries_verify_retry_and_skip_refused_changes() {
             && d["last_status_code"] == 204),
         "{list}"
     );
+    // The CLI shows the same, in the API's shapes with --json.
+    let shown = cli(
+        &server.url,
+        &token,
+        &["webhooks", "deliveries", &endpoint, "--json"],
+    );
+    assert_eq!(shown.lines().count(), expected.len(), "{shown}");
+    let listed = cli(&server.url, &token, &["webhooks", "list", "--json"]);
+    let listed: Value = serde_json::from_str(listed.trim()).unwrap();
+    assert_eq!(listed["id"], endpoint.as_str());
+    assert!(
+        listed.get("secret").is_none(),
+        "the secret is shown only once: {listed}"
+    );
+    let updated = cli(
+        &server.url,
+        &token,
+        &[
+            "webhooks",
+            "update",
+            &endpoint,
+            "--event",
+            "user.created,seat.assigned",
+            "--json",
+        ],
+    );
+    let updated: Value = serde_json::from_str(updated.trim()).unwrap();
+    assert_eq!(updated["events"], json!(["user.created", "seat.assigned"]));
+    assert!(
+        updated["url"].as_str().unwrap().ends_with("/hook"),
+        "{updated}"
+    );
     // The test event goes to this endpoint.
     let (s, queued) = post(
         &server.url,
@@ -250,6 +298,12 @@ async fn deliveries_verify_retry_and_skip_refused_changes() {
                 .any(|l| l["id"] == id.as_str() && l["status"] == 204)
         })
         .await;
+    let removed = cli(
+        &server.url,
+        &token,
+        &["webhooks", "remove", &endpoint, "--json"],
+    );
+    assert!(removed.contains("\"changed\":1"), "{removed}");
     server.stop();
 }
 

@@ -241,23 +241,15 @@ pub async fn patch(
 
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 204, description = "removed, with its deliveries"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = crate::api::dto::Changed, description = "removed, with its deliveries"),
+        (status = 404, body = ErrorBody)))]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<StatusCode> {
-    let tenant = caller.admin()?;
-    run(
-        &state,
-        &caller,
-        tenant,
-        &headers,
-        Command::DeleteWebhook { id },
-    )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> ApiResult<ApiJson<crate::api::dto::Changed>> {
+    super::run_admin(&state, &caller, &headers, Command::DeleteWebhook { id }).await
 }
 
 #[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", security(("bearer" = [])),
