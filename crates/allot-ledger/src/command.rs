@@ -434,6 +434,28 @@ pub enum Command {
     SetLicenseValidity {
         seconds: i64,
     },
+    /// Registers a webhook endpoint. Made by [`crate::Ledger::create_webhook`], which generates
+    /// the signing secret and seals it.
+    CreateWebhook {
+        id: String,
+        url: String,
+        description: String,
+        events: Vec<String>,
+        sealed_secret: String,
+    },
+    EditWebhook {
+        id: String,
+        patch: crate::webhooks::WebhookPatch,
+    },
+    /// Removes an endpoint with its deliveries.
+    DeleteWebhook {
+        id: String,
+    },
+    /// Queues a `webhook.test` event for one endpoint, with this message id.
+    TestWebhook {
+        id: String,
+        event_id: String,
+    },
 }
 
 /// What a successful command did.
@@ -452,6 +474,7 @@ pub enum Outcome {
     Login(LoginInfo),
     Token(TokenInfo),
     Group(Group),
+    Webhook(crate::webhooks::WebhookEndpoint),
     /// The command changed `changed` things (seats, sessions, flags); 0 means the outcome
     /// already held and nothing was written.
     Changed {
@@ -532,6 +555,10 @@ impl Command {
             Command::RevokeToken { .. } => "revoke_token",
             Command::AddSigningKey { .. } => "add_signing_key",
             Command::SetLicenseValidity { .. } => "set_license_validity",
+            Command::CreateWebhook { .. } => "create_webhook",
+            Command::EditWebhook { .. } => "edit_webhook",
+            Command::DeleteWebhook { .. } => "delete_webhook",
+            Command::TestWebhook { .. } => "test_webhook",
         }
     }
 }
@@ -596,6 +623,20 @@ impl std::fmt::Debug for Command {
                 .field("kid", kid)
                 .field("first_only", first_only)
                 .field("sealed_private_key", &"<redacted>")
+                .finish(),
+            Command::CreateWebhook {
+                id,
+                url,
+                description,
+                events,
+                ..
+            } => f
+                .debug_struct("CreateWebhook")
+                .field("id", id)
+                .field("url", url)
+                .field("description", description)
+                .field("events", events)
+                .field("sealed_secret", &"<redacted>")
                 .finish(),
             other => {
                 // Everything else holds no secret: show it as serde sees it.

@@ -22,6 +22,8 @@ pub enum LedgerError {
     UnknownSession(Uuid),
     #[error("unknown token {0}")]
     UnknownToken(Uuid),
+    #[error("unknown webhook endpoint {0:?}")]
+    UnknownWebhook(String),
     #[error("{what} {name:?} already exists")]
     AlreadyExists { what: &'static str, name: String },
     /// Names the product (`owner/name`) and its counts, so the message needs no look-up.
@@ -99,6 +101,7 @@ impl LedgerError {
             LedgerError::UnknownSeat(_) => "unknown_seat",
             LedgerError::UnknownSession(_) => "unknown_session",
             LedgerError::UnknownToken(_) => "unknown_token",
+            LedgerError::UnknownWebhook(_) => "unknown_webhook",
             LedgerError::AlreadyExists { .. } => "already_exists",
             LedgerError::NoSeatFree { .. } => "no_seat_free",
             LedgerError::QuotaExhausted { .. } => "quota_exhausted",

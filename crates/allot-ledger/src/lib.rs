@@ -18,6 +18,7 @@ pub mod rules;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;
 
 use std::sync::{Arc, Mutex};
 

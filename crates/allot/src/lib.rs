@@ -21,4 +21,5 @@ pub mod scim;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod webhooks;
 pub mod xml;

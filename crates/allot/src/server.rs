@@ -295,6 +295,10 @@ pub async fn serve(
         None => None,
     };
     let reaper = tokio::spawn(reap_expired_sessions(ledger.clone()));
+    let webhook_worker = tokio::spawn(crate::webhooks::run_worker(
+        ledger.clone(),
+        settings.webhooks.clone(),
+    ));
     tracing::info!(addr = %listener.local_addr()?, "allot listening");
     let stopping = state.clone();
     let shutdown = async move {
@@ -303,6 +307,7 @@ pub async fn serve(
     };
     serve_connections(listener, app(state), &settings, shutdown).await;
     reaper.abort();
+    webhook_worker.abort();
     if let Some(task) = metrics_task {
         task.abort();
     }

@@ -26,6 +26,8 @@ pub struct AppState {
     /// live audit feed) end and do not hold the shutdown up.
     pub stopping: tokio::sync::watch::Receiver<bool>,
     stop: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The key of the Idempotency-Key fingerprints (HMAC), read from the ledger once.
+    pub fingerprint_key: Arc<tokio::sync::OnceCell<Vec<u8>>>,
     superoffice: Arc<SuperOfficeConfig>,
     msp360: Arc<Msp360Config>,
 }
@@ -45,6 +47,7 @@ impl AppState {
             superoffice: Arc::new(settings.superoffice.clone()),
             msp360: Arc::new(settings.msp360.clone()),
             settings: Arc::new(settings),
+            fingerprint_key: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 

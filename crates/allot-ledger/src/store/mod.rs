@@ -16,10 +16,12 @@ mod keys;
 mod ops;
 mod overview;
 mod queries;
+mod webhooks;
 
 pub use group::CommitStats;
 pub(crate) use idempotency::Claimed;
 pub use overview::UserSearch;
+pub(crate) use ops::AttemptRecord;
 pub use queries::{AuditFilter, SeatFilter};
 
 use std::str::FromStr;

@@ -99,6 +99,9 @@ fn assignment_from_row(row: &sqlx::any::AnyRow) -> QueryResult<GroupAssignment> 
         reason: row.try_get("reason")?,
         queue_number: row.try_get("queue_number")?,
         since: rules::from_micros(row.try_get("since")?),
+    })
+}
+
 /// The columns [`audit_from_row`] reads.
 pub(crate) const AUDIT_COLUMNS: &str = "seq, at, actor, action, user_id, product_id, seat_uuid, \
      company_id, session_uuid, detail, request_id";

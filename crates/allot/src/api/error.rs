@@ -139,7 +139,8 @@ impl From<LedgerError> for ApiError {
         use LedgerError::*;
         let status = match &e {
             UnknownTenant(_) | UnknownUser(_) | UnknownProduct(_) | UnknownCompany(_)
-            | UnknownSeat(_) | UnknownSession(_) | UnknownToken(_) | UnknownGroup(_) => {
+            | UnknownSeat(_) | UnknownSession(_) | UnknownToken(_) | UnknownGroup(_)
+            | UnknownWebhook(_) => {
                 StatusCode::NOT_FOUND
             }
             AlreadyExists { .. }

@@ -38,6 +38,8 @@ use v1::idempotency::IdempotencyHeader;
         v1::audit::list, v1::audit::head, invariants,
         v1::keys::jwks, v1::keys::rotate, v1::keys::get_settings, v1::keys::put_settings,
         v1::license::user, v1::license::seat,
+        v1::webhooks::list, v1::webhooks::create, v1::webhooks::get, v1::webhooks::patch,
+        v1::webhooks::remove, v1::webhooks::test, v1::webhooks::deliveries,
     ),
     modifiers(&BearerAuth, &CommonErrors, &IdempotencyHeader),
 )]
@@ -208,6 +210,15 @@ pub fn v1_routes() -> Router<AppState> {
         )
         .route("/v1/users/{user}/license", get(license::user))
         .route("/v1/seats/{id}/license", get(license::seat))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::patch)
+                .delete(webhooks::remove),
+        )
+        .route("/v1/webhooks/{id}/test", post(webhooks::test))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/v1/invariants", get(invariants))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

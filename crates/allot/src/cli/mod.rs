@@ -206,6 +206,13 @@ pub enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Webhook endpoints (Standard Webhooks): add, list, show, update, remove, test, deliveries
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Check a license file offline and print its claims
     Verify(verify::VerifyArgs),
     /// Load-test a server and check the invariants afterwards
@@ -251,6 +258,54 @@ pub enum KeysCmd {
     List {
         #[arg(long)]
         tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCmd {
+    /// Register an endpoint; prints its signing secret once
+    Add {
+        /// Where deliveries go (`--url` is the server's)
+        #[arg(id = "hook_url", long = "hook-url")]
+        url: String,
+        /// Event types, comma-separated or repeated [default: every event]
+        #[arg(long = "event", value_delimiter = ',')]
+        events: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    List,
+    Show {
+        id: String,
+    },
+    Update {
+        id: String,
+        /// A new address for deliveries
+        #[arg(id = "hook_url", long = "hook-url")]
+        url: Option<String>,
+        /// Replaces the event types (comma-separated or repeated)
+        #[arg(long = "event", value_delimiter = ',')]
+        events: Option<Vec<String>>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Enable again (also forgets its failures)
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+    Remove {
+        id: String,
+    },
+    /// Queue a webhook.test event for the endpoint
+    Test {
+        id: String,
+    },
+    /// The endpoint's deliveries, newest first
+    Deliveries {
+        id: String,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
     },
 }
 
@@ -706,6 +761,7 @@ fn remote_of(cmd: &Cmd) -> Option<&Remote> {
         | Cmd::Status { remote }
         | Cmd::Keys { remote, .. }
         | Cmd::Tokens { remote, .. }
+        | Cmd::Webhooks { remote, .. }
         | Cmd::Audit { remote, .. }
         | Cmd::Usage { remote, .. } => Some(remote),
         Cmd::Assign(a) | Cmd::Unassign(a) => Some(&a.remote),
@@ -1132,6 +1188,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 }
             }
         }
+        Cmd::Webhooks { command, .. } => webhooks(&client, &out, command).await?,
         Cmd::Serve(_)
         | Cmd::Migrate { .. }
         | Cmd::Init { .. }
@@ -1287,6 +1344,137 @@ async fn groups(client: &Client, out: &Output, command: GroupsCmd) -> anyhow::Re
                 ))
                 .await?;
             out.group(&view);
+        }
+    }
+    Ok(())
+}
+
+/// `allot webhooks ...`: each answer in the API's own shape (`--json`: one object a line).
+async fn webhooks(client: &Client, out: &Output, command: WebhooksCmd) -> anyhow::Result<()> {
+    let endpoint_line = |e: &Value| {
+        let events = match e["events"].as_array() {
+            Some(list) if !list.is_empty() => list
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => "*".to_owned(),
+        };
+        let state = if e["enabled"] == true {
+            "enabled"
+        } else {
+            "disabled"
+        };
+        println!(
+            "{} {state} {} {events} {}",
+            e["id"].as_str().unwrap_or_default(),
+            e["url"].as_str().unwrap_or_default(),
+            e["description"].as_str().unwrap_or_default()
+        );
+    };
+    let print = |value: &Value, human: &dyn Fn(&Value)| {
+        if out.json {
+            output::json_line(value);
+        } else {
+            human(value);
+        }
+    };
+    match command {
+        WebhooksCmd::Add {
+            url,
+            events,
+            description,
+        } => {
+            let created: Value = client
+                .post(
+                    "/v1/webhooks",
+                    &json!({ "url": url, "events": events, "description": description }),
+                )
+                .await?;
+            print(&created, &|c| {
+                endpoint_line(c);
+                println!(
+                    "secret: {} (shown once; the receiver verifies signatures with it)",
+                    c["secret"].as_str().unwrap_or_default()
+                );
+            });
+        }
+        WebhooksCmd::List => {
+            let list: Value = client.get("/v1/webhooks").await?;
+            for e in list["items"].as_array().into_iter().flatten() {
+                print(e, &endpoint_line);
+            }
+        }
+        WebhooksCmd::Show { id } => {
+            let e: Value = client
+                .get(&format!("/v1/webhooks/{}", segment(&id)))
+                .await?;
+            print(&e, &endpoint_line);
+        }
+        WebhooksCmd::Update {
+            id,
+            url,
+            events,
+            description,
+            enable,
+            disable,
+        } => {
+            let mut patch = serde_json::Map::new();
+            if let Some(url) = url {
+                patch.insert("url".into(), json!(url));
+            }
+            if let Some(events) = events {
+                patch.insert("events".into(), json!(events));
+            }
+            if let Some(description) = description {
+                patch.insert("description".into(), json!(description));
+            }
+            if enable || disable {
+                patch.insert("enabled".into(), json!(enable));
+            }
+            let e: Value = client
+                .request(
+                    reqwest::Method::PATCH,
+                    &format!("/v1/webhooks/{}", segment(&id)),
+                    Some(&Value::Object(patch)),
+                )
+                .await?;
+            print(&e, &endpoint_line);
+        }
+        WebhooksCmd::Remove { id } => {
+            let changed: Changed = client
+                .delete(&format!("/v1/webhooks/{}", segment(&id)))
+                .await?;
+            out.changed(&changed);
+        }
+        WebhooksCmd::Test { id } => {
+            let queued: Value = client
+                .post(&format!("/v1/webhooks/{}/test", segment(&id)), &json!({}))
+                .await?;
+            print(&queued, &|q| {
+                println!("queued {}", q["event_id"].as_str().unwrap_or_default())
+            });
+        }
+        WebhooksCmd::Deliveries { id, limit } => {
+            let list: Value = client
+                .get(&format!(
+                    "/v1/webhooks/{}/deliveries?limit={limit}",
+                    segment(&id)
+                ))
+                .await?;
+            for d in list["items"].as_array().into_iter().flatten() {
+                print(d, &|d| {
+                    println!(
+                        "{} {} {} attempts={} last={} at={}",
+                        d["event_id"].as_str().unwrap_or_default(),
+                        d["event_type"].as_str().unwrap_or_default(),
+                        d["status"].as_str().unwrap_or_default(),
+                        d["attempts"],
+                        d["last_status_code"],
+                        d["last_attempt_at"].as_str().unwrap_or("-"),
+                    )
+                });
+            }
         }
     }
     Ok(())

@@ -1210,13 +1210,6 @@ fn openapi_document_matches_the_snapshot() {
 #[tokio::test]
 async fn groups_give_their_licenses_and_disabled_users_lose_theirs() {
     let app = TestApp::new().await;
-/// The usage history over HTTP: JSON (snapshot of its shape), CSV with a header row, every
-/// product at once, and the errors of a bad range, with the ledger's clock moved by hand.
-#[tokio::test]
-async fn usage_history_answers_json_and_csv_and_refuses_bad_ranges() {
-    let start = time::macros::datetime!(2026-11-23 09:00 UTC);
-    let clock = ManualClock::new(start);
-    let app = TestApp::with_clock(clock.clone()).await;
     let admin = app.admin_token().await;
     let t = Some(admin.as_str());
     let r = app
@@ -1404,6 +1397,42 @@ async fn usage_history_answers_json_and_csv_and_refuses_bad_ranges() {
             "DELETE",
             &format!("/v1/groups/{id}/licenses/SuperOffice%2Fcrm"),
             t,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert!(r.body["assignments"].as_array().unwrap().is_empty());
+    let r = app.call("GET", "/v1/users/ann/licenses", t, None).await;
+    assert_eq!(r.body[0]["assigned"], false);
+    let r = app
+        .call("DELETE", &format!("/v1/groups/{id}"), t, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app.call("GET", &format!("/v1/groups/{id}"), t, None).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::NOT_FOUND, "unknown_group")
+    );
+    let r = app.call("GET", "/v1/groups", t, None).await;
+    assert!(r.body["items"].as_array().unwrap().is_empty());
+    let r = app.call("GET", "/v1/invariants", t, None).await;
+    assert_eq!(r.body["violations"], json!([]), "{:?}", r.body);
+}
+
+/// The usage history over HTTP: JSON (snapshot of its shape), CSV with a header row, every
+/// product at once, and the errors of a bad range, with the ledger's clock moved by hand.
+#[tokio::test]
+async fn usage_history_answers_json_and_csv_and_refuses_bad_ranges() {
+    let start = time::macros::datetime!(2026-11-23 09:00 UTC);
+    let clock = ManualClock::new(start);
+    let app = TestApp::with_clock(clock.clone()).await;
+    let admin = app.admin_token().await;
+    let t = Some(admin.as_str());
+    let r = app
+        .call(
+            "POST",
+            "/v1/products",
+            t,
             Some(json!({ "owner": "SuperOffice", "name": "crm", "seats": 2 })),
         )
         .await;
@@ -1443,22 +1472,6 @@ async fn usage_history_answers_json_and_csv_and_refuses_bad_ranges() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert!(r.body["assignments"].as_array().unwrap().is_empty());
-    let r = app.call("GET", "/v1/users/ann/licenses", t, None).await;
-    assert_eq!(r.body[0]["assigned"], false);
-    let r = app
-        .call("DELETE", &format!("/v1/groups/{id}"), t, None)
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
-    let r = app.call("GET", &format!("/v1/groups/{id}"), t, None).await;
-    assert_eq!(
-        (r.status, code(&r)),
-        (StatusCode::NOT_FOUND, "unknown_group")
-    );
-    let r = app.call("GET", "/v1/groups", t, None).await;
-    assert!(r.body["items"].as_array().unwrap().is_empty());
-    let r = app.call("GET", "/v1/invariants", t, None).await;
-    assert_eq!(r.body["violations"], json!([]), "{:?}", r.body);
     // 09:00-10:00 held 0, 1, 2, 2 for a quarter each: mean 1.25, peak 2, one refusal; 10:00 on,
     // carried over up to now (10:30).
     assert_eq!(r.body["points"][0]["in_use_avg"], 1.25);

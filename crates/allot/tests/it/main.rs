@@ -16,3 +16,4 @@ mod msp360_e2e;
 mod schemathesis;
 mod scim;
 mod superoffice;
+mod webhooks;

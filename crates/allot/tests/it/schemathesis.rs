@@ -28,6 +28,10 @@ const CROSS_FIELD: &[(&str, &str)] = &[
     ("/v1/products/{product}", "PATCH"),
     ("/v1/products/{product}/usage", "GET"),
     ("/v1/usage", "GET"),
+    // Not cross-field, but not statable either: whether a webhook URL's host resolves, and to a
+    // public address (the SSRF guard; the gate runs without webhooks_allow_private).
+    ("/v1/webhooks", "POST"),
+    ("/v1/webhooks/{id}", "PATCH"),
 ];
 
 fn config_toml() -> String {

@@ -24,6 +24,7 @@ mod keys;
 mod seats;
 mod sessions;
 mod usage;
+mod webhooks;
 use assignments::*;
 use catalog::*;
 use claims::*;
@@ -35,6 +36,7 @@ pub(crate) use keys::*;
 use seats::*;
 pub(crate) use sessions::*;
 pub(crate) use usage::{denied_product, record_denial};
+pub(crate) use webhooks::{AttemptRecord, endpoint_from_row, finish_delivery};
 
 /// Runs one command, then serves the waiting lists of the products whose seats it freed or
 /// added (`groups::settle`): every command, so no path that frees a seat can forget to.
@@ -167,6 +169,16 @@ async fn run_command(tx: &mut Tx<'_>, env: &Env<'_>, command: &Command) -> OpRes
             first_only,
         } => add_signing_key(c, env, kid, public_key, sealed_private_key, *first_only).await,
         Command::SetLicenseValidity { seconds } => set_license_validity(c, env, *seconds).await,
+        Command::CreateWebhook {
+            id,
+            url,
+            description,
+            events,
+            sealed_secret,
+        } => webhooks::create_webhook(c, env, id, url, description, events, sealed_secret).await,
+        Command::EditWebhook { id, patch } => webhooks::edit_webhook(c, env, id, patch).await,
+        Command::DeleteWebhook { id } => webhooks::delete_webhook(c, env, id).await,
+        Command::TestWebhook { id, event_id } => webhooks::test_webhook(c, env, id, event_id).await,
     }
 }
 
@@ -427,6 +439,7 @@ async fn flush_audit(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
     let last: i64 = row.try_get(0)?;
     let mut head: Option<String> = row.try_get(1)?;
     let first = last - pending.len() as i64 + 1;
+    let mut written = Vec::with_capacity(pending.len());
     for (i, record) in pending.into_iter().enumerate() {
         let row = crate::audit_chain::ChainedFields {
             seq: first + i as i64,
@@ -462,13 +475,15 @@ async fn flush_audit(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
         .execute(&mut *c)
         .await?;
         head = Some(row.hash(head.as_deref()));
+        written.push(row);
     }
     sqlx::query("UPDATE tenants SET audit_head = $2 WHERE id = $1")
         .bind(env.tenant())
         .bind(head)
         .execute(&mut *c)
         .await?;
-    Ok(())
+    // The outbox: each change's webhook deliveries, in the same transaction as its record.
+    webhooks::enqueue(c, env, &written).await
 }
 
 // ---------------------------------------------------------------------------------------------

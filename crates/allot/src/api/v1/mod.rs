@@ -13,6 +13,7 @@ pub mod seats;
 pub mod sessions;
 pub mod usage;
 pub mod users;
+pub mod webhooks;
 
 use axum::http::HeaderMap;
 
