@@ -20,8 +20,8 @@ mod webhooks;
 
 pub use group::CommitStats;
 pub(crate) use idempotency::Claimed;
-pub use overview::UserSearch;
 pub(crate) use ops::AttemptRecord;
+pub use overview::UserSearch;
 pub use queries::{AuditFilter, SeatFilter};
 
 use std::str::FromStr;

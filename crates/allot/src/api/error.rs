@@ -140,9 +140,7 @@ impl From<LedgerError> for ApiError {
         let status = match &e {
             UnknownTenant(_) | UnknownUser(_) | UnknownProduct(_) | UnknownCompany(_)
             | UnknownSeat(_) | UnknownSession(_) | UnknownToken(_) | UnknownGroup(_)
-            | UnknownWebhook(_) => {
-                StatusCode::NOT_FOUND
-            }
+            | UnknownWebhook(_) => StatusCode::NOT_FOUND,
             AlreadyExists { .. }
             | NoSeatFree { .. }
             | QuotaExhausted { .. }
