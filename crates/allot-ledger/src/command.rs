@@ -229,6 +229,35 @@ pub enum Command {
         patch: ProductPatch,
     },
     AddSeats(NewSeats),
+    /// Removes `count` free seats of a product from a pool (the tenant-wide one unless
+    /// `pool_company`): all of them or none, never a held seat.
+    RemoveSeats {
+        product: ProductRef,
+        count: i64,
+        pool_company: Option<CompanyRef>,
+    },
+    /// Sets (or with `None` removes) a product's idle-seat policy.
+    SetHarvestPolicy {
+        product: ProductRef,
+        policy: Option<HarvestPolicy>,
+    },
+    /// Exempts a user's seats from the harvest, or ends the exemption.
+    SetHarvestExempt {
+        user: UserRef,
+        exempt: bool,
+    },
+    /// Releases one seat the harvest found idle, if it still is: its product's policy still
+    /// says release past its idle days, its holder is not exempt and has used it (or held a
+    /// live session) no later than that. A use racing the harvest wins (changed 0).
+    HarvestSeat {
+        seat: Uuid,
+    },
+    /// Records a use of the user's seats (all, or one), e.g. a license file fetched. Not
+    /// audited (it changes no holding); writes only seats whose last use is over an hour old.
+    RecordUse {
+        user: UserRef,
+        seat: Option<Uuid>,
+    },
     /// Removes an owner's whole license from the store (SuperOffice RemoveLicenseFromDB): every
     /// holder loses the owner's products, then their seats, quotas and the products go.
     RemoveOwner {
@@ -418,6 +447,11 @@ impl Command {
             Command::EditProduct { .. } => "edit_product",
             Command::RemoveOwner { .. } => "remove_owner",
             Command::AddSeats(_) => "add_seats",
+            Command::RemoveSeats { .. } => "remove_seats",
+            Command::SetHarvestPolicy { .. } => "set_harvest_policy",
+            Command::SetHarvestExempt { .. } => "set_harvest_exempt",
+            Command::HarvestSeat { .. } => "harvest_seat",
+            Command::RecordUse { .. } => "record_use",
             Command::Assign { .. } => "assign",
             Command::Unassign { .. } => "unassign",
             Command::RemoveAllLicenses { .. } => "remove_all_licenses",

@@ -9,6 +9,7 @@
 pub mod audit_chain;
 pub mod command;
 pub mod error;
+mod harvest;
 pub mod idempotency;
 pub mod keys;
 pub mod license;

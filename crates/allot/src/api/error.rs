@@ -142,6 +142,7 @@ impl From<LedgerError> for ApiError {
             | UnknownSeat(_) | UnknownSession(_) | UnknownToken(_) => StatusCode::NOT_FOUND,
             AlreadyExists { .. }
             | NoSeatFree { .. }
+            | NotEnoughFreeSeats { .. }
             | QuotaExhausted { .. }
             | PrerequisiteMissing { .. }
             | Retired(_)

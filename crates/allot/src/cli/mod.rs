@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use crate::api::dto::{Changed, IssuedToken, Page, ProductWithStatus};
 use crate::config::{ServeArgs, Settings};
 use allot_ledger::{
-    AuditEvent, Command, Company, Context, Ledger, Outcome, PoolStatus, Role, Seat, Session, User,
-    UserProductView,
+    AuditEvent, Command, Company, Context, IdleSeat, Ledger, Outcome, PoolStatus,
+    ProductHarvestPolicy, Role, Seat, Session, User, UserProductView,
 };
 use client::{Client, segment};
 use output::Output;
@@ -168,6 +168,18 @@ pub enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Idle seats: list what the harvest would reclaim and why, or reclaim it now; policies
+    /// and exemptions
+    #[command(args_conflicts_with_subcommands = true)]
+    Harvest {
+        #[command(subcommand)]
+        command: Option<HarvestCmd>,
+        /// Only list what would be reclaimed
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// License-signing keys: rotate, list
     Keys {
         #[command(subcommand)]
@@ -193,6 +205,37 @@ pub enum AuditCmd {
         #[arg(long)]
         tenant: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HarvestCmd {
+    /// Sets a product's policy: seats unused for --idle-days are released (or only reported)
+    Policy {
+        /// owner/module or id
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        idle_days: i64,
+        /// Only list idle seats, never release them
+        #[arg(long)]
+        report_only: bool,
+    },
+    /// Removes a product's policy
+    Clear {
+        #[arg(long)]
+        product: String,
+    },
+    /// Every product's policy
+    Policies,
+    /// Exempts a user's seats from the harvest (--undo ends the exemption)
+    Exempt {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        undo: bool,
+    },
+    /// The exempt users
+    Exempted,
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,6 +317,17 @@ pub enum SeatsCmd {
         company: Option<String>,
         #[arg(long)]
         transaction: Option<String>,
+    },
+    /// Removes free seats (never a held one): all of --count, or none
+    Remove {
+        /// owner/module or id
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        count: i64,
+        /// The company whose own pool loses the seats: its name or id
+        #[arg(long)]
+        company: Option<String>,
     },
     List {
         #[arg(long)]
@@ -582,6 +636,7 @@ fn remote_of(cmd: &Cmd) -> Option<&Remote> {
         | Cmd::Logoff { remote, .. }
         | Cmd::Status { remote }
         | Cmd::Keys { remote, .. }
+        | Cmd::Harvest { remote, .. }
         | Cmd::Audit { remote, .. } => Some(remote),
         Cmd::Assign(a) | Cmd::Unassign(a) => Some(&a.remote),
         Cmd::Grant(s) | Cmd::Release(s) | Cmd::Revoke(s) => Some(&s.remote),
@@ -696,6 +751,39 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 .await?;
             out.seats(&seats);
         }
+        Cmd::Seats {
+            command:
+                SeatsCmd::Remove {
+                    product,
+                    count,
+                    company,
+                },
+            ..
+        } => {
+            let mut path = format!(
+                "/v1/products/{}/seats?count={count}",
+                product_path(&product)
+            );
+            if let Some(company) = company {
+                path.push_str(&format!("&company={}", segment(&company)));
+            }
+            let changed: Changed = client.delete(&path).await?;
+            out.changed(&changed);
+        }
+        Cmd::Harvest {
+            command: None,
+            dry_run,
+            ..
+        } => {
+            let idle: Vec<IdleSeat> = client
+                .post(&format!("/v1/harvest?dry_run={dry_run}"), &json!({}))
+                .await?;
+            out.idle_seats(&idle);
+        }
+        Cmd::Harvest {
+            command: Some(command),
+            ..
+        } => harvest_admin(&client, &out, command).await?,
         Cmd::Seats {
             command:
                 SeatsCmd::List {
@@ -912,6 +1000,52 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
         | Cmd::Verify(_)
         | Cmd::Bench(_) => {
             anyhow::bail!("not an admin command")
+        }
+    }
+    Ok(())
+}
+
+async fn harvest_admin(client: &Client, out: &Output, command: HarvestCmd) -> anyhow::Result<()> {
+    match command {
+        HarvestCmd::Policy {
+            product,
+            idle_days,
+            report_only,
+        } => {
+            let action = if report_only { "report" } else { "release" };
+            let changed: Changed = client
+                .put(
+                    &format!("/v1/products/{}/harvest-policy", product_path(&product)),
+                    &json!({ "idle_days": idle_days, "action": action }),
+                )
+                .await?;
+            out.changed(&changed);
+        }
+        HarvestCmd::Clear { product } => {
+            let changed: Changed = client
+                .delete(&format!(
+                    "/v1/products/{}/harvest-policy",
+                    product_path(&product)
+                ))
+                .await?;
+            out.changed(&changed);
+        }
+        HarvestCmd::Policies => {
+            let list: Vec<ProductHarvestPolicy> = client.get("/v1/harvest/policies").await?;
+            out.harvest_policies(&list);
+        }
+        HarvestCmd::Exempt { user, undo } => {
+            let path = format!("/v1/users/{}/harvest-exempt", segment(&user));
+            let changed: Changed = if undo {
+                client.delete(&path).await?
+            } else {
+                client.put(&path, &json!({})).await?
+            };
+            out.changed(&changed);
+        }
+        HarvestCmd::Exempted => {
+            let list: Vec<User> = client.get("/v1/harvest/exempt").await?;
+            out.users(&list);
         }
     }
     Ok(())

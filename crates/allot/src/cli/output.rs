@@ -8,7 +8,10 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
 use crate::api::dto::{Changed, ProductWithStatus};
-use allot_ledger::{AuditEvent, Company, PoolStatus, Seat, Session, User, UserProductView};
+use allot_ledger::{
+    AuditEvent, Company, IdleSeat, PoolStatus, ProductHarvestPolicy, Seat, Session, User,
+    UserProductView,
+};
 
 pub struct Output {
     pub json: bool,
@@ -274,6 +277,60 @@ impl Output {
                 opt(e.seat)
             );
         }
+    }
+
+    /// Idle seats: what the harvest would do (or did) with each, and why.
+    pub fn idle_seats(&self, items: &[IdleSeat]) {
+        self.rows(items, || {
+            if items.is_empty() {
+                println!("no idle seats");
+                return;
+            }
+            table(
+                &[
+                    "SEAT",
+                    "PRODUCT",
+                    "USER",
+                    "LAST USED",
+                    "IDLE DAYS",
+                    "POLICY",
+                    "RESULT",
+                ],
+                items
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.seat.to_string(),
+                            s.product_name.clone(),
+                            s.login.clone(),
+                            at(s.last_used_at),
+                            s.idle_days.to_string(),
+                            format!("{} after {} days", s.action, s.policy_idle_days),
+                            if s.released { "released" } else { "kept" }.to_owned(),
+                        ]
+                    })
+                    .collect(),
+            );
+        });
+    }
+
+    pub fn harvest_policies(&self, items: &[ProductHarvestPolicy]) {
+        self.rows(items, || {
+            table(
+                &["ID", "PRODUCT", "IDLE DAYS", "ACTION"],
+                items
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.product.to_string(),
+                            format!("{}/{}", p.owner, p.name),
+                            p.idle_days.to_string(),
+                            p.action.to_string(),
+                        ]
+                    })
+                    .collect(),
+            );
+        });
     }
 
     pub fn changed(&self, v: &Changed) {

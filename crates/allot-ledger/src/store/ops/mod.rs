@@ -19,6 +19,7 @@ mod catalog;
 mod claims;
 mod credentials;
 mod directory;
+mod harvest;
 mod keys;
 mod seats;
 mod sessions;
@@ -27,6 +28,8 @@ use catalog::*;
 use claims::*;
 pub(crate) use credentials::*;
 pub(crate) use directory::*;
+pub(crate) use harvest::last_use_sql;
+use harvest::*;
 pub(crate) use keys::*;
 use seats::*;
 pub(crate) use sessions::*;
@@ -58,6 +61,19 @@ pub(crate) async fn execute(
         Command::EditProduct { product, patch } => edit_product(c, env, product, patch).await,
         Command::RemoveOwner { owner } => remove_owner(c, env, owner).await,
         Command::AddSeats(new) => add_seats(c, env, new).await,
+        Command::RemoveSeats {
+            product,
+            count,
+            pool_company,
+        } => remove_seats(c, env, product, *count, pool_company.as_ref()).await,
+        Command::SetHarvestPolicy { product, policy } => {
+            set_harvest_policy(c, env, product, *policy).await
+        }
+        Command::SetHarvestExempt { user, exempt } => {
+            set_harvest_exempt(c, env, user, *exempt).await
+        }
+        Command::HarvestSeat { seat } => harvest_seat(c, env, *seat).await,
+        Command::RecordUse { user, seat } => record_use(c, env, user, *seat).await,
         Command::Assign { user, product } => assign(c, env, user, product).await,
         Command::Unassign { user, product } => unassign(c, env, user, product).await,
         Command::RemoveAllLicenses { user } => remove_all_licenses(c, env, user).await,

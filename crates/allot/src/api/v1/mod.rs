@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod companies;
+pub mod harvest;
 pub mod idempotency;
 pub mod keys;
 pub mod license;
