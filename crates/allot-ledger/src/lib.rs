@@ -361,6 +361,11 @@ impl Ledger {
         Ok(self.store.login(tenant, login).await?)
     }
 
+    /// The tenant's password logins (their hashes stay in the store).
+    pub async fn logins(&self, tenant: TenantId) -> QueryResult<Vec<LoginInfo>> {
+        Ok(self.store.logins(tenant).await?)
+    }
+
     /// The live (unexpired, unrevoked) token with this SHA-256.
     pub async fn live_token(&self, token_hash: &str) -> QueryResult<Option<TokenInfo>> {
         Ok(match self.token_state(token_hash).await? {

@@ -642,6 +642,28 @@ impl Store {
             .collect()
     }
 
+    /// The tenant's password logins (never their hashes), by name.
+    pub async fn logins(&self, tenant: TenantId) -> Result<Vec<LoginInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT login, role, user_id FROM logins WHERE tenant_id = $1 ORDER BY login_key",
+        )
+        .bind(tenant)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LoginInfo {
+                    login: row.try_get("login")?,
+                    role: row
+                        .try_get::<String, _>("role")?
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt("login role".into()))?,
+                    user: row.try_get("user_id")?,
+                })
+            })
+            .collect()
+    }
+
     /// A password login, for verification (the caller compares the hash).
     pub async fn login(
         &self,

@@ -331,16 +331,14 @@ pub struct HarvestPolicyRequest {
 }
 
 /// Free seats to remove from a product's pool.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RemoveSeatsQuery {
+pub struct RemoveSeatsRequest {
     /// How many free seats to remove (all or none).
-    #[param(minimum = 1, maximum = 100_000)]
+    #[schema(minimum = 1, maximum = 100_000)]
     pub count: i64,
-    /// A company whose own pool to remove them from (the tenant-wide pool when absent): id,
-    /// UUID or name.
-    pub company: Option<String>,
+    /// A company whose own pool loses them (the tenant-wide pool when absent).
+    pub company: Option<Key>,
 }
 
 /// A product with its live counts.

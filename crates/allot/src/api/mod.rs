@@ -18,7 +18,7 @@ use v1::idempotency::IdempotencyHeader;
     info(title = "allot", description = "License-seat server: allot's native API."),
     paths(
         v1::auth::login, v1::auth::list_tokens, v1::auth::create_token, v1::auth::revoke_token,
-        v1::auth::create_login, v1::auth::set_password, v1::auth::list_tenants, v1::auth::create_tenant,
+        v1::auth::list_logins, v1::auth::create_login, v1::auth::set_password, v1::auth::list_tenants, v1::auth::create_tenant,
         v1::products::list, v1::products::create, v1::products::get, v1::products::patch,
         v1::products::add_seats, v1::products::remove_seats, v1::products::pools,
         v1::harvest::idle, v1::harvest::run, v1::harvest::policies, v1::harvest::set_policy,
@@ -125,7 +125,10 @@ pub fn v1_routes() -> Router<AppState> {
             get(auth::list_tokens).post(auth::create_token),
         )
         .route("/v1/tokens/{id}", delete(auth::revoke_token))
-        .route("/v1/logins", post(auth::create_login))
+        .route(
+            "/v1/logins",
+            get(auth::list_logins).post(auth::create_login),
+        )
         .route("/v1/logins/{login}/password", put(auth::set_password))
         .route(
             "/v1/tenants",
@@ -136,9 +139,10 @@ pub fn v1_routes() -> Router<AppState> {
             "/v1/products/{product}",
             get(products::get).patch(products::patch),
         )
+        .route("/v1/products/{product}/seats", post(products::add_seats))
         .route(
-            "/v1/products/{product}/seats",
-            post(products::add_seats).delete(products::remove_seats),
+            "/v1/products/{product}/seats/remove",
+            post(products::remove_seats),
         )
         .route(
             "/v1/products/{product}/harvest-policy",

@@ -4,6 +4,7 @@
 
 pub mod client;
 mod output;
+pub mod session;
 mod verify;
 
 pub use output::json_line;
@@ -33,14 +34,9 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone)]
 pub struct Remote {
-    /// Server base URL
-    #[arg(
-        long,
-        env = "ALLOT_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    pub url: String,
+    /// Server base URL [default: the one of `allot login`, else http://127.0.0.1:8080]
+    #[arg(long, env = "ALLOT_URL", global = true)]
+    pub url: Option<String>,
     /// API token
     #[arg(long, env = "ALLOT_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
@@ -94,6 +90,46 @@ pub enum Cmd {
         /// Print JSON ({token, id, role, expires_at}) instead of the bare token
         #[arg(long)]
         json: bool,
+    },
+    /// Log in with a password (asked without echo) and keep the token for the other commands
+    /// in the user's configuration directory, readable by the user only
+    Login {
+        /// The tenant's name
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        login: String,
+        /// Read the password from the first line of standard input instead of asking
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Revoke the kept token and forget it
+    Logout {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Tenants (an operator token)
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Password logins of the tenant
+    Logins {
+        #[command(subcommand)]
+        command: LoginsCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// API tokens of the tenant
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCmd,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Products (module licenses)
     Product {
@@ -204,6 +240,83 @@ pub enum AuditCmd {
         /// Only this tenant (by name) [default: every tenant]
         #[arg(long)]
         tenant: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    /// Creates a tenant with its first admin login (the password asked, or --password-stdin)
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "admin")]
+        admin: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    List,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LoginRole {
+    Admin,
+    Reader,
+    User,
+}
+
+impl LoginRole {
+    fn as_str(self) -> &'static str {
+        match self {
+            LoginRole::Admin => "admin",
+            LoginRole::Reader => "reader",
+            LoginRole::User => "user",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LoginsCmd {
+    /// Creates a password login (the password asked, or --password-stdin)
+    Add {
+        #[arg(long)]
+        login: String,
+        #[arg(long, value_enum)]
+        role: LoginRole,
+        /// For the user role: the user it acts as (id, UUID or login)
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    List,
+    /// Sets a login's password (revoking its tokens)
+    Passwd {
+        #[arg(long)]
+        login: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCmd {
+    /// Issues a token; prints it (shown once) as its last line
+    Add {
+        #[arg(long, value_enum)]
+        role: LoginRole,
+        /// For the user role: the user it acts as (id, UUID or login)
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Lifetime in hours [default: 720]
+        #[arg(long)]
+        ttl_hours: Option<i64>,
+    },
+    List,
+    Revoke {
+        #[arg(long)]
+        id: uuid::Uuid,
     },
 }
 
@@ -637,6 +750,11 @@ fn remote_of(cmd: &Cmd) -> Option<&Remote> {
         | Cmd::Status { remote }
         | Cmd::Keys { remote, .. }
         | Cmd::Harvest { remote, .. }
+        | Cmd::Login { remote, .. }
+        | Cmd::Logout { remote }
+        | Cmd::Tenant { remote, .. }
+        | Cmd::Logins { remote, .. }
+        | Cmd::Tokens { remote, .. }
         | Cmd::Audit { remote, .. } => Some(remote),
         Cmd::Assign(a) | Cmd::Unassign(a) => Some(&a.remote),
         Cmd::Grant(s) | Cmd::Release(s) | Cmd::Revoke(s) => Some(&s.remote),
@@ -686,9 +804,60 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
     let remote = remote_of(&cmd)
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("not an admin command"))?;
-    let client = Client::new(&remote.url, remote.token.clone());
+    // The token of `allot login` serves only the server it came from.
+    let saved = session::load();
+    let url = remote
+        .url
+        .clone()
+        .or_else(|| saved.as_ref().map(|s| s.url.clone()))
+        .unwrap_or_else(|| DEFAULT_URL.to_owned());
+    let token = remote.token.clone().or_else(|| {
+        saved
+            .as_ref()
+            .filter(|s| s.url.trim_end_matches('/') == url.trim_end_matches('/'))
+            .map(|s| s.token.clone())
+    });
+    let client = Client::new(&url, token);
     let out = Output { json: remote.json };
     match cmd {
+        Cmd::Login {
+            tenant,
+            login,
+            password_stdin,
+            ..
+        } => {
+            let password = session::read_password("Password: ", password_stdin)?;
+            let issued: IssuedToken = Client::new(&url, None)
+                .post(
+                    "/v1/auth/login",
+                    &json!({ "tenant": tenant, "login": login, "password": password }),
+                )
+                .await?;
+            let path = session::save(&session::Saved {
+                url: url.clone(),
+                tenant: tenant.clone(),
+                login: login.clone(),
+                token: issued.token,
+                id: issued.id,
+                expires_at: issued.expires_at,
+            })?;
+            if out.json {
+                output::json_line(&json!({
+                    "url": url, "tenant": tenant, "login": login, "role": issued.role,
+                    "expires_at": issued.expires_at, "file": path,
+                }));
+            } else {
+                println!(
+                    "logged in to {url} as {login} ({tenant}, {}); token kept in {}",
+                    issued.role,
+                    path.display()
+                );
+            }
+        }
+        Cmd::Logout { .. } => logout(&url, saved, &out).await?,
+        Cmd::Tenant { command, .. } => tenant_admin(&client, &out, command).await?,
+        Cmd::Logins { command, .. } => logins_admin(&client, &out, command).await?,
+        Cmd::Tokens { command, .. } => tokens_admin(&client, &out, command).await?,
         Cmd::Product {
             command:
                 ProductCmd::Add {
@@ -760,14 +929,12 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 },
             ..
         } => {
-            let mut path = format!(
-                "/v1/products/{}/seats?count={count}",
-                product_path(&product)
-            );
-            if let Some(company) = company {
-                path.push_str(&format!("&company={}", segment(&company)));
-            }
-            let changed: Changed = client.delete(&path).await?;
+            let changed: Changed = client
+                .post(
+                    &format!("/v1/products/{}/seats/remove", product_path(&product)),
+                    &json!({ "count": count, "company": company.as_deref().map(company_key) }),
+                )
+                .await?;
             out.changed(&changed);
         }
         Cmd::Harvest {
@@ -1000,6 +1167,147 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
         | Cmd::Verify(_)
         | Cmd::Bench(_) => {
             anyhow::bail!("not an admin command")
+        }
+    }
+    Ok(())
+}
+
+const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+/// Revokes the kept token (a login without the admin role cannot revoke tokens: its token then
+/// lapses at its expiry) and removes the file.
+async fn logout(url: &str, saved: Option<session::Saved>, out: &Output) -> anyhow::Result<()> {
+    let Some(saved) = saved else {
+        if out.json {
+            output::json_line(&json!({ "logged_out": false, "revoked": false }));
+        } else {
+            println!("not logged in");
+        }
+        return Ok(());
+    };
+    let client = Client::new(&saved.url, Some(saved.token.clone()));
+    let revoked = match client
+        .delete::<Changed>(&format!("/v1/tokens/{}", saved.id))
+        .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!(
+                "allot: the token was not revoked ({e}); it lapses at {}",
+                saved.expires_at
+            );
+            false
+        }
+    };
+    session::remove()?;
+    if out.json {
+        output::json_line(&json!({ "logged_out": true, "revoked": revoked }));
+    } else {
+        println!("logged out of {url}");
+    }
+    Ok(())
+}
+
+async fn tenant_admin(client: &Client, out: &Output, command: TenantCmd) -> anyhow::Result<()> {
+    match command {
+        TenantCmd::Add {
+            name,
+            admin,
+            password_stdin,
+        } => {
+            let password = session::read_password(
+                &format!("Password for {admin} of {name}: "),
+                password_stdin,
+            )?;
+            let tenant: allot_ledger::Tenant = client
+                .post(
+                    "/v1/tenants",
+                    &json!({ "name": name, "admin_login": admin, "admin_password": password }),
+                )
+                .await?;
+            out.tenants(&[tenant]);
+        }
+        TenantCmd::List => {
+            let list: Vec<allot_ledger::Tenant> = fetch_all(client, "/v1/tenants").await?;
+            out.tenants(&list);
+        }
+    }
+    Ok(())
+}
+
+async fn logins_admin(client: &Client, out: &Output, command: LoginsCmd) -> anyhow::Result<()> {
+    match command {
+        LoginsCmd::Add {
+            login,
+            role,
+            user,
+            password_stdin,
+        } => {
+            let password =
+                session::read_password(&format!("Password for {login}: "), password_stdin)?;
+            let info: allot_ledger::LoginInfo = client
+                .post(
+                    "/v1/logins",
+                    &json!({ "login": login, "password": password, "role": role.as_str(),
+                             "user": user.as_deref().map(company_key) }),
+                )
+                .await?;
+            out.logins(&[info]);
+        }
+        LoginsCmd::List => {
+            let list: Vec<allot_ledger::LoginInfo> = client.get("/v1/logins").await?;
+            out.logins(&list);
+        }
+        LoginsCmd::Passwd {
+            login,
+            password_stdin,
+        } => {
+            let password =
+                session::read_password(&format!("New password for {login}: "), password_stdin)?;
+            let changed: Changed = client
+                .put(
+                    &format!("/v1/logins/{}/password", segment(&login)),
+                    &json!({ "password": password }),
+                )
+                .await?;
+            out.changed(&changed);
+        }
+    }
+    Ok(())
+}
+
+async fn tokens_admin(client: &Client, out: &Output, command: TokensCmd) -> anyhow::Result<()> {
+    match command {
+        TokensCmd::Add {
+            role,
+            user,
+            label,
+            ttl_hours,
+        } => {
+            let issued: IssuedToken = client
+                .post(
+                    "/v1/tokens",
+                    &json!({ "role": role.as_str(), "user": user.as_deref().map(company_key),
+                             "label": label, "ttl_hours": ttl_hours }),
+                )
+                .await?;
+            if out.json {
+                output::json_line(&issued);
+            } else {
+                println!(
+                    "token {} ({}, expires {}):",
+                    issued.id, issued.role, issued.expires_at
+                );
+                println!("{}", issued.token);
+            }
+        }
+        TokensCmd::List => {
+            let list: Vec<allot_ledger::TokenInfo> = client.get("/v1/tokens").await?;
+            out.tokens(&list);
+        }
+        TokensCmd::Revoke { id } => {
+            let changed: Changed = client.delete(&format!("/v1/tokens/{id}")).await?;
+            out.changed(&changed);
         }
     }
     Ok(())

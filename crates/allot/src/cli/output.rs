@@ -333,6 +333,52 @@ impl Output {
         });
     }
 
+    pub fn tenants(&self, items: &[allot_ledger::Tenant]) {
+        self.rows(items, || {
+            table(
+                &["ID", "NAME", "CREATED"],
+                items
+                    .iter()
+                    .map(|t| vec![t.id.to_string(), t.name.clone(), at(t.created_at)])
+                    .collect(),
+            );
+        });
+    }
+
+    pub fn logins(&self, items: &[allot_ledger::LoginInfo]) {
+        self.rows(items, || {
+            table(
+                &["LOGIN", "ROLE", "USER"],
+                items
+                    .iter()
+                    .map(|l| vec![l.login.clone(), l.role.to_string(), opt(l.user)])
+                    .collect(),
+            );
+        });
+    }
+
+    pub fn tokens(&self, items: &[allot_ledger::TokenInfo]) {
+        self.rows(items, || {
+            table(
+                &["ID", "ROLE", "LOGIN", "USER", "LABEL", "EXPIRES", "REVOKED"],
+                items
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.id.to_string(),
+                            t.role.to_string(),
+                            t.login.clone(),
+                            opt(t.user),
+                            t.label.clone(),
+                            at(t.expires_at),
+                            opt(t.revoked_at.map(at)),
+                        ]
+                    })
+                    .collect(),
+            );
+        });
+    }
+
     pub fn changed(&self, v: &Changed) {
         if self.json {
             json_line(v);

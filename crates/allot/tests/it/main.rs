@@ -8,6 +8,7 @@ mod api;
 mod e2e;
 mod idempotency;
 mod licenses;
+mod lifecycle;
 mod limits;
 mod msp360;
 mod msp360_e2e;

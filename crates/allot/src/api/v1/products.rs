@@ -176,8 +176,9 @@ pub async fn add_seats(
 
 /// Removes free seats (never a held one): all `count` of them, or none and 409 saying how many
 /// are free.
-#[utoipa::path(delete, path = "/v1/products/{product}/seats", tag = "products", security(("bearer" = [])),
-    params(("product" = String, Path, description = "id, or owner/name (URL-encoded)", pattern = r"^(-?[0-9]+|[^/]+/.+)$"), RemoveSeatsQuery),
+#[utoipa::path(post, path = "/v1/products/{product}/seats/remove", tag = "products", security(("bearer" = [])),
+    params(("product" = String, Path, description = "id, or owner/name (URL-encoded)", pattern = r"^(-?[0-9]+|[^/]+/.+)$")),
+    request_body = RemoveSeatsRequest,
     responses((status = 200, body = Changed), (status = 404, body = ErrorBody),
         (status = 409, description = "fewer free seats than asked (code not_enough_free_seats; the message says how many are free)", body = ErrorBody)))]
 pub async fn remove_seats(
@@ -185,12 +186,12 @@ pub async fn remove_seats(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(product): ApiPath<String>,
-    ApiQuery(q): ApiQuery<RemoveSeatsQuery>,
+    ApiJson(req): ApiJson<RemoveSeatsRequest>,
 ) -> ApiResult<ApiJson<Changed>> {
     let command = Command::RemoveSeats {
         product: product_ref(&product)?,
-        count: q.count,
-        pool_company: q.company.map(|c| Key::Name(c).company()),
+        count: req.count,
+        pool_company: req.company.as_ref().map(Key::company),
     };
     super::run_admin(&state, &caller, &headers, command).await
 }
