@@ -193,6 +193,20 @@ pub struct UserPatch {
     pub user_type: Option<String>,
 }
 
+/// A user as a directory import states it: created when no user has the login, else brought
+/// to these values (`None` leaves a field as it is); the company is made if missing; each
+/// license is assigned if not held yet (licenses not listed are left alone).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserUpsert {
+    pub login: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    /// The company's name.
+    pub company: Option<String>,
+    pub licenses: Vec<ProductRef>,
+}
+
 // Commands carry password and token hashes: keep them out of logs (see `Command::redacted`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -219,6 +233,9 @@ pub enum Command {
         quota: Option<i64>,
     },
     CreateUser(NewUser),
+    /// Creates or updates a user matched by login, with its company and direct licenses; run
+    /// twice, the second run changes nothing (changed 0).
+    UpsertUser(UserUpsert),
     EditUser {
         user: UserRef,
         patch: UserPatch,
@@ -442,6 +459,7 @@ impl Command {
             Command::DeleteCompany { .. } => "delete_company",
             Command::SetCompanyQuota { .. } => "set_company_quota",
             Command::CreateUser(_) => "create_user",
+            Command::UpsertUser(_) => "upsert_user",
             Command::EditUser { .. } => "edit_user",
             Command::CreateProduct(_) => "create_product",
             Command::EditProduct { .. } => "edit_product",

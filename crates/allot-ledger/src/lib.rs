@@ -173,6 +173,16 @@ impl Ledger {
         Ok(self.store.apply(ctx, commands, self.now()).await?)
     }
 
+    /// Runs commands as [`Ledger::apply`] would, each with its own outcome, and rolls them all
+    /// back: what they would change, with nothing applied.
+    pub async fn apply_dry_run(
+        &self,
+        ctx: &Context,
+        commands: &[Command],
+    ) -> QueryResult<Vec<Result<Outcome, LedgerError>>> {
+        Ok(self.store.apply_dry_run(ctx, commands, self.now()).await?)
+    }
+
     /// Applies commands in one transaction that commits only if every command succeeds; the
     /// first refusal is returned and nothing is applied.
     pub async fn apply_all_or_nothing(

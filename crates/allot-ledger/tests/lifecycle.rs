@@ -278,6 +278,45 @@ on_both_stores! {
         f.ok(Command::RemoveOwner { owner: "Partner".into() }).await;
         assert!(f.ledger.harvest_policies(f.tenant.id).await.unwrap().is_empty());
     }
+
+    async fn upserting_users_is_idempotent_and_a_dry_run_writes_nothing(f: Fixture) {
+        let crm = f.user_product("crm", 2).await;
+        let web = f.user_product("web", 2).await;
+        let ann = || UserUpsert {
+            login: "ann".into(),
+            first_name: Some("Ann".into()),
+            email: Some("ann@example.com".into()),
+            company: Some("Acme".into()),
+            licenses: vec![pid(&crm), ProductRef::named("SuperOffice", "web")],
+            ..Default::default()
+        };
+        let trail = f.audit_len().await;
+        // A dry run answers what would change, and changes nothing.
+        let dry = f.ledger.apply_dry_run(&f.ctx, &[Command::UpsertUser(ann())]).await.unwrap();
+        assert_eq!(dry, [Ok(Outcome::Changed { changed: 4 })]);
+        assert!(f.ledger.user(f.tenant.id, &UserRef::Login("ann".into())).await.is_err());
+        assert!(f.ledger.companies(f.tenant.id).await.unwrap().is_empty());
+        assert_eq!(f.audit_len().await, trail);
+        // Company made, user created, two licenses assigned: 4 changes; then none.
+        assert_eq!(f.ok(Command::UpsertUser(ann())).await, Outcome::Changed { changed: 4 });
+        assert_eq!(f.ok(Command::UpsertUser(ann())).await, Outcome::Changed { changed: 0 });
+        let user = f.ledger.user(f.tenant.id, &UserRef::Login("ANN".into())).await.unwrap();
+        assert_eq!((user.first_name.as_str(), user.email.as_str()), ("Ann", "ann@example.com"));
+        assert!(user.company.is_some());
+        assert!(f.assigned(&user, &crm).await && f.assigned(&user, &web).await);
+        // A changed field is one change; absent fields stay as they are.
+        let edited = UserUpsert { email: Some("ann@acme.test".into()), first_name: None, licenses: vec![], ..ann() };
+        assert_eq!(f.ok(Command::UpsertUser(edited)).await, Outcome::Changed { changed: 1 });
+        let user = f.ledger.user(f.tenant.id, &UserRef::Login("ann".into())).await.unwrap();
+        assert_eq!((user.first_name.as_str(), user.email.as_str()), ("Ann", "ann@acme.test"));
+        // A bad row is refused whole (its savepoint): no half-made user.
+        let bad = UserUpsert { login: "bob".into(), licenses: vec![ProductRef::named("x", "y")], ..Default::default() };
+        let e = f.err(Command::UpsertUser(bad)).await;
+        assert!(matches!(e, LedgerError::UnknownProduct(_)), "{e:?}");
+        assert!(f.ledger.user(f.tenant.id, &UserRef::Login("bob".into())).await.is_err());
+        let e = f.err(Command::UpsertUser(UserUpsert { login: " ".into(), ..Default::default() })).await;
+        assert!(matches!(e, LedgerError::Invalid { field: "login", .. }), "{e:?}");
+    }
 }
 
 const USERS: usize = 32;

@@ -23,7 +23,7 @@ use v1::idempotency::IdempotencyHeader;
         v1::products::add_seats, v1::products::remove_seats, v1::products::pools,
         v1::harvest::idle, v1::harvest::run, v1::harvest::policies, v1::harvest::set_policy,
         v1::harvest::delete_policy, v1::harvest::exempt_users, v1::harvest::exempt,
-        v1::harvest::unexempt,
+        v1::harvest::unexempt, v1::batch::batch,
         v1::seats::list, v1::seats::get, v1::seats::grant, v1::seats::release, v1::seats::revoke,
         v1::seats::activate,
         v1::users::list, v1::users::create, v1::users::get, v1::users::patch, v1::users::licenses,
@@ -149,6 +149,7 @@ pub fn v1_routes() -> Router<AppState> {
             put(harvest::set_policy).delete(harvest::delete_policy),
         )
         .route("/v1/harvest", get(harvest::idle).post(harvest::run))
+        .route("/v1/batch", post(batch::batch))
         .route("/v1/harvest/policies", get(harvest::policies))
         .route("/v1/harvest/exempt", get(harvest::exempt_users))
         .route(

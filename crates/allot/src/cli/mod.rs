@@ -3,6 +3,7 @@
 //! `--json` for scripts (JSON lines, decoded from and printed as the API's own types).
 
 pub mod client;
+mod import;
 mod output;
 pub mod session;
 mod verify;
@@ -128,6 +129,17 @@ pub enum Cmd {
     Tokens {
         #[command(subcommand)]
         command: TokensCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Create or update users from a CSV or JSON-lines file (matched by login), with their
+    /// company and direct licenses; bad rows reported by row, field and reason
+    Import {
+        /// users.csv (header: login,first_name,last_name,email,company,licenses) or users.jsonl
+        file: std::path::PathBuf,
+        /// Report what would change without writing anything
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         remote: Remote,
     },
@@ -755,6 +767,7 @@ fn remote_of(cmd: &Cmd) -> Option<&Remote> {
         | Cmd::Tenant { remote, .. }
         | Cmd::Logins { remote, .. }
         | Cmd::Tokens { remote, .. }
+        | Cmd::Import { remote, .. }
         | Cmd::Audit { remote, .. } => Some(remote),
         Cmd::Assign(a) | Cmd::Unassign(a) => Some(&a.remote),
         Cmd::Grant(s) | Cmd::Release(s) | Cmd::Revoke(s) => Some(&s.remote),
@@ -855,6 +868,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             }
         }
         Cmd::Logout { .. } => logout(&url, saved, &out).await?,
+        Cmd::Import { file, dry_run, .. } => import::run(&client, &file, dry_run, out.json).await?,
         Cmd::Tenant { command, .. } => tenant_admin(&client, &out, command).await?,
         Cmd::Logins { command, .. } => logins_admin(&client, &out, command).await?,
         Cmd::Tokens { command, .. } => tokens_admin(&client, &out, command).await?,

@@ -56,6 +56,7 @@ pub(crate) async fn execute(
             quota,
         } => set_company_quota(c, env, company, product, *quota).await,
         Command::CreateUser(new) => create_user(c, env, new).await,
+        Command::UpsertUser(upsert) => upsert_user(c, env, upsert).await,
         Command::EditUser { user, patch } => edit_user(c, env, user, patch).await,
         Command::CreateProduct(new) => create_product(c, env, new).await,
         Command::EditProduct { product, patch } => edit_product(c, env, product, patch).await,

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod batch;
 pub mod companies;
 pub mod harvest;
 pub mod idempotency;
