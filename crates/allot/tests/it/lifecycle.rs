@@ -452,3 +452,166 @@ async fn login_tenants_logins_and_tokens_through_the_binary() {
     assert_eq!(out.trim(), "not logged in");
     server.stop();
 }
+
+/// `allot import`: a CSV with good and bad rows (each bad one named by row, field and reason;
+/// the good ones applied), a dry run that writes nothing, a second run that changes nothing,
+/// JSON lines too; `POST /v1/batch` refuses more than 1,000 operations.
+#[tokio::test]
+async fn import_reports_bad_rows_applies_good_ones_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("allot.db");
+    let db = format!("sqlite://{}", file.display());
+    let server = Server::start(&db, Some("import-admin-pass")).await;
+    let url = server.url.clone();
+    let token = token_of(&url, "admin", "import-admin-pass").await;
+    let admin = Admin {
+        dir: dir.path(),
+        url: &url,
+        token: &token,
+    };
+    admin.json(&[
+        "product",
+        "add",
+        "--owner",
+        "SuperOffice",
+        "--name",
+        "user",
+        "--seats",
+        "10",
+    ]);
+    admin.json(&[
+        "product",
+        "add",
+        "--owner",
+        "SuperOffice",
+        "--name",
+        "web",
+        "--seats",
+        "1",
+    ]);
+    let csv = dir.path().join("users.csv");
+    std::fs::write(
+        &csv,
+        "login,first_name,last_name,email,company,licenses\n\
+         ann,Ann,Smith,ann@example.com,Acme,SuperOffice/user;SuperOffice/web\n\
+         ,No,Login,x@example.com,,\n\
+         bob,Bob,Jones,bob@example.com,Acme,SuperOffice/user\n\
+         cid,Cid,,cid@example.com,,nonsense\n\
+         dan,Dan,,dan@example.com,Other,SuperOffice/web\n\
+         eve,Eve,,eve\u{7}@example.com,,\n",
+    )
+    .unwrap();
+    let path = csv.to_str().unwrap();
+    let report = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = admin.run(&all);
+        (
+            out.status.success(),
+            lines(&String::from_utf8(out.stdout).unwrap()),
+        )
+    };
+    // Dry run: the same report, nothing written.
+    let (success, dry) = report(&["import", path, "--dry-run"]);
+    assert!(!success, "bad rows make the command fail");
+    let summary = dry.last().unwrap();
+    assert_eq!(summary["dry_run"], true);
+    assert_eq!(
+        (
+            summary["rows"].as_u64(),
+            summary["applied"].as_u64(),
+            summary["failed"].as_u64()
+        ),
+        (Some(6), Some(2), Some(4))
+    );
+    assert!(
+        admin.json(&["user", "list"]).is_empty(),
+        "a dry run writes nothing"
+    );
+
+    let (success, first) = report(&["import", path]);
+    assert!(!success);
+    let bad: Vec<(u64, &str)> = first[..first.len() - 1]
+        .iter()
+        .map(|b| (b["row"].as_u64().unwrap(), b["field"].as_str().unwrap()))
+        .collect();
+    // Row 3 has no login, row 5 a malformed license, row 6 wants the one web seat Ann took,
+    // row 7 a control character in its email.
+    assert_eq!(
+        bad,
+        [(3, "login"), (5, "licenses"), (6, "licenses"), (7, "email")]
+    );
+    assert!(
+        first[2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no free seat"),
+        "{:?}",
+        first[2]
+    );
+    let summary = first.last().unwrap();
+    assert_eq!(
+        (summary["applied"].as_u64(), summary["failed"].as_u64()),
+        (Some(2), Some(4))
+    );
+    // Ann: company Acme made, user, two licenses; Bob (Acme exists): user, one license.
+    assert_eq!(summary["changed"], 6);
+    let users = admin.json(&["user", "list"]);
+    let logins: Vec<&str> = users.iter().map(|u| u["login"].as_str().unwrap()).collect();
+    assert_eq!(logins, ["ann", "bob"]);
+    assert_eq!(
+        admin.json(&["company", "list"]).len(),
+        1,
+        "the refused row made no company"
+    );
+    let views = admin.json(&["user", "licenses", "--user", "ann"]);
+    assert_eq!(views.iter().filter(|v| v["assigned"] == true).count(), 2);
+
+    // Twice: nothing changes.
+    let (_, second) = report(&["import", path]);
+    assert_eq!(second.last().unwrap()["changed"], 0);
+    assert_eq!(second.last().unwrap()["applied"], 2);
+
+    // JSON lines; the human report names rows.
+    let jsonl = dir.path().join("users.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"login\": \"fay\", \"email\": \"fay@example.com\", \"licenses\": [\"SuperOffice/user\"]}\n\
+         {\"login\": \"gus\", \"shoe_size\": 44}\n\
+         {\"login\": \"bob\", \"email\": \"bob@acme.test\"}\n",
+    )
+    .unwrap();
+    let out = admin.run(&["import", jsonl.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let human = String::from_utf8(out.stdout).unwrap();
+    assert!(human.contains("row 2: shoe_size: unknown field"), "{human}");
+    assert!(
+        human.contains("3 rows: 2 applied, 1 failed, 3 changes"),
+        "{human}"
+    );
+
+    // The batch endpoint takes 1,000 operations at most.
+    let op = json!({ "op": "assign", "user": "ann", "product": "SuperOffice/user" });
+    let too_many = reqwest::Client::new()
+        .post(format!("{url}/v1/batch"))
+        .bearer_auth(&token)
+        .json(&json!({ "operations": vec![op.clone(); 1001] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_many.status().as_u16(), 422);
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{url}/v1/batch"))
+        .bearer_auth(&token)
+        .json(&json!({ "operations": [op, { "op": "assign", "user": "nobody", "product": "SuperOffice/user" }] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["results"][0], json!({ "ok": true, "changed": 0 }));
+    assert_eq!(answer["results"][1]["ok"], false);
+    assert_eq!(answer["results"][1]["error"]["code"], "unknown_user");
+    server.stop();
+}
