@@ -94,8 +94,11 @@ fn operation(line: u64, row: Row) -> Result<Value, BadRow> {
     }))
 }
 
-/// Reads the file into (row number, operation) pairs and the rows it could not read.
-fn read(path: &Path) -> anyhow::Result<(Vec<(u64, Value)>, Vec<BadRow>)> {
+/// A row's number in the file and the batch operation it becomes.
+type Numbered = (u64, Value);
+
+/// Reads the file into numbered operations and the rows it could not read.
+fn read(path: &Path) -> anyhow::Result<(Vec<Numbered>, Vec<BadRow>)> {
     let mut good = Vec::new();
     let mut bad_rows = Vec::new();
     let ext = path
