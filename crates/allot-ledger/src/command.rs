@@ -71,6 +71,25 @@ impl std::fmt::Display for CompanyRef {
     }
 }
 
+/// Names a group by id, UUID or name (case-insensitive).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupRef {
+    Id(GroupId),
+    Uuid(Uuid),
+    Name(String),
+}
+
+impl std::fmt::Display for GroupRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupRef::Id(id) => write!(f, "#{id}"),
+            GroupRef::Uuid(u) => write!(f, "{u}"),
+            GroupRef::Name(n) => write!(f, "{n:?}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewProduct {
     pub owner: String,
@@ -164,6 +183,12 @@ pub struct NewUser {
     pub company: Option<CompanyRef>,
     pub license_mode: LicenseMode,
     pub user_type: String,
+    /// The identity provider's id for the user (SCIM `externalId`).
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// The name to show (SCIM `displayName`).
+    #[serde(default)]
+    pub display_name: Option<String>,
 }
 
 impl NewUser {
@@ -177,6 +202,8 @@ impl NewUser {
             company: None,
             license_mode: LicenseMode::Manual,
             user_type: "internal".to_owned(),
+            external_id: None,
+            display_name: None,
         }
     }
 }
@@ -191,6 +218,12 @@ pub struct UserPatch {
     pub company: Option<Option<CompanyRef>>,
     pub license_mode: Option<LicenseMode>,
     pub user_type: Option<String>,
+    /// `Some(None)` clears it.
+    #[serde(default)]
+    pub external_id: Option<Option<String>>,
+    /// `Some(None)` clears it.
+    #[serde(default)]
+    pub display_name: Option<Option<String>>,
 }
 
 /// A user as a directory import states it: created when no user has the login, else brought
@@ -305,6 +338,54 @@ pub enum Command {
     DeleteUser {
         user: UserRef,
     },
+    /// Disables a user (SCIM `active: false`, MSP360 `Enabled: false`): its sessions end, every
+    /// credential acting as it is revoked, its logins are refused, and its seats are released
+    /// unless the tenant keeps disabled users' seats. The user stays.
+    DisableUser {
+        user: UserRef,
+    },
+    /// Enables a disabled user again. No revoked credential comes back; its group assignments
+    /// queue again for seats.
+    EnableUser {
+        user: UserRef,
+    },
+    /// Whether disabling a user keeps its seats (the tenant's setting; default: released).
+    SetDisabledKeepSeats {
+        keep: bool,
+    },
+    /// Creates a group (SCIM's groups, an admin's teams); optionally with a chosen UUID.
+    CreateGroup {
+        name: String,
+        uuid: Option<Uuid>,
+    },
+    RenameGroup {
+        group: GroupRef,
+        name: String,
+    },
+    /// Deletes a group: its members lose the seats it was the last reason for.
+    DeleteGroup {
+        group: GroupRef,
+    },
+    /// Adds a member: it gets a seat of every license of the group, or waits for one.
+    AddGroupMember {
+        group: GroupRef,
+        user: UserRef,
+    },
+    /// Removes a member: it loses the seats this group was the last reason for.
+    RemoveGroupMember {
+        group: GroupRef,
+        user: UserRef,
+    },
+    /// Gives a (user-kind, not plan) product to a group: every member holds a seat of it while
+    /// a member, or waits for one.
+    AddGroupLicense {
+        group: GroupRef,
+        product: ProductRef,
+    },
+    RemoveGroupLicense {
+        group: GroupRef,
+        product: ProductRef,
+    },
     /// Gives one particular seat to a user (MSP360 Grant).
     GrantSeat {
         seat: Uuid,
@@ -399,6 +480,28 @@ pub enum Command {
     SetLicenseValidity {
         seconds: i64,
     },
+    /// Registers a webhook endpoint. Made by [`crate::Ledger::create_webhook`], which generates
+    /// the signing secret and seals it.
+    CreateWebhook {
+        id: String,
+        url: String,
+        description: String,
+        events: Vec<String>,
+        sealed_secret: String,
+    },
+    EditWebhook {
+        id: String,
+        patch: crate::webhooks::WebhookPatch,
+    },
+    /// Removes an endpoint with its deliveries.
+    DeleteWebhook {
+        id: String,
+    },
+    /// Queues a `webhook.test` event for one endpoint, with this message id.
+    TestWebhook {
+        id: String,
+        event_id: String,
+    },
 }
 
 /// What a successful command did.
@@ -416,6 +519,8 @@ pub enum Outcome {
     Lease(Lease),
     Login(LoginInfo),
     Token(TokenInfo),
+    Group(Group),
+    Webhook(crate::webhooks::WebhookEndpoint),
     /// The command changed `changed` things (seats, sessions, flags); 0 means the outcome
     /// already held and nothing was written.
     Changed {
@@ -476,6 +581,16 @@ impl Command {
             Command::Retire { .. } => "retire",
             Command::Unretire { .. } => "unretire",
             Command::DeleteUser { .. } => "delete_user",
+            Command::DisableUser { .. } => "disable_user",
+            Command::EnableUser { .. } => "enable_user",
+            Command::SetDisabledKeepSeats { .. } => "set_disabled_keep_seats",
+            Command::CreateGroup { .. } => "create_group",
+            Command::RenameGroup { .. } => "rename_group",
+            Command::DeleteGroup { .. } => "delete_group",
+            Command::AddGroupMember { .. } => "add_group_member",
+            Command::RemoveGroupMember { .. } => "remove_group_member",
+            Command::AddGroupLicense { .. } => "add_group_license",
+            Command::RemoveGroupLicense { .. } => "remove_group_license",
             Command::GrantSeat { .. } => "grant",
             Command::ReleaseSeat { .. } => "release",
             Command::RevokeSeat { .. } => "revoke",
@@ -492,6 +607,10 @@ impl Command {
             Command::RevokeToken { .. } => "revoke_token",
             Command::AddSigningKey { .. } => "add_signing_key",
             Command::SetLicenseValidity { .. } => "set_license_validity",
+            Command::CreateWebhook { .. } => "create_webhook",
+            Command::EditWebhook { .. } => "edit_webhook",
+            Command::DeleteWebhook { .. } => "delete_webhook",
+            Command::TestWebhook { .. } => "test_webhook",
         }
     }
 }
@@ -556,6 +675,20 @@ impl std::fmt::Debug for Command {
                 .field("kid", kid)
                 .field("first_only", first_only)
                 .field("sealed_private_key", &"<redacted>")
+                .finish(),
+            Command::CreateWebhook {
+                id,
+                url,
+                description,
+                events,
+                ..
+            } => f
+                .debug_struct("CreateWebhook")
+                .field("id", id)
+                .field("url", url)
+                .field("description", description)
+                .field("events", events)
+                .field("sealed_secret", &"<redacted>")
                 .finish(),
             other => {
                 // Everything else holds no secret: show it as serde sees it.

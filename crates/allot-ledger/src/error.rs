@@ -22,6 +22,8 @@ pub enum LedgerError {
     UnknownSession(Uuid),
     #[error("unknown token {0}")]
     UnknownToken(Uuid),
+    #[error("unknown webhook endpoint {0:?}")]
+    UnknownWebhook(String),
     #[error("{what} {name:?} already exists")]
     AlreadyExists { what: &'static str, name: String },
     /// Names the product (`owner/name`) and its counts, so the message needs no look-up.
@@ -52,6 +54,10 @@ pub enum LedgerError {
     },
     #[error("user {0} is retired")]
     Retired(UserId),
+    #[error("user {0} is disabled")]
+    Disabled(UserId),
+    #[error("unknown group {0}")]
+    UnknownGroup(String),
     #[error("seat {seat} is held by another user")]
     WrongHolder { seat: Uuid },
     #[error("seat {0} is not held by anyone")]
@@ -103,12 +109,15 @@ impl LedgerError {
             LedgerError::UnknownSeat(_) => "unknown_seat",
             LedgerError::UnknownSession(_) => "unknown_session",
             LedgerError::UnknownToken(_) => "unknown_token",
+            LedgerError::UnknownWebhook(_) => "unknown_webhook",
             LedgerError::AlreadyExists { .. } => "already_exists",
             LedgerError::NoSeatFree { .. } => "no_seat_free",
             LedgerError::NotEnoughFreeSeats { .. } => "not_enough_free_seats",
             LedgerError::QuotaExhausted { .. } => "quota_exhausted",
             LedgerError::PrerequisiteMissing { .. } => "prerequisite_missing",
             LedgerError::Retired(_) => "retired",
+            LedgerError::Disabled(_) => "user_disabled",
+            LedgerError::UnknownGroup(_) => "unknown_group",
             LedgerError::WrongHolder { .. } => "wrong_holder",
             LedgerError::NotHeld(_) => "not_held",
             LedgerError::SeatExpired(_) => "seat_expired",

@@ -156,22 +156,20 @@ impl KeyVault {
         kid: &str,
         signing: &SigningKey,
     ) -> Result<String, LedgerError> {
-        let seed = signing.to_bytes();
+        self.seal_bytes(&Self::aad(tenant, kid), &signing.to_bytes())
+    }
+
+    /// Seals `secret` bound to `aad` (which must be given again to open it): `plain:` base64url
+    /// without a configured key, else `chacha20poly1305:` nonce and ciphertext.
+    pub(crate) fn seal_bytes(&self, aad: &[u8], secret: &[u8]) -> Result<String, LedgerError> {
         match &self.cipher {
-            None => Ok(format!("{PLAIN}{}", URL_SAFE_NO_PAD.encode(seed))),
+            None => Ok(format!("{PLAIN}{}", URL_SAFE_NO_PAD.encode(secret))),
             Some(cipher) => {
                 let nonce_bytes: [u8; 12] = rand::random();
                 let nonce = Nonce::from(nonce_bytes);
-                let aad = Self::aad(tenant, kid);
                 let ct = cipher
-                    .encrypt(
-                        &nonce,
-                        Payload {
-                            msg: &seed,
-                            aad: &aad,
-                        },
-                    )
-                    .map_err(|_| LedgerError::Store("sealing a signing key failed".into()))?;
+                    .encrypt(&nonce, Payload { msg: secret, aad })
+                    .map_err(|_| LedgerError::Store("sealing a secret failed".into()))?;
                 let mut out = nonce_bytes.to_vec();
                 out.extend_from_slice(&ct);
                 Ok(format!("{SEALED}{}", URL_SAFE_NO_PAD.encode(out)))
@@ -179,19 +177,20 @@ impl KeyVault {
         }
     }
 
-    pub(crate) fn open(
+    /// Opens what [`KeyVault::seal_bytes`] sealed with the same `aad`; `what` names it in errors.
+    pub(crate) fn open_bytes(
         &self,
-        tenant: TenantId,
-        kid: &str,
+        aad: &[u8],
         sealed: &str,
-    ) -> Result<SigningKey, LedgerError> {
-        let corrupt = || LedgerError::Store(format!("signing key {kid} cannot be opened"));
-        let seed = if let Some(plain) = sealed.strip_prefix(PLAIN) {
-            URL_SAFE_NO_PAD.decode(plain).map_err(|_| corrupt())?
+        what: &str,
+    ) -> Result<Vec<u8>, LedgerError> {
+        let corrupt = || LedgerError::Store(format!("{what} cannot be opened"));
+        if let Some(plain) = sealed.strip_prefix(PLAIN) {
+            URL_SAFE_NO_PAD.decode(plain).map_err(|_| corrupt())
         } else if let Some(data) = sealed.strip_prefix(SEALED) {
             let Some(cipher) = &self.cipher else {
                 return Err(LedgerError::Store(format!(
-                    "signing key {kid} is encrypted and no license key encryption key is configured"
+                    "{what} is encrypted and no license key encryption key is configured"
                 )));
             };
             let data = URL_SAFE_NO_PAD.decode(data).map_err(|_| corrupt())?;
@@ -200,19 +199,49 @@ impl KeyVault {
             }
             let (nonce, ct) = data.split_at(12);
             let nonce = Nonce::try_from(nonce).map_err(|_| corrupt())?;
-            let aad = Self::aad(tenant, kid);
             cipher
-                .decrypt(&nonce, Payload { msg: ct, aad: &aad })
+                .decrypt(&nonce, Payload { msg: ct, aad })
                 .map_err(|_| {
                     LedgerError::Store(format!(
-                        "signing key {kid} does not open with the configured license key \
-                         encryption key"
+                        "{what} does not open with the configured license key encryption key"
                     ))
-                })?
+                })
         } else {
-            return Err(corrupt());
-        };
-        let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| corrupt())?;
+            Err(corrupt())
+        }
+    }
+
+    /// A key for keyed hashes the server makes (HMAC), derived from the configured key so it
+    /// is never the sealing key itself; `None` without a configured key.
+    pub(crate) fn derive(&self, label: &str) -> Option<Vec<u8>> {
+        // Sealing a fixed label under a fixed nonce is deterministic for one key and reveals
+        // nothing of it (ChaCha20-Poly1305 is a PRF keyed by it).
+        let cipher = self.cipher.as_ref()?;
+        let nonce = Nonce::from([0u8; 12]);
+        let out = cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: &[0u8; 32],
+                    aad: label.as_bytes(),
+                },
+            )
+            .ok()?;
+        Some(sha2::Sha256::digest(&out).to_vec())
+    }
+
+    pub(crate) fn open(
+        &self,
+        tenant: TenantId,
+        kid: &str,
+        sealed: &str,
+    ) -> Result<SigningKey, LedgerError> {
+        let what = format!("signing key {kid}");
+        let seed = self.open_bytes(&Self::aad(tenant, kid), sealed, &what)?;
+        let seed: [u8; 32] = seed
+            .as_slice()
+            .try_into()
+            .map_err(|_| LedgerError::Store(format!("{what} cannot be opened")))?;
         Ok(SigningKey::from_bytes(&seed))
     }
 }

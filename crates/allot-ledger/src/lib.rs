@@ -19,6 +19,7 @@ pub mod rules;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;
 
 use std::sync::{Arc, Mutex};
 
@@ -29,7 +30,7 @@ pub use command::*;
 pub use error::LedgerError;
 pub use licensing::SignedLicense;
 pub use model::*;
-pub use store::{AuditFilter, CommitStats, SeatFilter, StoreOptions};
+pub use store::{AuditFilter, CommitStats, SeatFilter, StoreOptions, UserSearch};
 
 use store::Store;
 
@@ -72,6 +73,37 @@ impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
         *self.0.lock().expect("clock lock")
     }
+}
+
+/// The most points one usage answer holds (a week of minutes, 13 years of days).
+pub const MAX_USAGE_POINTS: i64 = 10_080;
+
+/// The first bucket start and the end (microseconds) of a usage range, or why it is refused.
+fn usage_range(
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+    step: UsageStep,
+) -> QueryResult<(i64, i64)> {
+    if to <= from {
+        return Err(LedgerError::Invalid {
+            field: "to",
+            reason: "must be later than from".into(),
+        });
+    }
+    let width = step.seconds() * 1_000_000;
+    let first = rules::to_micros(from).div_euclid(width) * width;
+    let end = rules::to_micros(to);
+    let points = (end - first + width - 1) / width;
+    if points > MAX_USAGE_POINTS {
+        return Err(LedgerError::Invalid {
+            field: "step",
+            reason: format!(
+                "{points} points of a {step} asked for, at most {MAX_USAGE_POINTS}: \
+                 a larger step or a shorter range"
+            ),
+        });
+    }
+    Ok((first, end))
 }
 
 #[derive(Clone)]
@@ -300,6 +332,55 @@ impl Ledger {
             .await?)
     }
 
+    /// The product's usage history: one point per `step` from the step holding `from` up to
+    /// `to` (and no later than now), each with the seats bought, the peak and time-weighted mean
+    /// of seats held, and the requests refused for want of a seat; steps without a change carry
+    /// the counts over. At most [`MAX_USAGE_POINTS`] points: a longer range wants a larger step.
+    pub async fn usage(
+        &self,
+        tenant: TenantId,
+        product: ProductId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        step: UsageStep,
+    ) -> QueryResult<Vec<UsagePoint>> {
+        let (first, end) = usage_range(from, to, step)?;
+        // Answers unknown_product for a product that is not the tenant's.
+        self.store
+            .pool_status(tenant, Some(product), self.now())
+            .await?;
+        Ok(self
+            .store
+            .usage(tenant, product, first, end, step, self.now())
+            .await?)
+    }
+
+    /// [`Ledger::usage`] of every product of the tenant, in the products' order.
+    pub async fn tenant_usage(
+        &self,
+        tenant: TenantId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        step: UsageStep,
+    ) -> QueryResult<Vec<(Product, Vec<UsagePoint>)>> {
+        let (first, end) = usage_range(from, to, step)?;
+        let now = self.now();
+        let mut all = Vec::new();
+        for product in self.store.products(tenant).await? {
+            let points = self
+                .store
+                .usage(tenant, product.id, first, end, step, now)
+                .await?;
+            all.push((product, points));
+        }
+        Ok(all)
+    }
+
+    /// Requests refused for want of a seat since the usage history began, per product.
+    pub async fn pool_denials(&self, tenant: TenantId) -> QueryResult<Vec<(ProductId, i64)>> {
+        Ok(self.store.pool_denials(tenant).await?)
+    }
+
     pub async fn seat(&self, tenant: TenantId, seat: Uuid) -> QueryResult<Seat> {
         Ok(self.store.seat(tenant, seat).await?)
     }
@@ -360,9 +441,79 @@ impl Ledger {
         Ok(self.store.verify_audit_chain(tenant).await?)
     }
 
+    /// Users matching a search (text in login, name or e-mail; company; retired), by id.
+    pub async fn find_users(
+        &self,
+        tenant: TenantId,
+        search: &UserSearch,
+    ) -> QueryResult<Vec<User>> {
+        Ok(self.store.find_users(tenant, search).await?)
+    }
+
+    /// The newest audit records matching `filter` (at most its `limit`), newest first.
+    pub async fn audit_latest(
+        &self,
+        tenant: TenantId,
+        filter: &AuditFilter,
+    ) -> QueryResult<Vec<AuditEvent>> {
+        Ok(self.store.audit_latest(tenant, filter).await?)
+    }
+
+    /// A company's quotas and own pool, per product it has either of.
+    pub async fn company_pools(
+        &self,
+        tenant: TenantId,
+        company: &CompanyRef,
+    ) -> QueryResult<Vec<CompanyPool>> {
+        Ok(self
+            .store
+            .company_pools(tenant, company, self.now())
+            .await?)
+    }
+
+    /// What stops counting within `within` from now: seats by expiry, and whole products.
+    pub async fn expiring(
+        &self,
+        tenant: TenantId,
+        within: time::Duration,
+    ) -> QueryResult<Vec<Expiry>> {
+        let now = self.now();
+        let until = rules::to_micros(self.clock.now() + within);
+        Ok(self.store.expiring(tenant, now, until).await?)
+    }
+
     /// Every invariant violation found in the tenant's committed state (empty: all hold).
     pub async fn check_invariants(&self, tenant: TenantId) -> QueryResult<Vec<String>> {
-        Ok(self.store.check_invariants(tenant).await?)
+        Ok(self.store.check_invariants(tenant, self.now()).await?)
+    }
+
+    pub async fn group(&self, tenant: TenantId, group: &GroupRef) -> QueryResult<Group> {
+        Ok(self.store.group(tenant, group).await?)
+    }
+
+    /// Groups by id, a page at a time (`after_id` is the previous page's last id).
+    pub async fn groups(
+        &self,
+        tenant: TenantId,
+        after_id: Option<GroupId>,
+        limit: Option<i64>,
+    ) -> QueryResult<Vec<Group>> {
+        Ok(self.store.groups(tenant, after_id, limit).await?)
+    }
+
+    /// A group with its members, licenses and each member's assignment state.
+    pub async fn group_view(&self, tenant: TenantId, group: &GroupRef) -> QueryResult<GroupView> {
+        Ok(self.store.group_view(tenant, group).await?)
+    }
+
+    /// The groups the user is a member of.
+    pub async fn user_groups(&self, tenant: TenantId, user: UserId) -> QueryResult<Vec<Group>> {
+        Ok(self.store.user_groups(tenant, user).await?)
+    }
+
+    /// Whether disabling a user keeps its seats (the tenant's setting).
+    pub async fn disabled_keep_seats(&self, tenant: TenantId) -> QueryResult<bool> {
+        Ok(self.store.disabled_keep_seats(tenant).await?)
     }
 }
 

@@ -12,6 +12,8 @@ pub type ProductId = i64;
 pub type UserId = i64;
 pub type CompanyId = i64;
 pub type OwnerId = i64;
+/// Per-tenant group id.
+pub type GroupId = i64;
 
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
@@ -92,6 +94,18 @@ string_enum! {
         Logoff = "logoff",
         Expiry = "expiry",
         Admin = "admin",
+    }
+}
+
+string_enum! {
+    /// Where a member's assignment through a group stands.
+    AssignmentState {
+        /// The member holds a seat of the product (this group is one reason why).
+        Active = "active",
+        /// No seat the member may take is free: it gets one first come, first served.
+        Waiting = "waiting",
+        /// A rule refuses it (`reason` says which); tried again when that may have changed.
+        Error = "error",
     }
 }
 
@@ -176,7 +190,21 @@ pub struct User {
     pub company: Option<CompanyId>,
     pub license_mode: LicenseMode,
     pub retired: bool,
+    /// Disabled (an identity provider's `active: false`): kept, but cannot log on or use a
+    /// token, and holds no seat unless the tenant keeps disabled users' seats.
+    pub disabled: bool,
     pub user_type: String,
+    /// The identity provider's id for the user (SCIM `externalId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// The name to show (SCIM `displayName`), when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When the user's own fields last changed (its creation, if never).
+    #[serde(with = "time::serde::rfc3339")]
+    pub modified_at: OffsetDateTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -250,6 +278,72 @@ pub struct UserProductView {
     pub assigned: bool,
     /// Assigning it now would succeed (ignoring the caller's own rights).
     pub can_assign: bool,
+    /// Why the user holds it: `direct` (assigned or granted), `plan:<owner>/<name>` (brought by
+    /// a user plan), `group:<name>` (an active group assignment). Empty when not held (and for
+    /// site products, which everyone holds).
+    pub reasons: Vec<String>,
+    /// The user's assignments of this product through groups, whatever their state.
+    pub groups: Vec<GroupAssignment>,
+}
+
+/// A group of users; licenses given to it go to every member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Group {
+    pub id: GroupId,
+    pub uuid: Uuid,
+    pub name: String,
+}
+
+/// One member's assignment of one product through one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GroupAssignment {
+    pub group: GroupId,
+    pub group_name: String,
+    pub user: UserId,
+    pub login: String,
+    pub product: ProductId,
+    /// `owner/name`.
+    pub product_name: String,
+    pub state: AssignmentState,
+    /// Why it is not active: `no_free_seat`, `quota_exhausted` (waiting); `prerequisite_missing`,
+    /// `user_disabled`, `user_retired`, `product_expired` (error).
+    pub reason: Option<String>,
+    /// Place in the product's waiting list, taken when the assignment last started waiting
+    /// (smaller goes first; kept once active, as the order it was served in).
+    pub queue_number: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+}
+
+/// A member as its group shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GroupMember {
+    pub user: UserId,
+    pub login: String,
+    pub disabled: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub added_at: OffsetDateTime,
+}
+
+/// A license given to a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GroupLicense {
+    pub product: ProductId,
+    /// `owner/name`.
+    pub product_name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub added_at: OffsetDateTime,
+}
+
+/// A group with its members, its licenses and every member's assignment state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GroupView {
+    pub id: GroupId,
+    pub uuid: Uuid,
+    pub name: String,
+    pub members: Vec<GroupMember>,
+    pub licenses: Vec<GroupLicense>,
+    pub assignments: Vec<GroupAssignment>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -281,6 +375,8 @@ string_enum! {
         Reader = "reader",
         /// Its own user's sessions and licenses.
         User = "user",
+        /// An identity provider's SCIM client: `/scim/v2` and nothing else (tokens only).
+        Scim = "scim",
     }
 }
 
@@ -420,4 +516,72 @@ pub struct IdleSeat {
     pub action: HarvestAction,
     /// The harvest released it (false: reported only, a dry run, or used again meanwhile).
     pub released: bool,
+}
+
+/// A company's share of one product: its quota of the tenant-wide pool and its own pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CompanyPool {
+    pub company: CompanyId,
+    pub product: ProductId,
+    pub owner: String,
+    pub name: String,
+    /// Tenant-wide seats the company's users may hold; `None`: no quota set.
+    pub quota: Option<i64>,
+    /// Tenant-wide seats charged against the quota.
+    pub quota_used: i64,
+    /// Unexpired seats in the company's own pool.
+    pub own_total: i64,
+    pub own_in_use: i64,
+    pub own_free: i64,
+}
+
+/// Seats that stop counting at one moment: a batch of seats with that expiry, or a whole
+/// product whose own expiry it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Expiry {
+    pub product: ProductId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The product itself expires (all its seats with it).
+    pub whole_product: bool,
+    /// Seats that stop counting then.
+    pub seats: i64,
+    /// Of those, held by someone now.
+    pub held: i64,
+}
+
+string_enum! {
+    /// The width of one point of a usage history.
+    UsageStep {
+        Minute = "minute",
+        Hour = "hour",
+        Day = "day",
+    }
+}
+
+impl UsageStep {
+    pub fn seconds(self) -> i64 {
+        match self {
+            UsageStep::Minute => 60,
+            UsageStep::Hour => 3_600,
+            UsageStep::Day => 86_400,
+        }
+    }
+}
+
+/// One step of a product's usage history (`at` is its start, UTC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UsagePoint {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Seats bought at the end of the step (overflow excluded, expiry not applied).
+    pub total: i64,
+    /// The most seats held at once during the step.
+    pub in_use_max: i64,
+    /// Seats held, averaged over the step's time (up to now, for the step under way).
+    pub in_use_avg: f64,
+    /// Requests refused for want of a free seat during the step.
+    pub denied: i64,
+    /// Seat-seconds bought but not held during the step.
+    pub unused_seat_seconds: i64,
 }

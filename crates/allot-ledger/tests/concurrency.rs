@@ -379,3 +379,119 @@ async fn postgres_refusals_share_batches_with_winners() {
     };
     refusals_share_batches_with_winners(Fixture::new(db).await, false).await;
 }
+
+/// Racers on group assignment: 10 seats held directly by 10 holders, a group licensed with the
+/// product, and at once: 30 new users join the group while the 10 holders give their seats up
+/// (on `ledgers`, round-robin). Whatever the interleaving: never more holders than seats, every
+/// freed seat goes to a waiting member in the same transaction (the invariant checker counts a
+/// free seat beside a waiting member as a violation), and members are served in queue order:
+/// every served member was queued before every member still waiting.
+async fn group_waiting_list_race(f: Fixture, ledgers: Vec<Ledger>) {
+    let product = f.user_product("grouped", SEATS).await;
+    let group = match f
+        .ok(Command::CreateGroup {
+            name: "racers".into(),
+            uuid: None,
+        })
+        .await
+    {
+        Outcome::Group(g) => g,
+        other => panic!("{other:?}"),
+    };
+    f.ok(Command::AddGroupLicense {
+        group: GroupRef::Id(group.id),
+        product: ProductRef::Id(product.id),
+    })
+    .await;
+    let mut holders = Vec::new();
+    for i in 0..SEATS {
+        let u = f.user(&format!("holder{i}")).await;
+        f.assign(&u, &product).await.unwrap();
+        holders.push(u);
+    }
+    let mut joiners = Vec::new();
+    for i in 0..30 {
+        joiners.push(f.user(&format!("joiner{i}")).await);
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(holders.len() + joiners.len()));
+    let mut tasks = Vec::new();
+    let commands = joiners
+        .iter()
+        .map(|u| Command::AddGroupMember {
+            group: GroupRef::Id(group.id),
+            user: UserRef::Id(u.id),
+        })
+        .chain(holders.iter().map(|u| Command::Unassign {
+            user: UserRef::Id(u.id),
+            product: ProductRef::Id(product.id),
+        }));
+    for (i, command) in commands.enumerate() {
+        let ledger = ledgers[i % ledgers.len()].clone();
+        let ctx = f.ctx.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            ledger.execute(&ctx, command).await
+        }));
+    }
+    for t in tasks {
+        t.await
+            .expect("task")
+            .expect("every racer's command succeeds");
+    }
+    assert_eq!(f.counts(&product).await, (SEATS, SEATS, 0));
+    let view = f
+        .ledger
+        .group_view(f.tenant.id, &GroupRef::Id(group.id))
+        .await
+        .unwrap();
+    let served: Vec<i64> = view
+        .assignments
+        .iter()
+        .filter(|a| a.state == AssignmentState::Active)
+        .map(|a| a.queue_number)
+        .collect();
+    let waiting: Vec<i64> = view
+        .assignments
+        .iter()
+        .filter(|a| a.state == AssignmentState::Waiting)
+        .map(|a| a.queue_number)
+        .collect();
+    assert_eq!(served.len() as i64, SEATS);
+    assert_eq!(waiting.len(), 30 - SEATS as usize);
+    let last_served = served.iter().max().unwrap();
+    let first_waiting = waiting.iter().min().unwrap();
+    assert!(
+        last_served < first_waiting,
+        "served out of order: served {served:?}, waiting {waiting:?}"
+    );
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_group_members_race_seats_being_freed() {
+    let f = Fixture::new(TestDb::sqlite()).await;
+    let ledgers = vec![f.ledger.clone()];
+    group_waiting_list_race(f, ledgers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_group_members_race_seats_being_freed() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let f = Fixture::new(db).await;
+    let ledgers = vec![f.ledger.clone()];
+    group_waiting_list_race(f, ledgers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_two_pools_group_members_race_seats_being_freed() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let f = Fixture::new(db).await;
+    let second = Ledger::open(&f.db.url()).await.unwrap();
+    let ledgers = vec![f.ledger.clone(), second];
+    group_waiting_list_race(f, ledgers).await;
+}

@@ -805,4 +805,82 @@ on_both_stores! {
         assert_eq!((status[0].total, status[0].in_use), (2, 1));
         again.close().await;
     }
+
+    async fn users_are_found_by_login_name_or_email_company_and_state(f: Fixture) {
+        let acme = f.company("Acme", PoolMode::Global).await;
+        let ann = f.user_with(NewUser { first_name: "Ann".into(), last_name: "Smith".into(), email: "ann@acme.example".into(), company: Some(CompanyRef::Id(acme.id)), ..NewUser::named("ann") }).await;
+        let bob = f.user_with(NewUser { email: "bob@other.example".into(), ..NewUser::named("bob_1") }).await;
+        let cid = f.user_with(NewUser { first_name: "Cid".into(), last_name: "Smithers".into(), ..NewUser::named("cid") }).await;
+        f.ok(Command::Retire { user: by_id(&cid) }).await;
+        let (ledger, tenant) = (&f.ledger, f.tenant.id);
+        let find = |search: UserSearch| async move {
+            ledger.find_users(tenant, &search).await.unwrap().iter().map(|u| u.login.clone()).collect::<Vec<_>>()
+        };
+        let text = |t: &str| UserSearch { text: Some(t.into()), ..Default::default() };
+        assert_eq!(find(text("SMITH")).await, ["ann", "cid"]);
+        assert_eq!(find(text("ann smith")).await, ["ann"]);
+        assert_eq!(find(text("acme.example")).await, ["ann"]);
+        // LIKE's wildcards in the text are literal: `_` matches only an underscore.
+        assert_eq!(find(text("b_1")).await, ["bob_1"]);
+        assert_eq!(find(text("an_")).await, Vec::<String>::new());
+        assert_eq!(find(text("%")).await, Vec::<String>::new());
+        assert_eq!(find(UserSearch { company: Some(acme.id), ..Default::default() }).await, ["ann"]);
+        assert_eq!(find(UserSearch { retired: Some(true), ..Default::default() }).await, ["cid"]);
+        assert_eq!(find(UserSearch { retired: Some(false), text: Some("  ".into()), ..Default::default() }).await, ["ann", "bob_1"]);
+        assert_eq!(find(UserSearch { after_id: Some(ann.id), limit: Some(1), ..Default::default() }).await, ["bob_1"]);
+        assert_eq!(bob.id, ann.id + 1);
+    }
+
+    async fn company_pools_show_quotas_and_own_seats(f: Fixture) {
+        let ult = f.user_product("ult", 2).await;
+        let std = f.user_product("std", 1).await;
+        let unrelated = f.user_product("other", 1).await;
+        let pooled = f.company("Pooled", PoolMode::Company).await;
+        f.add_seats(NewSeats { pool_company: Some(CompanyRef::Id(pooled.id)), ..NewSeats::plain(pid(&ult), 2) }).await;
+        f.ok(Command::SetCompanyQuota { company: CompanyRef::Id(pooled.id), product: pid(&std), quota: Some(1) }).await;
+        let member = f.user_with(NewUser { company: Some(CompanyRef::Id(pooled.id)), license_mode: LicenseMode::Company, ..NewUser::named("m") }).await;
+        f.assign(&member, &ult).await.unwrap();
+        f.assign(&member, &std).await.unwrap();
+        let pools = f.ledger.company_pools(f.tenant.id, &CompanyRef::Name("pooled".into())).await.unwrap();
+        let shown: Vec<_> = pools.iter().map(|p| (p.product, p.quota, p.quota_used, p.own_total, p.own_in_use, p.own_free)).collect();
+        assert_eq!(shown, [(ult.id, None, 0, 2, 1, 1), (std.id, Some(1), 1, 0, 0, 0)]);
+        assert!(pools.iter().all(|p| p.product != unrelated.id && p.company == pooled.id));
+        let e = f.ledger.company_pools(f.tenant.id, &CompanyRef::Id(999)).await.unwrap_err();
+        assert!(matches!(e, LedgerError::UnknownCompany(_)), "{e:?}");
+    }
+
+    async fn what_expires_soon_is_listed_by_time_with_seats_held(f: Fixture) {
+        let crm = f.user_product("crm", 1).await;
+        let soon = common::START + Duration::days(10);
+        let later = common::START + Duration::days(40);
+        let batch = f.add_seats(NewSeats { expires_at: Some(soon), ..NewSeats::plain(pid(&crm), 2) }).await;
+        f.add_seats(NewSeats { expires_at: Some(later), ..NewSeats::plain(pid(&crm), 1) }).await;
+        let trial = f.product(NewProduct { expires_at: Some(common::START + Duration::days(20)), ..NewProduct::user("SuperOffice", "trial", 3) }).await;
+        let ann = f.user("ann").await;
+        f.ok(Command::GrantSeat { seat: batch[0].id, user: by_id(&ann) }).await;
+        let within = f.ledger.expiring(f.tenant.id, Duration::days(30)).await.unwrap();
+        let shown: Vec<_> = within.iter().map(|e| (e.product, e.at, e.whole_product, e.seats, e.held)).collect();
+        assert_eq!(shown, [(crm.id, soon, false, 2, 1), (trial.id, common::START + Duration::days(20), true, 3, 0)]);
+        // Thirty days on, the first batch has gone and the later one is near.
+        f.clock.advance(Duration::days(30));
+        let within = f.ledger.expiring(f.tenant.id, Duration::days(30)).await.unwrap();
+        let shown: Vec<_> = within.iter().map(|e| (e.product, e.at, e.seats)).collect();
+        assert_eq!(shown, [(crm.id, later, 1)]);
+    }
+
+    async fn the_newest_audit_records_come_first_and_filtered(f: Fixture) {
+        let crm = f.user_product("crm", 3).await;
+        let ann = f.user("ann").await;
+        let bob = f.user("bob").await;
+        f.assign(&ann, &crm).await.unwrap();
+        f.assign(&bob, &crm).await.unwrap();
+        f.unassign(&ann, &crm).await.unwrap();
+        let all = f.ledger.audit(f.tenant.id, &AuditFilter { limit: Some(1000), ..Default::default() }).await.unwrap();
+        let latest = f.ledger.audit_latest(f.tenant.id, &AuditFilter { limit: Some(2), ..Default::default() }).await.unwrap();
+        let newest: Vec<i64> = all.iter().rev().take(2).map(|e| e.seq).collect();
+        assert_eq!(latest.iter().map(|e| e.seq).collect::<Vec<_>>(), newest);
+        assert_eq!(latest[0], *all.last().unwrap());
+        let anns = f.ledger.audit_latest(f.tenant.id, &AuditFilter { user: Some(ann.id), product: Some(crm.id), ..Default::default() }).await.unwrap();
+        assert_eq!(anns.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["license.unassign", "seat.release", "license.assign"], "{anns:?}");
+    }
 }

@@ -1,5 +1,6 @@
 //! Property test: random sequences of operations never break the invariants (holders never
-//! exceed seats for restricted products, one holder per seat, grants match seats, floating seats
+//! exceed seats for restricted products, one holder per seat, grants and group assignments
+//! match seats, no member waits beside a free seat, floating seats
 //! only under live sessions, quotas match their charges, audit complete and gap-free), and the
 //! user view's `can_assign` answers exactly whether `Assign` then succeeds. Each case runs in a
 //! tenant of its own, on SQLite and (when reachable, always in CI) PostgreSQL.
@@ -36,7 +37,15 @@ enum Op {
     Restrict(bool),
     Quota(Option<i64>),
     Mode(usize, u8),
+    Join(usize, usize),
+    Leave(usize, usize),
+    GroupLicense(usize, usize),
+    GroupUnlicense(usize, usize),
+    Disable(usize),
+    Enable(usize),
 }
+
+const GROUPS: usize = 2;
 
 /// Mostly assignments, among enough other changes (seats taken and freed, retirement, pool
 /// modes, quotas, expiry) to reach the states where `can_assign` could be wrong.
@@ -78,11 +87,45 @@ fn op() -> impl Strategy<Value = Op> {
         1 => u.clone().prop_map(Op::Heartbeat),
         1 => (1..400i64).prop_map(Op::Advance),
         1 => Just(Op::Expire),
-        1 => (p, 1..3i64).prop_map(|(p, n)| Op::AddSeats(p, n)),
+        1 => (p.clone(), 1..3i64).prop_map(|(p, n)| Op::AddSeats(p, n)),
         1 => u.clone().prop_map(Op::RemoveAll),
         1 => any::<bool>().prop_map(Op::Restrict),
         1 => proptest::option::of(0..3i64).prop_map(Op::Quota),
+        1 => (u.clone(), 0..3u8).prop_map(|(u, m)| Op::Mode(u, m)),
+        2 => (u.clone(), 0..GROUPS).prop_map(|(u, g)| Op::Join(u, g)),
+        1 => (u.clone(), 0..GROUPS).prop_map(|(u, g)| Op::Leave(u, g)),
+        1 => (0..GROUPS, p.clone()).prop_map(|(g, p)| Op::GroupLicense(g, p)),
+        1 => (0..GROUPS, p).prop_map(|(g, p)| Op::GroupUnlicense(g, p)),
+        1 => u.clone().prop_map(Op::Disable),
+        1 => u.prop_map(Op::Enable),
+    ]
+}
+
+/// Mostly group changes among the commands that take, free and add seats, to reach the states
+/// where a waiting member could be left beside a free seat or a seat left without a reason.
+fn group_heavy_op() -> impl Strategy<Value = Op> {
+    let u = 0..USERS;
+    // user, web (its prerequisite is user), visible (unrestricted), expiring.
+    let p = prop_oneof![Just(0usize), Just(1), Just(4), Just(5)];
+    let s = 0..12usize;
+    prop_oneof![
+        4 => (u.clone(), 0..GROUPS).prop_map(|(u, g)| Op::Join(u, g)),
+        2 => (u.clone(), 0..GROUPS).prop_map(|(u, g)| Op::Leave(u, g)),
+        2 => (0..GROUPS, p.clone()).prop_map(|(g, p)| Op::GroupLicense(g, p)),
+        1 => (0..GROUPS, p.clone()).prop_map(|(g, p)| Op::GroupUnlicense(g, p)),
+        2 => (u.clone(), p.clone()).prop_map(|(u, p)| Op::Assign(u, p)),
+        2 => (u.clone(), p.clone()).prop_map(|(u, p)| Op::Unassign(u, p)),
+        1 => s.clone().prop_map(Op::Release),
+        1 => s.prop_map(Op::Revoke),
+        1 => u.clone().prop_map(Op::Retire),
+        1 => u.clone().prop_map(Op::Unretire),
+        1 => u.clone().prop_map(Op::Disable),
+        1 => u.clone().prop_map(Op::Enable),
+        1 => u.clone().prop_map(Op::RemoveAll),
+        1 => (p, 1..3i64).prop_map(|(p, n)| Op::AddSeats(p, n)),
+        1 => proptest::option::of(0..3i64).prop_map(Op::Quota),
         1 => (u, 0..3u8).prop_map(|(u, m)| Op::Mode(u, m)),
+        1 => (1..400i64).prop_map(Op::Advance),
     ]
 }
 
@@ -99,6 +142,14 @@ async fn setup(ledger: &Ledger, name: &str) -> Case {
     let named = |n: &str| ProductRef::named("SuperOffice", n);
     let soon = common::START + time::Duration::seconds(600);
     let mut commands = vec![
+        Command::CreateGroup {
+            name: "g0".into(),
+            uuid: None,
+        },
+        Command::CreateGroup {
+            name: "g1".into(),
+            uuid: None,
+        },
         Command::CreateCompany {
             name: "Pooled".into(),
             pool_mode: PoolMode::Company,
@@ -204,6 +255,24 @@ async fn to_command(ledger: &Ledger, case: &Case, clock: &ManualClock, op: &Op) 
             user: None,
         },
         Op::Retire(u) => Command::Retire { user: user(*u) },
+        Op::Join(u, g) => Command::AddGroupMember {
+            group: GroupRef::Name(format!("g{g}")),
+            user: user(*u),
+        },
+        Op::Leave(u, g) => Command::RemoveGroupMember {
+            group: GroupRef::Name(format!("g{g}")),
+            user: user(*u),
+        },
+        Op::GroupLicense(g, p) => Command::AddGroupLicense {
+            group: GroupRef::Name(format!("g{g}")),
+            product: product(*p),
+        },
+        Op::GroupUnlicense(g, p) => Command::RemoveGroupLicense {
+            group: GroupRef::Name(format!("g{g}")),
+            product: product(*p),
+        },
+        Op::Disable(u) => Command::DisableUser { user: user(*u) },
+        Op::Enable(u) => Command::EnableUser { user: user(*u) },
         Op::Unretire(u) => Command::Unretire { user: user(*u) },
         Op::LogOn(u) => Command::LogOn {
             user: user(*u),
@@ -449,4 +518,19 @@ fn postgres_view_can_assign_agrees_with_assign() {
     };
     drop(runtime);
     run_property_with(db, 24, assign_heavy_op());
+}
+
+#[test]
+fn sqlite_group_operations_keep_the_invariants() {
+    run_property_with(TestDb::sqlite(), 64, group_heavy_op());
+}
+
+#[test]
+fn postgres_group_operations_keep_the_invariants() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = runtime.block_on(TestDb::postgres()) else {
+        return;
+    };
+    drop(runtime);
+    run_property_with(db, 16, group_heavy_op());
 }

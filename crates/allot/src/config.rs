@@ -71,6 +71,30 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub license_key_encryption_key: Option<String>,
+    /// Mark the console's cookies `Secure` (the console is reached over HTTPS) [default: false]
+    #[arg(long, env = "ALLOT_CONSOLE_SECURE_COOKIE")]
+    pub console_secure_cookie: Option<bool>,
+    /// Trust `X-Forwarded-Proto` from the proxy in front: `https` there marks the console's
+    /// cookies `Secure` [default: false]
+    #[arg(long, env = "ALLOT_TRUST_FORWARDED_PROTO")]
+    pub trust_forwarded_proto: Option<bool>,
+    /// Let webhooks reach loopback, private, link-local and other internal addresses (refused
+    /// by default: an endpoint URL must not turn the server into a probe of its own network)
+    #[arg(long, env = "ALLOT_WEBHOOKS_ALLOW_PRIVATE")]
+    pub webhooks_allow_private: Option<bool>,
+    /// Seconds to wait before each retry of a failed webhook delivery, comma-separated
+    /// [default: 5,300,1800,7200,18000,36000]
+    #[arg(long, env = "ALLOT_WEBHOOKS_RETRY_SCHEDULE")]
+    pub webhooks_retry_schedule: Option<String>,
+    /// Seconds an endpoint may keep failing before it is disabled [default: 432000, 5 days]
+    #[arg(long, env = "ALLOT_WEBHOOKS_DISABLE_AFTER")]
+    pub webhooks_disable_after: Option<u64>,
+    /// Seconds a webhook delivery may take (connect to last byte) [default: 10]
+    #[arg(long, env = "ALLOT_WEBHOOKS_TIMEOUT")]
+    pub webhooks_timeout: Option<u64>,
+    /// Milliseconds between the delivery worker's looks for due deliveries [default: 500]
+    #[arg(long, env = "ALLOT_WEBHOOKS_POLL_MS")]
+    pub webhooks_poll_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -100,6 +124,13 @@ struct FileConfig {
     log_json: Option<bool>,
     sqlite_sync: Option<SqliteSync>,
     license_key_encryption_key: Option<String>,
+    console_secure_cookie: Option<bool>,
+    trust_forwarded_proto: Option<bool>,
+    webhooks_allow_private: Option<bool>,
+    webhooks_retry_schedule: Option<String>,
+    webhooks_disable_after: Option<u64>,
+    webhooks_timeout: Option<u64>,
+    webhooks_poll_ms: Option<u64>,
     superoffice: Option<SuperOfficeConfig>,
     msp360: Option<Msp360Config>,
 }
@@ -186,6 +217,11 @@ pub struct Settings {
     pub sqlite_sync: SqliteSync,
     /// Seals the license-signing keys at rest; without it they are stored unencrypted.
     pub license_key_encryption_key: Option<Secret>,
+    /// The console's cookies are `Secure` (it is served over HTTPS).
+    pub console_secure_cookie: bool,
+    /// `X-Forwarded-Proto: https` from the proxy in front marks the console's cookies `Secure`.
+    pub trust_forwarded_proto: bool,
+    pub webhooks: WebhookSettings,
     pub superoffice: SuperOfficeConfig,
     pub msp360: Msp360Config,
 }
@@ -212,6 +248,9 @@ impl std::fmt::Debug for Settings {
                 "license_key_encryption_key",
                 &self.license_key_encryption_key,
             )
+            .field("console_secure_cookie", &self.console_secure_cookie)
+            .field("trust_forwarded_proto", &self.trust_forwarded_proto)
+            .field("webhooks", &self.webhooks)
             .field("superoffice", &self.superoffice)
             .field("msp360", &self.msp360)
             .finish()
@@ -237,6 +276,9 @@ impl Default for Settings {
             log_json: false,
             sqlite_sync: SqliteSync::Full,
             license_key_encryption_key: None,
+            console_secure_cookie: false,
+            trust_forwarded_proto: false,
+            webhooks: WebhookSettings::default(),
             superoffice: SuperOfficeConfig::default(),
             msp360: Msp360Config::default(),
         }
@@ -335,6 +377,45 @@ impl Settings {
                 .clone()
                 .or(file.license_key_encryption_key)
                 .map(Secret::new),
+            console_secure_cookie: args
+                .console_secure_cookie
+                .or(file.console_secure_cookie)
+                .unwrap_or(d.console_secure_cookie),
+            trust_forwarded_proto: args
+                .trust_forwarded_proto
+                .or(file.trust_forwarded_proto)
+                .unwrap_or(d.trust_forwarded_proto),
+            webhooks: WebhookSettings {
+                allow_private: args
+                    .webhooks_allow_private
+                    .or(file.webhooks_allow_private)
+                    .unwrap_or(d.webhooks.allow_private),
+                retry: allot_ledger::webhooks::RetryPolicy {
+                    schedule: match args
+                        .webhooks_retry_schedule
+                        .clone()
+                        .or(file.webhooks_retry_schedule)
+                    {
+                        Some(text) => parse_schedule(&text)?,
+                        None => d.webhooks.retry.schedule.clone(),
+                    },
+                    disable_after: args
+                        .webhooks_disable_after
+                        .or(file.webhooks_disable_after)
+                        .map(Duration::from_secs)
+                        .unwrap_or(d.webhooks.retry.disable_after),
+                },
+                timeout: args
+                    .webhooks_timeout
+                    .or(file.webhooks_timeout)
+                    .map(Duration::from_secs)
+                    .unwrap_or(d.webhooks.timeout),
+                poll: args
+                    .webhooks_poll_ms
+                    .or(file.webhooks_poll_ms)
+                    .map(Duration::from_millis)
+                    .unwrap_or(d.webhooks.poll),
+            },
             superoffice: file.superoffice.unwrap_or_default(),
             msp360: file.msp360.unwrap_or_default(),
         };
@@ -357,6 +438,9 @@ impl Settings {
                 );
             }
         }
+        if settings.webhooks.timeout.is_zero() || settings.webhooks.poll.is_zero() {
+            anyhow::bail!("webhooks_timeout and webhooks_poll_ms must be positive");
+        }
         if settings.header_timeout.is_zero() {
             anyhow::bail!("header_timeout must be positive");
         }
@@ -371,6 +455,48 @@ impl Settings {
     pub fn key_vault(&self) -> anyhow::Result<allot_ledger::keys::KeyVault> {
         key_vault(self.license_key_encryption_key.as_ref().map(Secret::expose))
     }
+}
+
+/// How webhooks are delivered.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Loopback, private and link-local addresses may be reached (tests, closed networks).
+    pub allow_private: bool,
+    pub retry: allot_ledger::webhooks::RetryPolicy,
+    /// The time-out of every delivery.
+    pub timeout: Duration,
+    /// How often the worker looks for due deliveries.
+    pub poll: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            allow_private: false,
+            retry: allot_ledger::webhooks::RetryPolicy::default(),
+            timeout: Duration::from_secs(10),
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// `5,300,1800`: seconds (fractions allowed, for tests) before each retry.
+fn parse_schedule(text: &str) -> anyhow::Result<Vec<Duration>> {
+    text.split(',')
+        .map(|part| {
+            let part = part.trim();
+            part.parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "webhooks_retry_schedule: {part:?} is not a number of seconds \
+                         (expected e.g. 5,300,1800)"
+                    )
+                })
+        })
+        .collect()
 }
 
 /// A key vault from `license_key_encryption_key` (`--license-key`, `ALLOT_LICENSE_KEY`).

@@ -86,7 +86,9 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             crate::api::v1::idempotency::middleware,
         ))
+        .merge(crate::scim::routes())
         .merge(crate::dialects::routes())
+        .merge(crate::console::routes(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -175,6 +177,11 @@ pub fn metrics_app(state: AppState) -> Router {
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok(tenants) = state.ledger.tenants().await {
         for tenant in tenants {
+            let denials = state
+                .ledger
+                .pool_denials(tenant.id)
+                .await
+                .unwrap_or_default();
             if let Ok(pools) = state.ledger.pool_status(tenant.id, None).await {
                 for p in pools {
                     let labels = [
@@ -183,6 +190,13 @@ async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
                     ];
                     metrics::gauge!("allot_pool_seats_total", &labels).set(p.total as f64);
                     metrics::gauge!("allot_pool_seats_in_use", &labels).set(p.in_use as f64);
+                    // Requests refused for want of a seat, counted durably by the ledger.
+                    let denied = denials
+                        .iter()
+                        .find(|(product, _)| *product == p.product)
+                        .map_or(0, |(_, n)| *n);
+                    metrics::counter!("allot_pool_seat_denials_total", &labels)
+                        .absolute(denied as u64);
                 }
             }
         }
@@ -263,6 +277,11 @@ pub async fn serve(
         // Printed once, to the terminal only: it is never logged.
         println!("Created tenant \"default\" with login \"admin\", password: {password}");
         println!("(set ALLOT_ADMIN_PASSWORD to choose it; it is not shown again)");
+        if let Ok(addr) = listener.local_addr() {
+            println!(
+                "Open http://{addr}/ for the web console (tenant \"default\", login \"admin\")."
+            );
+        }
     }
     let metrics_task = match metrics_listener {
         Some(metrics_listener) => {
@@ -279,12 +298,22 @@ pub async fn serve(
     let harvester = settings
         .harvest_interval
         .map(|every| tokio::spawn(harvest_idle_seats(ledger.clone(), every)));
+    let webhook_worker = tokio::spawn(crate::webhooks::run_worker(
+        ledger.clone(),
+        settings.webhooks.clone(),
+    ));
     tracing::info!(addr = %listener.local_addr()?, "allot listening");
+    let stopping = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.begin_shutdown();
+    };
     serve_connections(listener, app(state), &settings, shutdown).await;
     reaper.abort();
     if let Some(task) = harvester {
         task.abort();
     }
+    webhook_worker.abort();
     if let Some(task) = metrics_task {
         task.abort();
     }

@@ -22,6 +22,12 @@ pub struct AppState {
     pub token_ttl: time::Duration,
     /// The server's whole configuration, for the server itself (middleware limits, bootstrap).
     pub settings: Arc<Settings>,
+    /// Becomes true when the server starts shutting down, so long-lived answers (the console's
+    /// live audit feed) end and do not hold the shutdown up.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The key of the Idempotency-Key fingerprints (HMAC), read from the ledger once.
+    pub fingerprint_key: Arc<tokio::sync::OnceCell<Vec<u8>>>,
     superoffice: Arc<SuperOfficeConfig>,
     msp360: Arc<Msp360Config>,
 }
@@ -31,14 +37,23 @@ impl AppState {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        let (stop, stopping) = tokio::sync::watch::channel(false);
         AppState {
+            stopping,
+            stop: Arc::new(stop),
             auth: Authenticator::new(ledger.clone(), Passwords::new(cores)),
             ledger,
             token_ttl: settings.token_ttl,
             superoffice: Arc::new(settings.superoffice.clone()),
             msp360: Arc::new(settings.msp360.clone()),
             settings: Arc::new(settings),
+            fingerprint_key: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// Tells long-lived answers that the server is shutting down.
+    pub fn begin_shutdown(&self) {
+        self.stop.send_replace(true);
     }
 }
 

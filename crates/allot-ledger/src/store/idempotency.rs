@@ -110,7 +110,7 @@ impl Store {
         let mut outcomes = Vec::with_capacity(commands.len());
         for command in commands {
             let result = match ops::execute(&mut tx, &env, command).await {
-                Ok(outcome) => ops::flush_audit(&mut tx, &env).await.map(|()| outcome),
+                Ok(outcome) => ops::finish_command(&mut tx, &env).await.map(|()| outcome),
                 Err(e) => Err(e),
             };
             match result {
@@ -119,6 +119,7 @@ impl Store {
                     // Nothing changed: the claim goes with the rollback, and a retry runs again.
                     env.pending_audit().clear();
                     tx.rollback().await?;
+                    super::record_denial_alone(&mut conn, self.backend, &env, &rule).await;
                     return Ok(Claimed::Ran(Err(rule)));
                 }
                 Err(OpError::Store(e)) => return Err(e),

@@ -10,13 +10,18 @@
 
 mod chain;
 mod group;
+mod history;
 mod idempotency;
 mod keys;
 mod ops;
+mod overview;
 mod queries;
+mod webhooks;
 
 pub use group::CommitStats;
 pub(crate) use idempotency::Claimed;
+pub(crate) use ops::AttemptRecord;
+pub use overview::UserSearch;
 pub use queries::{AuditFilter, SeatFilter};
 
 use std::str::FromStr;
@@ -107,6 +112,9 @@ pub(crate) struct Env<'a> {
     pub backend: Backend,
     /// Audit records of the running command, written when it completes.
     pending_audit: std::sync::Mutex<Vec<ops::PendingAudit>>,
+    /// Products whose seats were freed or added, or whose waiting list grew, during the
+    /// command: their waiting lists are served before it completes (`ops::groups::settle`).
+    noted: std::sync::Mutex<Vec<crate::model::ProductId>>,
 }
 
 impl<'a> Env<'a> {
@@ -116,7 +124,21 @@ impl<'a> Env<'a> {
             now,
             backend,
             pending_audit: std::sync::Mutex::new(Vec::new()),
+            noted: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// A seat of `product` was freed or added, or a member queued for it: its waiting list is
+    /// served before the command completes.
+    pub fn note_seats_changed(&self, product: crate::model::ProductId) {
+        let mut noted = self.noted.lock().unwrap_or_else(|e| e.into_inner());
+        if !noted.contains(&product) {
+            noted.push(product);
+        }
+    }
+
+    pub fn take_noted(&self) -> Vec<crate::model::ProductId> {
+        std::mem::take(&mut *self.noted.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub fn pending_audit(&self) -> std::sync::MutexGuard<'_, Vec<ops::PendingAudit>> {
@@ -430,7 +452,10 @@ pub(crate) async fn transact(
         Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
         Backend::Postgres => conn.begin().await?,
     };
-    let single = items.len() == 1 || atomic;
+    // A lone command on SQLite still gets a savepoint (free there), so a refusal for want of a
+    // seat is counted in the same transaction; on PostgreSQL it would cost two round trips on
+    // every command, so there a refusal is counted in a transaction of its own afterwards.
+    let single = atomic || (items.len() == 1 && backend == Backend::Postgres);
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
         let env = Env::new(item.ctx, item.now, backend);
@@ -438,7 +463,7 @@ pub(crate) async fn transact(
             tx.execute("SAVEPOINT allot_command").await?;
         }
         let result = match ops::execute(&mut tx, &env, item.command).await {
-            Ok(outcome) => ops::flush_audit(&mut tx, &env).await.map(|()| outcome),
+            Ok(outcome) => ops::finish_command(&mut tx, &env).await.map(|()| outcome),
             Err(e) => Err(e),
         };
         match result {
@@ -451,11 +476,18 @@ pub(crate) async fn transact(
             Err(OpError::Rule(rule)) => {
                 if single {
                     tx.rollback().await?;
+                    record_denial_alone(&mut conn, backend, &env, &rule).await;
                     outcomes.push(Err(rule));
                     return Ok(outcomes);
                 }
                 tx.execute("ROLLBACK TO SAVEPOINT allot_command").await?;
                 tx.execute("RELEASE SAVEPOINT allot_command").await?;
+                // The refusal outlives the rollback of what the command did.
+                if let Some(product) = ops::denied_product(&rule) {
+                    ops::record_denial(&mut tx, &env, product)
+                        .await
+                        .map_err(op_store_error)?;
+                }
                 outcomes.push(Err(rule));
             }
             // Dropping the transaction rolls it back.
@@ -468,6 +500,43 @@ pub(crate) async fn transact(
         tx.rollback().await?;
     }
     Ok(outcomes)
+}
+
+/// Counts a refusal for want of a seat in a transaction of its own, after the refused command's
+/// transaction was rolled back. Best effort: the refusal is the caller's answer either way, so a
+/// failure here is logged and does not change it.
+pub(crate) async fn record_denial_alone(
+    conn: &mut Conn,
+    backend: Backend,
+    env: &Env<'_>,
+    rule: &LedgerError,
+) {
+    let Some(product) = ops::denied_product(rule) else {
+        return;
+    };
+    let result: Result<(), StoreError> = async {
+        let mut tx = match backend {
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => conn.begin().await?,
+        };
+        ops::record_denial(&mut tx, env, product)
+            .await
+            .map_err(op_store_error)?;
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, product, "refusal not recorded in the usage history");
+    }
+}
+
+/// A store failure from a statement that no rule can refuse.
+fn op_store_error(e: OpError) -> StoreError {
+    match e {
+        OpError::Store(e) => e,
+        OpError::Rule(rule) => StoreError::Corrupt(rule.to_string()),
+    }
 }
 
 fn busy_on_timeout(e: sqlx::Error) -> StoreError {

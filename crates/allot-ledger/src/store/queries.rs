@@ -6,11 +6,11 @@ use uuid::Uuid;
 
 use super::ops::{
     self, PRODUCT_COLUMNS, SEAT_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS,
-    company_from_row, parse_uuid, product_from_row, seat_from_row, session_from_row, sql,
-    token_from_row, user_from_row,
+    company_from_row, group_from_row, parse_enum, parse_uuid, product_from_row, seat_from_row,
+    session_from_row, sql, token_from_row, user_from_row,
 };
 use super::{OpError, Store};
-use crate::command::{CompanyRef, ProductRef, UserRef};
+use crate::command::{CompanyRef, GroupRef, ProductRef, UserRef};
 use crate::error::{LedgerError, StoreError};
 use crate::model::*;
 use crate::rules;
@@ -72,7 +72,174 @@ impl From<sqlx::Error> for QueryError {
     }
 }
 
+/// Group assignments with the names that explain them.
+const ASSIGNMENT_SELECT: &str = "SELECT a.group_id, g.name AS group_name, a.user_id, u.login, \
+       a.product_id, o.name AS owner_name, p.name AS product_name, a.state, a.reason, \
+       a.queue_number, a.since \
+     FROM group_assignments a \
+     JOIN user_groups g ON g.tenant_id = a.tenant_id AND g.id = a.group_id \
+     JOIN users u ON u.tenant_id = a.tenant_id AND u.id = a.user_id \
+     JOIN products p ON p.tenant_id = a.tenant_id AND p.id = a.product_id \
+     JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id";
+
+fn assignment_from_row(row: &sqlx::any::AnyRow) -> QueryResult<GroupAssignment> {
+    let state: AssignmentState = parse_enum(&row.try_get::<String, _>("state")?)?;
+    Ok(GroupAssignment {
+        group: row.try_get("group_id")?,
+        group_name: row.try_get("group_name")?,
+        user: row.try_get("user_id")?,
+        login: row.try_get("login")?,
+        product: row.try_get("product_id")?,
+        product_name: format!(
+            "{}/{}",
+            row.try_get::<String, _>("owner_name")?,
+            row.try_get::<String, _>("product_name")?
+        ),
+        state,
+        reason: row.try_get("reason")?,
+        queue_number: row.try_get("queue_number")?,
+        since: rules::from_micros(row.try_get("since")?),
+    })
+}
+
+/// The columns [`audit_from_row`] reads.
+pub(crate) const AUDIT_COLUMNS: &str = "seq, at, actor, action, user_id, product_id, seat_uuid, \
+     company_id, session_uuid, detail, request_id";
+
+pub(crate) fn audit_from_row(r: &sqlx::any::AnyRow) -> QueryResult<AuditEvent> {
+    let seat: Option<String> = r.try_get("seat_uuid")?;
+    let session: Option<String> = r.try_get("session_uuid")?;
+    let detail: String = r.try_get("detail")?;
+    Ok(AuditEvent {
+        seq: r.try_get("seq")?,
+        at: rules::from_micros(r.try_get("at")?),
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        user: r.try_get("user_id")?,
+        product: r.try_get("product_id")?,
+        seat: seat.as_deref().map(parse_uuid).transpose()?,
+        company: r.try_get("company_id")?,
+        session: session.as_deref().map(parse_uuid).transpose()?,
+        detail: serde_json::from_str(&detail)
+            .map_err(|e| StoreError::Corrupt(format!("audit detail: {e}")))?,
+        request_id: r.try_get("request_id")?,
+    })
+}
+
 impl Store {
+    pub async fn group(&self, tenant: TenantId, group: &GroupRef) -> QueryResult<Group> {
+        let mut conn = self.reader().acquire().await?;
+        Ok(ops::find_group(&mut conn, tenant, group).await?)
+    }
+
+    /// Groups by id, a page at a time.
+    pub async fn groups(
+        &self,
+        tenant: TenantId,
+        after_id: Option<GroupId>,
+        limit: Option<i64>,
+    ) -> QueryResult<Vec<Group>> {
+        let rows = sqlx::query(
+            "SELECT g.id, g.uuid, g.name FROM user_groups g WHERE g.tenant_id = $1 AND g.id > $2 \
+             ORDER BY g.id LIMIT $3",
+        )
+        .bind(tenant)
+        .bind(after_id.unwrap_or(0))
+        .bind(page(limit))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| Ok(group_from_row(r)?)).collect()
+    }
+
+    /// A group with its members, its licenses and every member's assignment state.
+    pub async fn group_view(&self, tenant: TenantId, group: &GroupRef) -> QueryResult<GroupView> {
+        let group = self.group(tenant, group).await?;
+        let members = sqlx::query(
+            "SELECT m.user_id, u.login, u.disabled, m.added_at FROM group_members m \
+             JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id \
+             WHERE m.tenant_id = $1 AND m.group_id = $2 ORDER BY u.login_key",
+        )
+        .bind(tenant)
+        .bind(group.id)
+        .fetch_all(self.reader())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(GroupMember {
+                user: r.try_get("user_id")?,
+                login: r.try_get("login")?,
+                disabled: r.try_get::<i64, _>("disabled")? != 0,
+                added_at: rules::from_micros(r.try_get("added_at")?),
+            })
+        })
+        .collect::<QueryResult<Vec<_>>>()?;
+        let licenses = sqlx::query(
+            "SELECT l.product_id, o.name AS owner_name, p.name, l.added_at FROM group_licenses l \
+             JOIN products p ON p.tenant_id = l.tenant_id AND p.id = l.product_id \
+             JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id \
+             WHERE l.tenant_id = $1 AND l.group_id = $2 ORDER BY l.product_id",
+        )
+        .bind(tenant)
+        .bind(group.id)
+        .fetch_all(self.reader())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(GroupLicense {
+                product: r.try_get("product_id")?,
+                product_name: format!(
+                    "{}/{}",
+                    r.try_get::<String, _>("owner_name")?,
+                    r.try_get::<String, _>("name")?
+                ),
+                added_at: rules::from_micros(r.try_get("added_at")?),
+            })
+        })
+        .collect::<QueryResult<Vec<_>>>()?;
+        let assignments = sqlx::query(sql(format!(
+            "{ASSIGNMENT_SELECT} WHERE a.tenant_id = $1 AND a.group_id = $2 \
+             ORDER BY u.login_key, a.product_id"
+        )))
+        .bind(tenant)
+        .bind(group.id)
+        .fetch_all(self.reader())
+        .await?
+        .iter()
+        .map(assignment_from_row)
+        .collect::<QueryResult<Vec<_>>>()?;
+        Ok(GroupView {
+            id: group.id,
+            uuid: group.uuid,
+            name: group.name,
+            members,
+            licenses,
+            assignments,
+        })
+    }
+
+    /// The groups a user is a member of.
+    pub async fn user_groups(&self, tenant: TenantId, user: UserId) -> QueryResult<Vec<Group>> {
+        let rows = sqlx::query(
+            "SELECT g.id, g.uuid, g.name FROM group_members m \
+             JOIN user_groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id \
+             WHERE m.tenant_id = $1 AND m.user_id = $2 ORDER BY g.id",
+        )
+        .bind(tenant)
+        .bind(user)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| Ok(group_from_row(r)?)).collect()
+    }
+
+    /// Whether disabling a user keeps its seats.
+    pub async fn disabled_keep_seats(&self, tenant: TenantId) -> QueryResult<bool> {
+        let keep: i64 = sqlx::query_scalar("SELECT disabled_keep_seats FROM tenants WHERE id = $1")
+            .bind(tenant)
+            .fetch_one(self.reader())
+            .await?;
+        Ok(keep != 0)
+    }
+
     pub async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
         let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = $1")
             .bind(name.trim().to_owned())
@@ -356,6 +523,26 @@ impl Store {
                 *free_in_pool.entry(r.product_id).or_insert(0) += room.max(0);
             }
         }
+        // Why each held product is held: grants (direct, or the plan that brought it) and
+        // group assignments (all states, shown with the product).
+        let grants: Vec<(ProductId, ProductId)> = sqlx::query_as(
+            "SELECT product_id, via_id FROM grants WHERE tenant_id = $1 AND user_id = $2 \
+             ORDER BY product_id, via_id",
+        )
+        .bind(tenant)
+        .bind(user.user.id)
+        .fetch_all(self.reader())
+        .await?;
+        let group_rows = sqlx::query(sql(format!(
+            "{ASSIGNMENT_SELECT} WHERE a.tenant_id = $1 AND a.user_id = $2 ORDER BY a.group_id"
+        )))
+        .bind(tenant)
+        .bind(user.user.id)
+        .fetch_all(self.reader())
+        .await?
+        .iter()
+        .map(assignment_from_row)
+        .collect::<QueryResult<Vec<_>>>()?;
         let holds = |id: ProductId| {
             products.iter().any(|p| {
                 p.id == id
@@ -388,18 +575,38 @@ impl Store {
                     product,
                     &products,
                     user.user.id,
-                    user.user.retired,
+                    user.user.retired || user.user.disabled,
                     now,
                     holds,
                 ) {
                     Ok(Some(order)) => order.into_iter().all(seat_for),
                     Ok(None) | Err(_) => false,
                 };
+            let groups: Vec<GroupAssignment> = group_rows
+                .iter()
+                .filter(|a| a.product == product.id)
+                .cloned()
+                .collect();
+            let mut reasons = Vec::new();
+            if assigned && product.kind == ProductKind::User {
+                for (_, via) in grants.iter().filter(|(p, _)| *p == product.id) {
+                    if *via == product.id {
+                        reasons.push("direct".to_owned());
+                    } else if let Some(plan) = products.iter().find(|p| p.id == *via) {
+                        reasons.push(format!("plan:{}", plan.full_name()));
+                    }
+                }
+                for a in groups.iter().filter(|a| a.state == AssignmentState::Active) {
+                    reasons.push(format!("group:{}", a.group_name));
+                }
+            }
             views.push(UserProductView {
                 product: product.clone(),
                 status,
                 assigned,
                 can_assign,
+                reasons,
+                groups,
             });
         }
         Ok(views)
@@ -619,27 +826,7 @@ impl Store {
         .bind(page(filter.limit))
         .fetch_all(self.reader())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let seat: Option<String> = r.try_get("seat_uuid")?;
-                let session: Option<String> = r.try_get("session_uuid")?;
-                let detail: String = r.try_get("detail")?;
-                Ok(AuditEvent {
-                    seq: r.try_get("seq")?,
-                    at: rules::from_micros(r.try_get("at")?),
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    user: r.try_get("user_id")?,
-                    product: r.try_get("product_id")?,
-                    seat: seat.as_deref().map(parse_uuid).transpose()?,
-                    company: r.try_get("company_id")?,
-                    session: session.as_deref().map(parse_uuid).transpose()?,
-                    detail: serde_json::from_str(&detail)
-                        .map_err(|e| StoreError::Corrupt(format!("audit detail: {e}")))?,
-                    request_id: r.try_get("request_id")?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_from_row).collect()
     }
 
     /// The tenant's password logins (never their hashes), by name.
@@ -671,9 +858,10 @@ impl Store {
         login: &str,
     ) -> Result<Option<LoginRecord>, StoreError> {
         let row = sqlx::query(
-            // A login acting as a retired user is refused as if it did not exist.
+            // A login acting as a retired or disabled user is refused as if it did not exist.
             "SELECT login, role, user_id, password_hash FROM logins WHERE tenant_id = $1 AND login_key = $2 \
-             AND NOT EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = logins.tenant_id AND u.id = logins.user_id AND u.retired = 1)",
+             AND NOT EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = logins.tenant_id AND u.id = logins.user_id \
+               AND (u.retired = 1 OR u.disabled = 1))",
         )
         .bind(tenant)
         .bind(rules::name_key(login))
@@ -721,7 +909,7 @@ impl Store {
 
     /// Checks every ledger invariant of a tenant against committed state and describes each
     /// violation found (an empty list means all hold). Used by tests, benchmarks and `allot check`.
-    pub async fn check_invariants(&self, tenant: TenantId) -> QueryResult<Vec<String>> {
+    pub async fn check_invariants(&self, tenant: TenantId, now: i64) -> QueryResult<Vec<String>> {
         let mut violations = Vec::new();
         let checks: &[(&str, &str)] = &[
             (
@@ -740,10 +928,23 @@ impl Store {
                  WHERE x.tenant_id = $1 AND x.ended_at IS NULL AND u.retired = 1",
             ),
             (
-                "user holds a user-kind seat without a grant",
+                "user holds a user-kind seat that nothing explains (no grant, no active group assignment)",
                 "SELECT count(*) FROM seats s WHERE s.tenant_id = $1 AND s.holder_id IS NOT NULL \
                    AND s.session_uuid IS NULL AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.tenant_id = s.tenant_id \
-                   AND g.user_id = s.holder_id AND g.product_id = s.product_id)",
+                   AND g.user_id = s.holder_id AND g.product_id = s.product_id) \
+                   AND NOT EXISTS (SELECT 1 FROM group_assignments a WHERE a.tenant_id = s.tenant_id \
+                   AND a.user_id = s.holder_id AND a.product_id = s.product_id AND a.state = 'active')",
+            ),
+            (
+                "active group assignment without a held seat",
+                "SELECT count(*) FROM group_assignments a WHERE a.tenant_id = $1 AND a.state = 'active' \
+                   AND NOT EXISTS (SELECT 1 FROM seats s WHERE s.tenant_id = a.tenant_id \
+                   AND s.holder_id = a.user_id AND s.product_id = a.product_id AND s.session_uuid IS NULL)",
+            ),
+            (
+                "disabled user has a live session",
+                "SELECT count(*) FROM sessions x JOIN users u ON u.tenant_id = x.tenant_id AND u.id = x.user_id \
+                 WHERE x.tenant_id = $1 AND x.ended_at IS NULL AND u.disabled = 1",
             ),
             (
                 "grant without a held seat",
@@ -786,6 +987,23 @@ impl Store {
                  AND NOT EXISTS (SELECT 1 FROM company_quotas q WHERE q.tenant_id = s.tenant_id \
                  AND q.company_id = s.charged_company_id AND q.product_id = s.product_id)",
             ),
+            (
+                "usage history's pool counts differ from the seats (or were left unrecorded)",
+                "SELECT count(*) FROM products p LEFT JOIN pool_usage u \
+                   ON u.tenant_id = p.tenant_id AND u.product_id = p.id WHERE p.tenant_id = $1 AND ( \
+                   COALESCE(u.total, 0) <> (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id \
+                     AND s.product_id = p.id AND s.overflow = 0) \
+                   OR COALESCE(u.in_use, 0) <> (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id \
+                     AND s.product_id = p.id AND s.holder_id IS NOT NULL) \
+                   OR u.dirty = 1 OR u.recorded_total <> u.total OR u.recorded_in_use <> u.in_use)",
+            ),
+            (
+                "usage history's latest bucket differs from the pool's counts",
+                "SELECT count(*) FROM pool_usage u JOIN usage_buckets b ON b.tenant_id = u.tenant_id \
+                   AND b.product_id = u.product_id AND b.start = (SELECT max(start) FROM usage_buckets l \
+                   WHERE l.tenant_id = u.tenant_id AND l.product_id = u.product_id AND l.step = b.step) \
+                 WHERE u.tenant_id = $1 AND (b.total <> u.total OR b.in_use <> u.in_use)",
+            ),
         ];
         for (what, query) in checks {
             let n: i64 = sqlx::query_scalar(*query)
@@ -795,6 +1013,26 @@ impl Store {
             if n > 0 {
                 violations.push(format!("{what}: {n}"));
             }
+        }
+        // No seat stays free while a member who could take it waits (the waiting list is served
+        // in the transaction that frees or adds seats). Company-mode users are left out: their
+        // pool and quota decide, which this count does not model.
+        let starved: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM group_assignments a \
+             JOIN users u ON u.tenant_id = a.tenant_id AND u.id = a.user_id \
+             WHERE a.tenant_id = $1 AND a.state = 'waiting' AND u.license_mode <> 'company' \
+               AND EXISTS (SELECT 1 FROM seats s WHERE s.tenant_id = a.tenant_id AND s.product_id = a.product_id \
+               AND s.holder_id IS NULL AND s.overflow = 0 AND s.pool_company_id IS NULL \
+               AND (s.expires_at IS NULL OR s.expires_at > $2))",
+        )
+        .bind(tenant)
+        .bind(now)
+        .fetch_one(self.reader())
+        .await?;
+        if starved > 0 {
+            violations.push(format!(
+                "member waits while a tenant-wide seat it may take is free: {starved}"
+            ));
         }
         // The audit trail is dense: 1..=last_audit_seq, each number once.
         #[derive(sqlx::FromRow)]

@@ -580,3 +580,40 @@ pub struct Health {
 pub struct Invariants {
     pub violations: Vec<String>,
 }
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewGroupRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPatchRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 400,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
+    pub name: Option<String>,
+}
+
+/// A member to add: integer id, login or UUID.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMemberRequest {
+    pub user: Key,
+}
+
+/// The tenant's directory settings.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySettings {
+    /// Disabling a user keeps its seats (otherwise they are released).
+    pub disabled_keep_seats: bool,
+}

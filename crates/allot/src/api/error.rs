@@ -139,13 +139,15 @@ impl From<LedgerError> for ApiError {
         use LedgerError::*;
         let status = match &e {
             UnknownTenant(_) | UnknownUser(_) | UnknownProduct(_) | UnknownCompany(_)
-            | UnknownSeat(_) | UnknownSession(_) | UnknownToken(_) => StatusCode::NOT_FOUND,
+            | UnknownSeat(_) | UnknownSession(_) | UnknownToken(_) | UnknownGroup(_)
+            | UnknownWebhook(_) => StatusCode::NOT_FOUND,
             AlreadyExists { .. }
             | NoSeatFree { .. }
             | NotEnoughFreeSeats { .. }
             | QuotaExhausted { .. }
             | PrerequisiteMissing { .. }
             | Retired(_)
+            | Disabled(_)
             | WrongHolder { .. }
             | NotHeld(_)
             | SeatExpired(_)

@@ -140,6 +140,11 @@ pub fn request_id(parts: &axum::http::HeaderMap) -> Option<String> {
 impl Caller {
     /// The caller's tenant; operators have none and are refused here.
     pub fn tenant(&self) -> Result<TenantId, ApiError> {
+        if self.0.role == Role::Scim {
+            return Err(ApiError::forbidden(
+                "a scim token may use /scim/v2 and nothing else",
+            ));
+        }
         self.0
             .tenant
             .ok_or_else(|| ApiError::forbidden("operator credentials cannot act inside a tenant"))

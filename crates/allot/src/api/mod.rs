@@ -24,6 +24,7 @@ use v1::idempotency::IdempotencyHeader;
         v1::harvest::idle, v1::harvest::run, v1::harvest::policies, v1::harvest::set_policy,
         v1::harvest::delete_policy, v1::harvest::exempt_users, v1::harvest::exempt,
         v1::harvest::unexempt, v1::batch::batch,
+        v1::usage::product, v1::usage::tenant,
         v1::seats::list, v1::seats::get, v1::seats::grant, v1::seats::release, v1::seats::revoke,
         v1::seats::activate,
         v1::users::list, v1::users::create, v1::users::get, v1::users::patch, v1::users::licenses,
@@ -31,11 +32,17 @@ use v1::idempotency::IdempotencyHeader;
         v1::users::unretire,
         v1::companies::list, v1::companies::create, v1::companies::get, v1::companies::patch,
         v1::companies::set_quota,
+        v1::groups::list, v1::groups::create, v1::groups::get, v1::groups::patch, v1::groups::delete,
+        v1::groups::add_member, v1::groups::remove_member, v1::groups::add_license,
+        v1::groups::remove_license, v1::groups::disable, v1::groups::enable, v1::groups::user_groups,
+        v1::groups::get_settings, v1::groups::put_settings,
         v1::sessions::log_on, v1::sessions::heartbeat, v1::sessions::end, v1::sessions::log_off,
         v1::sessions::list,
         v1::audit::list, v1::audit::head, invariants,
         v1::keys::jwks, v1::keys::rotate, v1::keys::get_settings, v1::keys::put_settings,
         v1::license::user, v1::license::seat,
+        v1::webhooks::list, v1::webhooks::create, v1::webhooks::get, v1::webhooks::patch,
+        v1::webhooks::remove, v1::webhooks::test, v1::webhooks::deliveries,
     ),
     modifiers(&BearerAuth, &CommonErrors, &IdempotencyHeader),
 )]
@@ -157,6 +164,8 @@ pub fn v1_routes() -> Router<AppState> {
             put(harvest::exempt).delete(harvest::unexempt),
         )
         .route("/v1/pools", get(products::pools))
+        .route("/v1/products/{product}/usage", get(usage::product))
+        .route("/v1/usage", get(usage::tenant))
         .route("/v1/seats", get(seats::list))
         .route("/v1/seats/{id}", get(seats::get))
         .route("/v1/seats/{id}/grant", post(seats::grant))
@@ -176,6 +185,28 @@ pub fn v1_routes() -> Router<AppState> {
         )
         .route("/v1/users/{user}/retire", post(users::retire))
         .route("/v1/users/{user}/unretire", post(users::unretire))
+        .route("/v1/users/{user}/disable", post(groups::disable))
+        .route("/v1/users/{user}/enable", post(groups::enable))
+        .route("/v1/users/{user}/groups", get(groups::user_groups))
+        .route("/v1/groups", get(groups::list).post(groups::create))
+        .route(
+            "/v1/groups/{group}",
+            get(groups::get).patch(groups::patch).delete(groups::delete),
+        )
+        .route("/v1/groups/{group}/members", post(groups::add_member))
+        .route(
+            "/v1/groups/{group}/members/{user}",
+            delete(groups::remove_member),
+        )
+        .route("/v1/groups/{group}/licenses", post(groups::add_license))
+        .route(
+            "/v1/groups/{group}/licenses/{product}",
+            delete(groups::remove_license),
+        )
+        .route(
+            "/v1/directory-settings",
+            get(groups::get_settings).put(groups::put_settings),
+        )
         .route(
             "/v1/companies",
             get(companies::list).post(companies::create),
@@ -201,6 +232,15 @@ pub fn v1_routes() -> Router<AppState> {
         )
         .route("/v1/users/{user}/license", get(license::user))
         .route("/v1/seats/{id}/license", get(license::seat))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::patch)
+                .delete(webhooks::remove),
+        )
+        .route("/v1/webhooks/{id}/test", post(webhooks::test))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/v1/invariants", get(invariants))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::api::dto::{Changed, IssuedToken, Page, ProductWithStatus};
 use crate::config::{ServeArgs, Settings};
 use allot_ledger::{
-    AuditEvent, Command, Company, Context, IdleSeat, Ledger, Outcome, PoolStatus,
+    AuditEvent, Command, Company, Context, Group, GroupView, IdleSeat, Ledger, Outcome, PoolStatus,
     ProductHarvestPolicy, Role, Seat, Session, User, UserProductView,
 };
 use client::{Client, segment};
@@ -164,6 +164,13 @@ pub enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Groups of users and the licenses given to them
+    Groups {
+        #[command(subcommand)]
+        command: GroupsCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Companies
     Company {
         #[command(subcommand)]
@@ -202,6 +209,23 @@ pub enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// A product's usage history: a table of points and a sparkline of seats held at peak
+    Usage {
+        /// The product: owner/name or id
+        #[arg(long)]
+        product: String,
+        /// How far back: 30m, 24h, 7d, 8w, or a YYYY-MM-DD / RFC 3339 time
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Width of a point [default: minute up to 6 hours back, hour up to 60 days, else day]
+        #[arg(long, value_enum)]
+        step: Option<Step>,
+        /// Print CSV with a header row instead of a table
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// The audit trail
     #[command(args_conflicts_with_subcommands = true)]
     Audit {
@@ -232,6 +256,13 @@ pub enum Cmd {
     Keys {
         #[command(subcommand)]
         command: KeysCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Webhook endpoints (Standard Webhooks): add, list, show, update, remove, test, deliveries
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCmd,
         #[command(flatten)]
         remote: Remote,
     },
@@ -274,6 +305,8 @@ pub enum LoginRole {
     Admin,
     Reader,
     User,
+    /// An identity provider's SCIM client (tokens only: `/scim/v2` and nothing else)
+    Scim,
 }
 
 impl LoginRole {
@@ -282,6 +315,7 @@ impl LoginRole {
             LoginRole::Admin => "admin",
             LoginRole::Reader => "reader",
             LoginRole::User => "user",
+            LoginRole::Scim => "scim",
         }
     }
 }
@@ -371,6 +405,54 @@ pub enum KeysCmd {
     List {
         #[arg(long)]
         tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCmd {
+    /// Register an endpoint; prints its signing secret once
+    Add {
+        /// Where deliveries go (`--url` is the server's)
+        #[arg(id = "hook_url", long = "hook-url")]
+        url: String,
+        /// Event types, comma-separated or repeated [default: every event]
+        #[arg(long = "event", value_delimiter = ',')]
+        events: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    List,
+    Show {
+        id: String,
+    },
+    Update {
+        id: String,
+        /// A new address for deliveries
+        #[arg(id = "hook_url", long = "hook-url")]
+        url: Option<String>,
+        /// Replaces the event types (comma-separated or repeated)
+        #[arg(long = "event", value_delimiter = ',')]
+        events: Option<Vec<String>>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Enable again (also forgets its failures)
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+    Remove {
+        id: String,
+    },
+    /// Queue a webhook.test event for the endpoint
+    Test {
+        id: String,
+    },
+    /// The endpoint's deliveries, newest first
+    Deliveries {
+        id: String,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
     },
 }
 
@@ -493,6 +575,80 @@ pub enum UserCmd {
     Retire {
         #[arg(long)]
         user: String,
+    },
+    Unretire {
+        #[arg(long)]
+        user: String,
+    },
+    /// Disable a user: seats released (unless the tenant keeps them), logins and tokens refused
+    Disable {
+        #[arg(long)]
+        user: String,
+    },
+    /// Enable a disabled user again
+    Enable {
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupsCmd {
+    Add {
+        #[arg(long)]
+        name: String,
+    },
+    List,
+    /// A group's members, licenses and each member's assignment state
+    Show {
+        /// id, UUID or name
+        #[arg(long)]
+        group: String,
+    },
+    Remove {
+        #[arg(long)]
+        group: String,
+    },
+    Members {
+        #[command(subcommand)]
+        command: GroupMembersCmd,
+    },
+    Licenses {
+        #[command(subcommand)]
+        command: GroupLicensesCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupMembersCmd {
+    Add {
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        user: String,
+    },
+    Remove {
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupLicensesCmd {
+    Add {
+        #[arg(long)]
+        group: String,
+        /// owner/module or id
+        #[arg(long)]
+        product: String,
+    },
+    Remove {
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        product: String,
     },
 }
 
@@ -757,6 +913,7 @@ fn remote_of(cmd: &Cmd) -> Option<&Remote> {
         | Cmd::Seats { remote, .. }
         | Cmd::User { remote, .. }
         | Cmd::Company { remote, .. }
+        | Cmd::Groups { remote, .. }
         | Cmd::Sessions { remote, .. }
         | Cmd::Logoff { remote, .. }
         | Cmd::Status { remote }
@@ -768,11 +925,46 @@ fn remote_of(cmd: &Cmd) -> Option<&Remote> {
         | Cmd::Logins { remote, .. }
         | Cmd::Tokens { remote, .. }
         | Cmd::Import { remote, .. }
-        | Cmd::Audit { remote, .. } => Some(remote),
+        | Cmd::Webhooks { remote, .. }
+        | Cmd::Audit { remote, .. }
+        | Cmd::Usage { remote, .. } => Some(remote),
         Cmd::Assign(a) | Cmd::Unassign(a) => Some(&a.remote),
         Cmd::Grant(s) | Cmd::Release(s) | Cmd::Revoke(s) => Some(&s.remote),
         _ => None,
     }
+}
+
+/// A point's width for `allot usage`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Step {
+    Minute,
+    Hour,
+    Day,
+}
+
+/// `30m`, `24h`, `7d`, `8w` back from `now`, or a date / RFC 3339 time.
+pub fn parse_since(text: &str, now: time::OffsetDateTime) -> anyhow::Result<time::OffsetDateTime> {
+    let text = text.trim();
+    if let Some(unit) = text.chars().last()
+        && let Ok(n) = text[..text.len() - unit.len_utf8()].parse::<i64>()
+        && n > 0
+    {
+        let span = match unit {
+            'm' => time::Duration::minutes(n),
+            'h' => time::Duration::hours(n),
+            'd' => time::Duration::days(n),
+            'w' => time::Duration::weeks(n),
+            _ => anyhow::bail!("{text:?}: the unit is one of m, h, d, w"),
+        };
+        return now
+            .checked_sub(span)
+            .ok_or_else(|| anyhow::anyhow!("{text:?} is too far back"));
+    }
+    let stamp = parse_time(text)?;
+    Ok(time::OffsetDateTime::parse(
+        &stamp,
+        &time::format_description::well_known::Rfc3339,
+    )?)
 }
 
 /// Parses RFC 3339 or a plain date (midnight UTC).
@@ -1040,12 +1232,20 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::User {
             command: UserCmd::Retire { user },
             ..
-        } => {
-            let changed: Changed = client
-                .post(&format!("/v1/users/{}/retire", segment(&user)), &json!({}))
-                .await?;
-            out.changed(&changed);
-        }
+        } => user_action(&client, &out, &user, "retire").await?,
+        Cmd::User {
+            command: UserCmd::Unretire { user },
+            ..
+        } => user_action(&client, &out, &user, "unretire").await?,
+        Cmd::User {
+            command: UserCmd::Disable { user },
+            ..
+        } => user_action(&client, &out, &user, "disable").await?,
+        Cmd::User {
+            command: UserCmd::Enable { user },
+            ..
+        } => user_action(&client, &out, &user, "enable").await?,
+        Cmd::Groups { command, .. } => groups(&client, &out, command).await?,
         Cmd::Company {
             command: CompanyCmd::Add { name, pool },
             ..
@@ -1142,6 +1342,41 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             let pools: Vec<PoolStatus> = fetch_all(&client, "/v1/pools").await?;
             out.status(&pools);
         }
+        Cmd::Usage {
+            product,
+            since,
+            step,
+            csv,
+            ..
+        } => {
+            let now = time::OffsetDateTime::now_utc();
+            let from = parse_since(&since, now)?;
+            let step = step.unwrap_or(if now - from <= time::Duration::hours(6) {
+                Step::Minute
+            } else if now - from <= time::Duration::days(60) {
+                Step::Hour
+            } else {
+                Step::Day
+            });
+            let step = match step {
+                Step::Minute => "minute",
+                Step::Hour => "hour",
+                Step::Day => "day",
+            };
+            let from = from.format(&time::format_description::well_known::Rfc3339)?;
+            let path = format!(
+                "/v1/products/{}/usage?from={}&step={step}",
+                product_path(&product),
+                segment(&from)
+            );
+            let usage: crate::api::v1::usage::ProductUsage = client.get(&path).await?;
+            if csv {
+                let text = crate::api::v1::usage::usage_csv(std::slice::from_ref(&usage))?;
+                print!("{}", String::from_utf8_lossy(&text));
+            } else {
+                out.usage(&usage);
+            }
+        }
         Cmd::Audit { check: Some(_), .. } => anyhow::bail!("not an admin command"),
         Cmd::Audit { since, follow, .. } => {
             let since = since.as_deref().map(parse_time).transpose()?;
@@ -1174,6 +1409,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 }
             }
         }
+        Cmd::Webhooks { command, .. } => webhooks(&client, &out, command).await?,
         Cmd::Serve(_)
         | Cmd::Migrate { .. }
         | Cmd::Init { .. }
@@ -1439,4 +1675,215 @@ fn company_key(text: &str) -> Value {
         Ok(id) => Value::from(id),
         Err(_) => Value::from(text.trim()),
     }
+}
+
+/// `allot user retire|unretire|disable|enable`: one POST to the user's action route.
+async fn user_action(
+    client: &Client,
+    out: &Output,
+    user: &str,
+    action: &str,
+) -> anyhow::Result<()> {
+    let changed: Changed = client
+        .post(&format!("/v1/users/{}/{action}", segment(user)), &json!({}))
+        .await?;
+    out.changed(&changed);
+    Ok(())
+}
+
+/// `allot groups ...`
+async fn groups(client: &Client, out: &Output, command: GroupsCmd) -> anyhow::Result<()> {
+    let path = |group: &str| format!("/v1/groups/{}", segment(group));
+    match command {
+        GroupsCmd::Add { name } => {
+            let group: Group = client.post("/v1/groups", &json!({ "name": name })).await?;
+            out.groups(&[group]);
+        }
+        GroupsCmd::List => {
+            let all: Vec<Group> = fetch_all(client, "/v1/groups").await?;
+            out.groups(&all);
+        }
+        GroupsCmd::Show { group } => {
+            let view: GroupView = client.get(&path(&group)).await?;
+            out.group(&view);
+        }
+        GroupsCmd::Remove { group } => {
+            let changed: Changed = client.delete(&path(&group)).await?;
+            out.changed(&changed);
+        }
+        GroupsCmd::Members {
+            command: GroupMembersCmd::Add { group, user },
+        } => {
+            let view: GroupView = client
+                .post(
+                    &format!("{}/members", path(&group)),
+                    &json!({ "user": user }),
+                )
+                .await?;
+            out.group(&view);
+        }
+        GroupsCmd::Members {
+            command: GroupMembersCmd::Remove { group, user },
+        } => {
+            let view: GroupView = client
+                .delete(&format!("{}/members/{}", path(&group), segment(&user)))
+                .await?;
+            out.group(&view);
+        }
+        GroupsCmd::Licenses {
+            command: GroupLicensesCmd::Add { group, product },
+        } => {
+            let view: GroupView = client
+                .post(
+                    &format!("{}/licenses", path(&group)),
+                    &json!({ "product": product }),
+                )
+                .await?;
+            out.group(&view);
+        }
+        GroupsCmd::Licenses {
+            command: GroupLicensesCmd::Remove { group, product },
+        } => {
+            let view: GroupView = client
+                .delete(&format!(
+                    "{}/licenses/{}",
+                    path(&group),
+                    product_path(&product)
+                ))
+                .await?;
+            out.group(&view);
+        }
+    }
+    Ok(())
+}
+
+/// `allot webhooks ...`: each answer in the API's own shape (`--json`: one object a line).
+async fn webhooks(client: &Client, out: &Output, command: WebhooksCmd) -> anyhow::Result<()> {
+    let endpoint_line = |e: &Value| {
+        let events = match e["events"].as_array() {
+            Some(list) if !list.is_empty() => list
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => "*".to_owned(),
+        };
+        let state = if e["enabled"] == true {
+            "enabled"
+        } else {
+            "disabled"
+        };
+        println!(
+            "{} {state} {} {events} {}",
+            e["id"].as_str().unwrap_or_default(),
+            e["url"].as_str().unwrap_or_default(),
+            e["description"].as_str().unwrap_or_default()
+        );
+    };
+    let print = |value: &Value, human: &dyn Fn(&Value)| {
+        if out.json {
+            output::json_line(value);
+        } else {
+            human(value);
+        }
+    };
+    match command {
+        WebhooksCmd::Add {
+            url,
+            events,
+            description,
+        } => {
+            let created: Value = client
+                .post(
+                    "/v1/webhooks",
+                    &json!({ "url": url, "events": events, "description": description }),
+                )
+                .await?;
+            print(&created, &|c| {
+                endpoint_line(c);
+                println!(
+                    "secret: {} (shown once; the receiver verifies signatures with it)",
+                    c["secret"].as_str().unwrap_or_default()
+                );
+            });
+        }
+        WebhooksCmd::List => {
+            let list: Value = client.get("/v1/webhooks").await?;
+            for e in list["items"].as_array().into_iter().flatten() {
+                print(e, &endpoint_line);
+            }
+        }
+        WebhooksCmd::Show { id } => {
+            let e: Value = client
+                .get(&format!("/v1/webhooks/{}", segment(&id)))
+                .await?;
+            print(&e, &endpoint_line);
+        }
+        WebhooksCmd::Update {
+            id,
+            url,
+            events,
+            description,
+            enable,
+            disable,
+        } => {
+            let mut patch = serde_json::Map::new();
+            if let Some(url) = url {
+                patch.insert("url".into(), json!(url));
+            }
+            if let Some(events) = events {
+                patch.insert("events".into(), json!(events));
+            }
+            if let Some(description) = description {
+                patch.insert("description".into(), json!(description));
+            }
+            if enable || disable {
+                patch.insert("enabled".into(), json!(enable));
+            }
+            let e: Value = client
+                .request(
+                    reqwest::Method::PATCH,
+                    &format!("/v1/webhooks/{}", segment(&id)),
+                    Some(&Value::Object(patch)),
+                )
+                .await?;
+            print(&e, &endpoint_line);
+        }
+        WebhooksCmd::Remove { id } => {
+            let changed: Changed = client
+                .delete(&format!("/v1/webhooks/{}", segment(&id)))
+                .await?;
+            out.changed(&changed);
+        }
+        WebhooksCmd::Test { id } => {
+            let queued: Value = client
+                .post(&format!("/v1/webhooks/{}/test", segment(&id)), &json!({}))
+                .await?;
+            print(&queued, &|q| {
+                println!("queued {}", q["event_id"].as_str().unwrap_or_default())
+            });
+        }
+        WebhooksCmd::Deliveries { id, limit } => {
+            let list: Value = client
+                .get(&format!(
+                    "/v1/webhooks/{}/deliveries?limit={limit}",
+                    segment(&id)
+                ))
+                .await?;
+            for d in list["items"].as_array().into_iter().flatten() {
+                print(d, &|d| {
+                    println!(
+                        "{} {} {} attempts={} last={} at={}",
+                        d["event_id"].as_str().unwrap_or_default(),
+                        d["event_type"].as_str().unwrap_or_default(),
+                        d["status"].as_str().unwrap_or_default(),
+                        d["attempts"],
+                        d["last_status_code"],
+                        d["last_attempt_at"].as_str().unwrap_or("-"),
+                    )
+                });
+            }
+        }
+    }
+    Ok(())
 }

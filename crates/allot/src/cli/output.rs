@@ -9,8 +9,8 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::api::dto::{Changed, ProductWithStatus};
 use allot_ledger::{
-    AuditEvent, Company, IdleSeat, PoolStatus, ProductHarvestPolicy, Seat, Session, User,
-    UserProductView,
+    AuditEvent, Company, Group, GroupView, IdleSeat, PoolStatus, ProductHarvestPolicy, Seat,
+    Session, User, UserProductView,
 };
 
 pub struct Output {
@@ -57,6 +57,16 @@ pub fn bar(in_use: i64, total: i64, width: usize) -> String {
             .min(width as f64) as usize
     };
     format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
+}
+
+/// A one-line chart of `values` scaled to `top`: one of eight block heights a value.
+pub fn sparkline(values: &[i64], top: i64) -> String {
+    const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let top = top.max(values.iter().copied().max().unwrap_or(0)).max(1);
+    values
+        .iter()
+        .map(|&v| BLOCKS[((v.max(0) * 7 + top / 2) / top).min(7) as usize])
+        .collect()
 }
 
 /// One value as one line of JSON.
@@ -234,6 +244,38 @@ impl Output {
         });
     }
 
+    /// A product's usage history: a sparkline of the peak seats held against the seats
+    /// bought, then one row a point.
+    pub fn usage(&self, usage: &crate::api::v1::usage::ProductUsage) {
+        if self.json {
+            usage.points.iter().for_each(json_line);
+            return;
+        }
+        let peaks: Vec<i64> = usage.points.iter().map(|p| p.in_use_max).collect();
+        let total = usage.points.iter().map(|p| p.total).max().unwrap_or(0);
+        println!(
+            "{}/{} by the {}: peak seats in use of {total} bought",
+            usage.product.owner, usage.product.name, usage.step
+        );
+        println!("{}", sparkline(&peaks, total));
+        table(
+            &["at", "total", "in use max", "in use avg", "denied"],
+            usage
+                .points
+                .iter()
+                .map(|p| {
+                    vec![
+                        at(p.at),
+                        p.total.to_string(),
+                        p.in_use_max.to_string(),
+                        format!("{:.2}", p.in_use_avg),
+                        p.denied.to_string(),
+                    ]
+                })
+                .collect(),
+        );
+    }
+
     pub fn status(&self, items: &[PoolStatus]) {
         self.rows(items, || {
             table(
@@ -379,6 +421,62 @@ impl Output {
         });
     }
 
+    pub fn groups(&self, items: &[Group]) {
+        self.rows(items, || {
+            table(
+                &["ID", "NAME", "UUID"],
+                items
+                    .iter()
+                    .map(|g| vec![g.id.to_string(), g.name.clone(), g.uuid.to_string()])
+                    .collect(),
+            )
+        });
+    }
+
+    /// A group: its licenses, then one row per member and license with the assignment state.
+    pub fn group(&self, g: &GroupView) {
+        if self.json {
+            json_line(g);
+            return;
+        }
+        println!("group {} ({}), {} members", g.name, g.id, g.members.len());
+        let licenses: Vec<&str> = g.licenses.iter().map(|l| l.product_name.as_str()).collect();
+        println!(
+            "licenses: {}",
+            if licenses.is_empty() {
+                "-".to_owned()
+            } else {
+                licenses.join(", ")
+            }
+        );
+        let mut rows: Vec<Vec<String>> = g
+            .assignments
+            .iter()
+            .map(|a| {
+                vec![
+                    a.login.clone(),
+                    a.product_name.clone(),
+                    a.state.to_string(),
+                    opt(a.reason.as_deref()),
+                    a.queue_number.to_string(),
+                ]
+            })
+            .collect();
+        // Members without any license still show.
+        for m in &g.members {
+            if !g.assignments.iter().any(|a| a.user == m.user) {
+                rows.push(vec![
+                    m.login.clone(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                ]);
+            }
+        }
+        table(&["MEMBER", "PRODUCT", "STATE", "REASON", "QUEUE"], rows);
+    }
+
     pub fn changed(&self, v: &Changed) {
         if self.json {
             json_line(v);
@@ -390,6 +488,14 @@ impl Output {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sparkline_scales_to_the_seats_bought() {
+        assert_eq!(super::sparkline(&[0, 1, 2, 4], 4), "▁▃▅█");
+        assert_eq!(super::sparkline(&[], 4), "");
+        // Overflow beyond what was bought tops out.
+        assert_eq!(super::sparkline(&[0, 8], 4), "▁█");
+    }
+
     #[test]
     fn bars_fill_in_proportion() {
         assert_eq!(super::bar(0, 10, 10), "[..........]");

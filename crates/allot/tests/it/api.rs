@@ -1206,3 +1206,359 @@ fn openapi_document_matches_the_snapshot() {
     assert!(doc["paths"]["/v1/users/{user}/assignments"]["post"].is_object());
     insta::assert_json_snapshot!("openapi", doc);
 }
+
+#[tokio::test]
+async fn groups_give_their_licenses_and_disabled_users_lose_theirs() {
+    let app = TestApp::new().await;
+    let admin = app.admin_token().await;
+    let t = Some(admin.as_str());
+    let r = app
+        .call(
+            "POST",
+            "/v1/products",
+            t,
+            Some(json!({ "owner": "SuperOffice", "name": "crm", "seats": 1 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    for login in ["ann", "bob"] {
+        let r = app
+            .call(
+                "POST",
+                "/v1/users",
+                t,
+                Some(json!({ "login": login, "password": PASSWORD })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+    let r = app
+        .call("POST", "/v1/groups", t, Some(json!({ "name": "Sales" })))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = r.body["id"].as_i64().unwrap();
+    let r = app
+        .call("POST", "/v1/groups", t, Some(json!({ "name": "sales" })))
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::CONFLICT, "already_exists")
+    );
+    let r = app
+        .call("POST", "/v1/groups", t, Some(json!({ "name": "" })))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/groups/{id}/licenses"),
+            t,
+            Some(json!({ "product": "SuperOffice/crm" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    for login in ["ann", "bob"] {
+        let r = app
+            .call(
+                "POST",
+                "/v1/groups/Sales/members",
+                t,
+                Some(json!({ "user": login })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+    // One seat: ann holds it, bob waits; the group says so, and so do the users' views.
+    let r = app.call("GET", &format!("/v1/groups/{id}"), t, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let states: Vec<(String, String)> = r.body["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["login"].as_str().unwrap().to_owned(),
+                a["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("ann".into(), "active".into()),
+            ("bob".into(), "waiting".into())
+        ]
+    );
+    assert_eq!(r.body["assignments"][1]["reason"], "no_free_seat");
+    assert_eq!(r.body["members"].as_array().unwrap().len(), 2);
+    assert_eq!(r.body["licenses"][0]["product_name"], "SuperOffice/crm");
+    let r = app.call("GET", "/v1/users/ann/licenses", t, None).await;
+    let crm = &r.body.as_array().unwrap()[0];
+    assert_eq!(crm["assigned"], true);
+    assert_eq!(crm["reasons"], json!(["group:Sales"]));
+    let r = app.call("GET", "/v1/users/bob/licenses", t, None).await;
+    assert_eq!(r.body[0]["groups"][0]["state"], "waiting");
+    let r = app.call("GET", "/v1/users/ann/groups", t, None).await;
+    assert_eq!(r.body[0]["name"], "Sales");
+    // ann is disabled: her seat goes to bob, her token and her login are refused.
+    let ann = app.login("default", "ann", PASSWORD).await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.call("GET", "/v1/users/ann", Some(&ann), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = app.call("POST", "/v1/users/ann/disable", t, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        app.call("GET", "/v1/users/ann", Some(&ann), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.login("default", "ann", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = app.call("GET", "/v1/users/ann", t, None).await;
+    assert_eq!(r.body["disabled"], true);
+    let r = app.call("GET", "/v1/users/bob/licenses", t, None).await;
+    assert_eq!(r.body[0]["reasons"], json!(["group:Sales"]));
+    let r = app
+        .call(
+            "POST",
+            "/v1/users/ann/assignments",
+            t,
+            Some(json!({ "product": "SuperOffice/crm" })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::CONFLICT, "user_disabled")
+    );
+    // Enabled: she can log in again (the old token stays revoked) and queues for a seat.
+    assert_eq!(
+        app.call("POST", "/v1/users/ann/enable", t, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.login("default", "ann", PASSWORD).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call("GET", "/v1/users/ann", Some(&ann), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = app.call("GET", "/v1/users/ann/licenses", t, None).await;
+    assert_eq!(r.body[0]["groups"][0]["state"], "waiting");
+    // The tenant may keep disabled users' seats.
+    let r = app
+        .call(
+            "PUT",
+            "/v1/directory-settings",
+            t,
+            Some(json!({ "disabled_keep_seats": true })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        app.call("GET", "/v1/directory-settings", t, None)
+            .await
+            .body["disabled_keep_seats"],
+        true
+    );
+    // Removing bob hands the seat to ann; removing the license, renaming, deleting.
+    let r = app
+        .call("DELETE", "/v1/groups/sales/members/bob", t, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["assignments"][0]["state"], "active");
+    let r = app
+        .call(
+            "PATCH",
+            &format!("/v1/groups/{id}"),
+            t,
+            Some(json!({ "name": "Field" })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["name"].as_str()),
+        (StatusCode::OK, Some("Field"))
+    );
+    let r = app
+        .call(
+            "DELETE",
+            &format!("/v1/groups/{id}/licenses/SuperOffice%2Fcrm"),
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert!(r.body["assignments"].as_array().unwrap().is_empty());
+    let r = app.call("GET", "/v1/users/ann/licenses", t, None).await;
+    assert_eq!(r.body[0]["assigned"], false);
+    let r = app
+        .call("DELETE", &format!("/v1/groups/{id}"), t, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app.call("GET", &format!("/v1/groups/{id}"), t, None).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::NOT_FOUND, "unknown_group")
+    );
+    let r = app.call("GET", "/v1/groups", t, None).await;
+    assert!(r.body["items"].as_array().unwrap().is_empty());
+    let r = app.call("GET", "/v1/invariants", t, None).await;
+    assert_eq!(r.body["violations"], json!([]), "{:?}", r.body);
+}
+
+/// The usage history over HTTP: JSON (snapshot of its shape), CSV with a header row, every
+/// product at once, and the errors of a bad range, with the ledger's clock moved by hand.
+#[tokio::test]
+async fn usage_history_answers_json_and_csv_and_refuses_bad_ranges() {
+    let start = time::macros::datetime!(2026-11-23 09:00 UTC);
+    let clock = ManualClock::new(start);
+    let app = TestApp::with_clock(clock.clone()).await;
+    let admin = app.admin_token().await;
+    let t = Some(admin.as_str());
+    let r = app
+        .call(
+            "POST",
+            "/v1/products",
+            t,
+            Some(json!({ "owner": "SuperOffice", "name": "crm", "seats": 2 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    for login in ["ann", "bob", "cid"] {
+        let r = app
+            .call("POST", "/v1/users", t, Some(json!({ "login": login })))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+    // 09:15 ann, 09:30 bob take a seat; 09:45 cid is refused: none is free.
+    for (login, status) in [
+        ("ann", StatusCode::OK),
+        ("bob", StatusCode::OK),
+        ("cid", StatusCode::CONFLICT),
+    ] {
+        clock.advance(time::Duration::minutes(15));
+        let r = app
+            .call(
+                "POST",
+                &format!("/v1/users/{login}/assignments"),
+                t,
+                Some(json!({ "product": "SuperOffice/crm" })),
+            )
+            .await;
+        assert_eq!(r.status, status, "{login}: {:?}", r.body);
+    }
+    clock.advance(time::Duration::minutes(45)); // 10:30
+    let reader = app.token_with_role(&admin, "reader", None).await;
+    let range = "from=2026-11-23T09:00:00Z&to=2026-11-23T11:00:00Z&step=hour";
+    let r = app
+        .call(
+            "GET",
+            &format!("/v1/products/SuperOffice%2Fcrm/usage?{range}"),
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // 09:00-10:00 held 0, 1, 2, 2 for a quarter each: mean 1.25, peak 2, one refusal; 10:00 on,
+    // carried over up to now (10:30).
+    assert_eq!(r.body["points"][0]["in_use_avg"], 1.25);
+    insta::assert_json_snapshot!("usage_product", r.body);
+
+    let csv_get = |path: String| {
+        let app = &app;
+        let reader = reader.clone();
+        async move {
+            let req = Request::builder()
+                .uri(path)
+                .header("authorization", format!("Bearer {reader}"))
+                .header("accept", "text/csv")
+                .body(Body::empty())
+                .unwrap();
+            app.raw(req).await
+        }
+    };
+    let r = csv_get(format!("/v1/products/1/usage?{range}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "text/csv; charset=utf-8");
+    let text = r.body.as_str().expect("csv is text").to_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "product_id,owner,product,at,total,in_use_max,in_use_avg,denied,unused_seat_seconds",
+            "1,SuperOffice,crm,2026-11-23T09:00:00Z,2,2,1.25,1,2700",
+            "1,SuperOffice,crm,2026-11-23T10:00:00Z,2,2,2.0,0,0",
+        ]
+    );
+    // Every product at once, as JSON and as CSV.
+    let r = app
+        .call("GET", &format!("/v1/usage?{range}"), Some(&reader), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["step"], "hour");
+    assert_eq!(r.body["products"][0]["product"]["name"], "crm");
+    assert_eq!(r.body["products"][0]["points"].as_array().unwrap().len(), 2);
+    let r = csv_get(format!("/v1/usage?{range}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body.as_str().unwrap(), text);
+    // Defaults: the last day by the hour.
+    let r = app
+        .call("GET", "/v1/products/1/usage", Some(&reader), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["step"], "hour");
+    assert_eq!(r.body["points"].as_array().unwrap().len(), 25);
+
+    // Bad ranges, each with its own status and code.
+    let cases = [
+        (
+            "/v1/products/1/usage?from=2026-11-23T10:00:00Z&to=2026-11-23T09:00:00Z",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            "/v1/products/1/usage?from=2025-11-23T09:00:00Z&step=minute",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            "/v1/products/1/usage?step=week",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/v1/usage?from=yesterday",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "/v1/products/99/usage",
+            StatusCode::NOT_FOUND,
+            "unknown_product",
+        ),
+    ];
+    for (path, status, expected) in cases {
+        let r = app.call("GET", path, Some(&reader), None).await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (status, expected),
+            "{path}: {:?}",
+            r.body
+        );
+    }
+    let r = app.call("GET", "/v1/usage", None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}

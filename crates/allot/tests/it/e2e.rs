@@ -99,6 +99,114 @@ fn list_into_a_closed_pipe_is_quiet(server_url: &str, token: &str) {
 }
 
 /// The whole admin flow through the binary's own commands and raw HTTP.
+/// `allot groups ...` and `allot user disable|enable` against the real binary and server.
+fn groups_from_the_cli(url: &str, token: &str) {
+    cli(
+        url,
+        token,
+        &[
+            "product", "add", "--owner", "Teams", "--name", "seat", "--seats", "1",
+        ],
+    );
+    for login in ["gina", "gus"] {
+        cli(url, token, &["user", "add", "--login", login]);
+    }
+    let group = cli_json(url, token, &["groups", "add", "--name", "Team"]);
+    assert_eq!(group["name"], "Team");
+    let view = cli_json(
+        url,
+        token,
+        &[
+            "groups",
+            "licenses",
+            "add",
+            "--group",
+            "Team",
+            "--product",
+            "Teams/seat",
+        ],
+    );
+    assert_eq!(view["licenses"][0]["product_name"], "Teams/seat");
+    cli_json(
+        url,
+        token,
+        &[
+            "groups", "members", "add", "--group", "Team", "--user", "gina",
+        ],
+    );
+    let view = cli_json(
+        url,
+        token,
+        &[
+            "groups", "members", "add", "--group", "Team", "--user", "gus",
+        ],
+    );
+    let states: Vec<&str> = view["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["active", "waiting"]);
+    // The table says the same for people.
+    let table = cli(url, token, &["groups", "show", "--group", "Team"]);
+    assert!(
+        table.contains("waiting") && table.contains("no_free_seat"),
+        "{table}"
+    );
+    let listed = cli_lines(url, token, &["groups", "list"]);
+    assert!(listed.iter().any(|g| g["name"] == "Team"));
+    // Disabling gina hands her seat to gus; enabling queues her again.
+    assert!(
+        cli_json(url, token, &["user", "disable", "--user", "gina"])["changed"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+    let view = cli_json(url, token, &["groups", "show", "--group", "Team"]);
+    let states: Vec<(&str, &str)> = view["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["login"].as_str().unwrap(), a["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("gina", "error"), ("gus", "active")]);
+    cli_json(url, token, &["user", "enable", "--user", "gina"]);
+    let view = cli_json(
+        url,
+        token,
+        &[
+            "groups", "members", "remove", "--group", "Team", "--user", "gus",
+        ],
+    );
+    assert_eq!(
+        view["assignments"][0]["state"], "active",
+        "gina got the seat gus left: {view}"
+    );
+    cli_json(
+        url,
+        token,
+        &[
+            "groups",
+            "licenses",
+            "remove",
+            "--group",
+            "Team",
+            "--product",
+            "Teams/seat",
+        ],
+    );
+    assert_eq!(
+        cli_json(url, token, &["groups", "remove", "--group", "Team"])["changed"],
+        1
+    );
+    cli_json(url, token, &["user", "retire", "--user", "gus"]);
+    assert_eq!(
+        cli_json(url, token, &["user", "unretire", "--user", "gus"])["changed"],
+        1
+    );
+}
+
 async fn admin_flow(server: &Server, token: &str) {
     let url = server.url.as_str();
     cli(
@@ -241,6 +349,27 @@ async fn admin_flow(server: &Server, token: &str) {
     assert_eq!(view["assigned"], false);
     let status = cli_lines(url, token, &["status"]);
     assert!(status.iter().all(|p| p["in_use"] == 0), "{status:?}");
+    // The usage history saw the seat held and given back: a point per minute of the last hour.
+    let usage = ["usage", "--product", "SuperOffice/user", "--since", "1h"];
+    let points = cli_lines(url, token, &usage);
+    assert!((60..=62).contains(&points.len()), "{points:?}");
+    assert!(
+        points.iter().any(|p| p["in_use_max"].as_i64() >= Some(1)),
+        "{points:?}"
+    );
+    let user_total = &status.iter().find(|p| p["name"] == "user").unwrap()["total"];
+    assert_eq!(&points.last().unwrap()["total"], user_total, "{points:?}");
+    let human = cli(url, token, &usage);
+    assert!(
+        human.contains("in use max") && human.contains('█'),
+        "{human}"
+    );
+    let csv = cli(url, token, &[&usage[..], &["--csv"]].concat());
+    assert!(
+        csv.starts_with("product_id,owner,product,at,total,in_use_max,in_use_avg,denied,"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), points.len() + 1);
     every_command_prints_json_lines(url, token);
     // The audit trail saw all of it, in order.
     let audit = cli(url, token, &["audit", "--json"]);
@@ -545,6 +674,7 @@ async fn bad_input(server: &Server, token: &str) {
     assert!(metrics.contains("allot_http_requests_total"), "{metrics}");
     assert!(metrics.contains("allot_ledger_operations_total"));
     assert!(metrics.contains("allot_pool_seats_total"));
+    assert!(metrics.contains("allot_pool_seat_denials_total"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -568,6 +698,7 @@ async fn sqlite_server_from_first_start_to_shutdown() {
         .unwrap()
         .to_owned();
     admin_flow(&server, &token).await;
+    groups_from_the_cli(&server.url, &token);
     bad_input(&server, &token).await;
     server.stop();
     // A restart keeps everything and prints no new password.

@@ -5,6 +5,8 @@
 mod server;
 
 mod api;
+mod console;
+mod console_browser;
 mod e2e;
 mod idempotency;
 mod licenses;
@@ -13,4 +15,6 @@ mod limits;
 mod msp360;
 mod msp360_e2e;
 mod schemathesis;
+mod scim;
 mod superoffice;
+mod webhooks;

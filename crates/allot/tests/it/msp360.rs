@@ -1053,7 +1053,7 @@ on_both_stores! {
             ("POST", "short password", json!({ "Email": "p", "Password": "12345" }), "between 6 and 100"),
             ("POST", "unknown company", json!({ "Email": "p", "Password": "secret1", "Company": "Nobody Inc" }), "Nobody Inc"),
             ("POST", "bad mode", json!({ "Email": "p", "Password": "secret1", "LicenseManagmentMode": 7 }), "LicenseManagmentMode"),
-            ("POST", "disabled", json!({ "Email": "p", "Password": "secret1", "Enabled": false }), "not supported"),
+            ("POST", "bad Enabled", json!({ "Email": "p", "Password": "secret1", "Enabled": "maybe" }), "Enabled"),
             ("PUT", "no id", json!({ "Email": "p" }), "ID is required"),
             ("PUT", "unknown id", json!({ "ID": Uuid::new_v4() }), "not found"),
             ("PUT", "malformed id", json!({ "ID": "sample string 1" }), "not found"),
@@ -1067,6 +1067,19 @@ on_both_stores! {
         }
         insta::assert_snapshot!("user_errors", mask(&transcript));
 
+        // `Enabled: false` disables the user (kept, shown as not enabled); `true` enables it.
+        let paused = a.create_user(&token, json!({ "Email": "paused", "Password": "splendidpass", "Enabled": false })).await;
+        let u = user_by_uuid(&f, paused).await;
+        assert!(u.disabled && !u.retired);
+        let r = a.get(&format!("/acme/api/Users/{paused}"), &token).await;
+        assert_eq!(r.json()["Enabled"], false, "{}", r.text);
+        a.put("/acme/api/Users", &token, json!({ "ID": paused, "Enabled": true })).await.expect(StatusCode::OK);
+        assert!(!user_by_uuid(&f, paused).await.disabled);
+        a.put("/acme/api/Users", &token, json!({ "ID": paused, "Enabled": "False" })).await.expect(StatusCode::OK);
+        assert!(user_by_uuid(&f, paused).await.disabled);
+        let r = a.get(&format!("/acme/api/Users/{paused}"), &token).await;
+        assert_eq!(r.json()["Enabled"], false, "{}", r.text);
+
         // DELETE releases the user's licenses; the user is gone from the API afterwards.
         let ult = f.user_product("Ultimate", 1).await;
         let seat = f.ledger.seats(f.tenant.id, &SeatFilter::default()).await.unwrap().remove(0);
@@ -1077,7 +1090,8 @@ on_both_stores! {
         assert_eq!(r.text, "");
         assert_eq!(f.counts(&ult).await, (1, 0, 1));
         assert_eq!(a.get(&format!("/acme/api/Users/{charlie}"), &token).await.text, "null");
-        assert_eq!(a.get("/acme/api/Users", &token).await.json().as_array().unwrap().len(), 2);
+        // robert and the disabled "paused" (listed, Enabled false); charlie is gone.
+        assert_eq!(a.get("/acme/api/Users", &token).await.json().as_array().unwrap().len(), 3);
         a.delete(&format!("/acme/api/Users/{charlie}"), &token).await.expect(StatusCode::BAD_REQUEST);
         // Its login is free again (the retired row is renamed, and keeps its history).
         let gone = user_by_uuid(&f, charlie).await;

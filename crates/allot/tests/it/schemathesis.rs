@@ -18,12 +18,20 @@ const SEED: &str = "1";
 /// Rules that bind two fields of one body, which the document does not state (utoipa derives
 /// one schema per type): a `user` role needs its `user` (tokens and logins), and only a user
 /// plan (extra flag 1) takes plan members (on a patch, the stored flags count too). The server
-/// answers 422 there, as documented; every other check still runs on these operations.
+/// answers 422 there, as documented; every other check still runs on these operations. The
+/// usage queries' `from`, `to` and `step` bind each other the same way (`to` after `from`, and
+/// at most 10080 steps between them).
 const CROSS_FIELD: &[(&str, &str)] = &[
     ("/v1/tokens", "POST"),
     ("/v1/logins", "POST"),
     ("/v1/products", "POST"),
     ("/v1/products/{product}", "PATCH"),
+    ("/v1/products/{product}/usage", "GET"),
+    ("/v1/usage", "GET"),
+    // Not cross-field, but not statable either: whether a webhook URL's host resolves, and to a
+    // public address (the SSRF guard; the gate runs without webhooks_allow_private).
+    ("/v1/webhooks", "POST"),
+    ("/v1/webhooks/{id}", "PATCH"),
 ];
 
 fn config_toml() -> String {

@@ -347,6 +347,72 @@ both_stores! {
     soap_third_party_per_version => soap_third_party,
     remove_license_from_db => remove_license_from_db,
     retired_users_lose_every_credential => retired_users_lose_every_credential,
+    group_held_licenses_show_as_assigned => group_held_licenses_show_as_assigned,
+}
+
+/// The `Assigned` of the module named `name` anywhere in a SuperOffice answer.
+fn assigned_in(answer: &Value, name: &str) -> Option<bool> {
+    match answer {
+        Value::Object(map) if map.get("Name").and_then(Value::as_str) == Some(name) => {
+            map.get("Assigned").and_then(Value::as_bool)
+        }
+        Value::Object(map) => map.values().find_map(|v| assigned_in(v, name)),
+        Value::Array(items) => items.iter().find_map(|v| assigned_in(v, name)),
+        _ => None,
+    }
+}
+
+/// A license held through a group is assigned as far as SuperOffice clients can tell (the
+/// dialect reads the same view), and goes when the membership does.
+async fn group_held_licenses_show_as_assigned(db: TestDb) {
+    let so = So::new(db).await;
+    let ctx = Context::new(so.tenant, "test");
+    let body = format!("{{\"AssociateId\": {OTHER}}}");
+    let before = so.agent("License/GetUserLicenses", &body).await.json();
+    assert_eq!(assigned_in(&before, MODULE_A), Some(false), "{before}");
+    let group = match so
+        .ledger
+        .execute(
+            &ctx,
+            Command::CreateGroup {
+                name: "team".into(),
+                uuid: None,
+            },
+        )
+        .await
+        .unwrap()
+    {
+        Outcome::Group(g) => g,
+        other => panic!("{other:?}"),
+    };
+    for command in [
+        Command::AddGroupLicense {
+            group: GroupRef::Id(group.id),
+            product: ProductRef::named("saepe", MODULE_A),
+        },
+        Command::AddGroupMember {
+            group: GroupRef::Id(group.id),
+            user: UserRef::Id(OTHER),
+        },
+    ] {
+        so.ledger.execute(&ctx, command).await.unwrap();
+    }
+    assert!(so.holds(OTHER, "saepe", MODULE_A).await);
+    let after = so.agent("License/GetUserLicenses", &body).await.json();
+    assert_eq!(assigned_in(&after, MODULE_A), Some(true), "{after}");
+    so.ledger
+        .execute(
+            &ctx,
+            Command::RemoveGroupMember {
+                group: GroupRef::Id(group.id),
+                user: UserRef::Id(OTHER),
+            },
+        )
+        .await
+        .unwrap();
+    let gone = so.agent("License/GetUserLicenses", &body).await.json();
+    assert_eq!(assigned_in(&gone, MODULE_A), Some(false), "{gone}");
+    so.finish().await;
 }
 
 async fn seed_rest_unassign(db: TestDb) {

@@ -57,6 +57,7 @@ pub(super) async fn grant_product(
         return Ok(None);
     }
     let number = take_seat(c, env, user, product, None).await?;
+    seat_now_held(c, env, user.user.id, product.id()).await?;
     Ok(Some(number))
 }
 
@@ -88,6 +89,9 @@ pub(super) async fn assign(
     let user = find_user_locked(c, env, user).await?;
     let product = find_product(c, env.tenant(), product).await?;
     let uid = user.user.id;
+    if product.product.kind == ProductKind::User {
+        require_enabled(&user)?;
+    }
     // What the rule needs: a plan's members, and which prerequisites the user holds (its row is
     // locked, so its holdings cannot change before the seats are taken).
     let mut members = Vec::new();
@@ -200,6 +204,10 @@ pub(super) async fn unassign(
     }
     let uid = user.user.id;
     let granted = has_grant(c, env, uid, product.id(), None).await?;
+    if !granted && group_active(c, env, uid, product.id()).await? {
+        // Only a group gives it: nothing direct to take away (remove the member instead).
+        return Ok(changed(0));
+    }
     let held = !held_seats(c, env.tenant(), uid, product.id())
         .await?
         .is_empty();
@@ -279,6 +287,7 @@ pub(super) async fn retire(c: &mut Conn, env: &Env<'_>, user: &UserRef) -> OpRes
         return Ok(changed(0));
     }
     let sessions = end_live_sessions(c, env, Some(uid), None, EndReason::Admin).await?;
+    retiring(c, env, uid).await?;
     let freed = strip_licenses(c, env, uid).await?;
     // Every credential acting as the user (API tokens, SuperOffice tickets, MSP360 tokens) ends
     // with the retirement; unretiring does not bring them back. Its logins are refused while
@@ -323,6 +332,7 @@ pub(super) async fn delete_user(c: &mut Conn, env: &Env<'_>, user: &UserRef) -> 
         return Err(OpError::Store(crate::error::StoreError::Contended));
     }
     let sessions = end_live_sessions(c, env, Some(uid), None, EndReason::Admin).await?;
+    leave_all_groups(c, env, uid).await?;
     let freed = strip_licenses(c, env, uid).await?;
     audit(
         env,
@@ -355,6 +365,7 @@ pub(super) async fn unretire(c: &mut Conn, env: &Env<'_>, user: &UserRef) -> OpR
     if flagged == 0 {
         return Ok(changed(0));
     }
+    unretired(c, env, user.user.id).await?;
     audit(
         env,
         "user.unretire",

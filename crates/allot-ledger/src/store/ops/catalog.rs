@@ -196,6 +196,9 @@ pub(super) async fn insert_seats(
     pool_company: Option<CompanyId>,
 ) -> OpResult<Vec<Seat>> {
     const CHUNK: i64 = 200;
+    // New seats may go to members waiting for them (the list locked before the seat counter).
+    env.note_seats_changed(product);
+    lock_waiting_list(c, env, product).await?;
     let last = bump_counter(c, env.tenant(), "last_seat_number", count).await?;
     let first = last - count + 1;
     let mut seats = Vec::with_capacity(count as usize);
@@ -251,6 +254,8 @@ pub(super) async fn edit_product(
 ) -> OpResult<Outcome> {
     let before = find_product(c, env.tenant(), product).await?.product;
     let id = before.id;
+    // Unrestricting or extending a product may let waiting members have it.
+    env.note_seats_changed(id);
     let mut after = before.clone();
     if let Some(v) = &patch.description {
         rules::validate_text("description", v)?;
@@ -505,6 +510,9 @@ pub(super) async fn remove_owner(c: &mut Conn, env: &Env<'_>, owner: &str) -> Op
         }
     }
     holders.sort_unstable();
+    // Groups give these products no more (before the holders lose them, so no group keeps a
+    // seat back).
+    forget_products(c, env, &products).await?;
     let mut seats_freed = 0;
     for user in &holders {
         find_user_locked(c, env, &UserRef::Id(*user)).await?;

@@ -148,28 +148,35 @@ pub(super) async fn insert_overflow_seat(
 
 /// Frees a held seat: holder, session, activation and quota charge go; an overflow seat is
 /// deleted. Returns false when the seat was already free (another transaction got there first).
+///
+/// Every seat freed passes here, so this is where the product is noted for its waiting list
+/// (served before the command completes, see `groups::settle`).
 pub(super) async fn free_seat(c: &mut Conn, env: &Env<'_>, number: i64) -> OpResult<bool> {
-    let deleted = sqlx::query(
-        "DELETE FROM seats WHERE tenant_id = $1 AND number = $2 AND overflow = 1 RETURNING number",
+    let deleted: Option<ProductId> = sqlx::query_scalar(
+        "DELETE FROM seats WHERE tenant_id = $1 AND number = $2 AND overflow = 1 RETURNING product_id",
     )
     .bind(env.tenant())
     .bind(number)
     .fetch_optional(&mut *c)
     .await?;
-    if deleted.is_some() {
+    if let Some(product) = deleted {
+        env.note_seats_changed(product);
         return Ok(true);
     }
-    let freed = sqlx::query(
+    let freed: Option<ProductId> = sqlx::query_scalar(
         "UPDATE seats SET holder_id = NULL, held_since = NULL, charged_company_id = NULL, \
            session_uuid = NULL, activation_hid = NULL, activation_name = NULL, activation_os = NULL, \
            last_used_at = NULL \
          WHERE tenant_id = $1 AND number = $2 AND holder_id IS NOT NULL \
-         RETURNING number",
+         RETURNING product_id",
     )
     .bind(env.tenant())
     .bind(number)
     .fetch_optional(&mut *c)
     .await?;
+    if let Some(product) = freed {
+        env.note_seats_changed(product);
+    }
     Ok(freed.is_some())
 }
 
@@ -227,6 +234,8 @@ pub(super) async fn release_held_seat_because(
         .await?
         .is_empty()
     {
+        // A group that explained the seat still wants the holder to have one: back in line.
+        requeue_after_release(c, env, holder, seat.seat.product).await?;
         count += drop_products(c, env, holder, vec![seat.seat.product]).await?;
     }
     Ok(count)
@@ -271,7 +280,9 @@ pub(super) async fn uncharge(c: &mut Conn, env: &Env<'_>, seat: &SeatRow) -> OpR
 
 /// Takes products away from a user entirely: all grants, all seats, then (transitively) the
 /// members of plans that nothing else grants and the products whose prerequisite went.
-/// Returns the number of seats freed.
+/// A product an active group assignment explains loses its grants (the direct and plan
+/// reasons) but keeps its seat, unless its prerequisite went: then the group assignment turns
+/// to `error` and the seat goes too. Returns the number of seats freed.
 pub(super) async fn drop_products(
     c: &mut Conn,
     env: &Env<'_>,
@@ -279,14 +290,32 @@ pub(super) async fn drop_products(
     start: Vec<ProductId>,
 ) -> OpResult<u64> {
     let tenant = env.tenant();
-    let mut work = start;
+    // (product, whether it goes because its prerequisite went)
+    let mut work: Vec<(ProductId, bool)> = start.into_iter().map(|p| (p, false)).collect();
     let mut done: Vec<ProductId> = Vec::new();
     let mut freed = 0;
-    while let Some(product) = work.pop() {
+    while let Some((product, prerequisite_gone)) = work.pop() {
         if done.contains(&product) {
             continue;
         }
         done.push(product);
+        if group_active(c, env, user, product).await? {
+            if prerequisite_gone {
+                prerequisite_lost(c, env, user, product).await?;
+            } else {
+                sqlx::query(
+                    "DELETE FROM grants WHERE tenant_id = $1 AND user_id = $2 AND product_id = $3",
+                )
+                .bind(tenant)
+                .bind(user)
+                .bind(product)
+                .execute(&mut *c)
+                .await?;
+                // Not done: if its prerequisite goes later in this cascade, it goes too.
+                done.retain(|p| *p != product);
+                continue;
+            }
+        }
         sqlx::query("DELETE FROM grants WHERE tenant_id = $1 AND user_id = $2 AND product_id = $3")
             .bind(tenant)
             .bind(user)
@@ -333,7 +362,7 @@ pub(super) async fn drop_products(
             .fetch_one(&mut *c)
             .await?;
             if remaining == 0 {
-                work.push(member);
+                work.push((member, false));
             }
         }
         // Dependents the user holds lose their prerequisite, unless it is still held otherwise
@@ -349,7 +378,7 @@ pub(super) async fn drop_products(
             .bind(user)
             .fetch_all(&mut *c)
             .await?;
-            work.extend(dependents);
+            work.extend(dependents.into_iter().map(|d| (d, true)));
         }
     }
     Ok(freed)

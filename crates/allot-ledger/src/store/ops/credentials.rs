@@ -18,6 +18,13 @@ pub(super) async fn create_login(
         }
         .into());
     }
+    if role == Role::Scim {
+        return Err(LedgerError::Invalid {
+            field: "role",
+            reason: "a SCIM client gets a token (POST /v1/tokens), not a password login".into(),
+        }
+        .into());
+    }
     let user = match user {
         Some(u) => Some(find_user(c, env.tenant(), u).await?.user.id),
         None if role == Role::User => {
@@ -116,6 +123,13 @@ pub(super) async fn issue_token(
         }
         .into());
     }
+    if role == Role::Scim && user.is_some() {
+        return Err(LedgerError::Invalid {
+            field: "user",
+            reason: "a SCIM token acts for the identity provider, not as a user".into(),
+        }
+        .into());
+    }
     if let Some(uid) = user {
         // Locked on PostgreSQL, so a retirement cannot commit between this check and the insert
         // (SQLite's single writer orders them anyway).
@@ -124,16 +138,17 @@ pub(super) async fn issue_token(
         } else {
             ""
         };
-        let retired: Option<i64> = sqlx::query_scalar(sql(format!(
-            "SELECT retired FROM users WHERE tenant_id = $1 AND id = $2{lock}"
+        let flags: Option<(i64, i64)> = sqlx::query_as(sql(format!(
+            "SELECT retired, disabled FROM users WHERE tenant_id = $1 AND id = $2{lock}"
         )))
         .bind(env.tenant())
         .bind(uid)
         .fetch_optional(&mut *c)
         .await?;
-        match retired {
+        match flags {
             None => return Err(LedgerError::UnknownUser(uid.to_string()).into()),
-            Some(0) => {}
+            Some((0, 0)) => {}
+            Some((0, _)) => return Err(LedgerError::Disabled(uid).into()),
             Some(_) => return Err(LedgerError::Retired(uid).into()),
         }
     }

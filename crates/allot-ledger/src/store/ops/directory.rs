@@ -42,13 +42,13 @@ pub(crate) async fn create_tenant(
         json!({ "after": { "name": name } }),
     )
     .await?;
-    flush_audit(c, &env).await?;
+    finish_command(c, &env).await?;
     // The tenant's first license-signing key is made with it.
     first_signing_key(tx, id, &by.actor, now, backend, vault).await?;
     let mut outcomes = Vec::with_capacity(setup.len());
     for command in setup {
         outcomes.push(execute(tx, &env, command).await?);
-        flush_audit(tx, &env).await?;
+        finish_command(tx, &env).await?;
     }
     Ok((id, outcomes))
 }
@@ -144,6 +144,9 @@ pub(super) async fn edit_company(
         .execute(&mut *c)
         .await
         .map_err(|e| unique_to(e, "company", &after.name))?;
+    if after.pool_mode != before.pool_mode {
+        pool_changed(c, env, None, Some(before.id)).await?;
+    }
     audit(
         env,
         "company.edit",
@@ -301,6 +304,8 @@ pub(super) async fn set_company_quota(
             }
         }
     }
+    // A larger quota may let waiting members of the company have seats.
+    env.note_seats_changed(product.id());
     audit(
         env,
         "company.quota",
@@ -390,6 +395,14 @@ pub(super) async fn create_user(c: &mut Conn, env: &Env<'_>, new: &NewUser) -> O
     ] {
         rules::validate_text(field, value)?;
     }
+    for (field, value) in [
+        ("external_id", &new.external_id),
+        ("display_name", &new.display_name),
+    ] {
+        if let Some(value) = value {
+            rules::validate_text(field, value)?;
+        }
+    }
     if find_user(c, env.tenant(), &UserRef::Login(login.clone()))
         .await
         .is_ok()
@@ -442,12 +455,17 @@ pub(super) async fn create_user(c: &mut Conn, env: &Env<'_>, new: &NewUser) -> O
         company: company.as_ref().map(|c| c.id),
         license_mode: new.license_mode,
         retired: false,
+        disabled: false,
         user_type: new.user_type.clone(),
+        external_id: new.external_id.clone(),
+        display_name: new.display_name.clone(),
+        created_at: rules::from_micros(env.now),
+        modified_at: rules::from_micros(env.now),
     };
     sqlx::query(
         "INSERT INTO users (tenant_id, id, uuid, login, login_key, first_name, last_name, email, \
-           company_id, license_mode, retired, user_type, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12)",
+           company_id, license_mode, retired, user_type, created_at, external_id, display_name) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $13, $14)",
     )
     .bind(env.tenant())
     .bind(id)
@@ -461,6 +479,8 @@ pub(super) async fn create_user(c: &mut Conn, env: &Env<'_>, new: &NewUser) -> O
     .bind(user.license_mode.as_str())
     .bind(user.user_type.clone())
     .bind(env.now)
+    .bind(user.external_id.clone())
+    .bind(user.display_name.clone())
     .execute(&mut *c)
     .await
     .map_err(|e| unique_to(e, "user", &user.login))?;
@@ -509,12 +529,25 @@ pub(super) async fn edit_user(
     if let Some(mode) = patch.license_mode {
         after.license_mode = mode;
     }
+    for (field, target, value) in [
+        ("external_id", &mut after.external_id, &patch.external_id),
+        ("display_name", &mut after.display_name, &patch.display_name),
+    ] {
+        if let Some(value) = value {
+            if let Some(text) = value {
+                rules::validate_text(field, text)?;
+            }
+            *target = value.clone();
+        }
+    }
     if after == before {
         return Ok(changed(0));
     }
+    after.modified_at = rules::from_micros(env.now);
     sqlx::query(
         "UPDATE users SET login = $3, login_key = $4, first_name = $5, last_name = $6, email = $7, \
-           company_id = $8, license_mode = $9, user_type = $10 WHERE tenant_id = $1 AND id = $2",
+           company_id = $8, license_mode = $9, user_type = $10, external_id = $11, display_name = $12, \
+           modified_at = $13 WHERE tenant_id = $1 AND id = $2",
     )
     .bind(env.tenant())
     .bind(before.id)
@@ -526,9 +559,16 @@ pub(super) async fn edit_user(
     .bind(after.company)
     .bind(after.license_mode.as_str())
     .bind(after.user_type.clone())
+    .bind(after.external_id.clone())
+    .bind(after.display_name.clone())
+    .bind(env.now)
     .execute(&mut *c)
     .await
     .map_err(|e| unique_to(e, "user", &after.login))?;
+    if (after.company, after.license_mode) != (before.company, before.license_mode) {
+        // Another pool: seats there may be free for what the user waits for.
+        pool_changed(c, env, Some(before.id), None).await?;
+    }
     audit(
         env,
         "user.edit",

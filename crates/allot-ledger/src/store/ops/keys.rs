@@ -117,5 +117,5 @@ pub(crate) async fn first_signing_key(
     let ctx = Context::new(tenant, actor);
     let env = Env::new(&ctx, now, backend);
     add_signing_key(c, &env, &key.kid, &key.x, &key.sealed, true).await?;
-    flush_audit(c, &env).await
+    finish_command(c, &env).await
 }

@@ -19,26 +19,41 @@ mod catalog;
 mod claims;
 mod credentials;
 mod directory;
+mod groups;
 mod harvest;
 mod keys;
 mod seats;
 mod sessions;
+mod usage;
+mod webhooks;
 use assignments::*;
 use catalog::*;
 use claims::*;
 pub(crate) use credentials::*;
 pub(crate) use directory::*;
+use groups::*;
+pub(crate) use groups::{find_group, group_from_row};
 pub(crate) use harvest::last_use_sql;
 use harvest::*;
 pub(crate) use keys::*;
 use seats::*;
 pub(crate) use sessions::*;
+pub(crate) use usage::{denied_product, record_denial};
+pub(crate) use webhooks::{AttemptRecord, endpoint_from_row, finish_delivery};
 
+/// Runs one command, then serves the waiting lists of the products whose seats it freed or
+/// added (`groups::settle`): every command, so no path that frees a seat can forget to.
 pub(crate) async fn execute(
     tx: &mut Tx<'_>,
     env: &Env<'_>,
     command: &Command,
 ) -> OpResult<Outcome> {
+    let outcome = run_command(tx, env, command).await?;
+    settle(tx, env).await?;
+    Ok(outcome)
+}
+
+async fn run_command(tx: &mut Tx<'_>, env: &Env<'_>, command: &Command) -> OpResult<Outcome> {
     let c: &mut Conn = tx;
     match command {
         Command::CreateCompany { name, pool_mode } => {
@@ -81,6 +96,22 @@ pub(crate) async fn execute(
         Command::Retire { user } => retire(c, env, user).await,
         Command::Unretire { user } => unretire(c, env, user).await,
         Command::DeleteUser { user } => delete_user(c, env, user).await,
+        Command::DisableUser { user } => disable_user(c, env, user).await,
+        Command::EnableUser { user } => enable_user(c, env, user).await,
+        Command::SetDisabledKeepSeats { keep } => set_disabled_keep_seats(c, env, *keep).await,
+        Command::CreateGroup { name, uuid } => create_group(c, env, name, *uuid).await,
+        Command::RenameGroup { group, name } => rename_group(c, env, group, name).await,
+        Command::DeleteGroup { group } => delete_group(c, env, group).await,
+        Command::AddGroupMember { group, user } => add_group_member(c, env, group, user).await,
+        Command::RemoveGroupMember { group, user } => {
+            remove_group_member(c, env, group, user).await
+        }
+        Command::AddGroupLicense { group, product } => {
+            add_group_license(c, env, group, product).await
+        }
+        Command::RemoveGroupLicense { group, product } => {
+            remove_group_license(c, env, group, product).await
+        }
         Command::GrantSeat { seat, user } => grant_seat(c, env, *seat, user).await,
         Command::ReleaseSeat { seat, user } => release_seat(c, env, *seat, user.as_ref()).await,
         Command::RevokeSeat { seat, user } => revoke_seat(c, env, *seat, user.as_ref()).await,
@@ -155,6 +186,16 @@ pub(crate) async fn execute(
             first_only,
         } => add_signing_key(c, env, kid, public_key, sealed_private_key, *first_only).await,
         Command::SetLicenseValidity { seconds } => set_license_validity(c, env, *seconds).await,
+        Command::CreateWebhook {
+            id,
+            url,
+            description,
+            events,
+            sealed_secret,
+        } => webhooks::create_webhook(c, env, id, url, description, events, sealed_secret).await,
+        Command::EditWebhook { id, patch } => webhooks::edit_webhook(c, env, id, patch).await,
+        Command::DeleteWebhook { id } => webhooks::delete_webhook(c, env, id).await,
+        Command::TestWebhook { id, event_id } => webhooks::test_webhook(c, env, id, event_id).await,
     }
 }
 
@@ -180,7 +221,8 @@ impl UserRow {
 }
 
 pub(crate) const USER_COLUMNS: &str = "u.id, u.uuid, u.login, u.first_name, u.last_name, u.email, \
-     u.company_id, u.license_mode, u.retired, u.user_type, c.pool_mode AS company_mode";
+     u.company_id, u.license_mode, u.retired, u.disabled, u.user_type, u.external_id, u.display_name, \
+     u.created_at, COALESCE(u.modified_at, u.created_at) AS modified_at, c.pool_mode AS company_mode";
 
 pub(crate) fn user_from_row(row: &AnyRow) -> OpResult<UserRow> {
     Ok(UserRow {
@@ -194,7 +236,12 @@ pub(crate) fn user_from_row(row: &AnyRow) -> OpResult<UserRow> {
             company: row.try_get("company_id")?,
             license_mode: parse_enum(&row.try_get::<String, _>("license_mode")?)?,
             retired: row.try_get::<i64, _>("retired")? != 0,
+            disabled: row.try_get::<i64, _>("disabled")? != 0,
             user_type: row.try_get("user_type")?,
+            external_id: row.try_get("external_id")?,
+            display_name: row.try_get("display_name")?,
+            created_at: rules::from_micros(row.try_get("created_at")?),
+            modified_at: rules::from_micros(row.try_get("modified_at")?),
         },
         company_mode: match row.try_get::<Option<String>, _>("company_mode")? {
             Some(mode) => Some(parse_enum(&mode)?),
@@ -382,8 +429,15 @@ async fn audit(
     Ok(())
 }
 
+/// Ends a command inside its transaction: writes its audit records and the usage history of the
+/// pools it changed. Every path that runs a command calls this (and only this) after it.
+pub(crate) async fn finish_command(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
+    flush_audit(c, env).await?;
+    usage::flush_usage(c, env).await
+}
+
 /// Numbers the command's pending audit records densely from the tenant's counter and writes them.
-pub(crate) async fn flush_audit(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
+async fn flush_audit(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
     let pending = std::mem::take(&mut *env.pending_audit());
     if pending.is_empty() {
         return Ok(());
@@ -402,6 +456,7 @@ pub(crate) async fn flush_audit(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
     let last: i64 = row.try_get(0)?;
     let mut head: Option<String> = row.try_get(1)?;
     let first = last - pending.len() as i64 + 1;
+    let mut written = Vec::with_capacity(pending.len());
     for (i, record) in pending.into_iter().enumerate() {
         let row = crate::audit_chain::ChainedFields {
             seq: first + i as i64,
@@ -437,13 +492,15 @@ pub(crate) async fn flush_audit(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
         .execute(&mut *c)
         .await?;
         head = Some(row.hash(head.as_deref()));
+        written.push(row);
     }
     sqlx::query("UPDATE tenants SET audit_head = $2 WHERE id = $1")
         .bind(env.tenant())
         .bind(head)
         .execute(&mut *c)
         .await?;
-    Ok(())
+    // The outbox: each change's webhook deliveries, in the same transaction as its record.
+    webhooks::enqueue(c, env, &written).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -637,14 +694,15 @@ pub(crate) async fn find_user_locked(
 ) -> OpResult<UserRow> {
     let mut found = find_user(c, env.tenant(), user).await?;
     if env.backend == Backend::Postgres {
-        let retired: i64 = sqlx::query_scalar(
-            "SELECT retired FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+        let row = sqlx::query(
+            "SELECT retired, disabled FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
         )
         .bind(env.tenant())
         .bind(found.user.id)
         .fetch_one(&mut *c)
         .await?;
-        found.user.retired = retired != 0;
+        found.user.retired = row.try_get::<i64, _>("retired")? != 0;
+        found.user.disabled = row.try_get::<i64, _>("disabled")? != 0;
     }
     Ok(found)
 }
@@ -654,4 +712,10 @@ fn require_not_retired(user: &UserRow) -> OpResult<()> {
         return Err(LedgerError::Retired(user.user.id).into());
     }
     Ok(())
+}
+
+/// Neither retired nor disabled: may be given seats and log on.
+fn require_active(user: &UserRow) -> OpResult<()> {
+    require_not_retired(user)?;
+    require_enabled(user)
 }

@@ -54,7 +54,7 @@ pub(super) async fn grant_seat(
         Some(_) => return Err(LedgerError::WrongHolder { seat: seat_id }.into()),
         None => {}
     }
-    require_not_retired(&user)?;
+    require_active(&user)?;
     if seat.expired(env.now) {
         return Err(LedgerError::SeatExpired(seat_id).into());
     }
@@ -112,6 +112,7 @@ pub(super) async fn grant_seat(
         return Err(LedgerError::WrongHolder { seat: seat_id }.into());
     }
     add_grant(c, env, user.user.id, product.id(), product.id()).await?;
+    seat_now_held(c, env, user.user.id, product.id()).await?;
     audit(env,
         "seat.grant",
         Subjects {

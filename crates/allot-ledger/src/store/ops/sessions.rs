@@ -57,7 +57,7 @@ pub(super) async fn log_on(
     rules::validate_lease(lease_seconds)?;
     rules::validate_text("device", device)?;
     let user = find_user_locked(c, env, user).await?;
-    require_not_retired(&user)?;
+    require_active(&user)?;
     let product = match product {
         Some(p) => {
             let p = find_product(c, env.tenant(), p).await?;

@@ -1,6 +1,7 @@
 //! `Idempotency-Key` (IETF httpapi draft) on the native API's POST, PATCH and DELETE.
 //!
-//! The middleware fingerprints the request (method, path and query, SHA-256 of the body) and
+//! The middleware fingerprints the request (HMAC-SHA256 under a server secret of method, path
+//! and query and body) and
 //! scopes the key to the tenant and principal; [`super::run`] then hands both to the ledger,
 //! which claims the key, applies the change and records its outcome in one transaction. A retry
 //! of a committed request gets the recorded answer (same status and body) and changes nothing;
@@ -19,7 +20,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, KeyInit, Mac};
 
 use crate::api::error::ApiError;
 use crate::auth::Principal;
@@ -43,6 +44,8 @@ const IGNORED: &[&str] = &[
     "/v1/tenants",
     "/v1/sessions",
     "/v1/sessions/{id}/heartbeat",
+    // The answer holds the endpoint's signing secret.
+    "/v1/webhooks",
 ];
 
 /// Keys being run right now in this process.
@@ -146,7 +149,18 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
             );
         }
     };
-    let mut digest = Sha256::new();
+    // Keyed (HMAC with a server secret): a body may hold a password, and a stored plain hash
+    // of it could be tested against guesses offline.
+    let hmac_key = match state
+        .fingerprint_key
+        .get_or_try_init(|| state.ledger.hash_key("idempotency-fingerprint"))
+        .await
+    {
+        Ok(hmac_key) => hmac_key,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mut digest = <Hmac<sha2_11::Sha256> as KeyInit>::new_from_slice(hmac_key)
+        .expect("HMAC takes a key of any length");
     digest.update(parts.method.as_str().as_bytes());
     digest.update(b" ");
     digest.update(
@@ -159,7 +173,12 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     );
     digest.update(b"\n");
     digest.update(&bytes);
-    let fingerprint = format!("{:x}", digest.finalize());
+    let fingerprint: String = digest
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let request = IdempotentRequest {
         principal: principal_scope(&principal),
         key,

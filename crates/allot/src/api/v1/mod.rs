@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod batch;
 pub mod companies;
+pub mod groups;
 pub mod harvest;
 pub mod idempotency;
 pub mod keys;
@@ -12,7 +13,9 @@ pub mod license;
 pub mod products;
 pub mod seats;
 pub mod sessions;
+pub mod usage;
 pub mod users;
+pub mod webhooks;
 
 use axum::http::HeaderMap;
 

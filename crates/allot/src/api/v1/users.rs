@@ -57,6 +57,8 @@ pub async fn create(
         company: req.company.as_ref().map(Key::company),
         license_mode: req.license_mode.unwrap_or(LicenseMode::Manual),
         user_type: req.user_type.unwrap_or_else(|| "internal".into()),
+        external_id: None,
+        display_name: None,
     };
     let mut commands = vec![Command::CreateUser(new)];
     if let Some(password_hash) = password_hash {
@@ -115,6 +117,7 @@ pub async fn patch(
         company: req.company.map(|c| c.as_ref().map(Key::company)),
         license_mode: req.license_mode,
         user_type: req.user_type,
+        ..Default::default()
     };
     run(
         &state,

@@ -343,6 +343,7 @@ impl From<LedgerError> for Fault {
                 "The company's quota of licenses of this type is used up.".into()
             }
             Retired(_) => "The user has been deleted.".into(),
+            Disabled(_) => "The user is disabled.".into(),
             WrongHolder { seat } => format!("License '{seat}' is granted to another user."),
             NotHeld(seat) => format!("License '{seat}' is not granted to any user."),
             SeatExpired(seat) => format!("License '{seat}' has expired."),

@@ -48,7 +48,7 @@ fn user_out(user: &User, companies: &HashMap<CompanyId, String>) -> Out {
                         .map(String::as_str),
                 ),
             ),
-            ("Enabled", Out::Bool(!user.retired)),
+            ("Enabled", Out::Bool(!user.retired && !user.disabled)),
             (
                 "LicenseManagmentMode",
                 wire::user_mode_out(user.license_mode),
@@ -142,15 +142,23 @@ fn check_password(password: Option<&str>) -> Result<(), Fault> {
     Ok(())
 }
 
-/// The ledger has no disabled state short of deletion: `Enabled: false` is refused rather
-/// than silently ignored.
-fn check_enabled(body: &wire::Fields) -> Result<(), Fault> {
-    match body.boolean("Enabled").map_err(invalid)? {
-        Some(false) => Err(invalid(
-            "disabled users are not supported; delete the user instead".into(),
-        )),
-        _ => Ok(()),
-    }
+/// `Enabled` as the ledger's command: `false` disables the user (seats released unless the
+/// tenant keeps them, logins and tokens refused, the user kept), `true` enables it again.
+fn enabled_command(body: &wire::Fields, user: UserRef) -> Result<Option<Command>, Fault> {
+    Ok(match body.boolean("Enabled").map_err(invalid)? {
+        Some(false) => Some(Command::DisableUser { user }),
+        Some(true) => Some(Command::EnableUser { user }),
+        None => None,
+    })
+}
+
+/// Runs the commands of one request all or nothing; the first refusal is the answer.
+async fn apply(call: &Call<'_>, commands: &[Command]) -> Result<Vec<Outcome>, Fault> {
+    Ok(call
+        .state
+        .ledger
+        .apply_all_or_nothing(&call.context(), commands)
+        .await?)
 }
 
 /// The first notification e-mail is the user's e-mail address.
@@ -175,7 +183,7 @@ pub async fn create(call: &Call<'_>) -> Result<Response, Fault> {
         return Err(invalid("Password is required".into()));
     }
     check_password(password.as_deref())?;
-    check_enabled(&body)?;
+    let enabled = enabled_command(&body, UserRef::Login(login.clone()))?;
     let company = field(body.given("Company"))?;
     let new = NewUser {
         id: None,
@@ -186,9 +194,15 @@ pub async fn create(call: &Call<'_>) -> Result<Response, Fault> {
         company: company.map(CompanyRef::Name),
         license_mode: mode(&body)?.unwrap_or(LicenseMode::Manual),
         user_type: "internal".to_owned(),
+        external_id: None,
+        display_name: None,
     };
-    match call.execute(Command::CreateUser(new)).await? {
-        Outcome::User(user) => call.ok(&Out::Str(user.uuid.to_string()), "string"),
+    // Created disabled in the same transaction, or not at all.
+    let commands: Vec<Command> = std::iter::once(Command::CreateUser(new))
+        .chain(enabled)
+        .collect();
+    match apply(call, &commands).await?.into_iter().next() {
+        Some(Outcome::User(user)) => call.ok(&Out::Str(user.uuid.to_string()), "string"),
         _ => Err(Fault::unavailable()),
     }
 }
@@ -200,7 +214,7 @@ pub async fn edit(call: &Call<'_>) -> Result<Response, Fault> {
     let id = field(body.given("ID"))?.ok_or_else(|| invalid("ID is required".into()))?;
     let user = require(call, &id).await?;
     check_password(field(body.given("Password"))?.as_deref())?;
-    check_enabled(&body)?;
+    let enabled = enabled_command(&body, UserRef::Id(user.id))?;
     let patch = UserPatch {
         login: field(body.given("Email"))?,
         first_name: field(body.given("FirstName"))?,
@@ -208,13 +222,15 @@ pub async fn edit(call: &Call<'_>) -> Result<Response, Fault> {
         email: notification_email(&body)?,
         company: field(body.given("Company"))?.map(|name| Some(CompanyRef::Name(name))),
         license_mode: mode(&body)?,
-        user_type: None,
+        ..Default::default()
     };
-    call.execute(Command::EditUser {
+    let commands: Vec<Command> = std::iter::once(Command::EditUser {
         user: UserRef::Id(user.id),
         patch,
     })
-    .await?;
+    .chain(enabled)
+    .collect();
+    apply(call, &commands).await?;
     ok_empty()
 }
 

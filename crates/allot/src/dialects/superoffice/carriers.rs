@@ -413,6 +413,7 @@ pub fn principal_carrier(
         allot_ledger::Role::Reader => "Reader",
         allot_ledger::Role::User => "User",
         allot_ledger::Role::Operator => "Operator",
+        allot_ledger::Role::Scim => "Scim",
     };
     let mut fields = vec![
         ("UserType", Wire::str("InternalAssociate")),

@@ -310,6 +310,8 @@ fn sample_view(id: i64, unrestricted: bool) -> UserProductView {
         },
         assigned: true,
         can_assign: false,
+        reasons: vec!["direct".into()],
+        groups: Vec::new(),
     }
 }
 
@@ -328,7 +330,12 @@ fn sample(op: &Method, version: Version) -> Option<Wire> {
         company: None,
         license_mode: LicenseMode::Manual,
         retired: false,
+        disabled: false,
         user_type: "internal".into(),
+        external_id: None,
+        display_name: None,
+        created_at: time::OffsetDateTime::UNIX_EPOCH,
+        modified_at: time::OffsetDateTime::UNIX_EPOCH,
     };
     Some(match op.name {
         "GetUserLicenses" => carriers::license_owners(&views, &catalog, version),
