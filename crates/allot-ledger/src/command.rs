@@ -226,6 +226,20 @@ pub struct UserPatch {
     pub display_name: Option<Option<String>>,
 }
 
+/// A user as a directory import states it: created when no user has the login, else brought
+/// to these values (`None` leaves a field as it is); the company is made if missing; each
+/// license is assigned if not held yet (licenses not listed are left alone).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserUpsert {
+    pub login: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    /// The company's name.
+    pub company: Option<String>,
+    pub licenses: Vec<ProductRef>,
+}
+
 // Commands carry password and token hashes: keep them out of logs (see `Command::redacted`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -252,6 +266,9 @@ pub enum Command {
         quota: Option<i64>,
     },
     CreateUser(NewUser),
+    /// Creates or updates a user matched by login, with its company and direct licenses; run
+    /// twice, the second run changes nothing (changed 0).
+    UpsertUser(UserUpsert),
     EditUser {
         user: UserRef,
         patch: UserPatch,
@@ -262,6 +279,35 @@ pub enum Command {
         patch: ProductPatch,
     },
     AddSeats(NewSeats),
+    /// Removes `count` free seats of a product from a pool (the tenant-wide one unless
+    /// `pool_company`): all of them or none, never a held seat.
+    RemoveSeats {
+        product: ProductRef,
+        count: i64,
+        pool_company: Option<CompanyRef>,
+    },
+    /// Sets (or with `None` removes) a product's idle-seat policy.
+    SetHarvestPolicy {
+        product: ProductRef,
+        policy: Option<HarvestPolicy>,
+    },
+    /// Exempts a user's seats from the harvest, or ends the exemption.
+    SetHarvestExempt {
+        user: UserRef,
+        exempt: bool,
+    },
+    /// Releases one seat the harvest found idle, if it still is: its product's policy still
+    /// says release past its idle days, its holder is not exempt and has used it (or held a
+    /// live session) no later than that. A use racing the harvest wins (changed 0).
+    HarvestSeat {
+        seat: Uuid,
+    },
+    /// Records a use of the user's seats (all, or one), e.g. a license file fetched. Not
+    /// audited (it changes no holding); writes only seats whose last use is over an hour old.
+    RecordUse {
+        user: UserRef,
+        seat: Option<Uuid>,
+    },
     /// Removes an owner's whole license from the store (SuperOffice RemoveLicenseFromDB): every
     /// holder loses the owner's products, then their seats, quotas and the products go.
     RemoveOwner {
@@ -518,11 +564,17 @@ impl Command {
             Command::DeleteCompany { .. } => "delete_company",
             Command::SetCompanyQuota { .. } => "set_company_quota",
             Command::CreateUser(_) => "create_user",
+            Command::UpsertUser(_) => "upsert_user",
             Command::EditUser { .. } => "edit_user",
             Command::CreateProduct(_) => "create_product",
             Command::EditProduct { .. } => "edit_product",
             Command::RemoveOwner { .. } => "remove_owner",
             Command::AddSeats(_) => "add_seats",
+            Command::RemoveSeats { .. } => "remove_seats",
+            Command::SetHarvestPolicy { .. } => "set_harvest_policy",
+            Command::SetHarvestExempt { .. } => "set_harvest_exempt",
+            Command::HarvestSeat { .. } => "harvest_seat",
+            Command::RecordUse { .. } => "record_use",
             Command::Assign { .. } => "assign",
             Command::Unassign { .. } => "unassign",
             Command::RemoveAllLicenses { .. } => "remove_all_licenses",

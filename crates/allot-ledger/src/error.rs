@@ -34,6 +34,14 @@ pub enum LedgerError {
         in_use: i64,
         total: i64,
     },
+    /// Seat removal takes free seats only; `free` says how many there are.
+    #[error("only {free} free seat(s) of {name} to remove, {requested} asked")]
+    NotEnoughFreeSeats {
+        product: ProductId,
+        name: String,
+        free: i64,
+        requested: i64,
+    },
     #[error("the company's quota for {name} is used up")]
     QuotaExhausted { product: ProductId, name: String },
     /// Names both products (`owner/name`), like `NoSeatFree`.
@@ -104,6 +112,7 @@ impl LedgerError {
             LedgerError::UnknownWebhook(_) => "unknown_webhook",
             LedgerError::AlreadyExists { .. } => "already_exists",
             LedgerError::NoSeatFree { .. } => "no_seat_free",
+            LedgerError::NotEnoughFreeSeats { .. } => "not_enough_free_seats",
             LedgerError::QuotaExhausted { .. } => "quota_exhausted",
             LedgerError::PrerequisiteMissing { .. } => "prerequisite_missing",
             LedgerError::Retired(_) => "retired",

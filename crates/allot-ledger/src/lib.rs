@@ -9,6 +9,7 @@
 pub mod audit_chain;
 pub mod command;
 pub mod error;
+mod harvest;
 pub mod idempotency;
 pub mod keys;
 pub mod license;
@@ -202,6 +203,16 @@ impl Ledger {
         commands: &[Command],
     ) -> QueryResult<Vec<Result<Outcome, LedgerError>>> {
         Ok(self.store.apply(ctx, commands, self.now()).await?)
+    }
+
+    /// Runs commands as [`Ledger::apply`] would, each with its own outcome, and rolls them all
+    /// back: what they would change, with nothing applied.
+    pub async fn apply_dry_run(
+        &self,
+        ctx: &Context,
+        commands: &[Command],
+    ) -> QueryResult<Vec<Result<Outcome, LedgerError>>> {
+        Ok(self.store.apply_dry_run(ctx, commands, self.now()).await?)
     }
 
     /// Applies commands in one transaction that commits only if every command succeeds; the
@@ -509,6 +520,11 @@ impl Ledger {
 impl Ledger {
     pub async fn login(&self, tenant: TenantId, login: &str) -> QueryResult<Option<LoginRecord>> {
         Ok(self.store.login(tenant, login).await?)
+    }
+
+    /// The tenant's password logins (their hashes stay in the store).
+    pub async fn logins(&self, tenant: TenantId) -> QueryResult<Vec<LoginInfo>> {
+        Ok(self.store.logins(tenant).await?)
     }
 
     /// The live (unexpired, unrevoked) token with this SHA-256.

@@ -102,7 +102,12 @@ impl Ledger {
             now,
             self.license_validity(tenant).await?,
         );
-        self.sign(tenant, claims).await
+        let signed = self.sign(tenant, claims).await?;
+        // A license file fetched is a use of the seats it names (the idle-seat harvest).
+        if !seats.is_empty() {
+            self.record_use(tenant, &UserRef::Id(user.id), None).await?;
+        }
+        Ok(signed)
     }
 
     /// A signed file for one held seat: its holder, its product and the device it is activated
@@ -158,7 +163,10 @@ impl Ledger {
             now,
             self.license_validity(tenant).await?,
         );
-        self.sign(tenant, claims).await
+        let signed = self.sign(tenant, claims).await?;
+        self.record_use(tenant, &UserRef::Id(holder), Some(seat.id))
+            .await?;
+        Ok(signed)
     }
 
     async fn held_seats(

@@ -468,6 +468,56 @@ impl Product {
     }
 }
 
+string_enum! {
+    /// What the harvest does with a seat idle past its product's policy.
+    HarvestAction {
+        /// Frees the seat (audited with the reason `idle`).
+        Release = "release",
+        /// Only lists it.
+        Report = "report",
+    }
+}
+
+/// A product's idle-seat policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HarvestPolicy {
+    /// A held seat unused for this many days is idle (1..=3650).
+    #[schema(minimum = 1, maximum = 3650)]
+    pub idle_days: i64,
+    pub action: HarvestAction,
+}
+
+/// One product's policy, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProductHarvestPolicy {
+    pub product: ProductId,
+    pub owner: String,
+    pub name: String,
+    pub idle_days: i64,
+    pub action: HarvestAction,
+}
+
+/// A held seat idle past its product's policy: what the harvest would do with it, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IdleSeat {
+    pub seat: Uuid,
+    pub product: ProductId,
+    /// `owner/name`.
+    pub product_name: String,
+    pub user: UserId,
+    pub login: String,
+    /// When the seat was last used (or taken, if never used since).
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_used_at: OffsetDateTime,
+    /// Whole days since `last_used_at`.
+    pub idle_days: i64,
+    /// The policy's threshold.
+    pub policy_idle_days: i64,
+    pub action: HarvestAction,
+    /// The harvest released it (false: reported only, a dry run, or used again meanwhile).
+    pub released: bool,
+}
+
 /// A company's share of one product: its quota of the tenant-wide pool and its own pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompanyPool {

@@ -65,6 +65,24 @@ pub fn validate_seat_count(count: i64, allow_zero: bool) -> Result<(), LedgerErr
     Ok(())
 }
 
+/// How stale a seat's `last_used_at` may get before a use writes it again: uses within the
+/// hour cost no write, and idle thresholds are counted in days, so an hour is no loss.
+pub const USE_GRANULARITY_MICROS: i64 = 3_600 * 1_000_000;
+
+pub const MAX_IDLE_DAYS: i64 = 3650;
+
+pub fn validate_idle_days(days: i64) -> Result<(), LedgerError> {
+    if !(1..=MAX_IDLE_DAYS).contains(&days) {
+        return Err(LedgerError::Invalid {
+            field: "idle_days",
+            reason: format!("must be between 1 and {MAX_IDLE_DAYS}"),
+        });
+    }
+    Ok(())
+}
+
+pub const MICROS_PER_DAY: i64 = 86_400 * 1_000_000;
+
 pub fn validate_lease(seconds: i64) -> Result<(), LedgerError> {
     if !(MIN_LEASE_SECONDS..=MAX_LEASE_SECONDS).contains(&seconds) {
         return Err(LedgerError::Invalid {

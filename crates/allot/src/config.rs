@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// Requests per second allowed from one client address (0: no limit) [default: 1000]
     #[arg(long, env = "ALLOT_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
+    /// Seconds between runs of the idle-seat harvest over every tenant (0: never; `allot
+    /// harvest` still runs it by hand) [default: 3600]
+    #[arg(long, env = "ALLOT_HARVEST_INTERVAL")]
+    pub harvest_interval: Option<u64>,
     /// Hours a token from /v1/auth/login lives [default: 12]
     #[arg(long, env = "ALLOT_TOKEN_TTL_HOURS")]
     pub token_ttl_hours: Option<i64>,
@@ -115,6 +119,7 @@ struct FileConfig {
     header_timeout: Option<u64>,
     shutdown_grace: Option<u64>,
     rate_limit: Option<u32>,
+    harvest_interval: Option<u64>,
     token_ttl_hours: Option<i64>,
     log_json: Option<bool>,
     sqlite_sync: Option<SqliteSync>,
@@ -205,6 +210,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Requests per second per client address (bursts of twice that); 0 disables.
     pub rate_limit: u32,
+    /// How often the server runs the idle-seat harvest; `None` never.
+    pub harvest_interval: Option<Duration>,
     pub token_ttl: time::Duration,
     pub log_json: bool,
     pub sqlite_sync: SqliteSync,
@@ -233,6 +240,7 @@ impl std::fmt::Debug for Settings {
             .field("header_timeout", &self.header_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("rate_limit", &self.rate_limit)
+            .field("harvest_interval", &self.harvest_interval)
             .field("token_ttl", &self.token_ttl)
             .field("log_json", &self.log_json)
             .field("sqlite_sync", &self.sqlite_sync)
@@ -263,6 +271,7 @@ impl Default for Settings {
             header_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(20),
             rate_limit: 1000,
+            harvest_interval: Some(Duration::from_secs(3600)),
             token_ttl: time::Duration::hours(12),
             log_json: false,
             sqlite_sync: SqliteSync::Full,
@@ -348,6 +357,11 @@ impl Settings {
                 .map(Duration::from_secs)
                 .unwrap_or(d.shutdown_grace),
             rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(d.rate_limit),
+            harvest_interval: match args.harvest_interval.or(file.harvest_interval) {
+                Some(0) => None,
+                Some(seconds) => Some(Duration::from_secs(seconds)),
+                None => d.harvest_interval,
+            },
             token_ttl: args
                 .token_ttl_hours
                 .or(file.token_ttl_hours)

@@ -295,6 +295,9 @@ pub async fn serve(
         None => None,
     };
     let reaper = tokio::spawn(reap_expired_sessions(ledger.clone()));
+    let harvester = settings
+        .harvest_interval
+        .map(|every| tokio::spawn(harvest_idle_seats(ledger.clone(), every)));
     let webhook_worker = tokio::spawn(crate::webhooks::run_worker(
         ledger.clone(),
         settings.webhooks.clone(),
@@ -307,6 +310,9 @@ pub async fn serve(
     };
     serve_connections(listener, app(state), &settings, shutdown).await;
     reaper.abort();
+    if let Some(task) = harvester {
+        task.abort();
+    }
     webhook_worker.abort();
     if let Some(task) = metrics_task {
         task.abort();
@@ -387,6 +393,21 @@ pub async fn serve_connections(
             grace = ?settings.shutdown_grace,
             "requests still in flight at the end of the shutdown grace; dropping them"
         );
+    }
+}
+
+/// Runs the idle-seat harvest in every tenant every `every` (the first run one interval after
+/// start), releasing idle seats whose product's policy says so.
+async fn harvest_idle_seats(ledger: Ledger, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match ledger.harvest_all_tenants("harvest").await {
+            Ok(0) => {}
+            Ok(released) => tracing::info!(released, "idle seats harvested"),
+            Err(e) => tracing::warn!(error = %e, "harvesting idle seats failed"),
+        }
     }
 }
 

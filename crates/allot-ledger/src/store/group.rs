@@ -176,7 +176,7 @@ async fn commit_with_retries(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match transact(pool, backend, &items, false).await {
+        match transact(pool, backend, &items, false, true).await {
             Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
                 let jitter = rand::random::<u64>() % (5 * attempt as u64);
                 tokio::time::sleep(Duration::from_millis(jitter)).await;

@@ -302,6 +302,21 @@ impl Store {
         }
     }
 
+    /// Runs commands as [`Store::apply`] does, each with its own outcome, then rolls the whole
+    /// transaction back: what they would do, with nothing applied (an import's `--dry-run`).
+    pub async fn apply_dry_run(
+        &self,
+        ctx: &Context,
+        commands: &[Command],
+        now: i64,
+    ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
+        let items: Vec<Item<'_>> = commands
+            .iter()
+            .map(|command| Item { ctx, command, now })
+            .collect();
+        transact(&self.writer, self.backend, &items, false, false).await
+    }
+
     /// Like [`Store::apply`], but the first command a rule refuses rolls the whole batch back:
     /// the result then holds outcomes up to and including that refusal, and nothing committed.
     pub async fn apply_all_or_nothing(
@@ -345,7 +360,7 @@ impl Store {
             .iter()
             .map(|command| Item { ctx, command, now })
             .collect();
-        transact(&self.writer, self.backend, &items, atomic).await
+        transact(&self.writer, self.backend, &items, atomic, true).await
     }
 
     pub fn commit_stats(&self) -> CommitStats {
@@ -421,12 +436,14 @@ pub(crate) struct Item<'a> {
 /// Runs `items` in one write transaction. Unless `atomic` (or there is only one), each command
 /// runs under its own savepoint, so one that a rule refuses leaves no trace while the others
 /// still commit; with `atomic`, the first refusal rolls everything back. A store failure fails
-/// the whole transaction, and nothing of it is applied.
+/// the whole transaction, and nothing of it is applied. Without `commit`, the transaction is
+/// rolled back at the end (a dry run).
 pub(crate) async fn transact(
     writer: &AnyPool,
     backend: Backend,
     items: &[Item<'_>],
     atomic: bool,
+    commit: bool,
 ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
     let mut conn = writer.acquire().await.map_err(busy_on_timeout)?;
     let mut tx = match backend {
@@ -477,7 +494,11 @@ pub(crate) async fn transact(
             Err(OpError::Store(e)) => return Err(e),
         }
     }
-    tx.commit().await?;
+    if commit {
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
     Ok(outcomes)
 }
 

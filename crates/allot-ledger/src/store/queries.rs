@@ -655,6 +655,92 @@ impl Store {
         rows.iter().map(|r| Ok(seat_from_row(r)?.seat)).collect()
     }
 
+    /// Held seats idle past their product's harvest policy (exempt holders left out), oldest
+    /// seat number first.
+    pub async fn idle_seats(&self, tenant: TenantId, now: i64) -> QueryResult<Vec<IdleSeat>> {
+        let last_use = ops::last_use_sql(self.backend);
+        let rows = sqlx::query(sql(format!(
+            "SELECT s.uuid, s.product_id, o.name AS owner_name, p.name AS product_name, \
+               s.holder_id, u.login, hp.idle_days, hp.action, {last_use} AS last_use \
+             FROM harvest_policies hp \
+             JOIN seats s ON s.tenant_id = hp.tenant_id AND s.product_id = hp.product_id \
+               AND s.holder_id IS NOT NULL AND s.session_uuid IS NULL \
+             JOIN products p ON p.tenant_id = s.tenant_id AND p.id = s.product_id \
+             JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id \
+             JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.holder_id \
+             WHERE hp.tenant_id = $1 \
+               AND NOT EXISTS (SELECT 1 FROM harvest_exempt_users e \
+                 WHERE e.tenant_id = s.tenant_id AND e.user_id = s.holder_id) \
+               AND {last_use} <= $2 - hp.idle_days * $3 \
+             ORDER BY s.number"
+        )))
+        .bind(tenant)
+        .bind(now)
+        .bind(rules::MICROS_PER_DAY)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let last_use: i64 = row.try_get("last_use")?;
+                let owner: String = row.try_get("owner_name")?;
+                let name: String = row.try_get("product_name")?;
+                Ok(IdleSeat {
+                    seat: parse_uuid(&row.try_get::<String, _>("uuid")?)?,
+                    product: row.try_get("product_id")?,
+                    product_name: format!("{owner}/{name}"),
+                    user: row.try_get("holder_id")?,
+                    login: row.try_get("login")?,
+                    last_used_at: rules::from_micros(last_use),
+                    idle_days: (now - last_use) / rules::MICROS_PER_DAY,
+                    policy_idle_days: row.try_get("idle_days")?,
+                    action: ops::parse_enum(&row.try_get::<String, _>("action")?)?,
+                    released: false,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn harvest_policies(
+        &self,
+        tenant: TenantId,
+    ) -> QueryResult<Vec<ProductHarvestPolicy>> {
+        let rows = sqlx::query(
+            "SELECT hp.product_id, o.name AS owner_name, p.name AS product_name, hp.idle_days, \
+               hp.action FROM harvest_policies hp \
+             JOIN products p ON p.tenant_id = hp.tenant_id AND p.id = hp.product_id \
+             JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id \
+             WHERE hp.tenant_id = $1 ORDER BY hp.product_id",
+        )
+        .bind(tenant)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ProductHarvestPolicy {
+                    product: row.try_get("product_id")?,
+                    owner: row.try_get("owner_name")?,
+                    name: row.try_get("product_name")?,
+                    idle_days: row.try_get("idle_days")?,
+                    action: ops::parse_enum(&row.try_get::<String, _>("action")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Users whose seats the harvest leaves alone.
+    pub async fn harvest_exempt_users(&self, tenant: TenantId) -> QueryResult<Vec<User>> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {USER_COLUMNS} FROM harvest_exempt_users e \
+             JOIN users u ON u.tenant_id = e.tenant_id AND u.id = e.user_id \
+             LEFT JOIN companies c ON c.tenant_id = u.tenant_id AND c.id = u.company_id \
+             WHERE e.tenant_id = $1 ORDER BY u.id"
+        )))
+        .bind(tenant)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| Ok(user_from_row(r)?.user)).collect()
+    }
+
     pub async fn session(&self, tenant: TenantId, session: Uuid) -> QueryResult<Session> {
         let row = sqlx::query(sql(format!(
             "SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = $1 AND uuid = $2"
@@ -741,6 +827,28 @@ impl Store {
         .fetch_all(self.reader())
         .await?;
         rows.iter().map(audit_from_row).collect()
+    }
+
+    /// The tenant's password logins (never their hashes), by name.
+    pub async fn logins(&self, tenant: TenantId) -> Result<Vec<LoginInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT login, role, user_id FROM logins WHERE tenant_id = $1 ORDER BY login_key",
+        )
+        .bind(tenant)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LoginInfo {
+                    login: row.try_get("login")?,
+                    role: row
+                        .try_get::<String, _>("role")?
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt("login role".into()))?,
+                    user: row.try_get("user_id")?,
+                })
+            })
+            .collect()
     }
 
     /// A password login, for verification (the caller compares the hash).

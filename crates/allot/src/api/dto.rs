@@ -319,6 +319,28 @@ pub struct AddSeatsRequest {
     pub company: Option<Key>,
 }
 
+/// A product's idle-seat policy.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HarvestPolicyRequest {
+    /// A held seat unused this many days is idle.
+    #[schema(minimum = 1, maximum = 3650)]
+    pub idle_days: i64,
+    /// `release` frees idle seats; `report` only lists them.
+    pub action: HarvestAction,
+}
+
+/// Free seats to remove from a product's pool.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveSeatsRequest {
+    /// How many free seats to remove (all or none).
+    #[schema(minimum = 1, maximum = 100_000)]
+    pub count: i64,
+    /// A company whose own pool loses them (the tenant-wide pool when absent).
+    pub company: Option<Key>,
+}
+
 /// A product with its live counts.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProductWithStatus {

@@ -22,7 +22,7 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code, e.g. `no_seat_free`.
     pub code: String,
@@ -143,6 +143,7 @@ impl From<LedgerError> for ApiError {
             | UnknownWebhook(_) => StatusCode::NOT_FOUND,
             AlreadyExists { .. }
             | NoSeatFree { .. }
+            | NotEnoughFreeSeats { .. }
             | QuotaExhausted { .. }
             | PrerequisiteMissing { .. }
             | Retired(_)

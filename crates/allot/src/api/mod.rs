@@ -18,9 +18,12 @@ use v1::idempotency::IdempotencyHeader;
     info(title = "allot", description = "License-seat server: allot's native API."),
     paths(
         v1::auth::login, v1::auth::list_tokens, v1::auth::create_token, v1::auth::revoke_token,
-        v1::auth::create_login, v1::auth::set_password, v1::auth::list_tenants, v1::auth::create_tenant,
+        v1::auth::list_logins, v1::auth::create_login, v1::auth::set_password, v1::auth::list_tenants, v1::auth::create_tenant,
         v1::products::list, v1::products::create, v1::products::get, v1::products::patch,
-        v1::products::add_seats, v1::products::pools,
+        v1::products::add_seats, v1::products::remove_seats, v1::products::pools,
+        v1::harvest::idle, v1::harvest::run, v1::harvest::policies, v1::harvest::set_policy,
+        v1::harvest::delete_policy, v1::harvest::exempt_users, v1::harvest::exempt,
+        v1::harvest::unexempt, v1::batch::batch,
         v1::usage::product, v1::usage::tenant,
         v1::seats::list, v1::seats::get, v1::seats::grant, v1::seats::release, v1::seats::revoke,
         v1::seats::activate,
@@ -129,7 +132,10 @@ pub fn v1_routes() -> Router<AppState> {
             get(auth::list_tokens).post(auth::create_token),
         )
         .route("/v1/tokens/{id}", delete(auth::revoke_token))
-        .route("/v1/logins", post(auth::create_login))
+        .route(
+            "/v1/logins",
+            get(auth::list_logins).post(auth::create_login),
+        )
         .route("/v1/logins/{login}/password", put(auth::set_password))
         .route(
             "/v1/tenants",
@@ -141,6 +147,22 @@ pub fn v1_routes() -> Router<AppState> {
             get(products::get).patch(products::patch),
         )
         .route("/v1/products/{product}/seats", post(products::add_seats))
+        .route(
+            "/v1/products/{product}/seats/remove",
+            post(products::remove_seats),
+        )
+        .route(
+            "/v1/products/{product}/harvest-policy",
+            put(harvest::set_policy).delete(harvest::delete_policy),
+        )
+        .route("/v1/harvest", get(harvest::idle).post(harvest::run))
+        .route("/v1/batch", post(batch::batch))
+        .route("/v1/harvest/policies", get(harvest::policies))
+        .route("/v1/harvest/exempt", get(harvest::exempt_users))
+        .route(
+            "/v1/users/{user}/harvest-exempt",
+            put(harvest::exempt).delete(harvest::unexempt),
+        )
         .route("/v1/pools", get(products::pools))
         .route("/v1/products/{product}/usage", get(usage::product))
         .route("/v1/usage", get(usage::tenant))

@@ -3,7 +3,9 @@
 //! `--json` for scripts (JSON lines, decoded from and printed as the API's own types).
 
 pub mod client;
+mod import;
 mod output;
+pub mod session;
 mod verify;
 
 pub use output::json_line;
@@ -14,8 +16,8 @@ use serde_json::{Value, json};
 use crate::api::dto::{Changed, IssuedToken, Page, ProductWithStatus};
 use crate::config::{ServeArgs, Settings};
 use allot_ledger::{
-    AuditEvent, Command, Company, Context, Group, GroupView, Ledger, Outcome, PoolStatus, Role,
-    Seat, Session, User, UserProductView,
+    AuditEvent, Command, Company, Context, Group, GroupView, IdleSeat, Ledger, Outcome, PoolStatus,
+    ProductHarvestPolicy, Role, Seat, Session, User, UserProductView,
 };
 use client::{Client, segment};
 use output::Output;
@@ -33,14 +35,9 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone)]
 pub struct Remote {
-    /// Server base URL
-    #[arg(
-        long,
-        env = "ALLOT_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    pub url: String,
+    /// Server base URL [default: the one of `allot login`, else http://127.0.0.1:8080]
+    #[arg(long, env = "ALLOT_URL", global = true)]
+    pub url: Option<String>,
     /// API token
     #[arg(long, env = "ALLOT_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
@@ -94,6 +91,57 @@ pub enum Cmd {
         /// Print JSON ({token, id, role, expires_at}) instead of the bare token
         #[arg(long)]
         json: bool,
+    },
+    /// Log in with a password (asked without echo) and keep the token for the other commands
+    /// in the user's configuration directory, readable by the user only
+    Login {
+        /// The tenant's name
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        login: String,
+        /// Read the password from the first line of standard input instead of asking
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Revoke the kept token and forget it
+    Logout {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Tenants (an operator token)
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Password logins of the tenant
+    Logins {
+        #[command(subcommand)]
+        command: LoginsCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// API tokens of the tenant
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Create or update users from a CSV or JSON-lines file (matched by login), with their
+    /// company and direct licenses; bad rows reported by row, field and reason
+    Import {
+        /// users.csv (header: login,first_name,last_name,email,company,licenses) or users.jsonl
+        file: std::path::PathBuf,
+        /// Report what would change without writing anything
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Products (module licenses)
     Product {
@@ -192,10 +240,15 @@ pub enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
-    /// API tokens: add (e.g. `--role scim` for an identity provider's SCIM client)
-    Tokens {
+    /// Idle seats: list what the harvest would reclaim and why, or reclaim it now; policies
+    /// and exemptions
+    #[command(args_conflicts_with_subcommands = true)]
+    Harvest {
         #[command(subcommand)]
-        command: TokensCmd,
+        command: Option<HarvestCmd>,
+        /// Only list what would be reclaimed
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         remote: Remote,
     },
@@ -234,20 +287,114 @@ pub enum AuditCmd {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TokensCmd {
-    /// Issue a token (printed once): admin, reader, user (with --user) or scim
+pub enum TenantCmd {
+    /// Creates a tenant with its first admin login (the password asked, or --password-stdin)
     Add {
         #[arg(long)]
-        role: String,
-        #[arg(long, default_value = "")]
-        label: String,
-        /// The user a `user` token acts as
+        name: String,
+        #[arg(long, default_value = "admin")]
+        admin: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    List,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LoginRole {
+    Admin,
+    Reader,
+    User,
+    /// An identity provider's SCIM client (tokens only: `/scim/v2` and nothing else)
+    Scim,
+}
+
+impl LoginRole {
+    fn as_str(self) -> &'static str {
+        match self {
+            LoginRole::Admin => "admin",
+            LoginRole::Reader => "reader",
+            LoginRole::User => "user",
+            LoginRole::Scim => "scim",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LoginsCmd {
+    /// Creates a password login (the password asked, or --password-stdin)
+    Add {
+        #[arg(long)]
+        login: String,
+        #[arg(long, value_enum)]
+        role: LoginRole,
+        /// For the user role: the user it acts as (id, UUID or login)
         #[arg(long)]
         user: Option<String>,
-        /// Lifetime in hours (1 to 8784) [default: 720]
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    List,
+    /// Sets a login's password (revoking its tokens)
+    Passwd {
+        #[arg(long)]
+        login: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCmd {
+    /// Issues a token; prints it (shown once) as its last line
+    Add {
+        #[arg(long, value_enum)]
+        role: LoginRole,
+        /// For the user role: the user it acts as (id, UUID or login)
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Lifetime in hours [default: 720]
         #[arg(long)]
         ttl_hours: Option<i64>,
     },
+    List,
+    Revoke {
+        #[arg(long)]
+        id: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HarvestCmd {
+    /// Sets a product's policy: seats unused for --idle-days are released (or only reported)
+    Policy {
+        /// owner/module or id
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        idle_days: i64,
+        /// Only list idle seats, never release them
+        #[arg(long)]
+        report_only: bool,
+    },
+    /// Removes a product's policy
+    Clear {
+        #[arg(long)]
+        product: String,
+    },
+    /// Every product's policy
+    Policies,
+    /// Exempts a user's seats from the harvest (--undo ends the exemption)
+    Exempt {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        undo: bool,
+    },
+    /// The exempt users
+    Exempted,
 }
 
 #[derive(Debug, Subcommand)]
@@ -377,6 +524,17 @@ pub enum SeatsCmd {
         company: Option<String>,
         #[arg(long)]
         transaction: Option<String>,
+    },
+    /// Removes free seats (never a held one): all of --count, or none
+    Remove {
+        /// owner/module or id
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        count: i64,
+        /// The company whose own pool loses the seats: its name or id
+        #[arg(long)]
+        company: Option<String>,
     },
     List {
         #[arg(long)]
@@ -760,7 +918,13 @@ fn remote_of(cmd: &Cmd) -> Option<&Remote> {
         | Cmd::Logoff { remote, .. }
         | Cmd::Status { remote }
         | Cmd::Keys { remote, .. }
+        | Cmd::Harvest { remote, .. }
+        | Cmd::Login { remote, .. }
+        | Cmd::Logout { remote }
+        | Cmd::Tenant { remote, .. }
+        | Cmd::Logins { remote, .. }
         | Cmd::Tokens { remote, .. }
+        | Cmd::Import { remote, .. }
         | Cmd::Webhooks { remote, .. }
         | Cmd::Audit { remote, .. }
         | Cmd::Usage { remote, .. } => Some(remote),
@@ -845,9 +1009,61 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
     let remote = remote_of(&cmd)
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("not an admin command"))?;
-    let client = Client::new(&remote.url, remote.token.clone());
+    // The token of `allot login` serves only the server it came from.
+    let saved = session::load();
+    let url = remote
+        .url
+        .clone()
+        .or_else(|| saved.as_ref().map(|s| s.url.clone()))
+        .unwrap_or_else(|| DEFAULT_URL.to_owned());
+    let token = remote.token.clone().or_else(|| {
+        saved
+            .as_ref()
+            .filter(|s| s.url.trim_end_matches('/') == url.trim_end_matches('/'))
+            .map(|s| s.token.clone())
+    });
+    let client = Client::new(&url, token);
     let out = Output { json: remote.json };
     match cmd {
+        Cmd::Login {
+            tenant,
+            login,
+            password_stdin,
+            ..
+        } => {
+            let password = session::read_password("Password: ", password_stdin)?;
+            let issued: IssuedToken = Client::new(&url, None)
+                .post(
+                    "/v1/auth/login",
+                    &json!({ "tenant": tenant, "login": login, "password": password }),
+                )
+                .await?;
+            let path = session::save(&session::Saved {
+                url: url.clone(),
+                tenant: tenant.clone(),
+                login: login.clone(),
+                token: issued.token,
+                id: issued.id,
+                expires_at: issued.expires_at,
+            })?;
+            if out.json {
+                output::json_line(&json!({
+                    "url": url, "tenant": tenant, "login": login, "role": issued.role,
+                    "expires_at": issued.expires_at, "file": path,
+                }));
+            } else {
+                println!(
+                    "logged in to {url} as {login} ({tenant}, {}); token kept in {}",
+                    issued.role,
+                    path.display()
+                );
+            }
+        }
+        Cmd::Logout { .. } => logout(&url, saved, &out).await?,
+        Cmd::Import { file, dry_run, .. } => import::run(&client, &file, dry_run, out.json).await?,
+        Cmd::Tenant { command, .. } => tenant_admin(&client, &out, command).await?,
+        Cmd::Logins { command, .. } => logins_admin(&client, &out, command).await?,
+        Cmd::Tokens { command, .. } => tokens_admin(&client, &out, command).await?,
         Cmd::Product {
             command:
                 ProductCmd::Add {
@@ -910,6 +1126,37 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 .await?;
             out.seats(&seats);
         }
+        Cmd::Seats {
+            command:
+                SeatsCmd::Remove {
+                    product,
+                    count,
+                    company,
+                },
+            ..
+        } => {
+            let changed: Changed = client
+                .post(
+                    &format!("/v1/products/{}/seats/remove", product_path(&product)),
+                    &json!({ "count": count, "company": company.as_deref().map(company_key) }),
+                )
+                .await?;
+            out.changed(&changed);
+        }
+        Cmd::Harvest {
+            command: None,
+            dry_run,
+            ..
+        } => {
+            let idle: Vec<IdleSeat> = client
+                .post(&format!("/v1/harvest?dry_run={dry_run}"), &json!({}))
+                .await?;
+            out.idle_seats(&idle);
+        }
+        Cmd::Harvest {
+            command: Some(command),
+            ..
+        } => harvest_admin(&client, &out, command).await?,
         Cmd::Seats {
             command:
                 SeatsCmd::List {
@@ -1135,32 +1382,6 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
             let since = since.as_deref().map(parse_time).transpose()?;
             audit(&client, &out, since.as_deref(), follow).await?;
         }
-        Cmd::Tokens { command, .. } => {
-            let TokensCmd::Add {
-                role,
-                label,
-                user,
-                ttl_hours,
-            } = command;
-            let mut body = json!({ "role": role, "label": label });
-            if let Some(user) = user {
-                body["user"] = json!(user);
-            }
-            if let Some(hours) = ttl_hours {
-                body["ttl_hours"] = json!(hours);
-            }
-            let issued: Value = client.post("/v1/tokens", &body).await?;
-            if out.json {
-                println!("{}", serde_json::to_string(&issued)?);
-            } else {
-                println!(
-                    "{} (role {}, expires {}; shown once)",
-                    issued["token"].as_str().unwrap_or_default(),
-                    issued["role"].as_str().unwrap_or_default(),
-                    issued["expires_at"].as_str().unwrap_or_default()
-                );
-            }
-        }
         Cmd::Keys { command, .. } => {
             let keys: Value = match command {
                 KeysCmd::Rotate => client.post("/v1/keys", &json!({})).await?,
@@ -1196,6 +1417,193 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
         | Cmd::Verify(_)
         | Cmd::Bench(_) => {
             anyhow::bail!("not an admin command")
+        }
+    }
+    Ok(())
+}
+
+const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+/// Revokes the kept token (a login without the admin role cannot revoke tokens: its token then
+/// lapses at its expiry) and removes the file.
+async fn logout(url: &str, saved: Option<session::Saved>, out: &Output) -> anyhow::Result<()> {
+    let Some(saved) = saved else {
+        if out.json {
+            output::json_line(&json!({ "logged_out": false, "revoked": false }));
+        } else {
+            println!("not logged in");
+        }
+        return Ok(());
+    };
+    let client = Client::new(&saved.url, Some(saved.token.clone()));
+    let revoked = match client
+        .delete::<Changed>(&format!("/v1/tokens/{}", saved.id))
+        .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!(
+                "allot: the token was not revoked ({e}); it lapses at {}",
+                saved.expires_at
+            );
+            false
+        }
+    };
+    session::remove()?;
+    if out.json {
+        output::json_line(&json!({ "logged_out": true, "revoked": revoked }));
+    } else {
+        println!("logged out of {url}");
+    }
+    Ok(())
+}
+
+async fn tenant_admin(client: &Client, out: &Output, command: TenantCmd) -> anyhow::Result<()> {
+    match command {
+        TenantCmd::Add {
+            name,
+            admin,
+            password_stdin,
+        } => {
+            let password = session::read_password(
+                &format!("Password for {admin} of {name}: "),
+                password_stdin,
+            )?;
+            let tenant: allot_ledger::Tenant = client
+                .post(
+                    "/v1/tenants",
+                    &json!({ "name": name, "admin_login": admin, "admin_password": password }),
+                )
+                .await?;
+            out.tenants(&[tenant]);
+        }
+        TenantCmd::List => {
+            let list: Vec<allot_ledger::Tenant> = fetch_all(client, "/v1/tenants").await?;
+            out.tenants(&list);
+        }
+    }
+    Ok(())
+}
+
+async fn logins_admin(client: &Client, out: &Output, command: LoginsCmd) -> anyhow::Result<()> {
+    match command {
+        LoginsCmd::Add {
+            login,
+            role,
+            user,
+            password_stdin,
+        } => {
+            let password =
+                session::read_password(&format!("Password for {login}: "), password_stdin)?;
+            let info: allot_ledger::LoginInfo = client
+                .post(
+                    "/v1/logins",
+                    &json!({ "login": login, "password": password, "role": role.as_str(),
+                             "user": user.as_deref().map(company_key) }),
+                )
+                .await?;
+            out.logins(&[info]);
+        }
+        LoginsCmd::List => {
+            let list: Vec<allot_ledger::LoginInfo> = client.get("/v1/logins").await?;
+            out.logins(&list);
+        }
+        LoginsCmd::Passwd {
+            login,
+            password_stdin,
+        } => {
+            let password =
+                session::read_password(&format!("New password for {login}: "), password_stdin)?;
+            let changed: Changed = client
+                .put(
+                    &format!("/v1/logins/{}/password", segment(&login)),
+                    &json!({ "password": password }),
+                )
+                .await?;
+            out.changed(&changed);
+        }
+    }
+    Ok(())
+}
+
+async fn tokens_admin(client: &Client, out: &Output, command: TokensCmd) -> anyhow::Result<()> {
+    match command {
+        TokensCmd::Add {
+            role,
+            user,
+            label,
+            ttl_hours,
+        } => {
+            let issued: IssuedToken = client
+                .post(
+                    "/v1/tokens",
+                    &json!({ "role": role.as_str(), "user": user.as_deref().map(company_key),
+                             "label": label, "ttl_hours": ttl_hours }),
+                )
+                .await?;
+            if out.json {
+                output::json_line(&issued);
+            } else {
+                println!(
+                    "token {} ({}, expires {}):",
+                    issued.id, issued.role, issued.expires_at
+                );
+                println!("{}", issued.token);
+            }
+        }
+        TokensCmd::List => {
+            let list: Vec<allot_ledger::TokenInfo> = client.get("/v1/tokens").await?;
+            out.tokens(&list);
+        }
+        TokensCmd::Revoke { id } => {
+            let changed: Changed = client.delete(&format!("/v1/tokens/{id}")).await?;
+            out.changed(&changed);
+        }
+    }
+    Ok(())
+}
+
+async fn harvest_admin(client: &Client, out: &Output, command: HarvestCmd) -> anyhow::Result<()> {
+    match command {
+        HarvestCmd::Policy {
+            product,
+            idle_days,
+            report_only,
+        } => {
+            let action = if report_only { "report" } else { "release" };
+            let changed: Changed = client
+                .put(
+                    &format!("/v1/products/{}/harvest-policy", product_path(&product)),
+                    &json!({ "idle_days": idle_days, "action": action }),
+                )
+                .await?;
+            out.changed(&changed);
+        }
+        HarvestCmd::Clear { product } => {
+            let changed: Changed = client
+                .delete(&format!(
+                    "/v1/products/{}/harvest-policy",
+                    product_path(&product)
+                ))
+                .await?;
+            out.changed(&changed);
+        }
+        HarvestCmd::Policies => {
+            let list: Vec<ProductHarvestPolicy> = client.get("/v1/harvest/policies").await?;
+            out.harvest_policies(&list);
+        }
+        HarvestCmd::Exempt { user, undo } => {
+            let path = format!("/v1/users/{}/harvest-exempt", segment(&user));
+            let changed: Changed = if undo {
+                client.delete(&path).await?
+            } else {
+                client.put(&path, &json!({})).await?
+            };
+            out.changed(&changed);
+        }
+        HarvestCmd::Exempted => {
+            let list: Vec<User> = client.get("/v1/harvest/exempt").await?;
+            out.users(&list);
         }
     }
     Ok(())

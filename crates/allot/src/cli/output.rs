@@ -9,7 +9,8 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::api::dto::{Changed, ProductWithStatus};
 use allot_ledger::{
-    AuditEvent, Company, Group, GroupView, PoolStatus, Seat, Session, User, UserProductView,
+    AuditEvent, Company, Group, GroupView, IdleSeat, PoolStatus, ProductHarvestPolicy, Seat,
+    Session, User, UserProductView,
 };
 
 pub struct Output {
@@ -318,6 +319,106 @@ impl Output {
                 opt(e.seat)
             );
         }
+    }
+
+    /// Idle seats: what the harvest would do (or did) with each, and why.
+    pub fn idle_seats(&self, items: &[IdleSeat]) {
+        self.rows(items, || {
+            if items.is_empty() {
+                println!("no idle seats");
+                return;
+            }
+            table(
+                &[
+                    "SEAT",
+                    "PRODUCT",
+                    "USER",
+                    "LAST USED",
+                    "IDLE DAYS",
+                    "POLICY",
+                    "RESULT",
+                ],
+                items
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.seat.to_string(),
+                            s.product_name.clone(),
+                            s.login.clone(),
+                            at(s.last_used_at),
+                            s.idle_days.to_string(),
+                            format!("{} after {} days", s.action, s.policy_idle_days),
+                            if s.released { "released" } else { "kept" }.to_owned(),
+                        ]
+                    })
+                    .collect(),
+            );
+        });
+    }
+
+    pub fn harvest_policies(&self, items: &[ProductHarvestPolicy]) {
+        self.rows(items, || {
+            table(
+                &["ID", "PRODUCT", "IDLE DAYS", "ACTION"],
+                items
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.product.to_string(),
+                            format!("{}/{}", p.owner, p.name),
+                            p.idle_days.to_string(),
+                            p.action.to_string(),
+                        ]
+                    })
+                    .collect(),
+            );
+        });
+    }
+
+    pub fn tenants(&self, items: &[allot_ledger::Tenant]) {
+        self.rows(items, || {
+            table(
+                &["ID", "NAME", "CREATED"],
+                items
+                    .iter()
+                    .map(|t| vec![t.id.to_string(), t.name.clone(), at(t.created_at)])
+                    .collect(),
+            );
+        });
+    }
+
+    pub fn logins(&self, items: &[allot_ledger::LoginInfo]) {
+        self.rows(items, || {
+            table(
+                &["LOGIN", "ROLE", "USER"],
+                items
+                    .iter()
+                    .map(|l| vec![l.login.clone(), l.role.to_string(), opt(l.user)])
+                    .collect(),
+            );
+        });
+    }
+
+    pub fn tokens(&self, items: &[allot_ledger::TokenInfo]) {
+        self.rows(items, || {
+            table(
+                &["ID", "ROLE", "LOGIN", "USER", "LABEL", "EXPIRES", "REVOKED"],
+                items
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.id.to_string(),
+                            t.role.to_string(),
+                            t.login.clone(),
+                            opt(t.user),
+                            t.label.clone(),
+                            at(t.expires_at),
+                            opt(t.revoked_at.map(at)),
+                        ]
+                    })
+                    .collect(),
+            );
+        });
     }
 
     pub fn groups(&self, items: &[Group]) {

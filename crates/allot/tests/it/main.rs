@@ -10,6 +10,7 @@ mod console_browser;
 mod e2e;
 mod idempotency;
 mod licenses;
+mod lifecycle;
 mod limits;
 mod msp360;
 mod msp360_e2e;

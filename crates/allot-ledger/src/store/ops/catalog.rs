@@ -407,6 +407,70 @@ pub(super) async fn add_seats(c: &mut Conn, env: &Env<'_>, new: &NewSeats) -> Op
     Ok(Outcome::Seats { seats })
 }
 
+/// Removes free seats of a product, expired ones first, then the newest. One statement picks
+/// and deletes them, re-checking `holder_id IS NULL` on each row it deletes (PostgreSQL locks
+/// the picked rows and skips rows a concurrent claim holds), so a held seat is never removed;
+/// fewer free seats than asked refuses the whole command, removing nothing.
+pub(super) async fn remove_seats(
+    c: &mut Conn,
+    env: &Env<'_>,
+    product: &ProductRef,
+    count: i64,
+    pool_company: Option<&CompanyRef>,
+) -> OpResult<Outcome> {
+    rules::validate_seat_count(count, false)?;
+    let product = find_product(c, env.tenant(), product).await?;
+    let pool_company = match pool_company {
+        Some(company) => Some(find_company(c, env.tenant(), company).await?.id),
+        None => None,
+    };
+    let pool_clause = match pool_company {
+        Some(_) => "pool_company_id = $5",
+        None => "pool_company_id IS NULL",
+    };
+    let query = sqlx::query_scalar::<_, String>(sql(format!(
+        "DELETE FROM seats WHERE tenant_id = $1 AND holder_id IS NULL AND number IN ( \
+             SELECT number FROM seats WHERE tenant_id = $1 AND product_id = $2 \
+               AND holder_id IS NULL AND overflow = 0 AND {pool_clause} \
+             ORDER BY (expires_at IS NOT NULL AND expires_at <= $3) DESC, number DESC \
+             LIMIT $4{}) \
+         RETURNING uuid",
+        env.skip_locked()
+    )))
+    .bind(env.tenant())
+    .bind(product.id())
+    .bind(env.now)
+    .bind(count);
+    let query = match pool_company {
+        Some(company) => query.bind(company),
+        None => query,
+    };
+    let removed = query.fetch_all(&mut *c).await?;
+    let removed_count = removed.len() as i64;
+    if removed_count < count {
+        // The command's savepoint (or transaction) rolls back: nothing is removed.
+        return Err(LedgerError::NotEnoughFreeSeats {
+            product: product.id(),
+            name: product.product.full_name(),
+            free: removed_count,
+            requested: count,
+        }
+        .into());
+    }
+    audit(
+        env,
+        "seats.remove",
+        Subjects {
+            product: Some(product.id()),
+            company: pool_company,
+            ..Default::default()
+        },
+        json!({ "count": count, "seats": removed }),
+    )
+    .await?;
+    Ok(changed(removed_count as u64))
+}
+
 /// Removes an owner and everything of theirs. Holders lose the products first, through the
 /// same cascade as an unassign (plan members and dependents go too), so no user is left with a
 /// grant or seat that refers to nothing; floating seats end with their sessions.
@@ -476,6 +540,7 @@ pub(super) async fn remove_owner(c: &mut Conn, env: &Env<'_>, owner: &str) -> Op
             "DELETE FROM plan_members WHERE tenant_id = $1 AND (plan_id = $2 OR member_id = $2)",
             "DELETE FROM grants WHERE tenant_id = $1 AND (product_id = $2 OR via_id = $2)",
             "DELETE FROM company_quotas WHERE tenant_id = $1 AND product_id = $2",
+            "DELETE FROM harvest_policies WHERE tenant_id = $1 AND product_id = $2",
         ] {
             sqlx::query(statement)
                 .bind(tenant)

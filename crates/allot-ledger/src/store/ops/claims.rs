@@ -165,7 +165,8 @@ pub(super) async fn free_seat(c: &mut Conn, env: &Env<'_>, number: i64) -> OpRes
     }
     let freed: Option<ProductId> = sqlx::query_scalar(
         "UPDATE seats SET holder_id = NULL, held_since = NULL, charged_company_id = NULL, \
-           session_uuid = NULL, activation_hid = NULL, activation_name = NULL, activation_os = NULL \
+           session_uuid = NULL, activation_hid = NULL, activation_name = NULL, activation_os = NULL, \
+           last_used_at = NULL \
          WHERE tenant_id = $1 AND number = $2 AND holder_id IS NOT NULL \
          RETURNING product_id",
     )
@@ -185,6 +186,17 @@ pub(super) async fn release_held_seat(
     c: &mut Conn,
     env: &Env<'_>,
     seat: &SeatRow,
+) -> OpResult<u64> {
+    release_held_seat_because(c, env, seat, None).await
+}
+
+/// [`release_held_seat`], its audit record carrying `why`'s fields too (the harvest's
+/// `"reason": "idle"` and the figures behind it).
+pub(super) async fn release_held_seat_because(
+    c: &mut Conn,
+    env: &Env<'_>,
+    seat: &SeatRow,
+    why: Option<serde_json::Value>,
 ) -> OpResult<u64> {
     let Some(holder) = seat.seat.holder else {
         return Ok(0);
@@ -206,7 +218,15 @@ pub(super) async fn release_held_seat(
             seat: Some(seat.seat.id),
             ..Default::default()
         },
-        json!({ "before": { "holder": holder, "activation": seat.seat.activation }, "after": { "holder": null } }),
+        {
+            let mut detail = json!({ "before": { "holder": holder, "activation": seat.seat.activation }, "after": { "holder": null } });
+            if let (Some(serde_json::Value::Object(why)), Some(detail)) =
+                (why, detail.as_object_mut())
+            {
+                detail.extend(why);
+            }
+            detail
+        },
     )
     .await?;
     let mut count = 1;

@@ -320,6 +320,71 @@ pub(super) async fn set_company_quota(
     Ok(changed(1))
 }
 
+/// See [`Command::UpsertUser`]. Each part is the existing command's own statements (and audit
+/// record), so an import is audited as the same creations, edits and assignments; the count
+/// of changes is what they changed (0 when the user already was as stated).
+pub(super) async fn upsert_user(
+    c: &mut Conn,
+    env: &Env<'_>,
+    upsert: &UserUpsert,
+) -> OpResult<Outcome> {
+    let login = rules::validate_name("login", &upsert.login)?;
+    let mut changes = 0;
+    let company = match upsert.company.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => {
+            match find_company(c, env.tenant(), &CompanyRef::Name(name.to_owned())).await {
+                Ok(company) => Some(company.id),
+                Err(OpError::Rule(LedgerError::UnknownCompany(_))) => {
+                    match create_company(c, env, name, PoolMode::Global).await? {
+                        Outcome::Company(company) => {
+                            changes += 1;
+                            Some(company.id)
+                        }
+                        other => {
+                            return Err(OpError::Store(crate::error::StoreError::Corrupt(
+                                format!("create_company answered {other:?}"),
+                            )));
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        _ => None,
+    };
+    let by_login = UserRef::Login(login.clone());
+    match find_user(c, env.tenant(), &by_login).await {
+        Ok(_) => {
+            let patch = UserPatch {
+                first_name: upsert.first_name.clone(),
+                last_name: upsert.last_name.clone(),
+                email: upsert.email.clone(),
+                company: company.map(|id| Some(CompanyRef::Id(id))),
+                ..Default::default()
+            };
+            changes += edit_user(c, env, &by_login, &patch).await?.changed();
+        }
+        Err(OpError::Rule(LedgerError::UnknownUser(_))) => {
+            let new = NewUser {
+                first_name: upsert.first_name.clone().unwrap_or_default(),
+                last_name: upsert.last_name.clone().unwrap_or_default(),
+                email: upsert.email.clone().unwrap_or_default(),
+                company: company.map(CompanyRef::Id),
+                ..NewUser::named(&login)
+            };
+            changes += create_user(c, env, &new).await?.changed();
+        }
+        Err(e) => return Err(e),
+    }
+    for product in &upsert.licenses {
+        // Assigning what is held already changes nothing (changed 0).
+        if assign(c, env, &by_login, product).await?.changed() > 0 {
+            changes += 1;
+        }
+    }
+    Ok(changed(changes))
+}
+
 pub(super) async fn create_user(c: &mut Conn, env: &Env<'_>, new: &NewUser) -> OpResult<Outcome> {
     let login = rules::validate_name("login", &new.login)?;
     for (field, value) in [

@@ -20,6 +20,7 @@ mod claims;
 mod credentials;
 mod directory;
 mod groups;
+mod harvest;
 mod keys;
 mod seats;
 mod sessions;
@@ -32,6 +33,8 @@ pub(crate) use credentials::*;
 pub(crate) use directory::*;
 use groups::*;
 pub(crate) use groups::{find_group, group_from_row};
+pub(crate) use harvest::last_use_sql;
+use harvest::*;
 pub(crate) use keys::*;
 use seats::*;
 pub(crate) use sessions::*;
@@ -68,11 +71,25 @@ async fn run_command(tx: &mut Tx<'_>, env: &Env<'_>, command: &Command) -> OpRes
             quota,
         } => set_company_quota(c, env, company, product, *quota).await,
         Command::CreateUser(new) => create_user(c, env, new).await,
+        Command::UpsertUser(upsert) => upsert_user(c, env, upsert).await,
         Command::EditUser { user, patch } => edit_user(c, env, user, patch).await,
         Command::CreateProduct(new) => create_product(c, env, new).await,
         Command::EditProduct { product, patch } => edit_product(c, env, product, patch).await,
         Command::RemoveOwner { owner } => remove_owner(c, env, owner).await,
         Command::AddSeats(new) => add_seats(c, env, new).await,
+        Command::RemoveSeats {
+            product,
+            count,
+            pool_company,
+        } => remove_seats(c, env, product, *count, pool_company.as_ref()).await,
+        Command::SetHarvestPolicy { product, policy } => {
+            set_harvest_policy(c, env, product, *policy).await
+        }
+        Command::SetHarvestExempt { user, exempt } => {
+            set_harvest_exempt(c, env, user, *exempt).await
+        }
+        Command::HarvestSeat { seat } => harvest_seat(c, env, *seat).await,
+        Command::RecordUse { user, seat } => record_use(c, env, user, *seat).await,
         Command::Assign { user, product } => assign(c, env, user, product).await,
         Command::Unassign { user, product } => unassign(c, env, user, product).await,
         Command::RemoveAllLicenses { user } => remove_all_licenses(c, env, user).await,

@@ -247,7 +247,8 @@ pub(super) async fn activate_seat(
         }
     }
     let result = sqlx::query(
-        "UPDATE seats SET activation_hid = $3, activation_name = $4, activation_os = $5 \
+        "UPDATE seats SET activation_hid = $3, activation_name = $4, activation_os = $5, \
+           last_used_at = $7 \
          WHERE tenant_id = $1 AND number = $2 AND activation_hid IS NULL AND holder_id = $6",
     )
     .bind(env.tenant())
@@ -256,6 +257,7 @@ pub(super) async fn activate_seat(
     .bind(activation.computer_name.clone())
     .bind(activation.operating_system.clone())
     .bind(holder.user.id)
+    .bind(env.now)
     .execute(&mut *c)
     .await;
     match result {

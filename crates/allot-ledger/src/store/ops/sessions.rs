@@ -114,6 +114,8 @@ pub(super) async fn log_on(
         json!({ "after": { "client": client, "device": device, "lease_expires_at": expires } }),
     )
     .await?;
+    // A log-on is a use of every seat the user holds (written at most hourly per seat).
+    touch_user_seats(c, env, user.user.id, None, env.now).await?;
     let (session, _) = find_session(c, env, id).await?;
     Ok(Outcome::Lease(Lease {
         session,
@@ -182,10 +184,12 @@ pub(super) async fn end_session(
     struct Ended {
         user_id: UserId,
         product_id: Option<ProductId>,
+        last_heartbeat_at: i64,
     }
     let ended: Option<Ended> = sqlx::query_as(
         "UPDATE sessions SET ended_at = $3, end_reason = $4 \
-         WHERE tenant_id = $1 AND uuid = $2 AND ended_at IS NULL RETURNING user_id, product_id",
+         WHERE tenant_id = $1 AND uuid = $2 AND ended_at IS NULL \
+         RETURNING user_id, product_id, last_heartbeat_at",
     )
     .bind(env.tenant())
     .bind(session.to_string())
@@ -196,10 +200,14 @@ pub(super) async fn end_session(
     let Some(Ended {
         user_id: user,
         product_id: product,
+        last_heartbeat_at,
     }) = ended
     else {
         return Ok(false);
     };
+    // While live, the session's heartbeats counted as uses of the user's seats (the harvest
+    // reads them); once it ends, its last heartbeat is kept on the seats instead.
+    touch_user_seats(c, env, user, None, last_heartbeat_at).await?;
     #[derive(sqlx::FromRow)]
     struct SessionSeat {
         number: i64,

@@ -149,6 +149,16 @@ pub async fn revoke_token(
     run_admin(&state, &caller, &headers, Command::RevokeToken { id }).await
 }
 
+#[utoipa::path(get, path = "/v1/logins", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Vec<LoginInfo>)))]
+pub async fn list_logins(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<ApiJson<Vec<LoginInfo>>> {
+    let tenant = caller.admin()?;
+    Ok(ApiJson(state.ledger.logins(tenant).await?))
+}
+
 #[utoipa::path(post, path = "/v1/logins", tag = "auth", security(("bearer" = [])), request_body = NewLoginRequest,
     responses((status = 201, body = LoginInfo), (status = 409, body = ErrorBody)))]
 pub async fn create_login(

@@ -3,8 +3,10 @@
 
 pub mod audit;
 pub mod auth;
+pub mod batch;
 pub mod companies;
 pub mod groups;
+pub mod harvest;
 pub mod idempotency;
 pub mod keys;
 pub mod license;

@@ -174,6 +174,28 @@ pub async fn add_seats(
     }
 }
 
+/// Removes free seats (never a held one): all `count` of them, or none and 409 saying how many
+/// are free.
+#[utoipa::path(post, path = "/v1/products/{product}/seats/remove", tag = "products", security(("bearer" = [])),
+    params(("product" = String, Path, description = "id, or owner/name (URL-encoded)", pattern = r"^(-?[0-9]+|[^/]+/.+)$")),
+    request_body = RemoveSeatsRequest,
+    responses((status = 200, body = Changed), (status = 404, body = ErrorBody),
+        (status = 409, description = "fewer free seats than asked (code not_enough_free_seats; the message says how many are free)", body = ErrorBody)))]
+pub async fn remove_seats(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(product): ApiPath<String>,
+    ApiJson(req): ApiJson<RemoveSeatsRequest>,
+) -> ApiResult<ApiJson<Changed>> {
+    let command = Command::RemoveSeats {
+        product: product_ref(&product)?,
+        count: req.count,
+        pool_company: req.company.as_ref().map(Key::company),
+    };
+    super::run_admin(&state, &caller, &headers, command).await
+}
+
 /// Pool status of every product: Total, InUse, Free.
 #[utoipa::path(get, path = "/v1/pools", tag = "products", security(("bearer" = [])), params(PageQuery),
     responses((status = 200, body = Page<PoolStatus>)))]
