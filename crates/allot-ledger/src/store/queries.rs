@@ -348,7 +348,9 @@ impl Store {
         Ok(products)
     }
 
-    /// Total / InUse / Free for every product of the tenant (or one).
+    /// Total / InUse / Free for every product of the tenant (or one). The counts are the
+    /// trigger-kept `pool_usage` counters, less the seats whose own expiry has passed (a range
+    /// of `seats_expiring`), so they cost the same whatever the pool's size.
     pub async fn pool_status(
         &self,
         tenant: TenantId,
@@ -363,11 +365,14 @@ impl Store {
         };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT p.id, o.name AS owner_name, p.name, p.kind, p.unrestricted, p.expires_at, \
-               (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id AND s.product_id = p.id \
-                  AND s.overflow = 0 AND (s.expires_at IS NULL OR s.expires_at > $3)) AS total, \
-               (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id AND s.product_id = p.id \
-                  AND s.holder_id IS NOT NULL AND (s.expires_at IS NULL OR s.expires_at > $3)) AS in_use \
+               COALESCE(u.total, 0) - (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id \
+                  AND s.product_id = p.id AND s.expires_at IS NOT NULL AND s.expires_at <= $3 \
+                  AND s.overflow = 0) AS total, \
+               COALESCE(u.in_use, 0) - (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id \
+                  AND s.product_id = p.id AND s.expires_at IS NOT NULL AND s.expires_at <= $3 \
+                  AND s.holder_id IS NOT NULL) AS in_use \
              FROM products p JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id \
+             LEFT JOIN pool_usage u ON u.tenant_id = p.tenant_id AND u.product_id = p.id \
              WHERE p.tenant_id = $1 AND {product_clause} ORDER BY p.sort_order, p.id"
         )))
         .bind(tenant)
@@ -465,23 +470,24 @@ impl Store {
             free: i64,
         }
         let count_free = |product: Option<ProductId>| {
-            // One product's free seats are a range of its index; all of them, a walk of the
-            // tenant's free seats.
+            // The pool's trigger-kept counter (`pool_free`, company 0 = tenant-wide) less its
+            // free seats whose own expiry has passed: one key and one range of
+            // `seats_expiring`, not a walk of the pool's free seats.
             let product_clause = if product.is_some() {
-                "s.product_id = $4"
+                "f.product_id = $4"
             } else {
                 "$4 IS NULL"
             };
             sqlx::query_as::<_, Free>(sqlx::AssertSqlSafe(format!(
-                "SELECT s.product_id, count(*) AS free FROM seats s WHERE s.tenant_id = $1 \
-                   AND {product_clause} AND s.holder_id IS NULL \
-                   AND s.overflow = 0 AND (s.expires_at IS NULL OR s.expires_at > $2) \
-                   AND (($3 IS NULL AND s.pool_company_id IS NULL) OR s.pool_company_id = $3) \
-                 GROUP BY s.product_id"
+                "SELECT f.product_id, f.free - (SELECT count(*) FROM seats s \
+                   WHERE s.tenant_id = f.tenant_id AND s.product_id = f.product_id \
+                     AND s.expires_at IS NOT NULL AND s.expires_at <= $2 AND s.holder_id IS NULL \
+                     AND COALESCE(s.pool_company_id, 0) = f.company_id) AS free \
+                 FROM pool_free f WHERE f.tenant_id = $1 AND {product_clause} AND f.company_id = $3"
             )))
             .bind(tenant)
             .bind(now)
-            .bind(company)
+            .bind(company.unwrap_or(0))
             .bind(product)
             .fetch_all(self.reader())
         };
@@ -508,9 +514,11 @@ impl Store {
             }
             let quota_rows: Vec<Room> = sqlx::query_as(
                 "SELECT q.product_id, q.quota - q.used AS room, \
-                   (SELECT count(*) FROM seats s WHERE s.tenant_id = q.tenant_id AND s.product_id = q.product_id \
-                      AND s.holder_id IS NULL AND s.overflow = 0 AND s.pool_company_id IS NULL \
-                      AND (s.expires_at IS NULL OR s.expires_at > $3)) AS global_free \
+                   COALESCE((SELECT f.free FROM pool_free f WHERE f.tenant_id = q.tenant_id \
+                      AND f.product_id = q.product_id AND f.company_id = 0), 0) \
+                   - (SELECT count(*) FROM seats s WHERE s.tenant_id = q.tenant_id AND s.product_id = q.product_id \
+                      AND s.expires_at IS NOT NULL AND s.expires_at <= $3 \
+                      AND s.holder_id IS NULL AND s.pool_company_id IS NULL) AS global_free \
                  FROM company_quotas q WHERE q.tenant_id = $1 AND q.company_id = $2",
             )
             .bind(tenant)
@@ -996,6 +1004,18 @@ impl Store {
                    OR COALESCE(u.in_use, 0) <> (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id \
                      AND s.product_id = p.id AND s.holder_id IS NOT NULL) \
                    OR u.dirty = 1 OR u.recorded_total <> u.total OR u.recorded_in_use <> u.in_use)",
+            ),
+            (
+                "a pool's free-seat counter differs from its free seats",
+                "SELECT count(*) FROM pool_free f WHERE f.tenant_id = $1 AND f.free <> (SELECT count(*) \
+                 FROM seats s WHERE s.tenant_id = f.tenant_id AND s.product_id = f.product_id \
+                 AND COALESCE(s.pool_company_id, 0) = f.company_id AND s.holder_id IS NULL)",
+            ),
+            (
+                "a free seat's pool has no free-seat counter",
+                "SELECT count(*) FROM seats s WHERE s.tenant_id = $1 AND s.holder_id IS NULL \
+                 AND NOT EXISTS (SELECT 1 FROM pool_free f WHERE f.tenant_id = s.tenant_id \
+                 AND f.product_id = s.product_id AND f.company_id = COALESCE(s.pool_company_id, 0))",
             ),
             (
                 "usage history's latest bucket differs from the pool's counts",

@@ -384,7 +384,8 @@ pub(super) async fn drop_products(
     Ok(freed)
 }
 
-/// The refusal for a product with no seat left, with the counts that explain it.
+/// The refusal for a product with no seat left, with the counts that explain it (the pool's
+/// trigger-kept counters, as `pool_status` reads them).
 pub(super) async fn no_seat_free(
     c: &mut Conn,
     env: &Env<'_>,
@@ -396,8 +397,13 @@ pub(super) async fn no_seat_free(
         in_use: i64,
     }
     let counts: Counts = sqlx::query_as(
-        "SELECT count(*) AS total, count(holder_id) AS in_use FROM seats \
-         WHERE tenant_id = $1 AND product_id = $2 AND (expires_at IS NULL OR expires_at > $3)",
+        "SELECT COALESCE(u.total, 0) - (SELECT count(*) FROM seats s WHERE s.tenant_id = $1 \
+                  AND s.product_id = $2 AND s.expires_at IS NOT NULL AND s.expires_at <= $3 \
+                  AND s.overflow = 0) AS total, \
+                COALESCE(u.in_use, 0) - (SELECT count(*) FROM seats s WHERE s.tenant_id = $1 \
+                  AND s.product_id = $2 AND s.expires_at IS NOT NULL AND s.expires_at <= $3 \
+                  AND s.holder_id IS NOT NULL) AS in_use \
+         FROM (SELECT 1 AS one) x LEFT JOIN pool_usage u ON u.tenant_id = $1 AND u.product_id = $2",
     )
     .bind(env.tenant())
     .bind(product.id())
