@@ -556,6 +556,29 @@ impl Context {
 }
 
 impl Command {
+    /// Can this command end or change a credential (revoke a token, change a password, retire,
+    /// disable or delete a user)? Only the seat and session operations are known not to; every
+    /// other command, including ones added later, counts as one, so the token cache
+    /// ([`crate::Ledger::token_state`]) forgets the tenant's tokens after it commits.
+    pub fn may_change_credentials(&self) -> bool {
+        !matches!(
+            self,
+            Command::Assign { .. }
+                | Command::Unassign { .. }
+                | Command::GrantSeat { .. }
+                | Command::ReleaseSeat { .. }
+                | Command::RevokeSeat { .. }
+                | Command::ActivateSeat { .. }
+                | Command::RegisterComputer { .. }
+                | Command::RecordUse { .. }
+                | Command::LogOn { .. }
+                | Command::Heartbeat { .. }
+                | Command::EndSession { .. }
+                | Command::LogOff { .. }
+                | Command::ExpireSessions
+        )
+    }
+
     /// A stable name for the command (metrics label, logs).
     pub fn name(&self) -> &'static str {
         match self {

@@ -66,11 +66,12 @@ impl Ledger {
         commands: &[Command],
     ) -> Result<Idempotent, LedgerError> {
         use crate::store::Claimed;
-        match self
+        let claimed = self
             .store
             .apply_idempotent(ctx, request, commands, self.now())
-            .await?
-        {
+            .await;
+        self.credentials_changed(ctx.tenant, commands);
+        match claimed? {
             Claimed::Ran(Ok(outcomes)) => Ok(Idempotent::Fresh(outcomes)),
             Claimed::Ran(Err(e)) => Err(e),
             Claimed::Replayed(outcomes) => Ok(Idempotent::Replayed(outcomes)),

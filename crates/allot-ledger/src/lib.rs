@@ -19,6 +19,7 @@ pub mod rules;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod token_cache;
 pub mod webhooks;
 
 use std::sync::{Arc, Mutex};
@@ -111,6 +112,7 @@ pub struct Ledger {
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     vault: Arc<keys::KeyVault>,
+    tokens: Arc<token_cache::TokenCache>,
 }
 
 impl Ledger {
@@ -124,7 +126,29 @@ impl Ledger {
             store: Arc::new(Store::open(url, options).await?),
             clock: Arc::new(SystemClock),
             vault: Arc::new(keys::KeyVault::plain()),
+            tokens: Arc::new(token_cache::TokenCache::new(std::time::Duration::ZERO)),
         })
+    }
+
+    /// Remembers live bearer tokens for `ttl` ([`Ledger::token_state`] then reads the store once
+    /// per token and `ttl`, not per request); zero (the default) remembers none. A token revoked
+    /// through this handle (or a clone) is refused at once; one revoked through another process
+    /// sharing the store, within `ttl`.
+    pub fn with_token_cache(mut self, ttl: std::time::Duration) -> Ledger {
+        self.tokens = Arc::new(token_cache::TokenCache::new(ttl));
+        self
+    }
+
+    /// How long live tokens are remembered (zero: not at all).
+    pub fn token_cache_ttl(&self) -> std::time::Duration {
+        self.tokens.ttl()
+    }
+
+    /// After commands that may have ended credentials of `tenant`: forget its cached tokens.
+    pub(crate) fn credentials_changed(&self, tenant: TenantId, commands: &[Command]) {
+        if commands.iter().any(Command::may_change_credentials) {
+            self.tokens.forget_tenant(Some(tenant));
+        }
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Ledger {
@@ -202,7 +226,9 @@ impl Ledger {
         ctx: &Context,
         commands: &[Command],
     ) -> QueryResult<Vec<Result<Outcome, LedgerError>>> {
-        Ok(self.store.apply(ctx, commands, self.now()).await?)
+        let outcomes = self.store.apply(ctx, commands, self.now()).await;
+        self.credentials_changed(ctx.tenant, commands);
+        Ok(outcomes?)
     }
 
     /// Runs commands as [`Ledger::apply`] would, each with its own outcome, and rolls them all
@@ -225,9 +251,12 @@ impl Ledger {
         let outcomes = self
             .store
             .apply_all_or_nothing(ctx, commands, self.now())
-            .await
-            .map_err(|e| LedgerError::Store(e.to_string()))?;
-        outcomes.into_iter().collect()
+            .await;
+        self.credentials_changed(ctx.tenant, commands);
+        outcomes
+            .map_err(|e| LedgerError::Store(e.to_string()))?
+            .into_iter()
+            .collect()
     }
 
     /// How many group commits this handle's store has run, and how many commands they held.
@@ -241,7 +270,12 @@ impl Ledger {
     /// each command under its own savepoint, one commit); each caller gets its own command's
     /// outcome, and only once that transaction has committed.
     pub async fn execute(&self, ctx: &Context, command: Command) -> Result<Outcome, LedgerError> {
-        self.store.execute(ctx.clone(), command, self.now()).await
+        let changes_credentials = command.may_change_credentials();
+        let outcome = self.store.execute(ctx.clone(), command, self.now()).await;
+        if changes_credentials {
+            self.tokens.forget_tenant(Some(ctx.tenant));
+        }
+        outcome
     }
 
     pub async fn user(&self, tenant: TenantId, user: &UserRef) -> QueryResult<User> {
@@ -537,9 +571,22 @@ impl Ledger {
 
     /// What the token with this SHA-256 is now: live, revoked, expired, or unknown; so a refusal
     /// can say which (the holder of a token learns nothing it could not see on it).
+    ///
+    /// Live tokens are remembered for the token cache's lifetime ([`Ledger::with_token_cache`]);
+    /// their expiry is checked on every use all the same.
     pub async fn token_state(&self, token_hash: &str) -> QueryResult<TokenState> {
+        if let Some(info) = self.tokens.get(token_hash) {
+            return Ok(TokenState::of(Some(info), self.now_time()));
+        }
+        let generation = self.tokens.generation();
+        let read_at = std::time::Instant::now();
         let info = self.store.token_by_hash(token_hash).await?;
-        Ok(TokenState::of(info, self.now_time()))
+        let state = TokenState::of(info, self.now_time());
+        if let TokenState::Live(info) = &state {
+            self.tokens
+                .put(generation, token_hash, info.clone(), read_at);
+        }
+        Ok(state)
     }
 
     pub async fn tokens(&self, tenant: TenantId) -> QueryResult<Vec<TokenInfo>> {

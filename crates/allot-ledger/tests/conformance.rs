@@ -794,6 +794,63 @@ on_both_stores! {
         assert_eq!(state("long").await, TokenState::Revoked, "revoked stays revoked past its expiry");
     }
 
+    async fn cached_tokens_end_at_once_here_and_within_the_cache_time_elsewhere(f: Fixture) {
+        // `here` is a server's ledger with its token cache; `f.ledger` plays another process on
+        // the same store.
+        let here = Ledger::open(&f.db.url()).await.unwrap()
+            .with_clock(std::sync::Arc::new(f.clock.clone()))
+            .with_token_cache(std::time::Duration::from_secs(3600));
+        let ann = f.user("ann").await;
+        let issue = |hash: &str, user: Option<&User>, hours: i64| Command::IssueToken {
+            token_hash: rules::hash_token(hash),
+            role: if user.is_some() { Role::User } else { Role::Admin },
+            login: user.map_or("admin".into(), |u| u.login.clone()),
+            user: user.map(|u| u.id),
+            label: String::new(),
+            expires_at: f.clock.now() + Duration::hours(hours),
+        };
+        let mut tokens = Vec::new();
+        for (secret, user, hours) in [("elsewhere", None, 24), ("here", None, 24), ("ann", Some(&ann), 24), ("short", None, 1)] {
+            let Outcome::Token(t) = f.ok(issue(secret, user, hours)).await else { panic!("no token") };
+            tokens.push(t);
+        }
+        let state = |ledger: &Ledger, secret: &'static str| {
+            let ledger = ledger.clone();
+            async move { ledger.token_state(&rules::hash_token(secret)).await.unwrap() }
+        };
+        for (secret, t) in ["elsewhere", "here", "ann", "short"].into_iter().zip(&tokens) {
+            assert_eq!(state(&here, secret).await, TokenState::Live(t.clone()));
+        }
+        // Revoked by another process: still accepted here until the cache time has passed
+        // (the documented bound), while that process refuses it at once.
+        f.ok(Command::RevokeToken { id: tokens[0].id }).await;
+        assert_eq!(state(&f.ledger, "elsewhere").await, TokenState::Revoked);
+        assert_eq!(state(&here, "elsewhere").await, TokenState::Live(tokens[0].clone()));
+        // Revoked through this process (a clone of it, as every request handler holds): refused
+        // at once, and so is every token of a user disabled here.
+        let ctx = Context::new(f.tenant.id, "admin");
+        here.clone().execute(&ctx, Command::RevokeToken { id: tokens[1].id }).await.unwrap();
+        assert_eq!(state(&here, "here").await, TokenState::Revoked);
+        here.execute(&ctx, Command::DisableUser { user: by_id(&ann) }).await.unwrap();
+        assert_eq!(state(&here, "ann").await, TokenState::Revoked);
+        // The command cleared the tenant's cached tokens: the other process's revocation shows too.
+        assert_eq!(state(&here, "elsewhere").await, TokenState::Revoked);
+        // A cached token still expires on time.
+        f.clock.advance(Duration::hours(1));
+        assert_eq!(state(&here, "short").await, TokenState::Expired);
+        here.close().await;
+        // A short cache time: a revocation elsewhere shows here once it has passed.
+        let brief = Ledger::open(&f.db.url()).await.unwrap()
+            .with_clock(std::sync::Arc::new(f.clock.clone()))
+            .with_token_cache(std::time::Duration::from_millis(50));
+        let Outcome::Token(t) = f.ok(issue("brief", None, 24)).await else { panic!("no token") };
+        assert_eq!(state(&brief, "brief").await, TokenState::Live(t.clone()));
+        f.ok(Command::RevokeToken { id: t.id }).await;
+        tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+        assert_eq!(state(&brief, "brief").await, TokenState::Revoked);
+        brief.close().await;
+    }
+
     async fn reopening_the_store_keeps_everything(f: Fixture) {
         let crm = f.user_product("crm", 2).await;
         let ann = f.user("ann").await;

@@ -271,7 +271,8 @@ pub async fn serve(
     };
     let ledger = Ledger::open_with(settings.db.expose(), &settings.store_options())
         .await?
-        .with_key_vault(settings.key_vault()?);
+        .with_key_vault(settings.key_vault()?)
+        .with_token_cache(settings.token_cache);
     let state = AppState::new(ledger.clone(), settings.clone());
     if let Some(password) = bootstrap(&state).await? {
         // Printed once, to the terminal only: it is never logged.

@@ -50,7 +50,11 @@ impl TestApp {
             ..Settings::default()
         };
         tune(&mut settings);
-        let mut ledger = Ledger::open(&db.url()).await.unwrap();
+        // As `allot serve` opens it: with its token cache, so that revocations are seen through it.
+        let mut ledger = Ledger::open(&db.url())
+            .await
+            .unwrap()
+            .with_token_cache(settings.token_cache);
         if let Some(clock) = clock {
             ledger = ledger.with_clock(std::sync::Arc::new(clock));
         }

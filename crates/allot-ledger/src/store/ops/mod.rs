@@ -429,11 +429,13 @@ async fn audit(
     Ok(())
 }
 
-/// Ends a command inside its transaction: writes its audit records and the usage history of the
-/// pools it changed. Every path that runs a command calls this (and only this) after it.
+/// Ends a command inside its transaction: writes the usage history of the pools it changed and
+/// its audit records. Every path that runs a command calls this (and only this) after it. The
+/// audit records come last: on PostgreSQL they lock the tenant's counter row until the commit,
+/// and every writer of the tenant queues on it, so nothing else runs while it is held.
 pub(crate) async fn finish_command(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
-    flush_audit(c, env).await?;
-    usage::flush_usage(c, env).await
+    usage::flush_usage(c, env).await?;
+    flush_audit(c, env).await
 }
 
 /// Numbers the command's pending audit records densely from the tenant's counter and writes them.
