@@ -30,7 +30,9 @@ pub use command::*;
 pub use error::LedgerError;
 pub use licensing::SignedLicense;
 pub use model::*;
-pub use store::{AuditFilter, CommitStats, SeatFilter, StoreOptions, UserSearch};
+pub use store::{
+    AuditFilter, Cell, CommitStats, SeatFilter, StoreOptions, TableContent, UserSearch,
+};
 
 use store::Store;
 
@@ -514,6 +516,112 @@ impl Ledger {
     /// Whether disabling a user keeps its seats (the tenant's setting).
     pub async fn disabled_keep_seats(&self, tenant: TenantId) -> QueryResult<bool> {
         Ok(self.store.disabled_keep_seats(tenant).await?)
+    }
+}
+
+/// What [`Ledger::copy_to`] moved and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyReport {
+    /// Rows per table, in copy order; the target holds exactly these rows afterwards.
+    pub rows: Vec<(String, usize)>,
+    /// Tenants whose invariants and audit chain were verified on the target.
+    pub tenants: usize,
+}
+
+/// Whole-store operations: backup, copy between stores, restore.
+impl Ledger {
+    /// The data tables the store's schema has (the migrations' tables), by name.
+    pub async fn schema_tables(&self) -> QueryResult<Vec<String>> {
+        Ok(self.store.schema_tables().await?)
+    }
+
+    /// The tables [`Ledger::copy_to`] copies, in its order (parents first).
+    pub fn copied_tables() -> Vec<&'static str> {
+        store::copied_tables()
+    }
+
+    /// Whether no table of the store holds a row.
+    pub async fn is_empty(&self) -> QueryResult<bool> {
+        Ok(self.store.is_empty().await?)
+    }
+
+    /// Every table's rows in one consistent read, in copy order and each table in key order.
+    pub async fn contents(&self) -> QueryResult<Vec<TableContent>> {
+        Ok(self.store.contents().await?)
+    }
+
+    /// Writes a consistent copy of this SQLite store to a new file at `path` while it is in
+    /// use (`VACUUM INTO`: one snapshot, read as a reader reads, so writers go on). PostgreSQL
+    /// stores are refused: `pg_dump` does this for them.
+    pub async fn backup_to(&self, path: &std::path::Path) -> QueryResult<()> {
+        let path = path.to_str().ok_or_else(|| LedgerError::Invalid {
+            field: "to",
+            reason: "the backup path is not UTF-8".into(),
+        })?;
+        if std::path::Path::new(path).exists() {
+            return Err(LedgerError::Invalid {
+                field: "to",
+                reason: format!("{path} exists; a backup goes to a new file"),
+            });
+        }
+        Ok(self.store.backup_into(path).await?)
+    }
+
+    /// Copies every table of this store (ids, audit chain, keys and all) into `target`, which
+    /// must be empty unless `replace` (then its rows are removed first, in the same way).
+    /// Verified before answering: the target's rows equal the source's snapshot, table by
+    /// table, and every tenant's invariants hold and its audit chain verifies there.
+    pub async fn copy_to(&self, target: &Ledger, replace: bool) -> QueryResult<CopyReport> {
+        if !target.is_empty().await? {
+            if !replace {
+                return Err(LedgerError::Invalid {
+                    field: "to",
+                    reason: "the target store is not empty (pass --force to replace its contents)"
+                        .into(),
+                });
+            }
+            target.store.clear().await?;
+        }
+        let contents = self.contents().await?;
+        target.store.load(&contents).await?;
+        let copied = target.contents().await?;
+        for (want, got) in contents.iter().zip(&copied) {
+            if want.rows != got.rows {
+                return Err(LedgerError::Store(format!(
+                    "table {} differs after the copy ({} rows sent, {} found)",
+                    want.table,
+                    want.rows.len(),
+                    got.rows.len()
+                )));
+            }
+        }
+        let tenants = target.tenants().await?;
+        for tenant in &tenants {
+            let broken = target.check_invariants(tenant.id).await?;
+            if !broken.is_empty() {
+                return Err(LedgerError::Store(format!(
+                    "tenant {}: invariants broken after the copy: {}",
+                    tenant.name,
+                    broken.join("; ")
+                )));
+            }
+            match target.verify_audit_chain(tenant.id).await? {
+                Some(audit_chain::ChainCheck::Intact { .. }) | None => {}
+                Some(audit_chain::ChainCheck::Broken { seq, reason }) => {
+                    return Err(LedgerError::Store(format!(
+                        "tenant {}: audit chain broken at record {seq} after the copy: {reason}",
+                        tenant.name
+                    )));
+                }
+            }
+        }
+        Ok(CopyReport {
+            rows: contents
+                .iter()
+                .map(|c| (c.table.clone(), c.rows.len()))
+                .collect(),
+            tenants: tenants.len(),
+        })
     }
 }
 

@@ -313,6 +313,17 @@ impl Settings {
             }
             None => FileConfig::default(),
         };
+        Self::combine(args, file)
+    }
+
+    /// Settings from flags over the text of a TOML file (what `--config` names). Pure (reads
+    /// no file, no environment): the fuzz target reads configuration files through it.
+    pub fn from_toml(args: &ServeArgs, text: &str) -> anyhow::Result<Settings> {
+        let file: FileConfig = toml::from_str(text)?;
+        Self::combine(args, file)
+    }
+
+    fn combine(args: &ServeArgs, file: FileConfig) -> anyhow::Result<Settings> {
         let d = Settings::default();
         let metrics = args.metrics_listen.clone().or(file.metrics_listen);
         let metrics_listen = match metrics.as_deref() {

@@ -9,6 +9,7 @@
 //! retried whole.
 
 mod chain;
+mod copy;
 mod group;
 mod history;
 mod idempotency;
@@ -18,6 +19,8 @@ mod overview;
 mod queries;
 mod webhooks;
 
+pub(crate) use copy::copied_tables;
+pub use copy::{Cell, TableContent};
 pub use group::CommitStats;
 pub(crate) use idempotency::Claimed;
 pub(crate) use ops::AttemptRecord;
