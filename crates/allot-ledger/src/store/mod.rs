@@ -13,6 +13,7 @@ mod group;
 mod history;
 mod idempotency;
 mod keys;
+mod maintenance;
 mod ops;
 mod overview;
 mod queries;
