@@ -250,7 +250,14 @@ pub async fn run_worker(ledger: Ledger, settings: WebhookSettings) {
     };
     // A claim outlives the slowest attempt, so no other worker takes a delivery being sent.
     let lease = settings.timeout * 2 + Duration::from_secs(30);
+    let mut next_prune = tokio::time::Instant::now();
     loop {
+        if let Some(retention) = settings.retention
+            && tokio::time::Instant::now() >= next_prune
+        {
+            prune(&ledger, retention).await;
+            next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
+        }
         let due = match ledger.claim_webhook_deliveries(BATCH, lease).await {
             Ok(due) => due,
             Err(e) => {
@@ -290,6 +297,43 @@ pub async fn run_worker(ledger: Ledger, settings: WebhookSettings) {
             }
         });
         join_all(attempts).await;
+    }
+}
+
+/// How often the worker deletes the deliveries past their retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Batches of ended deliveries one pruning run deletes at most; a larger backlog waits for the
+/// next run, so deliveries are never held up for long.
+const PRUNE_ROUNDS: usize = 20;
+
+/// Deletes ended deliveries older than `retention`, a bounded batch at a time (through the
+/// ledger), until a batch comes back short or the run's rounds are used.
+async fn prune(ledger: &Ledger, retention: Duration) {
+    let retention = time::Duration::try_from(retention).unwrap_or(time::Duration::MAX);
+    let mut deleted = 0;
+    for _ in 0..PRUNE_ROUNDS {
+        match ledger
+            .prune_webhook_deliveries(retention, allot_ledger::PRUNE_BATCH)
+            .await
+        {
+            Ok(n) => {
+                deleted += n;
+                if n < allot_ledger::PRUNE_BATCH as u64 {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "webhooks: pruning ended deliveries failed");
+                break;
+            }
+        }
+    }
+    if deleted > 0 {
+        tracing::info!(
+            deleted,
+            "webhooks: ended deliveries past their retention deleted"
+        );
     }
 }
 

@@ -70,6 +70,7 @@ pub async fn create(
         expires_at: req.expires_at,
         trial: req.trial,
         seats: req.seats,
+        seat_price_per_30_days: req.seat_price_per_30_days,
     };
     match run(
         &state,
@@ -133,6 +134,7 @@ pub async fn patch(
             .transpose()?,
         expires_at: req.expires_at,
         trial: req.trial,
+        seat_price_per_30_days: req.seat_price_per_30_days,
     };
     run(
         &state,
