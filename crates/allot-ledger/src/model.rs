@@ -588,8 +588,8 @@ pub struct UsagePoint {
     pub denied: i64,
     /// Seat-seconds bought but not held during the step.
     pub unused_seat_seconds: i64,
-    /// What `unused_seat_seconds` cost at the product's seat price (in its currency), when
-    /// it has one: see [`crate::rules::unused_seat_cost`] for the arithmetic and rounding.
+    /// What `unused_seat_seconds` cost at the product's seat price, in its currency, when it
+    /// has one: seconds x price / 2,592,000, exact, rounded half up to 1/10,000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "1.2345")]
     pub unused_seat_cost: Option<Amount>,

@@ -107,7 +107,8 @@ pub async fn get(
 
 #[utoipa::path(patch, path = "/v1/products/{product}", tag = "products", security(("bearer" = [])),
     params(("product" = String, Path, description = "id, or owner/name (URL-encoded)", pattern = r"^(-?[0-9]+|[^/]+/.+)$")), request_body = ProductPatchRequest,
-    responses((status = 200, body = ProductWithStatus), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = ProductWithStatus), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "a field refused, e.g. a seat price's amount or currency")))]
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
