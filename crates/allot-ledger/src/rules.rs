@@ -470,7 +470,10 @@ mod tests {
             1_000_000 * 100 * 365 * 86_400,
             Amount::from_e4(MAX_SEAT_PRICE_E4),
         );
-        assert_eq!(big.e4, 1_000_000i128 * 100 * 365 * MAX_SEAT_PRICE_E4 / 30);
+        assert_eq!(
+            big.e4,
+            (1_000_000i128 * 100 * 365 * MAX_SEAT_PRICE_E4 + 15) / 30
+        );
     }
 
     #[test]

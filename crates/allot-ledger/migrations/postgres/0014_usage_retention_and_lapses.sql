@@ -12,6 +12,11 @@ CREATE INDEX usage_buckets_minutes ON usage_buckets (start) WHERE step = 60;
 ALTER TABLE seats ADD COLUMN lapsed BIGINT NOT NULL DEFAULT 0 CHECK (lapsed IN (0, 1));
 CREATE INDEX seats_unlapsed_expiry ON seats (tenant_id, expires_at)
     WHERE lapsed = 0 AND expires_at IS NOT NULL;
+-- A product whose own expiry was swept (its seats lapsed with it), so the sweep finds the
+-- products still to do by an index, however many expired long ago.
+ALTER TABLE products ADD COLUMN lapsed BIGINT NOT NULL DEFAULT 0 CHECK (lapsed IN (0, 1));
+CREATE INDEX products_unlapsed_expiry ON products (tenant_id, expires_at)
+    WHERE lapsed = 0 AND expires_at IS NOT NULL;
 
 -- The counting trigger of 0009, now leaving lapsed seats out.
 CREATE OR REPLACE FUNCTION allot_pool_usage() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -39,10 +39,8 @@ pub(crate) async fn lapse_expired(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
            SELECT s.expires_at AS t FROM seats s WHERE s.tenant_id = $1 AND s.lapsed = 0 \
              AND s.expires_at IS NOT NULL AND s.expires_at <= $2 \
            UNION \
-           SELECT p.expires_at AS t FROM products p WHERE p.tenant_id = $1 \
+           SELECT p.expires_at AS t FROM products p WHERE p.tenant_id = $1 AND p.lapsed = 0 \
              AND p.expires_at IS NOT NULL AND p.expires_at <= $2 \
-             AND EXISTS (SELECT 1 FROM seats s WHERE s.tenant_id = p.tenant_id \
-               AND s.product_id = p.id AND s.lapsed = 0) \
          ) due ORDER BY t",
     )
     .bind(env.tenant())
@@ -50,16 +48,23 @@ pub(crate) async fn lapse_expired(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
     .fetch_all(&mut *c)
     .await?;
     for t in times {
-        sqlx::query(
-            "UPDATE seats SET lapsed = 1 WHERE tenant_id = $1 AND lapsed = 0 AND ( \
-               (expires_at IS NOT NULL AND expires_at <= $2) \
-               OR product_id IN (SELECT id FROM products WHERE tenant_id = $1 \
-                 AND expires_at IS NOT NULL AND expires_at <= $2))",
-        )
-        .bind(env.tenant())
-        .bind(t)
-        .execute(&mut *c)
-        .await?;
+        // The seats whose own expiry passed, then those of products whose expiry passed (each
+        // statement by its index), then those products are marked done.
+        for statement in [
+            "UPDATE seats SET lapsed = 1 WHERE tenant_id = $1 AND lapsed = 0 \
+               AND expires_at IS NOT NULL AND expires_at <= $2",
+            "UPDATE seats SET lapsed = 1 WHERE tenant_id = $1 AND lapsed = 0 \
+               AND product_id IN (SELECT id FROM products WHERE tenant_id = $1 AND lapsed = 0 \
+                 AND expires_at IS NOT NULL AND expires_at <= $2)",
+            "UPDATE products SET lapsed = 1 WHERE tenant_id = $1 AND lapsed = 0 \
+               AND expires_at IS NOT NULL AND expires_at <= $2",
+        ] {
+            sqlx::query(statement)
+                .bind(env.tenant())
+                .bind(t)
+                .execute(&mut *c)
+                .await?;
+        }
         flush_usage_at(c, env, t).await?;
     }
     Ok(())
@@ -78,6 +83,15 @@ pub(crate) async fn relapse_product(
            AND lapsed <> CASE WHEN (expires_at IS NOT NULL AND expires_at <= $3) \
              OR EXISTS (SELECT 1 FROM products p WHERE p.tenant_id = $1 AND p.id = $2 \
                AND p.expires_at IS NOT NULL AND p.expires_at <= $3) THEN 1 ELSE 0 END",
+    )
+    .bind(env.tenant())
+    .bind(product)
+    .bind(env.now)
+    .execute(&mut *c)
+    .await?;
+    sqlx::query(
+        "UPDATE products SET lapsed = CASE WHEN expires_at IS NOT NULL AND expires_at <= $3 \
+           THEN 1 ELSE 0 END WHERE tenant_id = $1 AND id = $2",
     )
     .bind(env.tenant())
     .bind(product)
