@@ -353,6 +353,56 @@ async fn join_all<F: std::future::Future<Output = ()> + Send + 'static>(
 mod tests {
     use super::*;
 
+    /// The worker's pruning run deletes ended deliveries past the retention in rounds of the
+    /// ledger's batch, and keeps recent and pending ones (the clock moved by hand).
+    #[tokio::test]
+    async fn the_worker_prunes_ended_deliveries_past_their_retention() {
+        use allot_ledger::testing::{Fixture, TestDb};
+        use allot_ledger::webhooks::RetryPolicy;
+        let f = Fixture::new(TestDb::sqlite()).await;
+        let (hook, _) = f
+            .ledger
+            .create_webhook(
+                &f.ctx,
+                "https://example.com/h",
+                "",
+                &["user.created".into()],
+            )
+            .await
+            .unwrap();
+        let lease = Duration::from_secs(60);
+        let policy = RetryPolicy::default();
+        // More ended deliveries than one batch, all on day 0; one more on day 6; one pending.
+        let n = allot_ledger::PRUNE_BATCH as usize + 5;
+        for i in 0..n + 2 {
+            if i == n {
+                f.clock.advance(time::Duration::days(6));
+            }
+            f.user(&format!("u{i}")).await;
+            if i == n + 1 {
+                break;
+            }
+            let due = f.ledger.claim_webhook_deliveries(1, lease).await.unwrap();
+            let attempt = Attempt::Delivered { status: 204 };
+            assert!(
+                f.ledger
+                    .finish_webhook_delivery(&due[0], &attempt, &policy)
+                    .await
+                    .unwrap()
+            );
+        }
+        f.clock.advance(time::Duration::days(2)); // day 8
+        prune(&f.ledger, Duration::from_secs(7 * 86_400)).await;
+        let left = f
+            .ledger
+            .webhook_deliveries(f.tenant.id, &hook.id, 5000)
+            .await
+            .unwrap();
+        let statuses: Vec<&str> = left.iter().map(|d| d.status.as_str()).collect();
+        assert_eq!(statuses, ["pending", "delivered"], "{left:?}");
+        f.finish().await;
+    }
+
     #[test]
     fn the_guard_refuses_internal_addresses_in_every_form() {
         for refused in [
