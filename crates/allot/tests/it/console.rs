@@ -867,6 +867,7 @@ async fn the_product_page_shows_the_seat_price_and_what_unused_seats_cost() {
     let page = c
         .get(&format!("/console/products/{product}"), Some(&admin))
         .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert!(
         !page.text.contains("id=\"unused-cost\""),
         "no price, no cost"
