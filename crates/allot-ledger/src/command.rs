@@ -108,6 +108,9 @@ pub struct NewProduct {
     pub trial: bool,
     /// Seats bought with the product (tenant-wide pool).
     pub seats: i64,
+    /// The list price of a seat for 30 days.
+    #[serde(default)]
+    pub seat_price_per_30_days: Option<SeatPrice>,
 }
 
 impl NewProduct {
@@ -128,6 +131,7 @@ impl NewProduct {
             expires_at: None,
             trial: false,
             seats,
+            seat_price_per_30_days: None,
         }
     }
 }
@@ -146,6 +150,9 @@ pub struct ProductPatch {
     pub prerequisite: Option<Option<ProductRef>>,
     pub expires_at: Option<Option<OffsetDateTime>>,
     pub trial: Option<bool>,
+    /// `Some(None)` removes the seat price.
+    #[serde(default)]
+    pub seat_price_per_30_days: Option<Option<SeatPrice>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod license;
 mod licensing;
+mod maintenance;
 pub mod model;
 pub mod rules;
 mod store;
@@ -29,6 +30,7 @@ use uuid::Uuid;
 pub use command::*;
 pub use error::LedgerError;
 pub use licensing::SignedLicense;
+pub use maintenance::PRUNE_BATCH;
 pub use model::*;
 pub use store::{
     AuditFilter, Cell, CommitStats, SeatFilter, StoreOptions, TableContent, UserSearch,
@@ -106,6 +108,28 @@ fn usage_range(
         });
     }
     Ok((first, end))
+}
+
+/// Fills in each point's `unused_seat_cost` when the product has a seat price.
+fn price_points(product: &Product, points: &mut [UsagePoint]) {
+    if let Some(price) = &product.seat_price_per_30_days {
+        for point in points {
+            point.unused_seat_cost = Some(rules::unused_seat_cost(
+                point.unused_seat_seconds,
+                price.amount,
+            ));
+        }
+    }
+}
+
+/// What the unused seats of `points` cost in all, in the product's currency: the points'
+/// unused seat-seconds added up exactly, then priced and rounded once (so the total is exact
+/// to 1/10,000; the points' own rounded costs may add up to a little more or less, at most
+/// half of 1/10,000 per point); `None` when the product has no seat price.
+pub fn unused_seat_cost_total(product: &Product, points: &[UsagePoint]) -> Option<Amount> {
+    let price = product.seat_price_per_30_days.as_ref()?;
+    let seconds: i64 = points.iter().map(|p| p.unused_seat_seconds).sum();
+    Some(rules::unused_seat_cost(seconds, price.amount))
 }
 
 #[derive(Clone)]
@@ -348,13 +372,13 @@ impl Ledger {
     ) -> QueryResult<Vec<UsagePoint>> {
         let (first, end) = usage_range(from, to, step)?;
         // Answers unknown_product for a product that is not the tenant's.
-        self.store
-            .pool_status(tenant, Some(product), self.now())
-            .await?;
-        Ok(self
+        let product = self.store.product(tenant, &ProductRef::Id(product)).await?;
+        let mut points = self
             .store
-            .usage(tenant, product, first, end, step, self.now())
-            .await?)
+            .usage(tenant, product.id, first, end, step, self.now())
+            .await?;
+        price_points(&product, &mut points);
+        Ok(points)
     }
 
     /// [`Ledger::usage`] of every product of the tenant, in the products' order.
@@ -369,10 +393,11 @@ impl Ledger {
         let now = self.now();
         let mut all = Vec::new();
         for product in self.store.products(tenant).await? {
-            let points = self
+            let mut points = self
                 .store
                 .usage(tenant, product.id, first, end, step, now)
                 .await?;
+            price_points(&product, &mut points);
             all.push((product, points));
         }
         Ok(all)

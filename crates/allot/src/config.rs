@@ -95,6 +95,14 @@ pub struct ServeArgs {
     /// Milliseconds between the delivery worker's looks for due deliveries [default: 500]
     #[arg(long, env = "ALLOT_WEBHOOKS_POLL_MS")]
     pub webhooks_poll_ms: Option<u64>,
+    /// Seconds a webhook delivery that ended (delivered, or failed for good) is kept before the
+    /// worker deletes it (0: kept forever) [default: 604800, 7 days]
+    #[arg(long, env = "ALLOT_WEBHOOKS_RETENTION")]
+    pub webhooks_retention: Option<u64>,
+    /// Seconds the usage history keeps its minute points (hours and days are kept forever;
+    /// 0: minutes kept forever too) [default: 604800, 7 days]
+    #[arg(long, env = "ALLOT_USAGE_MINUTES_RETENTION")]
+    pub usage_minutes_retention: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -131,6 +139,8 @@ struct FileConfig {
     webhooks_disable_after: Option<u64>,
     webhooks_timeout: Option<u64>,
     webhooks_poll_ms: Option<u64>,
+    webhooks_retention: Option<u64>,
+    usage_minutes_retention: Option<u64>,
     superoffice: Option<SuperOfficeConfig>,
     msp360: Option<Msp360Config>,
 }
@@ -222,6 +232,8 @@ pub struct Settings {
     /// `X-Forwarded-Proto: https` from the proxy in front marks the console's cookies `Secure`.
     pub trust_forwarded_proto: bool,
     pub webhooks: WebhookSettings,
+    /// How long the usage history keeps minute points; `None` forever.
+    pub usage_minutes_retention: Option<Duration>,
     pub superoffice: SuperOfficeConfig,
     pub msp360: Msp360Config,
 }
@@ -251,6 +263,7 @@ impl std::fmt::Debug for Settings {
             .field("console_secure_cookie", &self.console_secure_cookie)
             .field("trust_forwarded_proto", &self.trust_forwarded_proto)
             .field("webhooks", &self.webhooks)
+            .field("usage_minutes_retention", &self.usage_minutes_retention)
             .field("superoffice", &self.superoffice)
             .field("msp360", &self.msp360)
             .finish()
@@ -279,6 +292,7 @@ impl Default for Settings {
             console_secure_cookie: false,
             trust_forwarded_proto: false,
             webhooks: WebhookSettings::default(),
+            usage_minutes_retention: Some(Duration::from_secs(7 * 86_400)),
             superoffice: SuperOfficeConfig::default(),
             msp360: Msp360Config::default(),
         }
@@ -426,6 +440,19 @@ impl Settings {
                     .or(file.webhooks_poll_ms)
                     .map(Duration::from_millis)
                     .unwrap_or(d.webhooks.poll),
+                retention: match args.webhooks_retention.or(file.webhooks_retention) {
+                    Some(0) => None,
+                    Some(seconds) => Some(Duration::from_secs(seconds)),
+                    None => d.webhooks.retention,
+                },
+            },
+            usage_minutes_retention: match args
+                .usage_minutes_retention
+                .or(file.usage_minutes_retention)
+            {
+                Some(0) => None,
+                Some(seconds) => Some(Duration::from_secs(seconds)),
+                None => d.usage_minutes_retention,
             },
             superoffice: file.superoffice.unwrap_or_default(),
             msp360: file.msp360.unwrap_or_default(),
@@ -478,6 +505,8 @@ pub struct WebhookSettings {
     pub timeout: Duration,
     /// How often the worker looks for due deliveries.
     pub poll: Duration,
+    /// How long ended deliveries are kept; `None` forever.
+    pub retention: Option<Duration>,
 }
 
 impl Default for WebhookSettings {
@@ -487,6 +516,7 @@ impl Default for WebhookSettings {
             retry: allot_ledger::webhooks::RetryPolicy::default(),
             timeout: Duration::from_secs(10),
             poll: Duration::from_millis(500),
+            retention: Some(Duration::from_secs(7 * 86_400)),
         }
     }
 }

@@ -14,6 +14,7 @@ mod group;
 mod history;
 mod idempotency;
 mod keys;
+mod maintenance;
 mod ops;
 mod overview;
 mod queries;

@@ -992,9 +992,9 @@ impl Store {
                 "SELECT count(*) FROM products p LEFT JOIN pool_usage u \
                    ON u.tenant_id = p.tenant_id AND u.product_id = p.id WHERE p.tenant_id = $1 AND ( \
                    COALESCE(u.total, 0) <> (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id \
-                     AND s.product_id = p.id AND s.overflow = 0) \
+                     AND s.product_id = p.id AND s.overflow = 0 AND s.lapsed = 0) \
                    OR COALESCE(u.in_use, 0) <> (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id \
-                     AND s.product_id = p.id AND s.holder_id IS NOT NULL) \
+                     AND s.product_id = p.id AND s.holder_id IS NOT NULL AND s.lapsed = 0) \
                    OR u.dirty = 1 OR u.recorded_total <> u.total OR u.recorded_in_use <> u.in_use)",
             ),
             (

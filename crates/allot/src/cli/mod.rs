@@ -546,8 +546,31 @@ pub enum ProductCmd {
         expires: Option<String>,
         #[arg(long, default_value = "")]
         description: String,
+        /// List price of one seat for 30 days, e.g. 12.50 (at most four decimal places);
+        /// with --currency
+        #[arg(long, requires = "currency")]
+        price: Option<String>,
+        /// ISO 4217 code of --price, e.g. EUR
+        #[arg(long, requires = "price")]
+        currency: Option<String>,
     },
     List,
+    /// Sets (or with --clear removes) a product's list price of one seat for 30 days: the
+    /// usage history then says what the unused seats cost
+    Price {
+        /// owner/module or id
+        #[arg(long)]
+        product: String,
+        /// Amount for one seat and 30 days, e.g. 12.50 (at most four decimal places)
+        #[arg(long, required_unless_present = "clear", requires = "currency")]
+        amount: Option<String>,
+        /// ISO 4217 code, e.g. EUR
+        #[arg(long, requires = "amount")]
+        currency: Option<String>,
+        /// Removes the price
+        #[arg(long, conflicts_with_all = ["amount", "currency"])]
+        clear: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -1179,6 +1202,8 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                     trial,
                     expires,
                     description,
+                    price,
+                    currency,
                 },
             ..
         } => {
@@ -1197,6 +1222,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 "plan_members": plan.iter().map(|m| qualify(m)).collect::<Vec<_>>(),
                 "extra_flags": if plan.is_empty() { 0 } else { 1 },
                 "expires_at": expires.as_deref().map(parse_time).transpose()?,
+                "seat_price_per_30_days": price.map(|amount| json!({ "amount": amount, "currency": currency })),
             });
             let created: ProductWithStatus = client.post("/v1/products", &body).await?;
             out.products(&[created]);
@@ -1207,6 +1233,29 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
         } => {
             let list: Vec<ProductWithStatus> = fetch_all(&client, "/v1/products").await?;
             out.products(&list);
+        }
+        Cmd::Product {
+            command:
+                ProductCmd::Price {
+                    product,
+                    amount,
+                    currency,
+                    clear,
+                },
+            ..
+        } => {
+            let price = match (clear, amount) {
+                (true, _) | (false, None) => Value::Null,
+                (false, Some(amount)) => json!({ "amount": amount, "currency": currency }),
+            };
+            let updated: ProductWithStatus = client
+                .request(
+                    reqwest::Method::PATCH,
+                    &format!("/v1/products/{}", product_path(&product)),
+                    Some(&json!({ "seat_price_per_30_days": price })),
+                )
+                .await?;
+            out.products(&[updated]);
         }
         Cmd::Seats {
             command:

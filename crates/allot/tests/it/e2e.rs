@@ -370,6 +370,66 @@ async fn admin_flow(server: &Server, token: &str) {
         "{csv}"
     );
     assert_eq!(csv.lines().count(), points.len() + 1);
+    // A seat price: the product lists it, and the usage prices the unused seats.
+    let priced = cli_json(
+        url,
+        token,
+        &[
+            "product",
+            "price",
+            "--product",
+            "SuperOffice/user",
+            "--amount",
+            "12.5",
+            "--currency",
+            "EUR",
+        ],
+    );
+    assert_eq!(
+        priced["seat_price_per_30_days"],
+        serde_json::json!({ "amount": "12.5000", "currency": "EUR" })
+    );
+    let human = cli(url, token, &usage);
+    assert!(
+        human.contains("unused cost")
+            && human.contains("Unused seats cost ")
+            && human.contains(" EUR over these points."),
+        "{human}"
+    );
+    let csv = cli(url, token, &[&usage[..], &["--csv"]].concat());
+    assert!(csv.lines().nth(1).unwrap().ends_with(",EUR"), "{csv}");
+    let refused = Command::new(BIN)
+        .args([
+            "product",
+            "price",
+            "--product",
+            "SuperOffice/user",
+            "--amount",
+            "1",
+            "--currency",
+            "euro",
+        ])
+        .env("ALLOT_URL", url)
+        .env("ALLOT_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("ISO 4217"),
+        "{refused:?}"
+    );
+    let cleared = cli_json(
+        url,
+        token,
+        &[
+            "product",
+            "price",
+            "--product",
+            "SuperOffice/user",
+            "--clear",
+        ],
+    );
+    assert!(cleared.get("seat_price_per_30_days").is_none(), "{cleared}");
     every_command_prints_json_lines(url, token);
     // The audit trail saw all of it, in order.
     let audit = cli(url, token, &["audit", "--json"]);

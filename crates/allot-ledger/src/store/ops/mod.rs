@@ -48,6 +48,8 @@ pub(crate) async fn execute(
     env: &Env<'_>,
     command: &Command,
 ) -> OpResult<Outcome> {
+    // Seats that expired since the last command leave the usage history first, at their time.
+    usage::lapse_expired(tx, env).await?;
     let outcome = run_command(tx, env, command).await?;
     settle(tx, env).await?;
     Ok(outcome)
@@ -267,7 +269,7 @@ impl ProductRow {
 
 pub(crate) const PRODUCT_COLUMNS: &str = "p.id, o.name AS owner_name, p.name, p.description, \
      p.tooltip, p.kind, p.unrestricted, p.hidden, p.sort_order, p.extra_flags, p.prerequisite_id, \
-     p.expires_at, p.trial";
+     p.expires_at, p.trial, p.seat_price_e4, p.seat_price_currency";
 
 pub(crate) fn product_from_row(row: &AnyRow) -> OpResult<ProductRow> {
     let expires_at: Option<i64> = row.try_get("expires_at")?;
@@ -287,6 +289,16 @@ pub(crate) fn product_from_row(row: &AnyRow) -> OpResult<ProductRow> {
             prerequisite: row.try_get("prerequisite_id")?,
             expires_at: expires_at.map(rules::from_micros),
             trial: row.try_get::<i64, _>("trial")? != 0,
+            seat_price_per_30_days: match (
+                row.try_get::<Option<i64>, _>("seat_price_e4")?,
+                row.try_get::<Option<String>, _>("seat_price_currency")?,
+            ) {
+                (Some(e4), Some(currency)) => Some(SeatPrice {
+                    amount: Amount::from_e4(e4 as i128),
+                    currency,
+                }),
+                _ => None,
+            },
         },
         expires_at,
     })

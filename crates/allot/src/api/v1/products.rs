@@ -70,6 +70,7 @@ pub async fn create(
         expires_at: req.expires_at,
         trial: req.trial,
         seats: req.seats,
+        seat_price_per_30_days: req.seat_price_per_30_days,
     };
     match run(
         &state,
@@ -106,7 +107,8 @@ pub async fn get(
 
 #[utoipa::path(patch, path = "/v1/products/{product}", tag = "products", security(("bearer" = [])),
     params(("product" = String, Path, description = "id, or owner/name (URL-encoded)", pattern = r"^(-?[0-9]+|[^/]+/.+)$")), request_body = ProductPatchRequest,
-    responses((status = 200, body = ProductWithStatus), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = ProductWithStatus), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "a field refused, e.g. a seat price's amount or currency")))]
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -133,6 +135,7 @@ pub async fn patch(
             .transpose()?,
         expires_at: req.expires_at,
         trial: req.trial,
+        seat_price_per_30_days: req.seat_price_per_30_days,
     };
     run(
         &state,
