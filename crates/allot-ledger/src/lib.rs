@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 pub use command::*;
 pub use error::LedgerError;
+pub use harvest::{harvest_commands, harvest_report};
 pub use licensing::SignedLicense;
 pub use model::*;
 pub use store::{AuditFilter, CommitStats, SeatFilter, StoreOptions, UserSearch};

@@ -19,7 +19,6 @@ mod queries;
 mod webhooks;
 
 pub use group::CommitStats;
-pub(crate) use idempotency::Claimed;
 pub(crate) use ops::AttemptRecord;
 pub use overview::UserSearch;
 pub use queries::{AuditFilter, SeatFilter};
