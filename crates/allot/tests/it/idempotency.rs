@@ -225,14 +225,22 @@ async fn a_sigkill_between_the_change_and_its_answer_leaves_an_answerable_key() 
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     db.end_stall(stalled).await;
-    assert!(first.await.unwrap().is_err(), "the first request got no answer");
+    assert!(
+        first.await.unwrap().is_err(),
+        "the first request got no answer"
+    );
     drop(server);
 
     let again = Server::start(&url_db, Some(PASSWORD)).await;
     let admin = token(&again.url).await;
     let product_url = format!("{}/v1/products/{product}", again.url);
     let committed = {
-        let r = http.get(&product_url).bearer_auth(&admin).send().await.unwrap();
+        let r = http
+            .get(&product_url)
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
         r.json::<Value>().await.unwrap()["description"] == "first"
     };
     // The pool moves on before the retry.
@@ -255,7 +263,10 @@ async fn a_sigkill_between_the_change_and_its_answer_leaves_an_answerable_key() 
     assert_eq!(answer["description"], "first");
     if committed {
         // Changed before the crash: the answer is the one of that change, as it left the pool.
-        assert!(replayed, "a committed change answered as a fresh run: {answer}");
+        assert!(
+            replayed,
+            "a committed change answered as a fresh run: {answer}"
+        );
         assert_eq!(answer["status"]["total"], 0, "{answer}");
     } else {
         // Nothing committed: the retry ran it, now.

@@ -34,6 +34,7 @@ use allot_ledger::{Command, LedgerError, Outcome, TenantId};
 /// answer and stores it, all in one transaction ([`allot_ledger::Ledger::apply_answered`]): a
 /// refusal is rendered and stored too, and a retry gets the stored answer. Without a key the
 /// commands commit as usual (SQLite's group commit), then the read is made and rendered.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn answer<T, R, F>(
     state: &AppState,
     caller: &Caller,
