@@ -6,6 +6,31 @@ use crate::{
     QueryResult, TenantId, User, UserRef,
 };
 
+/// The commands a harvest of these idle seats runs: one [`Command::HarvestSeat`] per seat whose
+/// policy says release, in order.
+pub fn harvest_commands(idle: &[IdleSeat]) -> Vec<Command> {
+    idle.iter()
+        .filter(|seat| seat.action == HarvestAction::Release)
+        .map(|seat| Command::HarvestSeat { seat: seat.seat })
+        .collect()
+}
+
+/// The idle seats with `released` set from the results of [`harvest_commands`] (one per
+/// seat it made a command for, in order): released when its command changed it.
+pub fn harvest_report(
+    mut idle: Vec<IdleSeat>,
+    results: &[Result<crate::Outcome, LedgerError>],
+) -> Vec<IdleSeat> {
+    let mut results = results.iter();
+    for seat in idle
+        .iter_mut()
+        .filter(|seat| seat.action == HarvestAction::Release)
+    {
+        seat.released = matches!(results.next(), Some(Ok(outcome)) if outcome.changed() > 0);
+    }
+    idle
+}
+
 impl Ledger {
     /// Held seats idle past their product's policy, exempt holders left out.
     pub async fn idle_seats(&self, tenant: TenantId) -> QueryResult<Vec<IdleSeat>> {

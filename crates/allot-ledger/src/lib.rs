@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 pub use command::*;
 pub use error::LedgerError;
+pub use harvest::{harvest_commands, harvest_report};
 pub use licensing::SignedLicense;
 pub use maintenance::PRUNE_BATCH;
 pub use model::*;

@@ -23,7 +23,6 @@ mod webhooks;
 pub(crate) use copy::copied_tables;
 pub use copy::{Cell, TableContent};
 pub use group::CommitStats;
-pub(crate) use idempotency::Claimed;
 pub(crate) use ops::AttemptRecord;
 pub use overview::UserSearch;
 pub use queries::{AuditFilter, SeatFilter};

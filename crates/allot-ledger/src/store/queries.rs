@@ -9,7 +9,7 @@ use super::ops::{
     company_from_row, group_from_row, parse_enum, parse_uuid, product_from_row, seat_from_row,
     session_from_row, sql, token_from_row, user_from_row,
 };
-use super::{OpError, Store};
+use super::{Conn, OpError, Store};
 use crate::command::{CompanyRef, GroupRef, ProductRef, UserRef};
 use crate::error::{LedgerError, StoreError};
 use crate::model::*;
@@ -153,68 +153,8 @@ impl Store {
 
     /// A group with its members, its licenses and every member's assignment state.
     pub async fn group_view(&self, tenant: TenantId, group: &GroupRef) -> QueryResult<GroupView> {
-        let group = self.group(tenant, group).await?;
-        let members = sqlx::query(
-            "SELECT m.user_id, u.login, u.disabled, m.added_at FROM group_members m \
-             JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id \
-             WHERE m.tenant_id = $1 AND m.group_id = $2 ORDER BY u.login_key",
-        )
-        .bind(tenant)
-        .bind(group.id)
-        .fetch_all(self.reader())
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(GroupMember {
-                user: r.try_get("user_id")?,
-                login: r.try_get("login")?,
-                disabled: r.try_get::<i64, _>("disabled")? != 0,
-                added_at: rules::from_micros(r.try_get("added_at")?),
-            })
-        })
-        .collect::<QueryResult<Vec<_>>>()?;
-        let licenses = sqlx::query(
-            "SELECT l.product_id, o.name AS owner_name, p.name, l.added_at FROM group_licenses l \
-             JOIN products p ON p.tenant_id = l.tenant_id AND p.id = l.product_id \
-             JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id \
-             WHERE l.tenant_id = $1 AND l.group_id = $2 ORDER BY l.product_id",
-        )
-        .bind(tenant)
-        .bind(group.id)
-        .fetch_all(self.reader())
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(GroupLicense {
-                product: r.try_get("product_id")?,
-                product_name: format!(
-                    "{}/{}",
-                    r.try_get::<String, _>("owner_name")?,
-                    r.try_get::<String, _>("name")?
-                ),
-                added_at: rules::from_micros(r.try_get("added_at")?),
-            })
-        })
-        .collect::<QueryResult<Vec<_>>>()?;
-        let assignments = sqlx::query(sql(format!(
-            "{ASSIGNMENT_SELECT} WHERE a.tenant_id = $1 AND a.group_id = $2 \
-             ORDER BY u.login_key, a.product_id"
-        )))
-        .bind(tenant)
-        .bind(group.id)
-        .fetch_all(self.reader())
-        .await?
-        .iter()
-        .map(assignment_from_row)
-        .collect::<QueryResult<Vec<_>>>()?;
-        Ok(GroupView {
-            id: group.id,
-            uuid: group.uuid,
-            name: group.name,
-            members,
-            licenses,
-            assignments,
-        })
+        let mut conn = self.reader().acquire().await?;
+        group_view_on(&mut conn, tenant, group).await
     }
 
     /// The groups a user is a member of.
@@ -315,37 +255,8 @@ impl Store {
     }
 
     pub async fn products(&self, tenant: TenantId) -> QueryResult<Vec<Product>> {
-        let rows = sqlx::query(sql(format!(
-            "SELECT {PRODUCT_COLUMNS} FROM products p JOIN owners o \
-             ON o.tenant_id = p.tenant_id AND o.id = p.owner_id WHERE p.tenant_id = $1 \
-             ORDER BY p.sort_order, p.id"
-        )))
-        .bind(tenant)
-        .fetch_all(self.reader())
-        .await?;
-        #[derive(sqlx::FromRow)]
-        struct Member {
-            plan_id: ProductId,
-            member_id: ProductId,
-        }
-        let members: Vec<Member> = sqlx::query_as(
-            "SELECT plan_id, member_id FROM plan_members WHERE tenant_id = $1 ORDER BY member_id",
-        )
-        .bind(tenant)
-        .fetch_all(self.reader())
-        .await?;
-        let mut products = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut p = product_from_row(row)?.product;
-            p.plan_members.extend(
-                members
-                    .iter()
-                    .filter(|m| m.plan_id == p.id)
-                    .map(|m| m.member_id),
-            );
-            products.push(p);
-        }
-        Ok(products)
+        let mut conn = self.reader().acquire().await?;
+        products_on(&mut conn, tenant).await
     }
 
     /// Total / InUse / Free for every product of the tenant (or one).
@@ -355,55 +266,8 @@ impl Store {
         product: Option<ProductId>,
         now: i64,
     ) -> QueryResult<Vec<PoolStatus>> {
-        // One product is looked up by its key; `($2 IS NULL OR p.id = $2)` would walk them all.
-        let product_clause = if product.is_some() {
-            "p.id = $2"
-        } else {
-            "$2 IS NULL"
-        };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT p.id, o.name AS owner_name, p.name, p.kind, p.unrestricted, p.expires_at, \
-               (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id AND s.product_id = p.id \
-                  AND s.overflow = 0 AND (s.expires_at IS NULL OR s.expires_at > $3)) AS total, \
-               (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id AND s.product_id = p.id \
-                  AND s.holder_id IS NOT NULL AND (s.expires_at IS NULL OR s.expires_at > $3)) AS in_use \
-             FROM products p JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id \
-             WHERE p.tenant_id = $1 AND {product_clause} ORDER BY p.sort_order, p.id"
-        )))
-        .bind(tenant)
-        .bind(product)
-        .bind(now)
-        .fetch_all(self.reader())
-        .await?;
-        if let Some(id) = product
-            && rows.is_empty()
-        {
-            return Err(LedgerError::UnknownProduct(format!("#{id}")).into());
-        }
-        rows.iter()
-            .map(|row| {
-                // An expired product's seats grant nothing, so they count for nothing.
-                let expired = rules::is_expired(row.try_get("expires_at")?, now);
-                let (total, in_use) = if expired {
-                    (0, 0)
-                } else {
-                    (
-                        row.try_get::<i64, _>("total")?,
-                        row.try_get::<i64, _>("in_use")?,
-                    )
-                };
-                Ok(PoolStatus {
-                    product: row.try_get("id")?,
-                    owner: row.try_get("owner_name")?,
-                    name: row.try_get("name")?,
-                    kind: ops::parse_enum(&row.try_get::<String, _>("kind")?)?,
-                    unrestricted: row.try_get::<i64, _>("unrestricted")? != 0,
-                    total,
-                    in_use,
-                    free: rules::free_seats(total, in_use),
-                })
-            })
-            .collect()
+        let mut conn = self.reader().acquire().await?;
+        pool_status_on(&mut conn, tenant, product, now).await
     }
 
     /// Every product as one user sees it: Assigned and CanAssign beside the pool counts.
@@ -417,213 +281,12 @@ impl Store {
         only: Option<&[ProductId]>,
     ) -> QueryResult<Vec<UserProductView>> {
         let mut conn = self.reader().acquire().await?;
-        let user = ops::find_user(&mut conn, tenant, user).await?;
-        drop(conn);
-        let pool = rules::effective_pool(
-            user.user.license_mode,
-            user.user.company.zip(user.company_mode),
-        );
-        let products = self.products(tenant).await?;
-        let statuses = match only {
-            None => self.pool_status(tenant, None, now).await?,
-            Some(ids) => {
-                let mut statuses = Vec::with_capacity(ids.len());
-                for id in ids {
-                    statuses.extend(self.pool_status(tenant, Some(*id), now).await?);
-                }
-                statuses
-            }
-        };
-        // The products whose free seats matter: the ones shown, and the members their plans
-        // bring along.
-        let relevant: Option<Vec<ProductId>> = only.map(|ids| {
-            let mut relevant = ids.to_vec();
-            for p in products.iter().filter(|p| ids.contains(&p.id)) {
-                relevant.extend(p.plan_members.iter().copied());
-            }
-            relevant.sort_unstable();
-            relevant.dedup();
-            relevant
-        });
-        let held: Vec<ProductId> = sqlx::query_scalar(
-            "SELECT DISTINCT product_id FROM seats WHERE tenant_id = $1 AND holder_id = $2 \
-               AND (expires_at IS NULL OR expires_at > $3)",
-        )
-        .bind(tenant)
-        .bind(user.user.id)
-        .bind(now)
-        .fetch_all(self.reader())
-        .await?;
-        // Free seats in the user's own pool (company seats, or tenant-wide ones), plus quota room.
-        let company = match pool {
-            rules::Pool::Global => None,
-            rules::Pool::Company(id) => Some(id),
-        };
-        #[derive(sqlx::FromRow)]
-        struct Free {
-            product_id: ProductId,
-            free: i64,
-        }
-        let count_free = |product: Option<ProductId>| {
-            // One product's free seats are a range of its index; all of them, a walk of the
-            // tenant's free seats.
-            let product_clause = if product.is_some() {
-                "s.product_id = $4"
-            } else {
-                "$4 IS NULL"
-            };
-            sqlx::query_as::<_, Free>(sqlx::AssertSqlSafe(format!(
-                "SELECT s.product_id, count(*) AS free FROM seats s WHERE s.tenant_id = $1 \
-                   AND {product_clause} AND s.holder_id IS NULL \
-                   AND s.overflow = 0 AND (s.expires_at IS NULL OR s.expires_at > $2) \
-                   AND (($3 IS NULL AND s.pool_company_id IS NULL) OR s.pool_company_id = $3) \
-                 GROUP BY s.product_id"
-            )))
-            .bind(tenant)
-            .bind(now)
-            .bind(company)
-            .bind(product)
-            .fetch_all(self.reader())
-        };
-        let free_rows: Vec<Free> = match &relevant {
-            None => count_free(None).await?,
-            Some(ids) => {
-                let mut rows = Vec::new();
-                for id in ids {
-                    rows.extend(count_free(Some(*id)).await?);
-                }
-                rows
-            }
-        };
-        let mut free_in_pool = std::collections::HashMap::new();
-        for r in &free_rows {
-            free_in_pool.insert(r.product_id, r.free);
-        }
-        if let Some(company) = company {
-            #[derive(sqlx::FromRow)]
-            struct Room {
-                product_id: ProductId,
-                room: i64,
-                global_free: i64,
-            }
-            let quota_rows: Vec<Room> = sqlx::query_as(
-                "SELECT q.product_id, q.quota - q.used AS room, \
-                   (SELECT count(*) FROM seats s WHERE s.tenant_id = q.tenant_id AND s.product_id = q.product_id \
-                      AND s.holder_id IS NULL AND s.overflow = 0 AND s.pool_company_id IS NULL \
-                      AND (s.expires_at IS NULL OR s.expires_at > $3)) AS global_free \
-                 FROM company_quotas q WHERE q.tenant_id = $1 AND q.company_id = $2",
-            )
-            .bind(tenant)
-            .bind(company)
-            .bind(now)
-            .fetch_all(self.reader())
-            .await?;
-            for r in &quota_rows {
-                let room = r.room.min(r.global_free);
-                *free_in_pool.entry(r.product_id).or_insert(0) += room.max(0);
-            }
-        }
-        // Why each held product is held: grants (direct, or the plan that brought it) and
-        // group assignments (all states, shown with the product).
-        let grants: Vec<(ProductId, ProductId)> = sqlx::query_as(
-            "SELECT product_id, via_id FROM grants WHERE tenant_id = $1 AND user_id = $2 \
-             ORDER BY product_id, via_id",
-        )
-        .bind(tenant)
-        .bind(user.user.id)
-        .fetch_all(self.reader())
-        .await?;
-        let group_rows = sqlx::query(sql(format!(
-            "{ASSIGNMENT_SELECT} WHERE a.tenant_id = $1 AND a.user_id = $2 ORDER BY a.group_id"
-        )))
-        .bind(tenant)
-        .bind(user.user.id)
-        .fetch_all(self.reader())
-        .await?
-        .iter()
-        .map(assignment_from_row)
-        .collect::<QueryResult<Vec<_>>>()?;
-        let holds = |id: ProductId| {
-            products.iter().any(|p| {
-                p.id == id
-                    && !rules::is_expired(p.expires_at.map(rules::to_micros), now)
-                    && (p.kind == ProductKind::Site || held.contains(&id))
-            })
-        };
-        let mut views = Vec::with_capacity(products.len());
-        for product in products
-            .iter()
-            .filter(|p| only.is_none_or(|ids| ids.contains(&p.id)))
-        {
-            let status = statuses
-                .iter()
-                .find(|s| s.product == product.id)
-                .cloned()
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("no status for product {}", product.id))
-                })?;
-            let assigned = holds(product.id);
-            // The assign command's own rule; then every product it would give that the user
-            // does not hold yet needs a seat it can take (a plan's members included).
-            let seat_for = |id: ProductId| {
-                holds(id)
-                    || products.iter().any(|p| p.id == id && p.unrestricted)
-                    || free_in_pool.get(&id).copied().unwrap_or(0) > 0
-            };
-            let can_assign = !assigned
-                && match rules::assignment(
-                    product,
-                    &products,
-                    user.user.id,
-                    user.user.retired || user.user.disabled,
-                    now,
-                    holds,
-                ) {
-                    Ok(Some(order)) => order.into_iter().all(seat_for),
-                    Ok(None) | Err(_) => false,
-                };
-            let groups: Vec<GroupAssignment> = group_rows
-                .iter()
-                .filter(|a| a.product == product.id)
-                .cloned()
-                .collect();
-            let mut reasons = Vec::new();
-            if assigned && product.kind == ProductKind::User {
-                for (_, via) in grants.iter().filter(|(p, _)| *p == product.id) {
-                    if *via == product.id {
-                        reasons.push("direct".to_owned());
-                    } else if let Some(plan) = products.iter().find(|p| p.id == *via) {
-                        reasons.push(format!("plan:{}", plan.full_name()));
-                    }
-                }
-                for a in groups.iter().filter(|a| a.state == AssignmentState::Active) {
-                    reasons.push(format!("group:{}", a.group_name));
-                }
-            }
-            views.push(UserProductView {
-                product: product.clone(),
-                status,
-                assigned,
-                can_assign,
-                reasons,
-                groups,
-            });
-        }
-        Ok(views)
+        user_view_on(&mut conn, tenant, user, now, only).await
     }
 
     pub async fn seat(&self, tenant: TenantId, seat: Uuid) -> QueryResult<Seat> {
-        let row = sqlx::query(sql(format!(
-            "SELECT {SEAT_COLUMNS} FROM seats s WHERE s.tenant_id = $1 AND s.uuid = $2"
-        )))
-        .bind(tenant)
-        .bind(seat.to_string())
-        .fetch_optional(self.reader())
-        .await?;
-        match row {
-            Some(row) => Ok(seat_from_row(&row)?.seat),
-            None => Err(LedgerError::UnknownSeat(seat).into()),
-        }
+        let mut conn = self.reader().acquire().await?;
+        seat_on(&mut conn, tenant, seat).await
     }
 
     pub async fn seats(
@@ -1072,5 +735,377 @@ impl From<QueryError> for LedgerError {
             QueryError::Ledger(e) => e,
             QueryError::Store(e) => e.into(),
         }
+    }
+}
+
+pub(crate) async fn group_view_on(
+    c: &mut Conn,
+    tenant: TenantId,
+    group: &GroupRef,
+) -> QueryResult<GroupView> {
+    let group = ops::find_group(c, tenant, group).await?;
+    let members = sqlx::query(
+        "SELECT m.user_id, u.login, u.disabled, m.added_at FROM group_members m \
+         JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id \
+         WHERE m.tenant_id = $1 AND m.group_id = $2 ORDER BY u.login_key",
+    )
+    .bind(tenant)
+    .bind(group.id)
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(GroupMember {
+            user: r.try_get("user_id")?,
+            login: r.try_get("login")?,
+            disabled: r.try_get::<i64, _>("disabled")? != 0,
+            added_at: rules::from_micros(r.try_get("added_at")?),
+        })
+    })
+    .collect::<QueryResult<Vec<_>>>()?;
+    let licenses = sqlx::query(
+        "SELECT l.product_id, o.name AS owner_name, p.name, l.added_at FROM group_licenses l \
+         JOIN products p ON p.tenant_id = l.tenant_id AND p.id = l.product_id \
+         JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id \
+         WHERE l.tenant_id = $1 AND l.group_id = $2 ORDER BY l.product_id",
+    )
+    .bind(tenant)
+    .bind(group.id)
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(GroupLicense {
+            product: r.try_get("product_id")?,
+            product_name: format!(
+                "{}/{}",
+                r.try_get::<String, _>("owner_name")?,
+                r.try_get::<String, _>("name")?
+            ),
+            added_at: rules::from_micros(r.try_get("added_at")?),
+        })
+    })
+    .collect::<QueryResult<Vec<_>>>()?;
+    let assignments = sqlx::query(sql(format!(
+        "{ASSIGNMENT_SELECT} WHERE a.tenant_id = $1 AND a.group_id = $2 \
+         ORDER BY u.login_key, a.product_id"
+    )))
+    .bind(tenant)
+    .bind(group.id)
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(assignment_from_row)
+    .collect::<QueryResult<Vec<_>>>()?;
+    Ok(GroupView {
+        id: group.id,
+        uuid: group.uuid,
+        name: group.name,
+        members,
+        licenses,
+        assignments,
+    })
+}
+
+pub(crate) async fn products_on(c: &mut Conn, tenant: TenantId) -> QueryResult<Vec<Product>> {
+    let rows = sqlx::query(sql(format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products p JOIN owners o \
+         ON o.tenant_id = p.tenant_id AND o.id = p.owner_id WHERE p.tenant_id = $1 \
+         ORDER BY p.sort_order, p.id"
+    )))
+    .bind(tenant)
+    .fetch_all(&mut *c)
+    .await?;
+    #[derive(sqlx::FromRow)]
+    struct Member {
+        plan_id: ProductId,
+        member_id: ProductId,
+    }
+    let members: Vec<Member> = sqlx::query_as(
+        "SELECT plan_id, member_id FROM plan_members WHERE tenant_id = $1 ORDER BY member_id",
+    )
+    .bind(tenant)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut products = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut p = product_from_row(row)?.product;
+        p.plan_members.extend(
+            members
+                .iter()
+                .filter(|m| m.plan_id == p.id)
+                .map(|m| m.member_id),
+        );
+        products.push(p);
+    }
+    Ok(products)
+}
+
+pub(crate) async fn pool_status_on(
+    c: &mut Conn,
+    tenant: TenantId,
+    product: Option<ProductId>,
+    now: i64,
+) -> QueryResult<Vec<PoolStatus>> {
+    // One product is looked up by its key; `($2 IS NULL OR p.id = $2)` would walk them all.
+    let product_clause = if product.is_some() {
+        "p.id = $2"
+    } else {
+        "$2 IS NULL"
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT p.id, o.name AS owner_name, p.name, p.kind, p.unrestricted, p.expires_at, \
+           (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id AND s.product_id = p.id \
+              AND s.overflow = 0 AND (s.expires_at IS NULL OR s.expires_at > $3)) AS total, \
+           (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id AND s.product_id = p.id \
+              AND s.holder_id IS NOT NULL AND (s.expires_at IS NULL OR s.expires_at > $3)) AS in_use \
+         FROM products p JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id \
+         WHERE p.tenant_id = $1 AND {product_clause} ORDER BY p.sort_order, p.id"
+    )))
+    .bind(tenant)
+    .bind(product)
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await?;
+    if let Some(id) = product
+        && rows.is_empty()
+    {
+        return Err(LedgerError::UnknownProduct(format!("#{id}")).into());
+    }
+    rows.iter()
+        .map(|row| {
+            // An expired product's seats grant nothing, so they count for nothing.
+            let expired = rules::is_expired(row.try_get("expires_at")?, now);
+            let (total, in_use) = if expired {
+                (0, 0)
+            } else {
+                (
+                    row.try_get::<i64, _>("total")?,
+                    row.try_get::<i64, _>("in_use")?,
+                )
+            };
+            Ok(PoolStatus {
+                product: row.try_get("id")?,
+                owner: row.try_get("owner_name")?,
+                name: row.try_get("name")?,
+                kind: ops::parse_enum(&row.try_get::<String, _>("kind")?)?,
+                unrestricted: row.try_get::<i64, _>("unrestricted")? != 0,
+                total,
+                in_use,
+                free: rules::free_seats(total, in_use),
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn user_view_on(
+    c: &mut Conn,
+    tenant: TenantId,
+    user: &UserRef,
+    now: i64,
+    only: Option<&[ProductId]>,
+) -> QueryResult<Vec<UserProductView>> {
+    let user = ops::find_user(c, tenant, user).await?;
+    let pool = rules::effective_pool(
+        user.user.license_mode,
+        user.user.company.zip(user.company_mode),
+    );
+    let products = products_on(c, tenant).await?;
+    let statuses = match only {
+        None => pool_status_on(c, tenant, None, now).await?,
+        Some(ids) => {
+            let mut statuses = Vec::with_capacity(ids.len());
+            for id in ids {
+                statuses.extend(pool_status_on(c, tenant, Some(*id), now).await?);
+            }
+            statuses
+        }
+    };
+    // The products whose free seats matter: the ones shown, and the members their plans
+    // bring along.
+    let relevant: Option<Vec<ProductId>> = only.map(|ids| {
+        let mut relevant = ids.to_vec();
+        for p in products.iter().filter(|p| ids.contains(&p.id)) {
+            relevant.extend(p.plan_members.iter().copied());
+        }
+        relevant.sort_unstable();
+        relevant.dedup();
+        relevant
+    });
+    let held: Vec<ProductId> = sqlx::query_scalar(
+        "SELECT DISTINCT product_id FROM seats WHERE tenant_id = $1 AND holder_id = $2 \
+           AND (expires_at IS NULL OR expires_at > $3)",
+    )
+    .bind(tenant)
+    .bind(user.user.id)
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await?;
+    // Free seats in the user's own pool (company seats, or tenant-wide ones), plus quota room.
+    let company = match pool {
+        rules::Pool::Global => None,
+        rules::Pool::Company(id) => Some(id),
+    };
+    #[derive(sqlx::FromRow)]
+    struct Free {
+        product_id: ProductId,
+        free: i64,
+    }
+    // One product's free seats are a range of its index; all of them, a walk of the tenant's
+    // free seats.
+    let count_free = |product: Option<ProductId>| {
+        let product_clause = if product.is_some() {
+            "s.product_id = $4"
+        } else {
+            "$4 IS NULL"
+        };
+        sqlx::query_as::<_, Free>(sqlx::AssertSqlSafe(format!(
+            "SELECT s.product_id, count(*) AS free FROM seats s WHERE s.tenant_id = $1 \
+               AND {product_clause} AND s.holder_id IS NULL \
+               AND s.overflow = 0 AND (s.expires_at IS NULL OR s.expires_at > $2) \
+               AND (($3 IS NULL AND s.pool_company_id IS NULL) OR s.pool_company_id = $3) \
+             GROUP BY s.product_id"
+        )))
+        .bind(tenant)
+        .bind(now)
+        .bind(company)
+        .bind(product)
+    };
+    let free_rows: Vec<Free> = match &relevant {
+        None => count_free(None).fetch_all(&mut *c).await?,
+        Some(ids) => {
+            let mut rows = Vec::new();
+            for id in ids {
+                rows.extend(count_free(Some(*id)).fetch_all(&mut *c).await?);
+            }
+            rows
+        }
+    };
+    let mut free_in_pool = std::collections::HashMap::new();
+    for r in &free_rows {
+        free_in_pool.insert(r.product_id, r.free);
+    }
+    if let Some(company) = company {
+        #[derive(sqlx::FromRow)]
+        struct Room {
+            product_id: ProductId,
+            room: i64,
+            global_free: i64,
+        }
+        let quota_rows: Vec<Room> = sqlx::query_as(
+            "SELECT q.product_id, q.quota - q.used AS room, \
+               (SELECT count(*) FROM seats s WHERE s.tenant_id = q.tenant_id AND s.product_id = q.product_id \
+                  AND s.holder_id IS NULL AND s.overflow = 0 AND s.pool_company_id IS NULL \
+                  AND (s.expires_at IS NULL OR s.expires_at > $3)) AS global_free \
+             FROM company_quotas q WHERE q.tenant_id = $1 AND q.company_id = $2",
+        )
+        .bind(tenant)
+        .bind(company)
+        .bind(now)
+        .fetch_all(&mut *c)
+        .await?;
+        for r in &quota_rows {
+            let room = r.room.min(r.global_free);
+            *free_in_pool.entry(r.product_id).or_insert(0) += room.max(0);
+        }
+    }
+    // Why each held product is held: grants (direct, or the plan that brought it) and
+    // group assignments (all states, shown with the product).
+    let grants: Vec<(ProductId, ProductId)> = sqlx::query_as(
+        "SELECT product_id, via_id FROM grants WHERE tenant_id = $1 AND user_id = $2 \
+         ORDER BY product_id, via_id",
+    )
+    .bind(tenant)
+    .bind(user.user.id)
+    .fetch_all(&mut *c)
+    .await?;
+    let group_rows = sqlx::query(sql(format!(
+        "{ASSIGNMENT_SELECT} WHERE a.tenant_id = $1 AND a.user_id = $2 ORDER BY a.group_id"
+    )))
+    .bind(tenant)
+    .bind(user.user.id)
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(assignment_from_row)
+    .collect::<QueryResult<Vec<_>>>()?;
+    let holds = |id: ProductId| {
+        products.iter().any(|p| {
+            p.id == id
+                && !rules::is_expired(p.expires_at.map(rules::to_micros), now)
+                && (p.kind == ProductKind::Site || held.contains(&id))
+        })
+    };
+    let mut views = Vec::with_capacity(products.len());
+    for product in products
+        .iter()
+        .filter(|p| only.is_none_or(|ids| ids.contains(&p.id)))
+    {
+        let status = statuses
+            .iter()
+            .find(|s| s.product == product.id)
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt(format!("no status for product {}", product.id)))?;
+        let assigned = holds(product.id);
+        // The assign command's own rule; then every product it would give that the user
+        // does not hold yet needs a seat it can take (a plan's members included).
+        let seat_for = |id: ProductId| {
+            holds(id)
+                || products.iter().any(|p| p.id == id && p.unrestricted)
+                || free_in_pool.get(&id).copied().unwrap_or(0) > 0
+        };
+        let can_assign = !assigned
+            && match rules::assignment(
+                product,
+                &products,
+                user.user.id,
+                user.user.retired || user.user.disabled,
+                now,
+                holds,
+            ) {
+                Ok(Some(order)) => order.into_iter().all(seat_for),
+                Ok(None) | Err(_) => false,
+            };
+        let groups: Vec<GroupAssignment> = group_rows
+            .iter()
+            .filter(|a| a.product == product.id)
+            .cloned()
+            .collect();
+        let mut reasons = Vec::new();
+        if assigned && product.kind == ProductKind::User {
+            for (_, via) in grants.iter().filter(|(p, _)| *p == product.id) {
+                if *via == product.id {
+                    reasons.push("direct".to_owned());
+                } else if let Some(plan) = products.iter().find(|p| p.id == *via) {
+                    reasons.push(format!("plan:{}", plan.full_name()));
+                }
+            }
+            for a in groups.iter().filter(|a| a.state == AssignmentState::Active) {
+                reasons.push(format!("group:{}", a.group_name));
+            }
+        }
+        views.push(UserProductView {
+            product: product.clone(),
+            status,
+            assigned,
+            can_assign,
+            reasons,
+            groups,
+        });
+    }
+    Ok(views)
+}
+
+pub(crate) async fn seat_on(c: &mut Conn, tenant: TenantId, seat: Uuid) -> QueryResult<Seat> {
+    let row = sqlx::query(sql(format!(
+        "SELECT {SEAT_COLUMNS} FROM seats s WHERE s.tenant_id = $1 AND s.uuid = $2"
+    )))
+    .bind(tenant)
+    .bind(seat.to_string())
+    .fetch_optional(&mut *c)
+    .await?;
+    match row {
+        Some(row) => Ok(seat_from_row(&row)?.seat),
+        None => Err(LedgerError::UnknownSeat(seat).into()),
     }
 }
