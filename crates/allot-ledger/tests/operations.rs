@@ -112,10 +112,16 @@ async fn fill(f: &Fixture) {
         fingerprint: "fp".into(),
     };
     f.ledger
-        .apply_idempotent(
+        .apply_answered(
             &f.ctx,
             &request,
             &[Command::CreateUser(NewUser::named("carl"))],
+            idempotency::RunMode::Atomic,
+            |_| None,
+            |_| idempotency::Answer {
+                status: 201,
+                body: "{}".into(),
+            },
         )
         .await
         .unwrap();
