@@ -132,6 +132,7 @@ struct FileConfig {
     webhooks_timeout: Option<u64>,
     webhooks_poll_ms: Option<u64>,
     superoffice: Option<SuperOfficeConfig>,
+    scim: Option<ScimConfig>,
     msp360: Option<Msp360Config>,
 }
 
@@ -161,6 +162,43 @@ impl SuperOfficeConfig {
             .iter()
             .any(|t| t.eq_ignore_ascii_case(tenant))
     }
+}
+
+/// `[scim]` in the TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimConfig {
+    /// The server's public base URL (`https://allot.example.com`), used for SCIM's
+    /// `meta.location` and members' `$ref`. Unset, they are built from the request's `Host`
+    /// when that is a plain host[:port], else relative (`/scim/v2/...`).
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+/// A `Host` header that is a plain host[:port] (no path, user info or odd characters): only
+/// such a header is put into an address the server hands out.
+pub fn plain_host(host: &str) -> bool {
+    host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        && host.parse::<axum::http::uri::Authority>().is_ok_and(|a| {
+            // A port, if any, is a number (the parser lets `:99999x` through as no port).
+            let after_ip6 = host.rsplit(']').next().unwrap_or(host);
+            !after_ip6.contains(':') || a.port_u16().is_some()
+        })
+}
+
+/// A configured public base URL: an http(s) URL with a host and no query.
+fn check_public_url(key: &str, url: &str) -> anyhow::Result<()> {
+    let uri: axum::http::Uri = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{key} {url:?}: {e}"))?;
+    let web = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !web || uri.authority().is_none() || uri.query().is_some() || url.contains(['"', '<', '>']) {
+        anyhow::bail!("{key} {url:?}: an http(s) URL such as https://allot.example.com");
+    }
+    Ok(())
 }
 
 /// `[msp360]` in the TOML file.
@@ -223,6 +261,7 @@ pub struct Settings {
     pub trust_forwarded_proto: bool,
     pub webhooks: WebhookSettings,
     pub superoffice: SuperOfficeConfig,
+    pub scim: ScimConfig,
     pub msp360: Msp360Config,
 }
 
@@ -252,6 +291,7 @@ impl std::fmt::Debug for Settings {
             .field("trust_forwarded_proto", &self.trust_forwarded_proto)
             .field("webhooks", &self.webhooks)
             .field("superoffice", &self.superoffice)
+            .field("scim", &self.scim)
             .field("msp360", &self.msp360)
             .finish()
     }
@@ -280,6 +320,7 @@ impl Default for Settings {
             trust_forwarded_proto: false,
             webhooks: WebhookSettings::default(),
             superoffice: SuperOfficeConfig::default(),
+            scim: ScimConfig::default(),
             msp360: Msp360Config::default(),
         }
     }
@@ -417,6 +458,7 @@ impl Settings {
                     .unwrap_or(d.webhooks.poll),
             },
             superoffice: file.superoffice.unwrap_or_default(),
+            scim: file.scim.unwrap_or_default(),
             msp360: file.msp360.unwrap_or_default(),
         };
         if settings.max_concurrency == 0 || settings.max_body == 0 || settings.max_connections == 0
@@ -424,19 +466,10 @@ impl Settings {
             anyhow::bail!("max_concurrency, max_connections and max_body must be positive");
         }
         if let Some(url) = &settings.superoffice.public_url {
-            let uri: axum::http::Uri = url
-                .parse()
-                .map_err(|e| anyhow::anyhow!("superoffice.public_url {url:?}: {e}"))?;
-            let web = matches!(uri.scheme_str(), Some("http" | "https"));
-            if !web
-                || uri.authority().is_none()
-                || uri.query().is_some()
-                || url.contains(['"', '<', '>'])
-            {
-                anyhow::bail!(
-                    "superoffice.public_url {url:?}: an http(s) URL such as https://allot.example.com"
-                );
-            }
+            check_public_url("superoffice.public_url", url)?;
+        }
+        if let Some(url) = &settings.scim.public_url {
+            check_public_url("scim.public_url", url)?;
         }
         if settings.webhooks.timeout.is_zero() || settings.webhooks.poll.is_zero() {
             anyhow::bail!("webhooks_timeout and webhooks_poll_ms must be positive");

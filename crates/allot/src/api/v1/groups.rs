@@ -46,6 +46,7 @@ pub async fn create(
     let command = Command::CreateGroup {
         name: req.name,
         uuid: None,
+        external_id: None,
     };
     match run(&state, &caller, tenant, &headers, command).await? {
         Outcome::Group(g) => Ok((StatusCode::CREATED, ApiJson(g))),
