@@ -902,3 +902,38 @@ async fn users_page(
     }
     Ok((total, matched))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(text: &str) -> Option<Vec<LookupKey>> {
+        lookup_keys(&filter::parse_filter(text).unwrap(), "userName")
+    }
+
+    #[test]
+    fn equalities_that_decide_become_lookups_and_nothing_else_does() {
+        use LookupKey::*;
+        assert_eq!(keys(r#"userName eq "Ann""#), Some(vec![Name("Ann".into())]));
+        assert_eq!(keys(r#"USERNAME eq "ann""#), Some(vec![Name("ann".into())]));
+        assert_eq!(
+            keys(r#"externalId eq "x" and name.familyName sw "S""#),
+            Some(vec![External("x".into())])
+        );
+        assert_eq!(
+            keys(r#"active eq true and id eq "u""#),
+            Some(vec![Id("u".into())])
+        );
+        assert_eq!(
+            keys(r#"userName eq "a" or externalId eq "b""#),
+            Some(vec![Name("a".into()), External("b".into())])
+        );
+        // One side of an `or` unindexed, a negation, other operators: every user is tested.
+        assert_eq!(keys(r#"userName eq "a" or active eq true"#), None);
+        assert_eq!(keys(r#"not (userName eq "a")"#), None);
+        assert_eq!(keys(r#"userName sw "a""#), None);
+        assert_eq!(keys(r#"userName ne "a""#), None);
+        assert_eq!(keys(r#"emails[value eq "a"]"#), None);
+        assert_eq!(keys(r#"name.givenName eq "a""#), None);
+    }
+}

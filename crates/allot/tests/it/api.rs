@@ -1667,3 +1667,87 @@ async fn dialect_license_checks_by_the_holder_keep_a_seat_from_the_harvest() {
         .collect();
     assert_eq!(done, [("cid", true)], "{:?}", r.body);
 }
+
+/// SCIM's `meta.location` (and a group member's `$ref`) come from `[scim] public_url` when it is
+/// set, whatever the `Host`; unset, from a plain `Host` only (a forged one gives a relative
+/// location).
+#[tokio::test]
+async fn scim_locations_use_the_public_url_or_a_plain_host() {
+    let host_get = |app: &TestApp, token: &str, host: &str, path: &str| {
+        let req = Request::builder()
+            .method("GET")
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("host", host)
+            .body(Body::empty())
+            .unwrap();
+        let app = app.router.clone();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<Value>(&bytes).unwrap()
+        }
+    };
+    for public in [Some("https://idp.example.com/"), None] {
+        let app = TestApp::with(|s| s.scim.public_url = public.map(str::to_owned)).await;
+        let admin = app.admin_token().await;
+        let scim = app.token_with_role(&admin, "scim", None).await;
+        let r = app
+            .call(
+                "POST",
+                "/scim/v2/Users",
+                Some(&scim),
+                Some(json!({ "userName": "ann" })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        let r = app
+            .call(
+                "POST",
+                "/scim/v2/Groups",
+                Some(&scim),
+                Some(json!({ "displayName": "Sales", "members": [{ "value": id }] })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let group = r.body["id"].as_str().unwrap().to_owned();
+        let user = host_get(
+            &app,
+            &scim,
+            "allot.internal:8080",
+            &format!("/scim/v2/Users/{id}"),
+        )
+        .await;
+        let forged = host_get(
+            &app,
+            &scim,
+            "evil.example/x?",
+            &format!("/scim/v2/Groups/{group}"),
+        )
+        .await;
+        match public {
+            Some(_) => {
+                assert_eq!(
+                    user["meta"]["location"],
+                    format!("https://idp.example.com/scim/v2/Users/{id}")
+                );
+                assert_eq!(
+                    forged["members"][0]["$ref"],
+                    format!("https://idp.example.com/scim/v2/Users/{id}")
+                );
+            }
+            None => {
+                assert_eq!(
+                    user["meta"]["location"],
+                    format!("http://allot.internal:8080/scim/v2/Users/{id}")
+                );
+                assert_eq!(
+                    forged["meta"]["location"],
+                    format!("/scim/v2/Groups/{group}")
+                );
+                assert_eq!(forged["members"][0]["$ref"], format!("/scim/v2/Users/{id}"));
+            }
+        }
+    }
+}

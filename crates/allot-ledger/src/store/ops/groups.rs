@@ -227,6 +227,14 @@ pub(super) async fn set_group_members(
     .bind(group.id)
     .fetch_all(&mut *c)
     .await?;
+    // Every user involved is locked first, in id order, as `remove_rows` does: then the group
+    // row each join and leave touches (members before their group, as everywhere).
+    let mut involved: Vec<UserId> = current.iter().chain(&wanted).copied().collect();
+    involved.sort_unstable();
+    involved.dedup();
+    for user in &involved {
+        find_user_locked(c, env, &UserRef::Id(*user)).await?;
+    }
     let by_id = GroupRef::Id(group.id);
     let mut n = 0;
     for user in current.iter().filter(|u| !wanted.contains(u)) {
@@ -583,6 +591,9 @@ pub(super) async fn add_group_member(
     if member > 0 {
         return Ok(changed(0));
     }
+    // The group row next, before any waiting list or tenant counter: every command locks a
+    // member, then its group, then the rest (no deadlock cycle with renames and deletions).
+    touch_group(c, env, group.id).await?;
     let licenses: Vec<ProductId> = sqlx::query_scalar(
         "SELECT product_id FROM group_licenses WHERE tenant_id = $1 AND group_id = $2 ORDER BY product_id",
     )
@@ -638,7 +649,6 @@ pub(super) async fn add_group_member(
         json!({ "group": group.id, "group_name": group.name, "assignments": states }),
     )
     .await?;
-    touch_group(c, env, group.id).await?;
     Ok(changed(1))
 }
 
@@ -677,6 +687,7 @@ pub(super) async fn remove_group_member(
     if removed == 0 {
         return Ok(changed(0));
     }
+    touch_group(c, env, group.id).await?;
     let mut freed = 0;
     for row in &gone {
         if row.state == AssignmentState::Active.as_str() {
@@ -694,7 +705,6 @@ pub(super) async fn remove_group_member(
                 "products": gone.iter().map(|g| g.product_id).collect::<Vec<_>>(), "seats_freed": freed }),
     )
     .await?;
-    touch_group(c, env, group.id).await?;
     Ok(changed(1 + freed))
 }
 
