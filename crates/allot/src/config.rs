@@ -175,8 +175,8 @@ pub struct ScimConfig {
     pub public_url: Option<String>,
 }
 
-/// A `Host` header that is a plain host[:port] (no path, user info or odd characters): only
-/// such a header is put into an address the server hands out.
+/// A `Host` header that is a plain host name or IP literal with an optional port (no user info,
+/// path or markup): only such a header is put into an address the server hands out.
 pub fn plain_host(host: &str) -> bool {
     host.len() <= 255
         && host

@@ -140,8 +140,6 @@ fn service_address(
     )
 }
 
-/// A host name or IP literal with an optional port, nothing else (no user info, path or markup).
-
 /// A SOAP fault, for envelopes that cannot be read.
 pub fn fault(soap: SoapVersion, status: StatusCode, sender: bool, text: &str) -> Response {
     let text = escape(text);
