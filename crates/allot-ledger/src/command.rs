@@ -235,7 +235,8 @@ pub struct UserPatch {
 
 /// A user as a directory import states it: created when no user has the login, else brought
 /// to these values (`None` leaves a field as it is); the company is made if missing; each
-/// license is assigned if not held yet (licenses not listed are left alone).
+/// license is assigned if not held yet (licenses not listed are left alone); the user joins
+/// each group listed, made if missing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserUpsert {
     pub login: String,
@@ -245,6 +246,10 @@ pub struct UserUpsert {
     /// The company's name.
     pub company: Option<String>,
     pub licenses: Vec<ProductRef>,
+    /// Groups (by name) the user is made a member of, each made if missing (groups not listed
+    /// are left alone).
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 // Commands carry password and token hashes: keep them out of logs (see `Command::redacted`).
@@ -301,6 +306,11 @@ pub enum Command {
     /// Exempts a user's seats from the harvest, or ends the exemption.
     SetHarvestExempt {
         user: UserRef,
+        exempt: bool,
+    },
+    /// Exempts the seats of a group's members from the harvest, or ends the exemption.
+    SetHarvestExemptGroup {
+        group: GroupRef,
         exempt: bool,
     },
     /// Releases one seat the harvest found idle, if it still is: its product's policy still
@@ -364,10 +374,26 @@ pub enum Command {
     CreateGroup {
         name: String,
         uuid: Option<Uuid>,
+        /// The identity provider's id for the group (SCIM `externalId`).
+        #[serde(default)]
+        external_id: Option<String>,
     },
     RenameGroup {
         group: GroupRef,
         name: String,
+    },
+    /// Renames a group and/or sets its external id (`Some(None)` clears it); `None` leaves a
+    /// field as it is.
+    EditGroup {
+        group: GroupRef,
+        name: Option<String>,
+        external_id: Option<Option<String>>,
+    },
+    /// Makes the group's members exactly these users (SCIM's replace of `members`), decided in
+    /// the transaction: the others leave, the missing ones join.
+    SetGroupMembers {
+        group: GroupRef,
+        users: Vec<UserRef>,
     },
     /// Deletes a group: its members lose the seats it was the last reason for.
     DeleteGroup {
@@ -593,6 +619,9 @@ impl Command {
             Command::SetDisabledKeepSeats { .. } => "set_disabled_keep_seats",
             Command::CreateGroup { .. } => "create_group",
             Command::RenameGroup { .. } => "rename_group",
+            Command::EditGroup { .. } => "edit_group",
+            Command::SetGroupMembers { .. } => "set_group_members",
+            Command::SetHarvestExemptGroup { .. } => "set_harvest_exempt_group",
             Command::DeleteGroup { .. } => "delete_group",
             Command::AddGroupMember { .. } => "add_group_member",
             Command::RemoveGroupMember { .. } => "remove_group_member",

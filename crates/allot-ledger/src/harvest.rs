@@ -2,7 +2,7 @@
 //! harvest that reclaims them, one [`Command::HarvestSeat`] per seat.
 
 use crate::{
-    Command, Context, HarvestAction, IdleSeat, Ledger, LedgerError, ProductHarvestPolicy,
+    Command, Context, Group, HarvestAction, IdleSeat, Ledger, LedgerError, ProductHarvestPolicy,
     QueryResult, TenantId, User, UserRef,
 };
 
@@ -32,7 +32,7 @@ pub fn harvest_report(
 }
 
 impl Ledger {
-    /// Held seats idle past their product's policy, exempt holders left out.
+    /// Held seats idle past their product's policy; exempt holders' seats say why they stay.
     pub async fn idle_seats(&self, tenant: TenantId) -> QueryResult<Vec<IdleSeat>> {
         Ok(self.store.idle_seats(tenant, self.now()).await?)
     }
@@ -42,6 +42,10 @@ impl Ledger {
         tenant: TenantId,
     ) -> QueryResult<Vec<ProductHarvestPolicy>> {
         Ok(self.store.harvest_policies(tenant).await?)
+    }
+
+    pub async fn harvest_exempt_groups(&self, tenant: TenantId) -> QueryResult<Vec<Group>> {
+        Ok(self.store.harvest_exempt_groups(tenant).await?)
     }
 
     pub async fn harvest_exempt_users(&self, tenant: TenantId) -> QueryResult<Vec<User>> {
@@ -61,7 +65,7 @@ impl Ledger {
             return Ok(idle);
         }
         for seat in idle.iter_mut() {
-            if seat.action != HarvestAction::Release {
+            if seat.action != HarvestAction::Release || seat.exempt.is_some() {
                 continue;
             }
             let outcome = self

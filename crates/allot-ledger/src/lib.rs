@@ -529,6 +529,38 @@ impl Ledger {
         Ok(self.store.groups(tenant, after_id, limit).await?)
     }
 
+    /// Users whose external id is exactly this (an indexed lookup; SCIM `externalId eq`).
+    pub async fn users_by_external_id(
+        &self,
+        tenant: TenantId,
+        external_id: &str,
+    ) -> QueryResult<Vec<User>> {
+        Ok(self.store.users_by_external_id(tenant, external_id).await?)
+    }
+
+    /// Groups whose external id is exactly this (an indexed lookup; SCIM `externalId eq`).
+    pub async fn groups_by_external_id(
+        &self,
+        tenant: TenantId,
+        external_id: &str,
+    ) -> QueryResult<Vec<Group>> {
+        Ok(self
+            .store
+            .groups_by_external_id(tenant, external_id)
+            .await?)
+    }
+
+    /// The members' UUIDs of the groups with ids `first..=last` (a page of groups), ordered by
+    /// group id.
+    pub async fn group_member_uuids(
+        &self,
+        tenant: TenantId,
+        first: GroupId,
+        last: GroupId,
+    ) -> QueryResult<Vec<(GroupId, Uuid)>> {
+        Ok(self.store.group_member_uuids(tenant, first, last).await?)
+    }
+
     /// A group with its members, licenses and each member's assignment state.
     pub async fn group_view(&self, tenant: TenantId, group: &GroupRef) -> QueryResult<GroupView> {
         Ok(self.store.group_view(tenant, group).await?)

@@ -296,6 +296,14 @@ pub struct Group {
     pub id: GroupId,
     pub uuid: Uuid,
     pub name: String,
+    /// The identity provider's id for the group (SCIM `externalId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When its name, external id or members last changed (`created_at` if never).
+    #[serde(with = "time::serde::rfc3339")]
+    pub modified_at: OffsetDateTime,
 }
 
 /// One member's assignment of one product through one group.
@@ -518,7 +526,11 @@ pub struct IdleSeat {
     /// The policy's threshold.
     pub policy_idle_days: i64,
     pub action: HarvestAction,
-    /// The harvest released it (false: reported only, a dry run, or used again meanwhile).
+    /// Why the harvest leaves it alone: `user` (its holder is exempt) or `group:<name>` (a
+    /// group its holder is in is exempt); absent when it is not exempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exempt: Option<String>,
+    /// The harvest released it (false: reported only, exempt, a dry run, or used again meanwhile).
     pub released: bool,
 }
 

@@ -142,6 +142,7 @@ struct FileConfig {
     webhooks_retention: Option<u64>,
     usage_minutes_retention: Option<u64>,
     superoffice: Option<SuperOfficeConfig>,
+    scim: Option<ScimConfig>,
     msp360: Option<Msp360Config>,
 }
 
@@ -171,6 +172,43 @@ impl SuperOfficeConfig {
             .iter()
             .any(|t| t.eq_ignore_ascii_case(tenant))
     }
+}
+
+/// `[scim]` in the TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimConfig {
+    /// The server's public base URL (`https://allot.example.com`), used for SCIM's
+    /// `meta.location` and members' `$ref`. Unset, they are built from the request's `Host`
+    /// when that is a plain host[:port], else relative (`/scim/v2/...`).
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+/// A `Host` header that is a plain host name or IP literal with an optional port (no user info,
+/// path or markup): only such a header is put into an address the server hands out.
+pub fn plain_host(host: &str) -> bool {
+    host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        && host.parse::<axum::http::uri::Authority>().is_ok_and(|a| {
+            // A port, if any, is a number (the parser lets `:99999x` through as no port).
+            let after_ip6 = host.rsplit(']').next().unwrap_or(host);
+            !after_ip6.contains(':') || a.port_u16().is_some()
+        })
+}
+
+/// A configured public base URL: an http(s) URL with a host and no query.
+fn check_public_url(key: &str, url: &str) -> anyhow::Result<()> {
+    let uri: axum::http::Uri = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{key} {url:?}: {e}"))?;
+    let web = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !web || uri.authority().is_none() || uri.query().is_some() || url.contains(['"', '<', '>']) {
+        anyhow::bail!("{key} {url:?}: an http(s) URL such as https://allot.example.com");
+    }
+    Ok(())
 }
 
 /// `[msp360]` in the TOML file.
@@ -235,6 +273,7 @@ pub struct Settings {
     /// How long the usage history keeps minute points; `None` forever.
     pub usage_minutes_retention: Option<Duration>,
     pub superoffice: SuperOfficeConfig,
+    pub scim: ScimConfig,
     pub msp360: Msp360Config,
 }
 
@@ -265,6 +304,7 @@ impl std::fmt::Debug for Settings {
             .field("webhooks", &self.webhooks)
             .field("usage_minutes_retention", &self.usage_minutes_retention)
             .field("superoffice", &self.superoffice)
+            .field("scim", &self.scim)
             .field("msp360", &self.msp360)
             .finish()
     }
@@ -294,6 +334,7 @@ impl Default for Settings {
             webhooks: WebhookSettings::default(),
             usage_minutes_retention: Some(Duration::from_secs(7 * 86_400)),
             superoffice: SuperOfficeConfig::default(),
+            scim: ScimConfig::default(),
             msp360: Msp360Config::default(),
         }
     }
@@ -455,6 +496,7 @@ impl Settings {
                 None => d.usage_minutes_retention,
             },
             superoffice: file.superoffice.unwrap_or_default(),
+            scim: file.scim.unwrap_or_default(),
             msp360: file.msp360.unwrap_or_default(),
         };
         if settings.max_concurrency == 0 || settings.max_body == 0 || settings.max_connections == 0
@@ -462,19 +504,10 @@ impl Settings {
             anyhow::bail!("max_concurrency, max_connections and max_body must be positive");
         }
         if let Some(url) = &settings.superoffice.public_url {
-            let uri: axum::http::Uri = url
-                .parse()
-                .map_err(|e| anyhow::anyhow!("superoffice.public_url {url:?}: {e}"))?;
-            let web = matches!(uri.scheme_str(), Some("http" | "https"));
-            if !web
-                || uri.authority().is_none()
-                || uri.query().is_some()
-                || url.contains(['"', '<', '>'])
-            {
-                anyhow::bail!(
-                    "superoffice.public_url {url:?}: an http(s) URL such as https://allot.example.com"
-                );
-            }
+            check_public_url("superoffice.public_url", url)?;
+        }
+        if let Some(url) = &settings.scim.public_url {
+            check_public_url("scim.public_url", url)?;
         }
         if settings.webhooks.timeout.is_zero() || settings.webhooks.poll.is_zero() {
             anyhow::bail!("webhooks_timeout and webhooks_poll_ms must be positive");

@@ -5,9 +5,9 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::ops::{
-    self, PRODUCT_COLUMNS, SEAT_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS,
-    company_from_row, group_from_row, parse_enum, parse_uuid, product_from_row, seat_from_row,
-    session_from_row, sql, token_from_row, user_from_row,
+    self, GROUP_COLUMNS, PRODUCT_COLUMNS, SEAT_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS,
+    USER_COLUMNS, company_from_row, group_from_row, parse_enum, parse_uuid, product_from_row,
+    seat_from_row, session_from_row, sql, token_from_row, user_from_row,
 };
 use super::{Conn, OpError, Store};
 use crate::command::{CompanyRef, GroupRef, ProductRef, UserRef};
@@ -139,10 +139,10 @@ impl Store {
         after_id: Option<GroupId>,
         limit: Option<i64>,
     ) -> QueryResult<Vec<Group>> {
-        let rows = sqlx::query(
-            "SELECT g.id, g.uuid, g.name FROM user_groups g WHERE g.tenant_id = $1 AND g.id > $2 \
-             ORDER BY g.id LIMIT $3",
-        )
+        let rows = sqlx::query(sql(format!(
+            "SELECT {GROUP_COLUMNS} FROM user_groups g WHERE g.tenant_id = $1 AND g.id > $2 \
+             ORDER BY g.id LIMIT $3"
+        )))
         .bind(tenant)
         .bind(after_id.unwrap_or(0))
         .bind(page(limit))
@@ -159,11 +159,11 @@ impl Store {
 
     /// The groups a user is a member of.
     pub async fn user_groups(&self, tenant: TenantId, user: UserId) -> QueryResult<Vec<Group>> {
-        let rows = sqlx::query(
-            "SELECT g.id, g.uuid, g.name FROM group_members m \
+        let rows = sqlx::query(sql(format!(
+            "SELECT {GROUP_COLUMNS} FROM group_members m \
              JOIN user_groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id \
-             WHERE m.tenant_id = $1 AND m.user_id = $2 ORDER BY g.id",
-        )
+             WHERE m.tenant_id = $1 AND m.user_id = $2 ORDER BY g.id"
+        )))
         .bind(tenant)
         .bind(user)
         .fetch_all(self.reader())
@@ -232,6 +232,70 @@ impl Store {
         .fetch_all(self.reader())
         .await?;
         rows.iter().map(|r| Ok(user_from_row(r)?.user)).collect()
+    }
+
+    /// Users whose external id is exactly `external_id` (SCIM `externalId eq`), by id; indexed.
+    pub async fn users_by_external_id(
+        &self,
+        tenant: TenantId,
+        external_id: &str,
+    ) -> QueryResult<Vec<User>> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {USER_COLUMNS} FROM users u LEFT JOIN companies c \
+             ON c.tenant_id = u.tenant_id AND c.id = u.company_id \
+             WHERE u.tenant_id = $1 AND u.external_id = $2 ORDER BY u.id LIMIT 1000"
+        )))
+        .bind(tenant)
+        .bind(external_id.to_owned())
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| Ok(user_from_row(r)?.user)).collect()
+    }
+
+    /// Groups whose external id is exactly `external_id`, by id; indexed.
+    pub async fn groups_by_external_id(
+        &self,
+        tenant: TenantId,
+        external_id: &str,
+    ) -> QueryResult<Vec<Group>> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {GROUP_COLUMNS} FROM user_groups g \
+             WHERE g.tenant_id = $1 AND g.external_id = $2 ORDER BY g.id LIMIT 1000"
+        )))
+        .bind(tenant)
+        .bind(external_id.to_owned())
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| Ok(group_from_row(r)?)).collect()
+    }
+
+    /// The members (their user UUIDs) of the groups with ids from `first` to `last`, by group
+    /// id then user id: one query for a page of groups.
+    pub async fn group_member_uuids(
+        &self,
+        tenant: TenantId,
+        first: GroupId,
+        last: GroupId,
+    ) -> QueryResult<Vec<(GroupId, Uuid)>> {
+        let rows = sqlx::query(
+            "SELECT m.group_id, u.uuid FROM group_members m \
+             JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id \
+             WHERE m.tenant_id = $1 AND m.group_id >= $2 AND m.group_id <= $3 \
+             ORDER BY m.group_id, m.user_id",
+        )
+        .bind(tenant)
+        .bind(first)
+        .bind(last)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("group_id")?,
+                    parse_uuid(&r.try_get::<String, _>("uuid")?)?,
+                ))
+            })
+            .collect()
     }
 
     pub async fn company(&self, tenant: TenantId, company: &CompanyRef) -> QueryResult<Company> {
@@ -318,13 +382,15 @@ impl Store {
         rows.iter().map(|r| Ok(seat_from_row(r)?.seat)).collect()
     }
 
-    /// Held seats idle past their product's harvest policy (exempt holders left out), oldest
-    /// seat number first.
+    /// Held seats idle past their product's harvest policy, oldest seat number first; those of
+    /// exempt holders (the user, or a group it is in) say why they are.
     pub async fn idle_seats(&self, tenant: TenantId, now: i64) -> QueryResult<Vec<IdleSeat>> {
         let last_use = ops::last_use_sql(self.backend);
+        let exemption = ops::exemption_sql();
         let rows = sqlx::query(sql(format!(
             "SELECT s.uuid, s.product_id, o.name AS owner_name, p.name AS product_name, \
-               s.holder_id, u.login, hp.idle_days, hp.action, {last_use} AS last_use \
+               s.holder_id, u.login, hp.idle_days, hp.action, {last_use} AS last_use, \
+               {exemption} AS exempt \
              FROM harvest_policies hp \
              JOIN seats s ON s.tenant_id = hp.tenant_id AND s.product_id = hp.product_id \
                AND s.holder_id IS NOT NULL AND s.session_uuid IS NULL \
@@ -332,8 +398,6 @@ impl Store {
              JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id \
              JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.holder_id \
              WHERE hp.tenant_id = $1 \
-               AND NOT EXISTS (SELECT 1 FROM harvest_exempt_users e \
-                 WHERE e.tenant_id = s.tenant_id AND e.user_id = s.holder_id) \
                AND {last_use} <= $2 - hp.idle_days * $3 \
              ORDER BY s.number"
         )))
@@ -357,6 +421,7 @@ impl Store {
                     idle_days: (now - last_use) / rules::MICROS_PER_DAY,
                     policy_idle_days: row.try_get("idle_days")?,
                     action: ops::parse_enum(&row.try_get::<String, _>("action")?)?,
+                    exempt: row.try_get("exempt")?,
                     released: false,
                 })
             })
@@ -388,6 +453,19 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Groups whose members' seats the harvest leaves alone.
+    pub async fn harvest_exempt_groups(&self, tenant: TenantId) -> QueryResult<Vec<Group>> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {GROUP_COLUMNS} FROM harvest_exempt_groups e \
+             JOIN user_groups g ON g.tenant_id = e.tenant_id AND g.id = e.group_id \
+             WHERE e.tenant_id = $1 ORDER BY g.id"
+        )))
+        .bind(tenant)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| Ok(group_from_row(r)?)).collect()
     }
 
     /// Users whose seats the harvest leaves alone.

@@ -1,12 +1,15 @@
 //! `allot import users.csv|users.jsonl [--dry-run]`: creates or updates users matched by login,
-//! with their company and direct licenses, through `POST /v1/batch` (1,000 rows a request).
+//! with their company, groups and direct licenses, through `POST /v1/batch` (1,000 rows a
+//! request).
 //! Every bad row is reported with its row number (the file's line; a CSV's header is row 1),
 //! field and reason, and the good rows are applied; running it twice changes nothing.
 //!
 //! CSV columns (a header names them, any order): `login` (required), `first_name`,
 //! `last_name`, `email`, `company` (its name; made if missing), `licenses` (`owner/name` or
-//! ids, separated by `;`). An empty cell leaves the field as it is. JSON lines carry the same
-//! keys, `licenses` as an array.
+//! ids, separated by `;`), `groups` (names, separated by `;`: the user joins each, and a group
+//! missing is made). An empty cell leaves the field as it is. JSON lines carry the same keys,
+//! `licenses` and `groups` as arrays. Groups not named are left alone (an import adds
+//! memberships, never removes one).
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -46,6 +49,8 @@ struct Row {
     company: Option<String>,
     #[serde(default)]
     licenses: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 fn bad(row: u64, field: &str, reason: impl Into<String>) -> BadRow {
@@ -87,10 +92,17 @@ fn operation(line: u64, row: Row) -> Result<Value, BadRow> {
         }
         licenses.push(license.to_owned());
     }
+    let groups: Vec<String> = row
+        .groups
+        .iter()
+        .map(|g| g.trim().to_owned())
+        .filter(|g| !g.is_empty())
+        .collect();
     Ok(json!({
         "op": "upsert_user", "login": login,
         "first_name": given(row.first_name), "last_name": given(row.last_name),
         "email": given(row.email), "company": given(row.company), "licenses": licenses,
+        "groups": groups,
     }))
 }
 
@@ -113,13 +125,14 @@ fn read(path: &Path) -> anyhow::Result<(Vec<Numbered>, Vec<BadRow>)> {
                 .trim(csv::Trim::All)
                 .from_path(path)?;
             let headers = reader.headers()?.clone();
-            const KNOWN: [&str; 6] = [
+            const KNOWN: [&str; 7] = [
                 "login",
                 "first_name",
                 "last_name",
                 "email",
                 "company",
                 "licenses",
+                "groups",
             ];
             for h in &headers {
                 anyhow::ensure!(
@@ -167,6 +180,9 @@ fn read(path: &Path) -> anyhow::Result<(Vec<Numbered>, Vec<BadRow>)> {
                     company: cell("company"),
                     licenses: cell("licenses")
                         .map(|l| l.split(';').map(str::to_owned).collect())
+                        .unwrap_or_default(),
+                    groups: cell("groups")
+                        .map(|g| g.split(';').map(str::to_owned).collect())
                         .unwrap_or_default(),
                 };
                 match operation(line, row) {

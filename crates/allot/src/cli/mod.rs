@@ -425,15 +425,22 @@ pub enum HarvestCmd {
     },
     /// Every product's policy
     Policies,
-    /// Exempts a user's seats from the harvest (--undo ends the exemption)
+    /// Exempts a user's seats, or a group's members' seats, from the harvest (--undo ends the
+    /// exemption)
     Exempt {
+        #[arg(long, required_unless_present = "group", conflicts_with = "group")]
+        user: Option<String>,
+        /// A group's id, UUID or name: its members' seats stay while they are members
         #[arg(long)]
-        user: String,
+        group: Option<String>,
         #[arg(long)]
         undo: bool,
     },
-    /// The exempt users
-    Exempted,
+    /// The exempt users (with --groups: the exempt groups)
+    Exempted {
+        #[arg(long)]
+        groups: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -1745,8 +1752,12 @@ async fn harvest_admin(client: &Client, out: &Output, command: HarvestCmd) -> an
             let list: Vec<ProductHarvestPolicy> = client.get("/v1/harvest/policies").await?;
             out.harvest_policies(&list);
         }
-        HarvestCmd::Exempt { user, undo } => {
-            let path = format!("/v1/users/{}/harvest-exempt", segment(&user));
+        HarvestCmd::Exempt { user, group, undo } => {
+            let path = match (user, group) {
+                (_, Some(group)) => format!("/v1/groups/{}/harvest-exempt", segment(&group)),
+                (Some(user), None) => format!("/v1/users/{}/harvest-exempt", segment(&user)),
+                (None, None) => anyhow::bail!("name --user or --group"),
+            };
             let changed: Changed = if undo {
                 client.delete(&path).await?
             } else {
@@ -1754,9 +1765,13 @@ async fn harvest_admin(client: &Client, out: &Output, command: HarvestCmd) -> an
             };
             out.changed(&changed);
         }
-        HarvestCmd::Exempted => {
+        HarvestCmd::Exempted { groups: false } => {
             let list: Vec<User> = client.get("/v1/harvest/exempt").await?;
             out.users(&list);
+        }
+        HarvestCmd::Exempted { groups: true } => {
+            let list: Vec<Group> = client.get("/v1/harvest/exempt-groups").await?;
+            out.groups(&list);
         }
     }
     Ok(())

@@ -365,7 +365,11 @@ impl Output {
                             at(s.last_used_at),
                             s.idle_days.to_string(),
                             format!("{} after {} days", s.action, s.policy_idle_days),
-                            if s.released { "released" } else { "kept" }.to_owned(),
+                            match (&s.exempt, s.released) {
+                                (Some(why), _) => format!("kept (exempt: {why})"),
+                                (None, true) => "released".to_owned(),
+                                (None, false) => "kept".to_owned(),
+                            },
                         ]
                     })
                     .collect(),

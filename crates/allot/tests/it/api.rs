@@ -1737,3 +1737,192 @@ async fn usage_history_answers_json_and_csv_and_refuses_bad_ranges() {
     let r = app.call("GET", "/v1/usage", None, None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+/// A seat its holder uses only through a dialect's license check (SuperOffice's
+/// `GetUserLicenses` and `GetUserAndInstallationLicenceStatus`, called by the user itself) is
+/// not idle; a seat only an administrator looked at through the same calls is.
+#[tokio::test]
+async fn dialect_license_checks_by_the_holder_keep_a_seat_from_the_harvest() {
+    let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+    let app = TestApp::with_clock(clock.clone()).await;
+    let admin = app.admin_token().await;
+    let t = Some(admin.as_str());
+    let r = app
+        .call(
+            "POST",
+            "/v1/products",
+            t,
+            Some(json!({ "owner": "SuperOffice", "name": "crm", "seats": 3 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    for (login, id) in [("ann", 701), ("bob", 702), ("cid", 703)] {
+        let r = app
+            .call(
+                "POST",
+                "/v1/users",
+                t,
+                Some(json!({ "login": login, "id": id })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let r = app
+            .call(
+                "POST",
+                &format!("/v1/users/{id}/assignments"),
+                t,
+                Some(json!({ "product": "SuperOffice/crm" })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+    let r = app
+        .call(
+            "PUT",
+            "/v1/products/SuperOffice%2Fcrm/harvest-policy",
+            t,
+            Some(json!({ "idle_days": 30, "action": "release" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let user_token = |login: &'static str| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let r = app
+                .call(
+                    "POST",
+                    "/v1/tokens",
+                    Some(&admin),
+                    Some(json!({ "role": "user", "user": login, "ttl_hours": 2000 })),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+            r.body["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let ann = user_token("ann").await;
+    let bob = user_token("bob").await;
+    clock.advance(time::Duration::days(20));
+    // Ann's client reads her licenses (REST), Bob's its status (the agent); an admin reads
+    // Cid's, which is no use of Cid's seat.
+    let r = app
+        .call("GET", "/api/v1/License/user/701", Some(&ann), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/Agents/License/GetUserAndInstallationLicenceStatus",
+            Some(&bob),
+            Some(json!({ "AssociateId": 702 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let admin = app.admin_token().await;
+    let r = app
+        .call("GET", "/api/v1/License/user/703", Some(&admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    clock.advance(time::Duration::days(11));
+    let admin = app.admin_token().await;
+    let r = app.call("POST", "/v1/harvest", Some(&admin), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let done: Vec<(&str, bool)> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["login"].as_str().unwrap(),
+                s["released"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(done, [("cid", true)], "{:?}", r.body);
+}
+
+/// SCIM's `meta.location` (and a group member's `$ref`) come from `[scim] public_url` when it is
+/// set, whatever the `Host`; unset, from a plain `Host` only (a forged one gives a relative
+/// location).
+#[tokio::test]
+async fn scim_locations_use_the_public_url_or_a_plain_host() {
+    let host_get = |app: &TestApp, token: &str, host: &str, path: &str| {
+        let req = Request::builder()
+            .method("GET")
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("host", host)
+            .body(Body::empty())
+            .unwrap();
+        let app = app.router.clone();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<Value>(&bytes).unwrap()
+        }
+    };
+    for public in [Some("https://idp.example.com/"), None] {
+        let app = TestApp::with(|s| s.scim.public_url = public.map(str::to_owned)).await;
+        let admin = app.admin_token().await;
+        let scim = app.token_with_role(&admin, "scim", None).await;
+        let r = app
+            .call(
+                "POST",
+                "/scim/v2/Users",
+                Some(&scim),
+                Some(json!({ "userName": "ann" })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        let r = app
+            .call(
+                "POST",
+                "/scim/v2/Groups",
+                Some(&scim),
+                Some(json!({ "displayName": "Sales", "members": [{ "value": id }] })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let group = r.body["id"].as_str().unwrap().to_owned();
+        let user = host_get(
+            &app,
+            &scim,
+            "allot.internal:8080",
+            &format!("/scim/v2/Users/{id}"),
+        )
+        .await;
+        let forged = host_get(
+            &app,
+            &scim,
+            "evil.example/x?",
+            &format!("/scim/v2/Groups/{group}"),
+        )
+        .await;
+        match public {
+            Some(_) => {
+                assert_eq!(
+                    user["meta"]["location"],
+                    format!("https://idp.example.com/scim/v2/Users/{id}")
+                );
+                assert_eq!(
+                    forged["members"][0]["$ref"],
+                    format!("https://idp.example.com/scim/v2/Users/{id}")
+                );
+            }
+            None => {
+                assert_eq!(
+                    user["meta"]["location"],
+                    format!("http://allot.internal:8080/scim/v2/Users/{id}")
+                );
+                assert_eq!(
+                    forged["meta"]["location"],
+                    format!("/scim/v2/Groups/{group}")
+                );
+                assert_eq!(forged["members"][0]["$ref"], format!("/scim/v2/Users/{id}"));
+            }
+        }
+    }
+}

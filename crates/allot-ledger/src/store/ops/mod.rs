@@ -32,9 +32,9 @@ use claims::*;
 pub(crate) use credentials::*;
 pub(crate) use directory::*;
 use groups::*;
-pub(crate) use groups::{find_group, group_from_row};
-pub(crate) use harvest::last_use_sql;
+pub(crate) use groups::{GROUP_COLUMNS, find_group, group_from_row};
 use harvest::*;
+pub(crate) use harvest::{exemption_sql, last_use_sql};
 pub(crate) use keys::*;
 use seats::*;
 pub(crate) use sessions::*;
@@ -101,8 +101,30 @@ async fn run_command(tx: &mut Tx<'_>, env: &Env<'_>, command: &Command) -> OpRes
         Command::DisableUser { user } => disable_user(c, env, user).await,
         Command::EnableUser { user } => enable_user(c, env, user).await,
         Command::SetDisabledKeepSeats { keep } => set_disabled_keep_seats(c, env, *keep).await,
-        Command::CreateGroup { name, uuid } => create_group(c, env, name, *uuid).await,
+        Command::CreateGroup {
+            name,
+            uuid,
+            external_id,
+        } => create_group(c, env, name, *uuid, external_id.as_deref()).await,
         Command::RenameGroup { group, name } => rename_group(c, env, group, name).await,
+        Command::EditGroup {
+            group,
+            name,
+            external_id,
+        } => {
+            edit_group(
+                c,
+                env,
+                group,
+                name.as_deref(),
+                external_id.as_ref().map(|e| e.as_deref()),
+            )
+            .await
+        }
+        Command::SetGroupMembers { group, users } => set_group_members(c, env, group, users).await,
+        Command::SetHarvestExemptGroup { group, exempt } => {
+            set_harvest_exempt_group(c, env, group, *exempt).await
+        }
         Command::DeleteGroup { group } => delete_group(c, env, group).await,
         Command::AddGroupMember { group, user } => add_group_member(c, env, group, user).await,
         Command::RemoveGroupMember { group, user } => {

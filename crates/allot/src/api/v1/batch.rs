@@ -29,7 +29,8 @@ pub struct BatchRequest {
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BatchOperation {
     /// Creates the user with this login, or brings it to these values (absent fields stay as
-    /// they are); the company is made if missing; listed licenses are assigned if not held.
+    /// they are); the company is made if missing; listed licenses are assigned if not held;
+    /// the user joins each listed group, made if missing.
     UpsertUser {
         login: String,
         first_name: Option<String>,
@@ -40,6 +41,9 @@ pub enum BatchOperation {
         /// Products as owner/name or id.
         #[serde(default)]
         licenses: Vec<String>,
+        /// Group names.
+        #[serde(default)]
+        groups: Vec<String>,
     },
     /// Gives a user (id, UUID or login) a seat of a product (owner/name or id).
     Assign { user: String, product: String },
@@ -110,6 +114,7 @@ fn command_of(op: BatchOperation) -> Result<Command, BatchResult> {
             email,
             company,
             licenses,
+            groups,
         } => Command::UpsertUser(UserUpsert {
             login,
             first_name,
@@ -120,6 +125,7 @@ fn command_of(op: BatchOperation) -> Result<Command, BatchResult> {
                 .iter()
                 .map(|l| product(l, "licenses"))
                 .collect::<Result<_, _>>()?,
+            groups,
         }),
         BatchOperation::Assign { user, product: p } => Command::Assign {
             user: user_ref(&user),

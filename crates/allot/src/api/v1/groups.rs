@@ -48,6 +48,7 @@ pub async fn create(
     let command = Command::CreateGroup {
         name: req.name,
         uuid: None,
+        external_id: None,
     };
     Ok(answer(
         &state,

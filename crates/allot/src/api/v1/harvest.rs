@@ -160,3 +160,46 @@ pub async fn unexempt(
     };
     Ok(super::answer_changed(&state, &caller, &headers, command).await)
 }
+
+#[utoipa::path(get, path = "/v1/harvest/exempt-groups", tag = "harvest", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Group>)))]
+pub async fn exempt_groups(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<ApiJson<Vec<Group>>> {
+    let tenant = caller.reader()?;
+    Ok(ApiJson(state.ledger.harvest_exempt_groups(tenant).await?))
+}
+
+/// Exempts the seats of a group's members from the harvest, while they are members.
+#[utoipa::path(put, path = "/v1/groups/{group}/harvest-exempt", tag = "harvest", security(("bearer" = [])),
+    params(("group" = String, Path, description = "The group's id, UUID or name")),
+    responses((status = 200, body = Changed), (status = 404, body = ErrorBody)))]
+pub async fn exempt_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(group): ApiPath<String>,
+) -> ApiResult<ApiJson<Changed>> {
+    let command = Command::SetHarvestExemptGroup {
+        group: super::groups::group_ref(&group),
+        exempt: true,
+    };
+    run_admin(&state, &caller, &headers, command).await
+}
+
+#[utoipa::path(delete, path = "/v1/groups/{group}/harvest-exempt", tag = "harvest", security(("bearer" = [])),
+    params(("group" = String, Path, description = "The group's id, UUID or name")),
+    responses((status = 200, body = Changed), (status = 404, body = ErrorBody)))]
+pub async fn unexempt_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(group): ApiPath<String>,
+) -> ApiResult<ApiJson<Changed>> {
+    let command = Command::SetHarvestExemptGroup {
+        group: super::groups::group_ref(&group),
+        exempt: false,
+    };
+    run_admin(&state, &caller, &headers, command).await
+}

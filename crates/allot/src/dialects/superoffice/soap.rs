@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use super::methods::{self, Answer, Args, Method, Returns};
 use super::wire::Wire;
 use super::{SoCaller, SoError, Version};
+use crate::config::plain_host;
 use crate::dialects::{BodyError, DialectRequest};
 use crate::state::SuperOfficeState;
 use crate::xml::{Element, escape};
@@ -137,19 +138,6 @@ fn service_address(
         req.tenant_prefix(),
         version.0
     )
-}
-
-/// A host name or IP literal with an optional port, nothing else (no user info, path or markup).
-fn plain_host(host: &str) -> bool {
-    host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        && host.parse::<axum::http::uri::Authority>().is_ok_and(|a| {
-            // A port, if any, is a number (the parser lets `:99999x` through as no port).
-            let after_ip6 = host.rsplit(']').next().unwrap_or(host);
-            !after_ip6.contains(':') || a.port_u16().is_some()
-        })
 }
 
 /// A SOAP fault, for envelopes that cannot be read.
