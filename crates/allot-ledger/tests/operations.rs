@@ -138,6 +138,7 @@ async fn fill(f: &Fixture) {
         .ok(Command::CreateGroup {
             name: "team".into(),
             uuid: None,
+            external_id: Some("okta-team".into()),
         })
         .await
     else {
@@ -167,6 +168,11 @@ async fn fill(f: &Fixture) {
     .await;
     f.ok(Command::SetHarvestExempt {
         user: UserRef::Id(bob.id),
+        exempt: true,
+    })
+    .await;
+    f.ok(Command::SetHarvestExemptGroup {
+        group: GroupRef::Id(team.id),
         exempt: true,
     })
     .await;

@@ -220,11 +220,24 @@ static SCIM_EMAIL: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock:
     || serde_json::json!({"value": "ann@example.com", "type": "work", "primary": true}),
 );
 
+/// An `allot import` file: line 1 `csv` or `jsonl`, the rest the file. Read into batch
+/// operations and bad rows as the command reads a file, before anything is sent.
+pub fn import(data: &[u8]) {
+    let (lines, rest) = header_lines(data, 1);
+    if lines[0] == "jsonl" {
+        if let Ok(text) = std::str::from_utf8(rest) {
+            let _ = crate::cli::import::read_jsonl(text);
+        }
+    } else {
+        let _ = crate::cli::import::read_csv(rest, "fuzz.csv");
+    }
+}
+
 /// A fuzz target: any bytes in, nothing out but a panic or a hang when something is wrong.
 pub type Target = fn(&[u8]);
 
 /// Every target by its directory name under `fuzz/corpus/`.
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("xml", xml),
     ("soap", soap),
     ("superoffice_rest", superoffice_rest),
@@ -232,6 +245,7 @@ pub const TARGETS: [(&str, Target); 7] = [
     ("credentials", credentials),
     ("config", config),
     ("scim_filter", scim_filter),
+    ("import", import),
 ];
 
 #[cfg(test)]

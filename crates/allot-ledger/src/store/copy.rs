@@ -51,6 +51,7 @@ pub(crate) const TABLES: &[(&str, &str, &[&str])] = &[
     ),
     ("harvest_policies", "tenant_id, product_id", &[]),
     ("harvest_exempt_users", "tenant_id, user_id", &[]),
+    ("harvest_exempt_groups", "tenant_id, group_id", &[]),
 ];
 
 pub(crate) fn copied_tables() -> Vec<&'static str> {

@@ -3,7 +3,7 @@
 //! `--json` for scripts (JSON lines, decoded from and printed as the API's own types).
 
 pub mod client;
-mod import;
+pub(crate) mod import;
 mod output;
 pub mod session;
 mod verify;

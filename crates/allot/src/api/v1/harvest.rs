@@ -196,10 +196,10 @@ pub async fn unexempt_group(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(group): ApiPath<String>,
-) -> ApiResult<ApiJson<Changed>> {
+) -> ApiResult<Response> {
     let command = Command::SetHarvestExemptGroup {
         group: super::groups::group_ref(&group),
         exempt: false,
     };
-    run_admin(&state, &caller, &headers, command).await
+    Ok(super::answer_changed(&state, &caller, &headers, command).await)
 }
