@@ -509,3 +509,52 @@ on_both_stores! {
         assert_eq!(edits.len(), 2);
     }
 }
+
+/// A product's first group license, added while its last seat is freed (PostgreSQL, where the
+/// two commands run at once): neither may leave the other's work undone, a free seat beside a
+/// waiting member. Without the key-share lock in `lock_waiting_list` the invariant check
+/// caught this within a few rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_first_group_license_racing_a_freed_seat_never_leaves_a_member_waiting() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let f = Fixture::new(db).await;
+    for round in 0..40 {
+        let p = f.user_product(&format!("race{round}"), 1).await;
+        let holder = f.user(&format!("holder{round}")).await;
+        let waiter = f.user(&format!("waiter{round}")).await;
+        f.assign(&holder, &p).await.unwrap();
+        let g = group(&f, &format!("g{round}")).await;
+        join(&f, &g, &waiter).await;
+        let (add, free) = tokio::join!(
+            f.ledger.execute(
+                &f.ctx,
+                Command::AddGroupLicense {
+                    group: gid(&g),
+                    product: pid(&p),
+                },
+            ),
+            f.ledger.execute(
+                &f.ctx,
+                Command::Unassign {
+                    user: by_id(&holder),
+                    product: pid(&p),
+                },
+            ),
+        );
+        add.unwrap();
+        free.unwrap();
+        assert_eq!(
+            f.ledger.check_invariants(f.tenant.id).await.unwrap(),
+            Vec::<String>::new(),
+            "round {round}"
+        );
+        assert_eq!(
+            state(&f, &g, &waiter, &p).await.0,
+            AssignmentState::Active,
+            "round {round}"
+        );
+    }
+    f.finish().await;
+}

@@ -71,15 +71,23 @@ pub(super) async fn lock_waiting_list(
     env: &Env<'_>,
     product: ProductId,
 ) -> OpResult<bool> {
-    let licensed: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT 1 FROM group_licenses WHERE tenant_id = $1 AND product_id = $2 LIMIT 1) x",
-    )
-    .bind(env.tenant())
-    .bind(product)
-    .fetch_one(&mut *c)
-    .await?;
-    if licensed == 0 {
-        return Ok(false);
+    if !group_licensed(c, env, product).await? {
+        if env.backend == Backend::Sqlite {
+            return Ok(false);
+        }
+        // A group license being added right now is not visible yet, and its command reads
+        // the free seats before this one's commit: each would leave the other's work undone
+        // (a seat free, a member waiting). Its command holds this row FOR UPDATE, so a key
+        // share waits for it, and the second look sees what it committed; a later one waits
+        // for this command instead, and then sees the seats freed here.
+        sqlx::query("SELECT id FROM products WHERE tenant_id = $1 AND id = $2 FOR KEY SHARE")
+            .bind(env.tenant())
+            .bind(product)
+            .fetch_optional(&mut *c)
+            .await?;
+        if !group_licensed(c, env, product).await? {
+            return Ok(false);
+        }
     }
     if env.backend == Backend::Postgres {
         sqlx::query("SELECT id FROM products WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
@@ -89,6 +97,17 @@ pub(super) async fn lock_waiting_list(
             .await?;
     }
     Ok(true)
+}
+
+async fn group_licensed(c: &mut Conn, env: &Env<'_>, product: ProductId) -> OpResult<bool> {
+    let licensed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM group_licenses WHERE tenant_id = $1 AND product_id = $2 LIMIT 1) x",
+    )
+    .bind(env.tenant())
+    .bind(product)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(licensed > 0)
 }
 
 /// Takes `n` consecutive places at the end of the tenant's waiting list; returns the first.
