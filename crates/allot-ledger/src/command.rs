@@ -108,6 +108,9 @@ pub struct NewProduct {
     pub trial: bool,
     /// Seats bought with the product (tenant-wide pool).
     pub seats: i64,
+    /// The list price of a seat for 30 days.
+    #[serde(default)]
+    pub seat_price_per_30_days: Option<SeatPrice>,
 }
 
 impl NewProduct {
@@ -128,6 +131,7 @@ impl NewProduct {
             expires_at: None,
             trial: false,
             seats,
+            seat_price_per_30_days: None,
         }
     }
 }
@@ -146,6 +150,9 @@ pub struct ProductPatch {
     pub prerequisite: Option<Option<ProductRef>>,
     pub expires_at: Option<Option<OffsetDateTime>>,
     pub trial: Option<bool>,
+    /// `Some(None)` removes the seat price.
+    #[serde(default)]
+    pub seat_price_per_30_days: Option<Option<SeatPrice>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,7 +235,8 @@ pub struct UserPatch {
 
 /// A user as a directory import states it: created when no user has the login, else brought
 /// to these values (`None` leaves a field as it is); the company is made if missing; each
-/// license is assigned if not held yet (licenses not listed are left alone).
+/// license is assigned if not held yet (licenses not listed are left alone); the user joins
+/// each group listed, made if missing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserUpsert {
     pub login: String,
@@ -238,6 +246,10 @@ pub struct UserUpsert {
     /// The company's name.
     pub company: Option<String>,
     pub licenses: Vec<ProductRef>,
+    /// Groups (by name) the user is made a member of, each made if missing (groups not listed
+    /// are left alone).
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 // Commands carry password and token hashes: keep them out of logs (see `Command::redacted`).
@@ -294,6 +306,11 @@ pub enum Command {
     /// Exempts a user's seats from the harvest, or ends the exemption.
     SetHarvestExempt {
         user: UserRef,
+        exempt: bool,
+    },
+    /// Exempts the seats of a group's members from the harvest, or ends the exemption.
+    SetHarvestExemptGroup {
+        group: GroupRef,
         exempt: bool,
     },
     /// Releases one seat the harvest found idle, if it still is: its product's policy still
@@ -357,10 +374,26 @@ pub enum Command {
     CreateGroup {
         name: String,
         uuid: Option<Uuid>,
+        /// The identity provider's id for the group (SCIM `externalId`).
+        #[serde(default)]
+        external_id: Option<String>,
     },
     RenameGroup {
         group: GroupRef,
         name: String,
+    },
+    /// Renames a group and/or sets its external id (`Some(None)` clears it); `None` leaves a
+    /// field as it is.
+    EditGroup {
+        group: GroupRef,
+        name: Option<String>,
+        external_id: Option<Option<String>>,
+    },
+    /// Makes the group's members exactly these users (SCIM's replace of `members`), decided in
+    /// the transaction: the others leave, the missing ones join.
+    SetGroupMembers {
+        group: GroupRef,
+        users: Vec<UserRef>,
     },
     /// Deletes a group: its members lose the seats it was the last reason for.
     DeleteGroup {
@@ -609,6 +642,9 @@ impl Command {
             Command::SetDisabledKeepSeats { .. } => "set_disabled_keep_seats",
             Command::CreateGroup { .. } => "create_group",
             Command::RenameGroup { .. } => "rename_group",
+            Command::EditGroup { .. } => "edit_group",
+            Command::SetGroupMembers { .. } => "set_group_members",
+            Command::SetHarvestExemptGroup { .. } => "set_harvest_exempt_group",
             Command::DeleteGroup { .. } => "delete_group",
             Command::AddGroupMember { .. } => "add_group_member",
             Command::RemoveGroupMember { .. } => "remove_group_member",

@@ -156,6 +156,9 @@ pub(crate) enum StoreError {
     /// The store was closed (the server is shutting down) before the command was applied.
     #[error("the store is closed")]
     Closed,
+    /// An operation this kind of store does not offer.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl StoreError {

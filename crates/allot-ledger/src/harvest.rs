@@ -2,12 +2,37 @@
 //! harvest that reclaims them, one [`Command::HarvestSeat`] per seat.
 
 use crate::{
-    Command, Context, HarvestAction, IdleSeat, Ledger, LedgerError, ProductHarvestPolicy,
+    Command, Context, Group, HarvestAction, IdleSeat, Ledger, LedgerError, ProductHarvestPolicy,
     QueryResult, TenantId, User, UserRef,
 };
 
+/// The commands a harvest of these idle seats runs: one [`Command::HarvestSeat`] per seat whose
+/// policy says release, in order.
+pub fn harvest_commands(idle: &[IdleSeat]) -> Vec<Command> {
+    idle.iter()
+        .filter(|seat| seat.action == HarvestAction::Release)
+        .map(|seat| Command::HarvestSeat { seat: seat.seat })
+        .collect()
+}
+
+/// The idle seats with `released` set from the results of [`harvest_commands`] (one per
+/// seat it made a command for, in order): released when its command changed it.
+pub fn harvest_report(
+    mut idle: Vec<IdleSeat>,
+    results: &[Result<crate::Outcome, LedgerError>],
+) -> Vec<IdleSeat> {
+    let mut results = results.iter();
+    for seat in idle
+        .iter_mut()
+        .filter(|seat| seat.action == HarvestAction::Release)
+    {
+        seat.released = matches!(results.next(), Some(Ok(outcome)) if outcome.changed() > 0);
+    }
+    idle
+}
+
 impl Ledger {
-    /// Held seats idle past their product's policy, exempt holders left out.
+    /// Held seats idle past their product's policy; exempt holders' seats say why they stay.
     pub async fn idle_seats(&self, tenant: TenantId) -> QueryResult<Vec<IdleSeat>> {
         Ok(self.store.idle_seats(tenant, self.now()).await?)
     }
@@ -17,6 +42,10 @@ impl Ledger {
         tenant: TenantId,
     ) -> QueryResult<Vec<ProductHarvestPolicy>> {
         Ok(self.store.harvest_policies(tenant).await?)
+    }
+
+    pub async fn harvest_exempt_groups(&self, tenant: TenantId) -> QueryResult<Vec<Group>> {
+        Ok(self.store.harvest_exempt_groups(tenant).await?)
     }
 
     pub async fn harvest_exempt_users(&self, tenant: TenantId) -> QueryResult<Vec<User>> {
@@ -36,7 +65,7 @@ impl Ledger {
             return Ok(idle);
         }
         for seat in idle.iter_mut() {
-            if seat.action != HarvestAction::Release {
+            if seat.action != HarvestAction::Release || seat.exempt.is_some() {
                 continue;
             }
             let outcome = self

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod license;
 mod licensing;
+mod maintenance;
 pub mod model;
 pub mod rules;
 mod store;
@@ -29,9 +30,13 @@ use uuid::Uuid;
 
 pub use command::*;
 pub use error::LedgerError;
+pub use harvest::{harvest_commands, harvest_report};
 pub use licensing::SignedLicense;
+pub use maintenance::PRUNE_BATCH;
 pub use model::*;
-pub use store::{AuditFilter, CommitStats, SeatFilter, StoreOptions, UserSearch};
+pub use store::{
+    AuditFilter, Cell, CommitStats, SeatFilter, StoreOptions, TableContent, UserSearch,
+};
 
 use store::Store;
 
@@ -107,6 +112,28 @@ fn usage_range(
     Ok((first, end))
 }
 
+/// Fills in each point's `unused_seat_cost` when the product has a seat price.
+fn price_points(product: &Product, points: &mut [UsagePoint]) {
+    if let Some(price) = &product.seat_price_per_30_days {
+        for point in points {
+            point.unused_seat_cost = Some(rules::unused_seat_cost(
+                point.unused_seat_seconds,
+                price.amount,
+            ));
+        }
+    }
+}
+
+/// What the unused seats of `points` cost in all, in the product's currency: the points'
+/// unused seat-seconds added up exactly, then priced and rounded once (so the total is exact
+/// to 1/10,000; the points' own rounded costs may add up to a little more or less, at most
+/// half of 1/10,000 per point); `None` when the product has no seat price.
+pub fn unused_seat_cost_total(product: &Product, points: &[UsagePoint]) -> Option<Amount> {
+    let price = product.seat_price_per_30_days.as_ref()?;
+    let seconds: i64 = points.iter().map(|p| p.unused_seat_seconds).sum();
+    Some(rules::unused_seat_cost(seconds, price.amount))
+}
+
 #[derive(Clone)]
 pub struct Ledger {
     store: Arc<Store>,
@@ -132,11 +159,47 @@ impl Ledger {
 
     /// Remembers live bearer tokens for `ttl` ([`Ledger::token_state`] then reads the store once
     /// per token and `ttl`, not per request); zero (the default) remembers none. A token revoked
-    /// through this handle (or a clone) is refused at once; one revoked through another process
-    /// sharing the store, within `ttl`.
+    /// through this handle (or a clone) is refused at once; one changed where no notification
+    /// reaches (by hand in the database, or another process on one SQLite file), within `ttl`.
+    ///
+    /// On PostgreSQL a revocation committed by another process reaches this cache as a
+    /// notification (`store/notify.rs`), milliseconds after its commit; the cache serves nothing
+    /// while it cannot listen. Must be called inside a Tokio runtime to listen.
     pub fn with_token_cache(mut self, ttl: std::time::Duration) -> Ledger {
-        self.tokens = Arc::new(token_cache::TokenCache::new(ttl));
+        let cache = Arc::new(token_cache::TokenCache::new(ttl));
+        if cache.enabled() {
+            // Nothing is served until the feed listens; the task holds the cache weakly, so
+            // it ends with the last handle.
+            cache.distrust();
+            let weak = Arc::downgrade(&cache);
+            match self.store.watch_credentials(move |event| {
+                let Some(cache) = weak.upgrade() else {
+                    return false;
+                };
+                match event {
+                    store::notify::CredentialsEvent::Listening => cache.trust(),
+                    store::notify::CredentialsEvent::Changed(tenant) => {
+                        cache.forget_tenant(Some(tenant))
+                    }
+                    store::notify::CredentialsEvent::Lost => cache.distrust(),
+                }
+                true
+            }) {
+                Some(task) => cache.set_watch(task),
+                // SQLite: one process owns the file and its own commands clear the cache.
+                None if self.store.is_sqlite() => cache.trust(),
+                // PostgreSQL outside a runtime: no feed, so no cache.
+                None => {}
+            }
+        }
+        self.tokens = cache;
         self
+    }
+
+    /// Whether the token cache answers from memory now: false without a cache, and on
+    /// PostgreSQL while its feed of other processes' changes is not listening.
+    pub fn token_cache_serving(&self) -> bool {
+        self.tokens.serving()
     }
 
     /// How long live tokens are remembered (zero: not at all).
@@ -172,6 +235,7 @@ impl Ledger {
     }
 
     pub async fn close(&self) {
+        self.tokens.stop();
         self.store.close().await;
     }
 
@@ -380,13 +444,13 @@ impl Ledger {
     ) -> QueryResult<Vec<UsagePoint>> {
         let (first, end) = usage_range(from, to, step)?;
         // Answers unknown_product for a product that is not the tenant's.
-        self.store
-            .pool_status(tenant, Some(product), self.now())
-            .await?;
-        Ok(self
+        let product = self.store.product(tenant, &ProductRef::Id(product)).await?;
+        let mut points = self
             .store
-            .usage(tenant, product, first, end, step, self.now())
-            .await?)
+            .usage(tenant, product.id, first, end, step, self.now())
+            .await?;
+        price_points(&product, &mut points);
+        Ok(points)
     }
 
     /// [`Ledger::usage`] of every product of the tenant, in the products' order.
@@ -401,10 +465,11 @@ impl Ledger {
         let now = self.now();
         let mut all = Vec::new();
         for product in self.store.products(tenant).await? {
-            let points = self
+            let mut points = self
                 .store
                 .usage(tenant, product.id, first, end, step, now)
                 .await?;
+            price_points(&product, &mut points);
             all.push((product, points));
         }
         Ok(all)
@@ -535,6 +600,38 @@ impl Ledger {
         Ok(self.store.groups(tenant, after_id, limit).await?)
     }
 
+    /// Users whose external id is exactly this (an indexed lookup; SCIM `externalId eq`).
+    pub async fn users_by_external_id(
+        &self,
+        tenant: TenantId,
+        external_id: &str,
+    ) -> QueryResult<Vec<User>> {
+        Ok(self.store.users_by_external_id(tenant, external_id).await?)
+    }
+
+    /// Groups whose external id is exactly this (an indexed lookup; SCIM `externalId eq`).
+    pub async fn groups_by_external_id(
+        &self,
+        tenant: TenantId,
+        external_id: &str,
+    ) -> QueryResult<Vec<Group>> {
+        Ok(self
+            .store
+            .groups_by_external_id(tenant, external_id)
+            .await?)
+    }
+
+    /// The members' UUIDs of the groups with ids `first..=last` (a page of groups), ordered by
+    /// group id.
+    pub async fn group_member_uuids(
+        &self,
+        tenant: TenantId,
+        first: GroupId,
+        last: GroupId,
+    ) -> QueryResult<Vec<(GroupId, Uuid)>> {
+        Ok(self.store.group_member_uuids(tenant, first, last).await?)
+    }
+
     /// A group with its members, licenses and each member's assignment state.
     pub async fn group_view(&self, tenant: TenantId, group: &GroupRef) -> QueryResult<GroupView> {
         Ok(self.store.group_view(tenant, group).await?)
@@ -548,6 +645,112 @@ impl Ledger {
     /// Whether disabling a user keeps its seats (the tenant's setting).
     pub async fn disabled_keep_seats(&self, tenant: TenantId) -> QueryResult<bool> {
         Ok(self.store.disabled_keep_seats(tenant).await?)
+    }
+}
+
+/// What [`Ledger::copy_to`] moved and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyReport {
+    /// Rows per table, in copy order; the target holds exactly these rows afterwards.
+    pub rows: Vec<(String, usize)>,
+    /// Tenants whose invariants and audit chain were verified on the target.
+    pub tenants: usize,
+}
+
+/// Whole-store operations: backup, copy between stores, restore.
+impl Ledger {
+    /// The data tables the store's schema has (the migrations' tables), by name.
+    pub async fn schema_tables(&self) -> QueryResult<Vec<String>> {
+        Ok(self.store.schema_tables().await?)
+    }
+
+    /// The tables [`Ledger::copy_to`] copies, in its order (parents first).
+    pub fn copied_tables() -> Vec<&'static str> {
+        store::copied_tables()
+    }
+
+    /// Whether no table of the store holds a row.
+    pub async fn is_empty(&self) -> QueryResult<bool> {
+        Ok(self.store.is_empty().await?)
+    }
+
+    /// Every table's rows in one consistent read, in copy order and each table in key order.
+    pub async fn contents(&self) -> QueryResult<Vec<TableContent>> {
+        Ok(self.store.contents().await?)
+    }
+
+    /// Writes a consistent copy of this SQLite store to a new file at `path` while it is in
+    /// use (`VACUUM INTO`: one snapshot, read as a reader reads, so writers go on). PostgreSQL
+    /// stores are refused: `pg_dump` does this for them.
+    pub async fn backup_to(&self, path: &std::path::Path) -> QueryResult<()> {
+        let path = path.to_str().ok_or_else(|| LedgerError::Invalid {
+            field: "to",
+            reason: "the backup path is not UTF-8".into(),
+        })?;
+        if std::path::Path::new(path).exists() {
+            return Err(LedgerError::Invalid {
+                field: "to",
+                reason: format!("{path} exists; a backup goes to a new file"),
+            });
+        }
+        Ok(self.store.backup_into(path).await?)
+    }
+
+    /// Copies every table of this store (ids, audit chain, keys and all) into `target`, which
+    /// must be empty unless `replace` (then its rows are removed first, in the same way).
+    /// Verified before answering: the target's rows equal the source's snapshot, table by
+    /// table, and every tenant's invariants hold and its audit chain verifies there.
+    pub async fn copy_to(&self, target: &Ledger, replace: bool) -> QueryResult<CopyReport> {
+        if !target.is_empty().await? {
+            if !replace {
+                return Err(LedgerError::Invalid {
+                    field: "to",
+                    reason: "the target store is not empty (pass --force to replace its contents)"
+                        .into(),
+                });
+            }
+            target.store.clear().await?;
+        }
+        let contents = self.contents().await?;
+        target.store.load(&contents).await?;
+        let copied = target.contents().await?;
+        for (want, got) in contents.iter().zip(&copied) {
+            if want.rows != got.rows {
+                return Err(LedgerError::Store(format!(
+                    "table {} differs after the copy ({} rows sent, {} found)",
+                    want.table,
+                    want.rows.len(),
+                    got.rows.len()
+                )));
+            }
+        }
+        let tenants = target.tenants().await?;
+        for tenant in &tenants {
+            let broken = target.check_invariants(tenant.id).await?;
+            if !broken.is_empty() {
+                return Err(LedgerError::Store(format!(
+                    "tenant {}: invariants broken after the copy: {}",
+                    tenant.name,
+                    broken.join("; ")
+                )));
+            }
+            match target.verify_audit_chain(tenant.id).await? {
+                Some(audit_chain::ChainCheck::Intact { .. }) | None => {}
+                Some(audit_chain::ChainCheck::Broken { seq, reason }) => {
+                    return Err(LedgerError::Store(format!(
+                        "tenant {}: audit chain broken at record {seq} after the copy: {reason}",
+                        tenant.name
+                    )));
+                }
+            }
+        }
+        Ok(CopyReport {
+            rows: contents
+                .iter()
+                .map(|c| (c.table.clone(), c.rows.len()))
+                .collect(),
+            tenants: tenants.len(),
+        })
     }
 }
 

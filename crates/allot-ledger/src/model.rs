@@ -145,6 +145,10 @@ pub struct Product {
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
     pub trial: bool,
+    /// The list price of one seat for 30 days, when one is set (the usage history then says
+    /// what the unused seats cost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat_price_per_30_days: Option<SeatPrice>,
 }
 
 impl Product {
@@ -292,6 +296,14 @@ pub struct Group {
     pub id: GroupId,
     pub uuid: Uuid,
     pub name: String,
+    /// The identity provider's id for the group (SCIM `externalId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When its name, external id or members last changed (`created_at` if never).
+    #[serde(with = "time::serde::rfc3339")]
+    pub modified_at: OffsetDateTime,
 }
 
 /// One member's assignment of one product through one group.
@@ -514,7 +526,11 @@ pub struct IdleSeat {
     /// The policy's threshold.
     pub policy_idle_days: i64,
     pub action: HarvestAction,
-    /// The harvest released it (false: reported only, a dry run, or used again meanwhile).
+    /// Why the harvest leaves it alone: `user` (its holder is exempt) or `group:<name>` (a
+    /// group its holder is in is exempt); absent when it is not exempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exempt: Option<String>,
+    /// The harvest released it (false: reported only, exempt, a dry run, or used again meanwhile).
     pub released: bool,
 }
 
@@ -584,4 +600,85 @@ pub struct UsagePoint {
     pub denied: i64,
     /// Seat-seconds bought but not held during the step.
     pub unused_seat_seconds: i64,
+    /// What `unused_seat_seconds` cost at the product's seat price, in its currency, when it
+    /// has one: seconds x price / 2,592,000, exact, rounded half up to 1/10,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "1.2345")]
+    pub unused_seat_cost: Option<Amount>,
+}
+
+/// An exact amount of money in ten-thousandths of its currency's unit (no binary floating
+/// point). In JSON a decimal string: at most four places in, always four out ("12.5000").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Amount {
+    pub e4: i128,
+}
+
+impl Amount {
+    pub fn from_e4(e4: i128) -> Amount {
+        Amount { e4 }
+    }
+}
+
+impl std::fmt::Display for Amount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = if self.e4 < 0 { "-" } else { "" };
+        let abs = self.e4.unsigned_abs();
+        write!(f, "{sign}{}.{:04}", abs / 10_000, abs % 10_000)
+    }
+}
+
+impl std::str::FromStr for Amount {
+    type Err = String;
+
+    /// A non-negative decimal with at most four places: `12`, `12.5`, `0.0001`.
+    fn from_str(s: &str) -> Result<Amount, String> {
+        let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
+        let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty()
+            || !digits(whole)
+            || !digits(fraction)
+            || (s.contains('.') && fraction.is_empty())
+        {
+            return Err(format!(
+                "{s:?} is not a decimal amount such as \"12.50\" (digits, an optional point and \
+                 up to four places; no sign, no exponent)"
+            ));
+        }
+        if fraction.len() > 4 {
+            return Err(format!("{s:?} has more than four decimal places"));
+        }
+        if whole.len() > 20 {
+            return Err(format!("{s:?} is too large"));
+        }
+        let whole: i128 = whole.parse().map_err(|_| format!("{s:?} is too large"))?;
+        let fraction: i128 = format!("{fraction:0<4}").parse().unwrap_or(0);
+        Ok(Amount::from_e4(whole * 10_000 + fraction))
+    }
+}
+
+impl Serialize for Amount {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Amount, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A product's list price: `amount` for one seat held or not for 30 days (2,592,000 seconds;
+/// not a calendar month), in `currency` (an ISO 4217 code such as `EUR`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeatPrice {
+    /// A non-negative decimal string with at most four places, e.g. "12.50".
+    #[schema(value_type = String, example = "12.50", pattern = r"^[0-9]+(\.[0-9]{1,4})?$")]
+    pub amount: Amount,
+    /// ISO 4217 code: three upper-case letters.
+    #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
+    pub currency: String,
 }

@@ -54,6 +54,55 @@ pub fn validate_text(field: &'static str, value: &str) -> Result<(), LedgerError
     Ok(())
 }
 
+/// The highest seat price accepted: a billion units of any currency per seat and 30 days.
+pub const MAX_SEAT_PRICE_E4: i128 = 1_000_000_000 * 10_000;
+
+/// Seconds in the period a seat price is for: 30 days of 86,400 seconds.
+pub const SEAT_PRICE_PERIOD_SECONDS: i128 = 30 * 86_400;
+
+/// A seat price: an amount from zero to [`MAX_SEAT_PRICE_E4`], and an ISO 4217 currency code
+/// (three upper-case ASCII letters; the code's form is checked, not the list of codes).
+pub fn validate_seat_price(price: &crate::model::SeatPrice) -> Result<(), LedgerError> {
+    if price.amount.e4 < 0 || price.amount.e4 > MAX_SEAT_PRICE_E4 {
+        return Err(LedgerError::Invalid {
+            field: "seat_price_per_30_days.amount",
+            reason: format!(
+                "{} is outside 0 to {}",
+                price.amount,
+                crate::model::Amount::from_e4(MAX_SEAT_PRICE_E4)
+            ),
+        });
+    }
+    if price.currency.len() != 3 || !price.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(LedgerError::Invalid {
+            field: "seat_price_per_30_days.currency",
+            reason: format!(
+                "{:?} is not an ISO 4217 code (three upper-case letters, e.g. EUR)",
+                price.currency
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// What `seat_seconds` of unused seat time cost at `price` (per seat and 30 days), in the
+/// price's currency: `seat_seconds * price / 2,592,000`, computed exactly in integers of
+/// 1/10,000 of the unit and rounded once, half away from zero (half up), to 1/10,000. A usage
+/// answer prices each point this way, and its total from the sum of the points' seconds.
+pub fn unused_seat_cost(seat_seconds: i64, price: crate::model::Amount) -> crate::model::Amount {
+    let exact = seat_seconds as i128 * price.e4;
+    let (q, r) = (
+        exact / SEAT_PRICE_PERIOD_SECONDS,
+        exact % SEAT_PRICE_PERIOD_SECONDS,
+    );
+    let rounded = if r.abs() * 2 >= SEAT_PRICE_PERIOD_SECONDS {
+        q + exact.signum()
+    } else {
+        q
+    };
+    crate::model::Amount::from_e4(rounded)
+}
+
 pub fn validate_seat_count(count: i64, allow_zero: bool) -> Result<(), LedgerError> {
     let min = if allow_zero { 0 } else { 1 };
     if count < min || count > MAX_SEATS_PER_CALL {
@@ -385,6 +434,49 @@ mod tests {
     }
 
     #[test]
+    fn amounts_parse_exactly_and_print_with_four_places() {
+        use crate::model::Amount;
+        let parse = |s: &str| s.parse::<Amount>().map(|a| a.e4);
+        assert_eq!(parse("12"), Ok(120_000));
+        assert_eq!(parse("12.5"), Ok(125_000));
+        assert_eq!(parse("0.0001"), Ok(1));
+        assert_eq!(parse("0.1"), Ok(1_000));
+        for bad in [
+            "", ".5", "5.", "-1", "+1", "1e3", "1.23456", "1,5", " 1", "0x10", "1.2.3",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(Amount::from_e4(125_000).to_string(), "12.5000");
+        assert_eq!(Amount::from_e4(1).to_string(), "0.0001");
+        assert_eq!(Amount::from_e4(0).to_string(), "0.0000");
+    }
+
+    #[test]
+    fn unused_seat_cost_is_exact_and_rounds_half_up() {
+        use crate::model::Amount;
+        // 30 days of one seat at 30.00: 30.00.
+        assert_eq!(
+            unused_seat_cost(2_592_000, Amount::from_e4(300_000)).e4,
+            300_000
+        );
+        // One hour at 30.00 a 30 days: 30 / 720 = 0.041666... -> 0.0417.
+        assert_eq!(unused_seat_cost(3_600, Amount::from_e4(300_000)).e4, 417);
+        // Exactly half a unit of 1/10,000 rounds up: 1,296,000 s at 0.0001 = 0.00005.
+        assert_eq!(unused_seat_cost(1_296_000, Amount::from_e4(1)).e4, 1);
+        assert_eq!(unused_seat_cost(1_295_999, Amount::from_e4(1)).e4, 0);
+        assert_eq!(unused_seat_cost(0, Amount::from_e4(300_000)).e4, 0);
+        // No overflow at the largest price over a century of a million seats.
+        let big = unused_seat_cost(
+            1_000_000 * 100 * 365 * 86_400,
+            Amount::from_e4(MAX_SEAT_PRICE_E4),
+        );
+        assert_eq!(
+            big.e4,
+            (1_000_000i128 * 100 * 365 * MAX_SEAT_PRICE_E4 + 15) / 30
+        );
+    }
+
+    #[test]
     fn micros_round_trip() {
         let t = time::macros::datetime!(2026-11-23 04:00:00.123456 UTC);
         assert_eq!(from_micros(to_micros(t)), t);
@@ -406,6 +498,7 @@ mod tests {
             prerequisite: None,
             expires_at: None,
             trial: false,
+            seat_price_per_30_days: None,
         }
     }
 

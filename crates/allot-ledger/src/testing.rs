@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::*;
-use sqlx::Connection;
+use sqlx::{Connection, Executor};
 use time::macros::datetime;
 
 /// Where the tests find PostgreSQL. In CI (CI=true) it must be reachable: a test that needs it
@@ -85,6 +85,61 @@ impl TestDb {
             .await;
             conn.close().await.ok();
         }
+    }
+}
+
+/// Fault injection on PostgreSQL for crash tests: a window, held open, between a change and
+/// the write of its Idempotency-Key answer.
+impl TestDb {
+    /// From now on every write of an Idempotency-Key answer (an update that sets its status)
+    /// sleeps for a minute before it is made.
+    pub async fn stall_idempotent_answers(&self) {
+        let mut conn = sqlx::AnyConnection::connect(&self.url())
+            .await
+            .expect("connect");
+        conn.execute(
+            "CREATE FUNCTION allot_test_stall() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM pg_sleep(60); RETURN NEW; END $$; \
+             CREATE TRIGGER allot_test_stall BEFORE UPDATE ON idempotency_keys FOR EACH ROW \
+             WHEN (NEW.status IS NOT NULL) EXECUTE FUNCTION allot_test_stall();",
+        )
+        .await
+        .expect("install the stall");
+        conn.close().await.ok();
+    }
+
+    /// The backend stalled in writing an answer, if one is.
+    pub async fn stalled_answer_backend(&self) -> Option<i32> {
+        let mut conn = sqlx::AnyConnection::connect(&self.url()).await.ok()?;
+        let pid: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND state = 'active' AND query LIKE 'UPDATE idempotency_keys SET status%'",
+        )
+        .fetch_optional(&mut conn)
+        .await
+        .ok()
+        .flatten();
+        conn.close().await.ok();
+        pid
+    }
+
+    /// Ends the stalled backend as the death of its client process would (its open
+    /// transaction rolls back; what it committed before stays), and removes the stall.
+    pub async fn end_stall(&self, pid: i32) {
+        let mut conn = sqlx::AnyConnection::connect(&self.url())
+            .await
+            .expect("connect");
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&mut conn)
+            .await
+            .expect("terminate");
+        conn.execute(
+            "DROP TRIGGER allot_test_stall ON idempotency_keys; DROP FUNCTION allot_test_stall();",
+        )
+        .await
+        .expect("remove the stall");
+        conn.close().await.ok();
     }
 }
 

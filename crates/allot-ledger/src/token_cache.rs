@@ -4,8 +4,12 @@
 //! Only live tokens are kept, by the SHA-256 they are looked up with, together with what the
 //! store said of them; each use re-checks their expiry against the ledger's clock. A token is
 //! forgotten:
-//! - `ttl` after it was read from the store: a token revoked by another process sharing the
-//!   store (or by hand in the database) stops working here within `ttl`;
+//! - `ttl` after it was read from the store: the bound for a change the feed below cannot see
+//!   (a token revoked by hand in the database, or by another process on one SQLite file);
+//! - on PostgreSQL, when any process commits a command that may change credentials: each such
+//!   command notifies the tenant at its commit, and a session of this process listens
+//!   (`store/notify.rs`). While that session is down the cache serves nothing, so a missed
+//!   notification cannot keep a revoked token alive;
 //! - at once when this process commits a command that may change credentials
 //!   ([`crate::Command::may_change_credentials`]: revoking a token, a new password, retiring,
 //!   disabling or deleting a user, ...): every token of that tenant is dropped after the commit
@@ -17,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::model::{TenantId, TokenInfo};
@@ -26,7 +31,12 @@ const CAPACITY: usize = 10_000;
 
 pub(crate) struct TokenCache {
     ttl: Duration,
+    /// False while a feed of other processes' changes is needed and not listening: nothing is
+    /// served or kept then.
+    trusted: AtomicBool,
     inner: Mutex<Inner>,
+    /// The task listening for other processes' changes, stopped with the cache.
+    watch: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 struct Inner {
@@ -41,11 +51,60 @@ impl TokenCache {
     pub(crate) fn new(ttl: Duration) -> Self {
         TokenCache {
             ttl,
+            trusted: AtomicBool::new(true),
             inner: Mutex::new(Inner {
                 generation: 0,
                 entries: HashMap::new(),
             }),
+            watch: Mutex::new(None),
         }
+    }
+
+    /// Whether remembering tokens is worth a feed of changes (a zero `ttl` keeps none).
+    pub(crate) fn enabled(&self) -> bool {
+        !self.ttl.is_zero()
+    }
+
+    pub(crate) fn serving(&self) -> bool {
+        self.enabled() && self.trusted.load(Ordering::SeqCst)
+    }
+
+    /// From now on, serve nothing until [`TokenCache::trust`]: changes made elsewhere are
+    /// reported by `watch`, which is not listening yet.
+    pub(crate) fn distrust(&self) {
+        self.trusted.store(false, Ordering::SeqCst);
+        self.forget_all();
+    }
+
+    /// The feed of changes listens: what is read from now on may be kept.
+    pub(crate) fn trust(&self) {
+        self.forget_all();
+        self.trusted.store(true, Ordering::SeqCst);
+    }
+
+    /// Keeps the task feeding this cache, stopped when the cache goes.
+    pub(crate) fn set_watch(&self, task: tokio::task::JoinHandle<()>) {
+        if let Some(old) = self
+            .watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(task)
+        {
+            old.abort();
+        }
+    }
+
+    /// Stops the feed (the store is closing).
+    pub(crate) fn stop(&self) {
+        if let Some(task) = self.watch.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+    }
+
+    fn forget_all(&self) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        inner.entries.clear();
     }
 
     pub(crate) fn ttl(&self) -> Duration {
@@ -58,7 +117,7 @@ impl TokenCache {
 
     /// The token with this hash as last read, if that was less than `ttl` ago.
     pub(crate) fn get(&self, hash: &str) -> Option<TokenInfo> {
-        if self.ttl.is_zero() {
+        if self.ttl.is_zero() || !self.trusted.load(Ordering::SeqCst) {
             return None;
         }
         let inner = self.lock();
@@ -74,7 +133,7 @@ impl TokenCache {
     /// Remembers a live token read from the store, unless credentials changed since the read
     /// began (`generation`).
     pub(crate) fn put(&self, generation: u64, hash: &str, info: TokenInfo, read_at: Instant) {
-        if self.ttl.is_zero() {
+        if self.ttl.is_zero() || !self.trusted.load(Ordering::SeqCst) {
             return;
         }
         let mut inner = self.lock();
@@ -96,5 +155,11 @@ impl TokenCache {
         let mut inner = self.lock();
         inner.generation += 1;
         inner.entries.retain(|_, (_, info)| info.tenant != tenant);
+    }
+}
+
+impl Drop for TokenCache {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

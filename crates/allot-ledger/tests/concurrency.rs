@@ -392,6 +392,7 @@ async fn group_waiting_list_race(f: Fixture, ledgers: Vec<Ledger>) {
         .ok(Command::CreateGroup {
             name: "racers".into(),
             uuid: None,
+            external_id: None,
         })
         .await
     {

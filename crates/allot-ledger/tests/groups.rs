@@ -24,6 +24,7 @@ async fn group(f: &Fixture, name: &str) -> Group {
         .ok(Command::CreateGroup {
             name: name.into(),
             uuid: None,
+            external_id: None,
         })
         .await
     {
@@ -108,9 +109,9 @@ async fn served(f: &Fixture, g: &Group, waiter: &User, p: &Product) {
 on_both_stores! {
     async fn groups_are_created_renamed_and_deleted_with_typed_errors(f: Fixture) {
         let g = group(&f, "Sales").await;
-        let e = f.err(Command::CreateGroup { name: "sales".into(), uuid: None }).await;
+        let e = f.err(Command::CreateGroup { name: "sales".into(), uuid: None, external_id: None }).await;
         assert!(matches!(e, LedgerError::AlreadyExists { what: "group", .. }), "{e:?}");
-        let e = f.err(Command::CreateGroup { name: " \t".into(), uuid: None }).await;
+        let e = f.err(Command::CreateGroup { name: " \t".into(), uuid: None, external_id: None }).await;
         assert!(matches!(e, LedgerError::Invalid { field: "name", .. }), "{e:?}");
         let other = group(&f, "Support").await;
         let e = f.err(Command::RenameGroup { group: gid(&other), name: "SALES".into() }).await;
@@ -132,7 +133,7 @@ on_both_stores! {
         assert!(matches!(e, LedgerError::UnknownGroup(_)), "{e:?}");
         // A chosen UUID is kept (SCIM clients name their groups).
         let chosen = uuid::Uuid::new_v4();
-        let Outcome::Group(with_uuid) = f.ok(Command::CreateGroup { name: "x".into(), uuid: Some(chosen) }).await else { panic!() };
+        let Outcome::Group(with_uuid) = f.ok(Command::CreateGroup { name: "x".into(), uuid: Some(chosen), external_id: None }).await else { panic!() };
         assert_eq!(with_uuid.uuid, chosen);
     }
 
@@ -428,4 +429,132 @@ on_both_stores! {
         assert!(!f.assigned(&u, &web).await);
         assert_eq!(state(&f, &g, &u, &web).await, (AssignmentState::Error, Some("prerequisite_missing".into())));
     }
+
+    async fn setting_members_and_editing_follow_licenses_and_apply_all_or_nothing(f: Fixture) {
+        let crm = f.user_product("crm", 2).await;
+        let ann = f.user("ann").await;
+        let bob = f.user("bob").await;
+        let cid = f.user("cid").await;
+        let Outcome::Group(g) = f
+            .ok(Command::CreateGroup { name: "Sales".into(), uuid: None, external_id: Some("okta-1".into()) })
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(g.external_id.as_deref(), Some("okta-1"));
+        assert_eq!(g.modified_at, g.created_at);
+        license(&f, &g, &crm).await;
+        let set = |users: Vec<&User>| Command::SetGroupMembers {
+            group: gid(&g),
+            users: users.into_iter().map(by_id).collect(),
+        };
+        // Two join and take both seats; then the members become bob and cid: ann leaves and
+        // frees her seat, cid joins and takes it, in one command.
+        f.ok(set(vec![&ann, &bob, &ann])).await;
+        assert!(f.assigned(&ann, &crm).await && f.assigned(&bob, &crm).await);
+        f.clock.advance(time::Duration::minutes(1));
+        f.ok(set(vec![&bob, &cid])).await;
+        assert!(!f.assigned(&ann, &crm).await);
+        assert!(f.assigned(&bob, &crm).await && f.assigned(&cid, &crm).await);
+        assert_eq!(f.ok(set(vec![&cid, &bob])).await, Outcome::Changed { changed: 0 });
+        let after = f.ledger.group(f.tenant.id, &gid(&g)).await.unwrap();
+        assert!(after.modified_at > after.created_at, "membership changes touch the group");
+        // An unknown user refuses the whole command: nobody left.
+        let e = f
+            .err(Command::SetGroupMembers { group: gid(&g), users: vec![UserRef::Login("nobody".into())] })
+            .await;
+        assert!(matches!(e, LedgerError::UnknownUser(_)), "{e:?}");
+        assert!(f.assigned(&bob, &crm).await);
+        // Several commands all or nothing (a SCIM PATCH): the refusal of the last undoes the
+        // first.
+        let batch = [
+            Command::RemoveGroupMember { group: gid(&g), user: by_id(&bob) },
+            Command::EditGroup { group: gid(&g), name: Some("Renamed".into()), external_id: None },
+            Command::AddGroupMember { group: gid(&g), user: UserRef::Login("nobody".into()) },
+        ];
+        assert!(f.ledger.apply_all_or_nothing(&f.ctx, &batch).await.is_err());
+        assert!(f.assigned(&bob, &crm).await);
+        assert_eq!(f.ledger.group(f.tenant.id, &gid(&g)).await.unwrap().name, "Sales");
+        // Edits: name and external id; nothing new is changed 0-like (the group answered).
+        let Outcome::Group(edited) = f
+            .ok(Command::EditGroup { group: gid(&g), name: Some("Sales EU".into()), external_id: Some(None) })
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!((edited.name.as_str(), edited.external_id.as_deref()), ("Sales EU", None));
+        let found = f.ledger.groups_by_external_id(f.tenant.id, "okta-1").await.unwrap();
+        assert!(found.is_empty());
+        f.ok(Command::EditGroup { group: gid(&g), name: None, external_id: Some(Some("okta-2".into())) }).await;
+        let found = f.ledger.groups_by_external_id(f.tenant.id, "okta-2").await.unwrap();
+        assert_eq!(found.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), ["Sales EU"]);
+        assert!(f.ledger.groups_by_external_id(f.tenant.id, "OKTA-2").await.unwrap().is_empty());
+        // Members by UUID for a page of groups.
+        let members = f.ledger.group_member_uuids(f.tenant.id, g.id, g.id).await.unwrap();
+        let mut expected = vec![(g.id, bob.uuid), (g.id, cid.uuid)];
+        expected.sort();
+        let mut members = members;
+        members.sort();
+        assert_eq!(members, expected);
+        let e = f.err(Command::EditGroup { group: gid(&g), name: Some(" ".into()), external_id: None }).await;
+        assert!(matches!(e, LedgerError::Invalid { field: "name", .. }), "{e:?}");
+        let edits: Vec<_> = f
+            .ledger
+            .audit(f.tenant.id, &AuditFilter { limit: Some(1000), ..Default::default() })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "group.edit")
+            .collect();
+        assert_eq!(edits.len(), 2);
+    }
+}
+
+/// A product's first group license, added while its last seat is freed (PostgreSQL, where the
+/// two commands run at once): neither may leave the other's work undone, a free seat beside a
+/// waiting member. Without the key-share lock in `lock_waiting_list` the invariant check
+/// caught this within a few rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_first_group_license_racing_a_freed_seat_never_leaves_a_member_waiting() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let f = Fixture::new(db).await;
+    for round in 0..40 {
+        let p = f.user_product(&format!("race{round}"), 1).await;
+        let holder = f.user(&format!("holder{round}")).await;
+        let waiter = f.user(&format!("waiter{round}")).await;
+        f.assign(&holder, &p).await.unwrap();
+        let g = group(&f, &format!("g{round}")).await;
+        join(&f, &g, &waiter).await;
+        let (add, free) = tokio::join!(
+            f.ledger.execute(
+                &f.ctx,
+                Command::AddGroupLicense {
+                    group: gid(&g),
+                    product: pid(&p),
+                },
+            ),
+            f.ledger.execute(
+                &f.ctx,
+                Command::Unassign {
+                    user: by_id(&holder),
+                    product: pid(&p),
+                },
+            ),
+        );
+        add.unwrap();
+        free.unwrap();
+        assert_eq!(
+            f.ledger.check_invariants(f.tenant.id).await.unwrap(),
+            Vec::<String>::new(),
+            "round {round}"
+        );
+        assert_eq!(
+            state(&f, &g, &waiter, &p).await.0,
+            AssignmentState::Active,
+            "round {round}"
+        );
+    }
+    f.finish().await;
 }

@@ -230,8 +230,17 @@ on_both_stores! {
         assert_eq!(f.ok(Command::SetHarvestExempt { user: UserRef::Login("bob".into()), exempt: true }).await, Outcome::Changed { changed: 0 });
         f.clock.advance(Duration::days(40));
         let done = f.ledger.harvest(&f.ctx, false).await.unwrap();
-        let summary: Vec<(String, String, bool)> = done.iter().map(|s| (s.login.clone(), s.product_name.clone(), s.released)).collect();
-        assert_eq!(summary, [("ann".to_owned(), "SuperOffice/crm".to_owned(), true), ("ann".to_owned(), "SuperOffice/web".to_owned(), false)]);
+        // Bob's idle seats are listed with why they stay.
+        let summary: Vec<(&str, &str, bool, Option<&str>)> = done
+            .iter()
+            .map(|s| (s.login.as_str(), s.product_name.as_str(), s.released, s.exempt.as_deref()))
+            .collect();
+        assert_eq!(summary, [
+            ("ann", "SuperOffice/crm", true, None),
+            ("bob", "SuperOffice/crm", false, Some("user")),
+            ("ann", "SuperOffice/web", false, None),
+            ("bob", "SuperOffice/web", false, Some("user")),
+        ]);
         assert!(f.assigned(&ann, &web).await);
         assert!(f.assigned(&bob, &crm).await);
         let exempt = f.ledger.harvest_exempt_users(f.tenant.id).await.unwrap();
@@ -244,6 +253,71 @@ on_both_stores! {
         assert_eq!(done.iter().map(|s| (s.login.as_str(), s.released)).collect::<Vec<_>>(), [("bob", true)]);
         let e = f.err(policy(&crm, 0, HarvestAction::Release)).await;
         assert!(matches!(e, LedgerError::Invalid { field: "idle_days", .. }), "{e:?}");
+    }
+
+    async fn members_of_an_exempt_group_keep_their_seats_while_members(f: Fixture) {
+        let crm = f.user_product("crm", 3).await;
+        let ann = f.user("ann").await;
+        let bob = f.user("bob").await;
+        for u in [&ann, &bob] {
+            f.assign(u, &crm).await.unwrap();
+        }
+        let Outcome::Group(execs) = f.ok(Command::CreateGroup { name: "Execs".into(), uuid: None, external_id: None }).await else { panic!() };
+        let Outcome::Group(board) = f.ok(Command::CreateGroup { name: "Board".into(), uuid: None, external_id: None }).await else { panic!() };
+        for g in [&execs, &board] {
+            f.ok(Command::AddGroupMember { group: GroupRef::Id(g.id), user: UserRef::Id(ann.id) }).await;
+        }
+        f.ok(policy(&crm, 30, HarvestAction::Release)).await;
+        let exempt = |g: &Group, exempt: bool| Command::SetHarvestExemptGroup { group: GroupRef::Id(g.id), exempt };
+        assert_eq!(f.ok(exempt(&execs, true)).await, Outcome::Changed { changed: 1 });
+        assert_eq!(f.ok(exempt(&execs, true)).await, Outcome::Changed { changed: 0 });
+        f.ok(exempt(&board, true)).await;
+        let groups = f.ledger.harvest_exempt_groups(f.tenant.id).await.unwrap();
+        assert_eq!(groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), ["Execs", "Board"]);
+        f.clock.advance(Duration::days(31));
+        let done = f.ledger.harvest(&f.ctx, false).await.unwrap();
+        let summary: Vec<(&str, bool, Option<&str>)> =
+            done.iter().map(|s| (s.login.as_str(), s.released, s.exempt.as_deref())).collect();
+        // The first exempt group by name is the reason shown.
+        assert_eq!(summary, [("ann", false, Some("group:Board")), ("bob", true, None)]);
+        assert!(f.assigned(&ann, &crm).await);
+        // The reclaim re-decides in its transaction: still exempt through Execs.
+        let seat = done[0].seat;
+        f.ok(Command::RemoveGroupMember { group: GroupRef::Id(board.id), user: UserRef::Id(ann.id) }).await;
+        assert_eq!(f.ok(Command::HarvestSeat { seat }).await, Outcome::Changed { changed: 0 });
+        // Execs' exemption is deleted with the group; then the seat goes.
+        f.ok(Command::DeleteGroup { group: GroupRef::Id(execs.id) }).await;
+        assert_eq!(f.ledger.harvest_exempt_groups(f.tenant.id).await.unwrap().len(), 1);
+        assert_eq!(f.ok(Command::HarvestSeat { seat }).await, Outcome::Changed { changed: 1 });
+        assert!(!f.assigned(&ann, &crm).await);
+        assert_eq!(audit_of(&f, "harvest.exempt_group").await.len(), 2);
+        let e = f.err(Command::SetHarvestExemptGroup { group: GroupRef::Name("nobody".into()), exempt: true }).await;
+        assert!(matches!(e, LedgerError::UnknownGroup(_)), "{e:?}");
+    }
+
+    async fn upserted_users_join_their_groups_made_if_missing(f: Fixture) {
+        let crm = f.user_product("crm", 2).await;
+        let Outcome::Group(sales) = f.ok(Command::CreateGroup { name: "Sales".into(), uuid: None, external_id: None }).await else { panic!() };
+        f.ok(Command::AddGroupLicense { group: GroupRef::Id(sales.id), product: pid(&crm) }).await;
+        let ann = || UserUpsert {
+            login: "ann".into(),
+            groups: vec!["sales".into(), "Support".into()],
+            ..Default::default()
+        };
+        // User created, Support made, two joins: 4; the group license's seat comes along.
+        assert_eq!(f.ok(Command::UpsertUser(ann())).await, Outcome::Changed { changed: 4 });
+        assert_eq!(f.ok(Command::UpsertUser(ann())).await, Outcome::Changed { changed: 0 });
+        let user = f.ledger.user(f.tenant.id, &UserRef::Login("ann".into())).await.unwrap();
+        let groups = f.ledger.user_groups(f.tenant.id, user.id).await.unwrap();
+        assert_eq!(groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), ["Sales", "Support"]);
+        assert!(f.assigned(&user, &crm).await);
+        // Groups not listed are left alone.
+        let fewer = UserUpsert { groups: vec![], ..ann() };
+        assert_eq!(f.ok(Command::UpsertUser(fewer)).await, Outcome::Changed { changed: 0 });
+        assert_eq!(f.ledger.user_groups(f.tenant.id, user.id).await.unwrap().len(), 2);
+        let e = f.err(Command::UpsertUser(UserUpsert { login: "bob".into(), groups: vec![" ".into()], ..Default::default() })).await;
+        assert!(matches!(e, LedgerError::Invalid { field: "groups", .. }), "{e:?}");
+        assert!(f.ledger.user(f.tenant.id, &UserRef::Login("bob".into())).await.is_err());
     }
 
     async fn a_use_after_the_listing_wins_over_the_harvest(f: Fixture) {

@@ -227,12 +227,28 @@ async fn hot_statements_seek_by_index() {
     for u in users.iter().take(150) {
         f.assign(u, &crm).await.expect("assign");
     }
+    // Seats and a product that expire a minute from now: the next command after that lapses
+    // them in the usage history (`ops::usage::lapse_expired`).
+    let soon = f.clock.now() + time::Duration::minutes(1);
+    f.add_seats(NewSeats {
+        expires_at: Some(soon),
+        ..NewSeats::plain(ProductRef::Id(crm.id), 100)
+    })
+    .await;
+    f.product(NewProduct {
+        expires_at: Some(soon + time::Duration::seconds(1)),
+        ..NewProduct::user("SuperOffice", "old", 50)
+    })
+    .await;
     // SQLite plans from statistics once they exist; a server that has run a while has them.
     let ann = &users[7];
     let bob = &users[200];
     take();
 
-    // The hot commands, as the API and the dialects issue them.
+    // The hot commands, as the API and the dialects issue them; the first after the expiries
+    // sweeps them.
+    f.clock.advance(time::Duration::minutes(2));
+    f.ok(Command::ExpireSessions).await;
     f.assign(ann, &web).await.expect("assign web");
     f.unassign(ann, &web).await.expect("unassign web");
     f.assign(bob, &crm).await.expect("assign crm");

@@ -145,10 +145,12 @@ async fn setup(ledger: &Ledger, name: &str) -> Case {
         Command::CreateGroup {
             name: "g0".into(),
             uuid: None,
+            external_id: None,
         },
         Command::CreateGroup {
             name: "g1".into(),
             uuid: None,
+            external_id: None,
         },
         Command::CreateCompany {
             name: "Pooled".into(),

@@ -146,6 +146,166 @@ on_both_stores! {
         assert!(matches!(e, LedgerError::UnknownProduct(_)), "{e:?}");
     }
 
+    async fn seats_leave_the_history_when_they_expire_not_when_next_touched(f: Fixture) {
+        // 09:00: three seats of "term" that expire at 10:30 (ann holds one), one bought already
+        // expired (it never counts); "old" has two seats and itself expires at 11:15.
+        let term = f.user_product("term", 0).await;
+        let lapse = START + Duration::minutes(90);
+        f.add_seats(NewSeats { expires_at: Some(lapse), ..NewSeats::plain(pid(&term), 3) }).await;
+        f.add_seats(NewSeats { expires_at: Some(START - Duration::hours(1)), ..NewSeats::plain(pid(&term), 1) }).await;
+        let old = f.user_product("old", 2).await;
+        f.ok(Command::EditProduct { product: pid(&old), patch: ProductPatch { expires_at: Some(Some(START + Duration::minutes(135))), ..Default::default() } }).await;
+        let ann = f.user("ann").await;
+        f.assign(&ann, &term).await.unwrap();
+        // Nothing happens in the tenant until 12:00, when the server's reaper runs its command.
+        f.clock.advance(Duration::hours(3));
+        f.ok(Command::ExpireSessions).await;
+
+        let hours = usage(&f, &term, START, START + Duration::hours(3), UsageStep::Hour).await;
+        // 10:30 the pool went from 3 seats (1 held) to none: by hand, the 10:00 hour holds
+        // 3 seats for 30 minutes of which one held, 2 x 1800 unused seat-seconds.
+        assert_eq!(shape(&hours), vec![(3, 1, 1.0, 0), (0, 1, 0.5, 0), (0, 0, 0.0, 0)]);
+        assert_eq!(hours.iter().map(|p| p.unused_seat_seconds).collect::<Vec<_>>(), vec![2 * 3600, 2 * 1800, 0]);
+        let minutes = usage(&f, &term, lapse - Duration::minutes(1), lapse + Duration::minutes(1), UsageStep::Minute).await;
+        assert_eq!(shape(&minutes), vec![(3, 1, 1.0, 0), (0, 1, 0.0, 0)]);
+        // The product's own expiry: two seats until 11:15.
+        let old_hours = usage(&f, &old, START, START + Duration::hours(3), UsageStep::Hour).await;
+        assert_eq!(old_hours.iter().map(|p| (p.total, p.unused_seat_seconds)).collect::<Vec<_>>(),
+                   vec![(2, 2 * 3600), (2, 2 * 3600), (0, 2 * 900)]);
+
+        // Giving back an expired seat changes nothing in the history (it had left already).
+        f.unassign(&ann, &term).await.unwrap();
+        // Extending the product brings its seats back from the edit on.
+        f.clock.advance(Duration::minutes(30));
+        f.ok(Command::EditProduct { product: pid(&old), patch: ProductPatch { expires_at: Some(None), ..Default::default() } }).await;
+        f.clock.advance(Duration::minutes(30)); // 13:00
+        let noon = usage(&f, &old, START + Duration::hours(3), START + Duration::hours(4), UsageStep::Hour).await;
+        assert_eq!(noon.iter().map(|p| (p.total, p.unused_seat_seconds)).collect::<Vec<_>>(), vec![(2, 2 * 1800)]);
+        let noon = usage(&f, &term, START + Duration::hours(3), START + Duration::hours(4), UsageStep::Hour).await;
+        assert_eq!(shape(&noon), vec![(0, 0, 0.0, 0)]);
+        // Moving the expiry into the past takes the seats out at the edit.
+        f.ok(Command::EditProduct { product: pid(&old), patch: ProductPatch { expires_at: Some(Some(START)), ..Default::default() } }).await;
+        f.clock.advance(Duration::minutes(10));
+        let now = f.clock.now();
+        let last = usage(&f, &old, now - Duration::minutes(11), now, UsageStep::Minute).await;
+        assert_eq!((last[0].total, last.last().unwrap().total), (2, 0));
+    }
+
+    async fn unused_seats_cost_their_price_exactly(f: Fixture) {
+        let price = |amount: &str, currency: &str| SeatPrice { amount: amount.parse().unwrap(), currency: currency.into() };
+        // 09:00 three seats at 30.00 EUR per seat and 30 days; ann holds one from 09:20.
+        let crm = f.product(NewProduct { seat_price_per_30_days: Some(price("30", "EUR")), ..NewProduct::user("SuperOffice", "crm", 3) }).await;
+        assert_eq!(crm.seat_price_per_30_days, Some(price("30.0000", "EUR")));
+        let ann = f.user("ann").await;
+        f.clock.advance(Duration::minutes(20));
+        f.assign(&ann, &crm).await.unwrap();
+        f.clock.advance(Duration::minutes(100)); // now 11:00
+        let hours = usage(&f, &crm, START, START + Duration::hours(2), UsageStep::Hour).await;
+        // By hand: 09:00-10:00 3 x 3600 - 40 x 60 = 8400 unused seat-seconds; at 30.00 per
+        // 2,592,000 seat-seconds that is 0.097222... -> 0.0972. 10:00-11:00: 2 x 3600 = 7200
+        // -> 0.083333... -> 0.0833.
+        assert_eq!(hours.iter().map(|p| p.unused_seat_seconds).collect::<Vec<_>>(), vec![8400, 7200]);
+        let costs: Vec<String> = hours.iter().map(|p| p.unused_seat_cost.unwrap().to_string()).collect();
+        assert_eq!(costs, ["0.0972", "0.0833"]);
+        let product = f.ledger.product(f.tenant.id, &pid(&crm)).await.unwrap();
+        // The total from the exact seconds: 15,600 x 30 / 2,592,000 = 0.180555... -> 0.1806
+        // (the rounded points add up to 0.1805).
+        assert_eq!(unused_seat_cost_total(&product, &hours).unwrap().to_string(), "0.1806");
+        // Every product at once carries the same costs.
+        let all = f.ledger.tenant_usage(f.tenant.id, START, START + Duration::hours(2), UsageStep::Hour).await.unwrap();
+        assert_eq!(all[0].1, hours);
+
+        // A larger price, set by an edit (audited, before and after): 1234.5678 JPY. 30 days
+        // of two unused seats: exactly twice the price.
+        f.ok(Command::EditProduct { product: pid(&crm), patch: ProductPatch { seat_price_per_30_days: Some(Some(price("1234.5678", "JPY"))), ..Default::default() } }).await;
+        let audit = f.ledger.audit(f.tenant.id, &AuditFilter::default()).await.unwrap();
+        let edit = audit.iter().find(|e| e.action == "product.edit").expect("audited");
+        assert_eq!(edit.detail["before"]["seat_price_per_30_days"]["amount"], "30.0000", "{}", edit.detail);
+        assert_eq!(edit.detail["after"]["seat_price_per_30_days"]["amount"], "1234.5678", "{}", edit.detail);
+        assert_eq!(edit.detail["after"]["seat_price_per_30_days"]["currency"], "JPY", "{}", edit.detail);
+        f.clock.advance(Duration::days(31));
+        let from = (START + Duration::days(1)).replace_time(time::Time::MIDNIGHT);
+        let days = usage(&f, &crm, from, from + Duration::days(30), UsageStep::Day).await;
+        let product = f.ledger.product(f.tenant.id, &pid(&crm)).await.unwrap();
+        assert_eq!(days.iter().map(|p| p.unused_seat_seconds).sum::<i64>(), 2 * 30 * 86_400);
+        // Each day: 2 x 86,400 / 2,592,000 = 1/15 of the price, 82.304520 -> 82.3045; the
+        // total is priced from the exact seconds, not from the rounded days (30 x 82.3045 =
+        // 2469.1350).
+        assert!(days.iter().all(|p| p.unused_seat_cost.unwrap().to_string() == "82.3045"), "{days:?}");
+        assert_eq!(unused_seat_cost_total(&product, &days).unwrap().to_string(), "2469.1356");
+
+        // Refused: a currency that is not three upper-case letters, a negative amount; the
+        // price stays as it was.
+        for bad in [price("1", "eur"), price("1", "EURO"), SeatPrice { amount: Amount::from_e4(-1), currency: "EUR".into() }] {
+            let e = f.err(Command::EditProduct { product: pid(&crm), patch: ProductPatch { seat_price_per_30_days: Some(Some(bad)), ..Default::default() } }).await;
+            assert!(matches!(e, LedgerError::Invalid { field, .. } if field.starts_with("seat_price_per_30_days.")), "{e:?}");
+        }
+        let e = f.err(Command::CreateProduct(NewProduct { seat_price_per_30_days: Some(price("1", "usd")), ..NewProduct::user("SuperOffice", "web", 1) })).await;
+        assert!(matches!(e, LedgerError::Invalid { field: "seat_price_per_30_days.currency", .. }), "{e:?}");
+        assert_eq!(f.ledger.product(f.tenant.id, &pid(&crm)).await.unwrap().seat_price_per_30_days, Some(price("1234.5678", "JPY")));
+
+        // Cleared: no costs any more.
+        f.ok(Command::EditProduct { product: pid(&crm), patch: ProductPatch { seat_price_per_30_days: Some(None), ..Default::default() } }).await;
+        let product = f.ledger.product(f.tenant.id, &pid(&crm)).await.unwrap();
+        assert_eq!(product.seat_price_per_30_days, None);
+        let hours = usage(&f, &crm, START, START + Duration::hours(2), UsageStep::Hour).await;
+        assert!(hours.iter().all(|p| p.unused_seat_cost.is_none()));
+        assert_eq!(unused_seat_cost_total(&product, &hours), None);
+    }
+
+    async fn minute_buckets_past_their_retention_are_pruned(f: Fixture) {
+        // A change every day for ten days (09:00 each day), then two quiet days.
+        let crm = f.user_product("crm", 3).await;
+        let ann = f.user("ann").await;
+        for day in 0..10 {
+            if day % 2 == 0 { f.assign(&ann, &crm).await.unwrap(); } else { f.unassign(&ann, &crm).await.unwrap(); }
+            f.clock.advance(Duration::days(1));
+        }
+        f.clock.advance(Duration::days(2)); // now day 12, 09:00
+        let day = |n: i64| START + Duration::days(n);
+        let minutes_at = |f: &Fixture, n: i64| {
+            let ledger = f.ledger.clone();
+            let (tenant, product) = (f.tenant.id, crm.id);
+            async move {
+                ledger.usage(tenant, product, day(n) - Duration::minutes(1), day(n) + Duration::minutes(2), UsageStep::Minute).await.unwrap()
+            }
+        };
+        let before_prune = minutes_at(&f, 3).await;
+        assert_eq!(before_prune.iter().map(|p| p.in_use_max).collect::<Vec<_>>(), vec![1, 1, 0]);
+        let hours_before = usage(&f, &crm, day(0), day(12), UsageStep::Hour).await;
+        let days_before = usage(&f, &crm, day(0), day(12), UsageStep::Day).await;
+
+        // Kept 7 days: buckets of days 0 to 4 (before day 5, 09:00) go, in batches of 2. The
+        // creation of the product and the changes of days 0-4 (the creation shares day 0's minute): five minute buckets.
+        let week = Duration::days(7);
+        let mut deleted = Vec::new();
+        loop {
+            let n = f.ledger.prune_usage_minutes(week, 2).await.unwrap();
+            deleted.push(n);
+            if n < 2 { break; }
+        }
+        assert_eq!(deleted.iter().sum::<u64>(), 5, "{deleted:?}");
+        assert!(deleted.iter().all(|n| *n <= 2));
+        // Old minutes are gone: the minute points of day 3 carry only what came before them.
+        let after_prune = minutes_at(&f, 3).await;
+        assert_ne!(after_prune, before_prune);
+        // Recent minutes, hours and days are untouched.
+        assert_eq!(minutes_at(&f, 7).await.iter().map(|p| p.in_use_max).collect::<Vec<_>>(), vec![1, 1, 0]);
+        assert_eq!(minutes_at(&f, 8).await.iter().map(|p| p.in_use_max).collect::<Vec<_>>(), vec![0, 1, 1]);
+        assert_eq!(usage(&f, &crm, day(0), day(12), UsageStep::Hour).await, hours_before);
+        assert_eq!(usage(&f, &crm, day(0), day(12), UsageStep::Day).await, days_before);
+
+        // Days later with no change at all: every old minute bucket but the product's newest
+        // goes, and that one still carries the counts into the minutes after it.
+        f.clock.advance(Duration::days(20));
+        let mut total = 0;
+        while let n @ 1.. = f.ledger.prune_usage_minutes(week, 2).await.unwrap() { total += n; }
+        assert_eq!(total, 4);
+        let now = f.clock.now();
+        let last = usage(&f, &crm, now - Duration::minutes(2), now, UsageStep::Minute).await;
+        assert_eq!(last.iter().map(|p| (p.total, p.in_use_max)).collect::<Vec<_>>(), vec![(3, 0), (3, 0)]);
+    }
+
     async fn a_month_of_history_is_one_small_read(f: Fixture) {
         // Every day for 30 days: ann holds a seat 09:00-17:00; on even days bob holds one
         // 12:00-13:00 as well.

@@ -141,4 +141,47 @@ on_both_stores! {
         f.ok(Command::EditWebhook { id: hook.id.clone(), patch: webhooks::WebhookPatch { enabled: Some(true), ..Default::default() } }).await;
         assert_eq!(f.ledger.claim_webhook_deliveries(10, lease).await.unwrap().len(), 1);
     }
+    async fn ended_deliveries_past_their_retention_are_pruned_in_batches(f: Fixture) {
+        let (hook, _) = f.ledger.create_webhook(&f.ctx, "https://example.com/h", "", &["user.created".into()]).await.unwrap();
+        let lease = StdDuration::from_secs(60);
+        let no_retry = RetryPolicy { schedule: vec![], disable_after: StdDuration::from_secs(86_400 * 30) };
+        // Three delivered and one failed for good on day 0; one delivered on day 5; one pending.
+        let mut ids = Vec::new();
+        for (i, outcome) in ["ok", "ok", "ok", "dead", "ok", "pending"].into_iter().enumerate() {
+            if i == 4 {
+                f.clock.advance(Duration::days(5));
+            }
+            f.user(&format!("u{i}")).await;
+            let due = f.ledger.claim_webhook_deliveries(10, lease).await.unwrap().pop().unwrap();
+            ids.push(due.id);
+            let attempt = match outcome {
+                "ok" => Attempt::Delivered { status: 200 },
+                "dead" => Attempt::Failed { status: Some(500), error: "500".into() },
+                _ => continue,
+            };
+            assert!(f.ledger.finish_webhook_delivery(&due, &attempt, &no_retry).await.unwrap());
+        }
+        let left = |f: &Fixture| {
+            let ledger = f.ledger.clone();
+            let (tenant, id) = (f.tenant.id, hook.id.clone());
+            async move {
+                let mut d: Vec<i64> = ledger.webhook_deliveries(tenant, &id, 100).await.unwrap().iter().map(|d| d.id).collect();
+                d.sort();
+                d
+            }
+        };
+        let week = Duration::days(7);
+        // Day 5: nothing is a week old yet.
+        assert_eq!(f.ledger.prune_webhook_deliveries(week, 10).await.unwrap(), 0);
+        // Day 8: the four of day 0 go, two at a time; the one of day 5 and the pending one stay.
+        f.clock.advance(Duration::days(3));
+        assert_eq!(f.ledger.prune_webhook_deliveries(week, 2).await.unwrap(), 2);
+        assert_eq!(f.ledger.prune_webhook_deliveries(week, 2).await.unwrap(), 2);
+        assert_eq!(f.ledger.prune_webhook_deliveries(week, 2).await.unwrap(), 0);
+        assert_eq!(left(&f).await, vec![ids[4], ids[5]]);
+        // A pending delivery stays however old it is.
+        f.clock.advance(Duration::days(30));
+        assert_eq!(f.ledger.prune_webhook_deliveries(week, 10).await.unwrap(), 1);
+        assert_eq!(left(&f).await, vec![ids[5]]);
+    }
 }

@@ -55,6 +55,46 @@ pub fn new_token() -> (String, String) {
     (token, hash)
 }
 
+/// An `Authorization` header as its scheme and credentials, both trimmed (`None`: no space
+/// between them). Schemes are compared case-insensitively by the callers.
+pub fn split_authorization(header: &str) -> Option<(&str, &str)> {
+    let (scheme, credentials) = header.trim().split_once(' ')?;
+    Some((scheme, credentials.trim()))
+}
+
+/// The token of `Authorization: Bearer <token>` (`None`: another scheme, or no token).
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = split_authorization(header)?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The login and password of `Authorization: Basic base64(login:password)` credentials.
+pub fn decode_basic(encoded: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (login, password) = text.split_once(':')?;
+    Some((login.to_owned(), password.to_owned()))
+}
+
+/// A SuperOffice ticket as sent: trimmed, without the UTF-8 byte-order mark Java clients are
+/// told to put before it.
+pub fn ticket_text(ticket: &str) -> &str {
+    ticket.trim().trim_start_matches('\u{feff}')
+}
+
+/// `name=value` pairs of `Cookie` headers, names and values trimmed.
+pub fn cookie_pairs<'a>(headers: impl IntoIterator<Item = &'a str>) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
 /// Shortest password accepted for a login.
 pub const MIN_PASSWORD: usize = 8;
 /// Longest password, in characters (at most 4 KiB of UTF-8 to hash).

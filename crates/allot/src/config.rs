@@ -58,8 +58,9 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_TOKEN_TTL_HOURS")]
     pub token_ttl_hours: Option<i64>,
     /// Seconds a bearer token, once checked against the store, is accepted without asking it
-    /// again (0: ask on every request). A token revoked through this server is refused at once;
-    /// one revoked through another server on the same store, within this time [default: 5]
+    /// again (0: ask on every request). A token revoked through this server, or through another
+    /// on the same PostgreSQL (which notifies it), is refused at once; one changed where no
+    /// notification reaches (by hand in the database), within this time [default: 5]
     #[arg(long, env = "ALLOT_TOKEN_CACHE_SECONDS")]
     pub token_cache_seconds: Option<u64>,
     /// Log as JSON lines instead of text
@@ -100,6 +101,14 @@ pub struct ServeArgs {
     /// Milliseconds between the delivery worker's looks for due deliveries [default: 500]
     #[arg(long, env = "ALLOT_WEBHOOKS_POLL_MS")]
     pub webhooks_poll_ms: Option<u64>,
+    /// Seconds a webhook delivery that ended (delivered, or failed for good) is kept before the
+    /// worker deletes it (0: kept forever) [default: 604800, 7 days]
+    #[arg(long, env = "ALLOT_WEBHOOKS_RETENTION")]
+    pub webhooks_retention: Option<u64>,
+    /// Seconds the usage history keeps its minute points (hours and days are kept forever;
+    /// 0: minutes kept forever too) [default: 604800, 7 days]
+    #[arg(long, env = "ALLOT_USAGE_MINUTES_RETENTION")]
+    pub usage_minutes_retention: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -137,7 +146,10 @@ struct FileConfig {
     webhooks_disable_after: Option<u64>,
     webhooks_timeout: Option<u64>,
     webhooks_poll_ms: Option<u64>,
+    webhooks_retention: Option<u64>,
+    usage_minutes_retention: Option<u64>,
     superoffice: Option<SuperOfficeConfig>,
+    scim: Option<ScimConfig>,
     msp360: Option<Msp360Config>,
 }
 
@@ -167,6 +179,43 @@ impl SuperOfficeConfig {
             .iter()
             .any(|t| t.eq_ignore_ascii_case(tenant))
     }
+}
+
+/// `[scim]` in the TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimConfig {
+    /// The server's public base URL (`https://allot.example.com`), used for SCIM's
+    /// `meta.location` and members' `$ref`. Unset, they are built from the request's `Host`
+    /// when that is a plain host[:port], else relative (`/scim/v2/...`).
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+/// A `Host` header that is a plain host name or IP literal with an optional port (no user info,
+/// path or markup): only such a header is put into an address the server hands out.
+pub fn plain_host(host: &str) -> bool {
+    host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        && host.parse::<axum::http::uri::Authority>().is_ok_and(|a| {
+            // A port, if any, is a number (the parser lets `:99999x` through as no port).
+            let after_ip6 = host.rsplit(']').next().unwrap_or(host);
+            !after_ip6.contains(':') || a.port_u16().is_some()
+        })
+}
+
+/// A configured public base URL: an http(s) URL with a host and no query.
+fn check_public_url(key: &str, url: &str) -> anyhow::Result<()> {
+    let uri: axum::http::Uri = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{key} {url:?}: {e}"))?;
+    let web = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !web || uri.authority().is_none() || uri.query().is_some() || url.contains(['"', '<', '>']) {
+        anyhow::bail!("{key} {url:?}: an http(s) URL such as https://allot.example.com");
+    }
+    Ok(())
 }
 
 /// `[msp360]` in the TOML file.
@@ -230,7 +279,10 @@ pub struct Settings {
     /// `X-Forwarded-Proto: https` from the proxy in front marks the console's cookies `Secure`.
     pub trust_forwarded_proto: bool,
     pub webhooks: WebhookSettings,
+    /// How long the usage history keeps minute points; `None` forever.
+    pub usage_minutes_retention: Option<Duration>,
     pub superoffice: SuperOfficeConfig,
+    pub scim: ScimConfig,
     pub msp360: Msp360Config,
 }
 
@@ -260,7 +312,9 @@ impl std::fmt::Debug for Settings {
             .field("console_secure_cookie", &self.console_secure_cookie)
             .field("trust_forwarded_proto", &self.trust_forwarded_proto)
             .field("webhooks", &self.webhooks)
+            .field("usage_minutes_retention", &self.usage_minutes_retention)
             .field("superoffice", &self.superoffice)
+            .field("scim", &self.scim)
             .field("msp360", &self.msp360)
             .finish()
     }
@@ -289,7 +343,9 @@ impl Default for Settings {
             console_secure_cookie: false,
             trust_forwarded_proto: false,
             webhooks: WebhookSettings::default(),
+            usage_minutes_retention: Some(Duration::from_secs(7 * 86_400)),
             superoffice: SuperOfficeConfig::default(),
+            scim: ScimConfig::default(),
             msp360: Msp360Config::default(),
         }
     }
@@ -323,6 +379,17 @@ impl Settings {
             }
             None => FileConfig::default(),
         };
+        Self::combine(args, file)
+    }
+
+    /// Settings from flags over the text of a TOML file (what `--config` names). Pure (reads
+    /// no file, no environment): the fuzz target reads configuration files through it.
+    pub fn from_toml(args: &ServeArgs, text: &str) -> anyhow::Result<Settings> {
+        let file: FileConfig = toml::from_str(text)?;
+        Self::combine(args, file)
+    }
+
+    fn combine(args: &ServeArgs, file: FileConfig) -> anyhow::Result<Settings> {
         let d = Settings::default();
         let metrics = args.metrics_listen.clone().or(file.metrics_listen);
         let metrics_listen = match metrics.as_deref() {
@@ -430,8 +497,22 @@ impl Settings {
                     .or(file.webhooks_poll_ms)
                     .map(Duration::from_millis)
                     .unwrap_or(d.webhooks.poll),
+                retention: match args.webhooks_retention.or(file.webhooks_retention) {
+                    Some(0) => None,
+                    Some(seconds) => Some(Duration::from_secs(seconds)),
+                    None => d.webhooks.retention,
+                },
+            },
+            usage_minutes_retention: match args
+                .usage_minutes_retention
+                .or(file.usage_minutes_retention)
+            {
+                Some(0) => None,
+                Some(seconds) => Some(Duration::from_secs(seconds)),
+                None => d.usage_minutes_retention,
             },
             superoffice: file.superoffice.unwrap_or_default(),
+            scim: file.scim.unwrap_or_default(),
             msp360: file.msp360.unwrap_or_default(),
         };
         if settings.max_concurrency == 0 || settings.max_body == 0 || settings.max_connections == 0
@@ -439,19 +520,10 @@ impl Settings {
             anyhow::bail!("max_concurrency, max_connections and max_body must be positive");
         }
         if let Some(url) = &settings.superoffice.public_url {
-            let uri: axum::http::Uri = url
-                .parse()
-                .map_err(|e| anyhow::anyhow!("superoffice.public_url {url:?}: {e}"))?;
-            let web = matches!(uri.scheme_str(), Some("http" | "https"));
-            if !web
-                || uri.authority().is_none()
-                || uri.query().is_some()
-                || url.contains(['"', '<', '>'])
-            {
-                anyhow::bail!(
-                    "superoffice.public_url {url:?}: an http(s) URL such as https://allot.example.com"
-                );
-            }
+            check_public_url("superoffice.public_url", url)?;
+        }
+        if let Some(url) = &settings.scim.public_url {
+            check_public_url("scim.public_url", url)?;
         }
         if settings.webhooks.timeout.is_zero() || settings.webhooks.poll.is_zero() {
             anyhow::bail!("webhooks_timeout and webhooks_poll_ms must be positive");
@@ -482,6 +554,8 @@ pub struct WebhookSettings {
     pub timeout: Duration,
     /// How often the worker looks for due deliveries.
     pub poll: Duration,
+    /// How long ended deliveries are kept; `None` forever.
+    pub retention: Option<Duration>,
 }
 
 impl Default for WebhookSettings {
@@ -491,6 +565,7 @@ impl Default for WebhookSettings {
             retry: allot_ledger::webhooks::RetryPolicy::default(),
             timeout: Duration::from_secs(10),
             poll: Duration::from_millis(500),
+            retention: Some(Duration::from_secs(7 * 86_400)),
         }
     }
 }

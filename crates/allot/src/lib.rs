@@ -16,6 +16,8 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod dialects;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod ratelimit;
 pub mod scim;
 pub mod server;

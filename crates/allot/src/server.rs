@@ -299,6 +299,9 @@ pub async fn serve(
     let harvester = settings
         .harvest_interval
         .map(|every| tokio::spawn(harvest_idle_seats(ledger.clone(), every)));
+    let pruner = settings
+        .usage_minutes_retention
+        .map(|keep| tokio::spawn(prune_usage_minutes(ledger.clone(), keep)));
     let webhook_worker = tokio::spawn(crate::webhooks::run_worker(
         ledger.clone(),
         settings.webhooks.clone(),
@@ -315,6 +318,9 @@ pub async fn serve(
         task.abort();
     }
     webhook_worker.abort();
+    if let Some(task) = pruner {
+        task.abort();
+    }
     if let Some(task) = metrics_task {
         task.abort();
     }
@@ -408,6 +414,40 @@ async fn harvest_idle_seats(ledger: Ledger, every: Duration) {
             Ok(0) => {}
             Ok(released) => tracing::info!(released, "idle seats harvested"),
             Err(e) => tracing::warn!(error = %e, "harvesting idle seats failed"),
+        }
+    }
+}
+
+/// Deletes the usage history's minute buckets older than `keep` (hours and days stay), at
+/// start and every hour: bounded batches through the ledger until one comes back short.
+async fn prune_usage_minutes(ledger: Ledger, keep: Duration) {
+    let keep = time::Duration::try_from(keep).unwrap_or(time::Duration::MAX);
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut deleted = 0;
+        loop {
+            match ledger
+                .prune_usage_minutes(keep, allot_ledger::PRUNE_BATCH)
+                .await
+            {
+                Ok(n) => {
+                    deleted += n;
+                    if n < allot_ledger::PRUNE_BATCH as u64 {
+                        break;
+                    }
+                    // Other writers get the store between batches.
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning minute buckets failed");
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, "usage minute buckets past their retention deleted");
         }
     }
 }

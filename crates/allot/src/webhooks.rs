@@ -250,7 +250,14 @@ pub async fn run_worker(ledger: Ledger, settings: WebhookSettings) {
     };
     // A claim outlives the slowest attempt, so no other worker takes a delivery being sent.
     let lease = settings.timeout * 2 + Duration::from_secs(30);
+    let mut next_prune = tokio::time::Instant::now();
     loop {
+        if let Some(retention) = settings.retention
+            && tokio::time::Instant::now() >= next_prune
+        {
+            prune(&ledger, retention).await;
+            next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
+        }
         let due = match ledger.claim_webhook_deliveries(BATCH, lease).await {
             Ok(due) => due,
             Err(e) => {
@@ -293,6 +300,43 @@ pub async fn run_worker(ledger: Ledger, settings: WebhookSettings) {
     }
 }
 
+/// How often the worker deletes the deliveries past their retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Batches of ended deliveries one pruning run deletes at most; a larger backlog waits for the
+/// next run, so deliveries are never held up for long.
+const PRUNE_ROUNDS: usize = 20;
+
+/// Deletes ended deliveries older than `retention`, a bounded batch at a time (through the
+/// ledger), until a batch comes back short or the run's rounds are used.
+async fn prune(ledger: &Ledger, retention: Duration) {
+    let retention = time::Duration::try_from(retention).unwrap_or(time::Duration::MAX);
+    let mut deleted = 0;
+    for _ in 0..PRUNE_ROUNDS {
+        match ledger
+            .prune_webhook_deliveries(retention, allot_ledger::PRUNE_BATCH)
+            .await
+        {
+            Ok(n) => {
+                deleted += n;
+                if n < allot_ledger::PRUNE_BATCH as u64 {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "webhooks: pruning ended deliveries failed");
+                break;
+            }
+        }
+    }
+    if deleted > 0 {
+        tracing::info!(
+            deleted,
+            "webhooks: ended deliveries past their retention deleted"
+        );
+    }
+}
+
 /// Runs the futures side by side and waits for all (a `JoinSet` without the spawning: they
 /// share this task).
 async fn join_all<F: std::future::Future<Output = ()> + Send + 'static>(
@@ -308,6 +352,56 @@ async fn join_all<F: std::future::Future<Output = ()> + Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The worker's pruning run deletes ended deliveries past the retention in rounds of the
+    /// ledger's batch, and keeps recent and pending ones (the clock moved by hand).
+    #[tokio::test]
+    async fn the_worker_prunes_ended_deliveries_past_their_retention() {
+        use allot_ledger::testing::{Fixture, TestDb};
+        use allot_ledger::webhooks::RetryPolicy;
+        let f = Fixture::new(TestDb::sqlite()).await;
+        let (hook, _) = f
+            .ledger
+            .create_webhook(
+                &f.ctx,
+                "https://example.com/h",
+                "",
+                &["user.created".into()],
+            )
+            .await
+            .unwrap();
+        let lease = Duration::from_secs(60);
+        let policy = RetryPolicy::default();
+        // More ended deliveries than one batch, all on day 0; one more on day 6; one pending.
+        let n = allot_ledger::PRUNE_BATCH as usize + 5;
+        for i in 0..n + 2 {
+            if i == n {
+                f.clock.advance(time::Duration::days(6));
+            }
+            f.user(&format!("u{i}")).await;
+            if i == n + 1 {
+                break;
+            }
+            let due = f.ledger.claim_webhook_deliveries(1, lease).await.unwrap();
+            let attempt = Attempt::Delivered { status: 204 };
+            assert!(
+                f.ledger
+                    .finish_webhook_delivery(&due[0], &attempt, &policy)
+                    .await
+                    .unwrap()
+            );
+        }
+        f.clock.advance(time::Duration::days(2)); // day 8
+        prune(&f.ledger, Duration::from_secs(7 * 86_400)).await;
+        let left = f
+            .ledger
+            .webhook_deliveries(f.tenant.id, &hook.id, 5000)
+            .await
+            .unwrap();
+        let statuses: Vec<&str> = left.iter().map(|d| d.status.as_str()).collect();
+        assert_eq!(statuses, ["pending", "delivered"], "{left:?}");
+        f.finish().await;
+    }
 
     #[test]
     fn the_guard_refuses_internal_addresses_in_every_form() {

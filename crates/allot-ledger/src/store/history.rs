@@ -144,5 +144,6 @@ fn point(
         denied,
         // Overflow seats (held beyond those bought) leave nothing unused.
         unused_seat_seconds: ((total_area - in_use_area).max(0) / 1_000_000) as i64,
+        unused_seat_cost: None,
     }
 }

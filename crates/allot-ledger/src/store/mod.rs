@@ -9,17 +9,21 @@
 //! retried whole.
 
 mod chain;
+mod copy;
 mod group;
 mod history;
 mod idempotency;
 mod keys;
+mod maintenance;
+pub(crate) mod notify;
 mod ops;
 mod overview;
 mod queries;
 mod webhooks;
 
+pub(crate) use copy::copied_tables;
+pub use copy::{Cell, TableContent};
 pub use group::CommitStats;
-pub(crate) use idempotency::Claimed;
 pub(crate) use ops::AttemptRecord;
 pub use overview::UserSearch;
 pub use queries::{AuditFilter, SeatFilter};
@@ -73,6 +77,8 @@ pub struct Store {
     /// with the tenant locked first, runs every statement's round trip one after another
     /// (measured: 380 against 465 ops/s, BENCHMARKS.md).
     group: Option<group::GroupCommit>,
+    /// PostgreSQL: where [`Store::listen_credentials`] connects its own session.
+    postgres_url: Option<String>,
 }
 
 /// Attempts at a transaction that PostgreSQL aborted as a serialization failure or deadlock.
@@ -236,6 +242,7 @@ impl Store {
                 .connect_lazy_with(connect)
         };
         Ok(Store {
+            postgres_url: None,
             backend: Backend::Sqlite,
             // One connection writes: one committer, whose batches are the group commits.
             group: Some(group::GroupCommit::start(
@@ -256,10 +263,16 @@ impl Store {
             .await?;
         Ok(Store {
             backend: Backend::Postgres,
+            postgres_url: Some(url.to_owned()),
             group: None,
             writer: pool.clone(),
             reader: pool,
         })
+    }
+
+    /// Whether this is an SQLite file (one process owns it) rather than PostgreSQL.
+    pub(crate) fn is_sqlite(&self) -> bool {
+        self.backend == Backend::Sqlite
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

@@ -5,11 +5,11 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::ops::{
-    self, PRODUCT_COLUMNS, SEAT_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS,
-    company_from_row, group_from_row, parse_enum, parse_uuid, product_from_row, seat_from_row,
-    session_from_row, sql, token_from_row, user_from_row,
+    self, GROUP_COLUMNS, PRODUCT_COLUMNS, SEAT_COLUMNS, SESSION_COLUMNS, TOKEN_COLUMNS,
+    USER_COLUMNS, company_from_row, group_from_row, parse_enum, parse_uuid, product_from_row,
+    seat_from_row, session_from_row, sql, token_from_row, user_from_row,
 };
-use super::{OpError, Store};
+use super::{Conn, OpError, Store};
 use crate::command::{CompanyRef, GroupRef, ProductRef, UserRef};
 use crate::error::{LedgerError, StoreError};
 use crate::model::*;
@@ -139,10 +139,10 @@ impl Store {
         after_id: Option<GroupId>,
         limit: Option<i64>,
     ) -> QueryResult<Vec<Group>> {
-        let rows = sqlx::query(
-            "SELECT g.id, g.uuid, g.name FROM user_groups g WHERE g.tenant_id = $1 AND g.id > $2 \
-             ORDER BY g.id LIMIT $3",
-        )
+        let rows = sqlx::query(sql(format!(
+            "SELECT {GROUP_COLUMNS} FROM user_groups g WHERE g.tenant_id = $1 AND g.id > $2 \
+             ORDER BY g.id LIMIT $3"
+        )))
         .bind(tenant)
         .bind(after_id.unwrap_or(0))
         .bind(page(limit))
@@ -153,77 +153,17 @@ impl Store {
 
     /// A group with its members, its licenses and every member's assignment state.
     pub async fn group_view(&self, tenant: TenantId, group: &GroupRef) -> QueryResult<GroupView> {
-        let group = self.group(tenant, group).await?;
-        let members = sqlx::query(
-            "SELECT m.user_id, u.login, u.disabled, m.added_at FROM group_members m \
-             JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id \
-             WHERE m.tenant_id = $1 AND m.group_id = $2 ORDER BY u.login_key",
-        )
-        .bind(tenant)
-        .bind(group.id)
-        .fetch_all(self.reader())
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(GroupMember {
-                user: r.try_get("user_id")?,
-                login: r.try_get("login")?,
-                disabled: r.try_get::<i64, _>("disabled")? != 0,
-                added_at: rules::from_micros(r.try_get("added_at")?),
-            })
-        })
-        .collect::<QueryResult<Vec<_>>>()?;
-        let licenses = sqlx::query(
-            "SELECT l.product_id, o.name AS owner_name, p.name, l.added_at FROM group_licenses l \
-             JOIN products p ON p.tenant_id = l.tenant_id AND p.id = l.product_id \
-             JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id \
-             WHERE l.tenant_id = $1 AND l.group_id = $2 ORDER BY l.product_id",
-        )
-        .bind(tenant)
-        .bind(group.id)
-        .fetch_all(self.reader())
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(GroupLicense {
-                product: r.try_get("product_id")?,
-                product_name: format!(
-                    "{}/{}",
-                    r.try_get::<String, _>("owner_name")?,
-                    r.try_get::<String, _>("name")?
-                ),
-                added_at: rules::from_micros(r.try_get("added_at")?),
-            })
-        })
-        .collect::<QueryResult<Vec<_>>>()?;
-        let assignments = sqlx::query(sql(format!(
-            "{ASSIGNMENT_SELECT} WHERE a.tenant_id = $1 AND a.group_id = $2 \
-             ORDER BY u.login_key, a.product_id"
-        )))
-        .bind(tenant)
-        .bind(group.id)
-        .fetch_all(self.reader())
-        .await?
-        .iter()
-        .map(assignment_from_row)
-        .collect::<QueryResult<Vec<_>>>()?;
-        Ok(GroupView {
-            id: group.id,
-            uuid: group.uuid,
-            name: group.name,
-            members,
-            licenses,
-            assignments,
-        })
+        let mut conn = self.reader().acquire().await?;
+        group_view_on(&mut conn, tenant, group).await
     }
 
     /// The groups a user is a member of.
     pub async fn user_groups(&self, tenant: TenantId, user: UserId) -> QueryResult<Vec<Group>> {
-        let rows = sqlx::query(
-            "SELECT g.id, g.uuid, g.name FROM group_members m \
+        let rows = sqlx::query(sql(format!(
+            "SELECT {GROUP_COLUMNS} FROM group_members m \
              JOIN user_groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id \
-             WHERE m.tenant_id = $1 AND m.user_id = $2 ORDER BY g.id",
-        )
+             WHERE m.tenant_id = $1 AND m.user_id = $2 ORDER BY g.id"
+        )))
         .bind(tenant)
         .bind(user)
         .fetch_all(self.reader())
@@ -294,6 +234,70 @@ impl Store {
         rows.iter().map(|r| Ok(user_from_row(r)?.user)).collect()
     }
 
+    /// Users whose external id is exactly `external_id` (SCIM `externalId eq`), by id; indexed.
+    pub async fn users_by_external_id(
+        &self,
+        tenant: TenantId,
+        external_id: &str,
+    ) -> QueryResult<Vec<User>> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {USER_COLUMNS} FROM users u LEFT JOIN companies c \
+             ON c.tenant_id = u.tenant_id AND c.id = u.company_id \
+             WHERE u.tenant_id = $1 AND u.external_id = $2 ORDER BY u.id LIMIT 1000"
+        )))
+        .bind(tenant)
+        .bind(external_id.to_owned())
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| Ok(user_from_row(r)?.user)).collect()
+    }
+
+    /// Groups whose external id is exactly `external_id`, by id; indexed.
+    pub async fn groups_by_external_id(
+        &self,
+        tenant: TenantId,
+        external_id: &str,
+    ) -> QueryResult<Vec<Group>> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {GROUP_COLUMNS} FROM user_groups g \
+             WHERE g.tenant_id = $1 AND g.external_id = $2 ORDER BY g.id LIMIT 1000"
+        )))
+        .bind(tenant)
+        .bind(external_id.to_owned())
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| Ok(group_from_row(r)?)).collect()
+    }
+
+    /// The members (their user UUIDs) of the groups with ids from `first` to `last`, by group
+    /// id then user id: one query for a page of groups.
+    pub async fn group_member_uuids(
+        &self,
+        tenant: TenantId,
+        first: GroupId,
+        last: GroupId,
+    ) -> QueryResult<Vec<(GroupId, Uuid)>> {
+        let rows = sqlx::query(
+            "SELECT m.group_id, u.uuid FROM group_members m \
+             JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id \
+             WHERE m.tenant_id = $1 AND m.group_id >= $2 AND m.group_id <= $3 \
+             ORDER BY m.group_id, m.user_id",
+        )
+        .bind(tenant)
+        .bind(first)
+        .bind(last)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("group_id")?,
+                    parse_uuid(&r.try_get::<String, _>("uuid")?)?,
+                ))
+            })
+            .collect()
+    }
+
     pub async fn company(&self, tenant: TenantId, company: &CompanyRef) -> QueryResult<Company> {
         let mut conn = self.reader().acquire().await?;
         Ok(ops::find_company(&mut conn, tenant, company).await?)
@@ -315,37 +319,8 @@ impl Store {
     }
 
     pub async fn products(&self, tenant: TenantId) -> QueryResult<Vec<Product>> {
-        let rows = sqlx::query(sql(format!(
-            "SELECT {PRODUCT_COLUMNS} FROM products p JOIN owners o \
-             ON o.tenant_id = p.tenant_id AND o.id = p.owner_id WHERE p.tenant_id = $1 \
-             ORDER BY p.sort_order, p.id"
-        )))
-        .bind(tenant)
-        .fetch_all(self.reader())
-        .await?;
-        #[derive(sqlx::FromRow)]
-        struct Member {
-            plan_id: ProductId,
-            member_id: ProductId,
-        }
-        let members: Vec<Member> = sqlx::query_as(
-            "SELECT plan_id, member_id FROM plan_members WHERE tenant_id = $1 ORDER BY member_id",
-        )
-        .bind(tenant)
-        .fetch_all(self.reader())
-        .await?;
-        let mut products = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut p = product_from_row(row)?.product;
-            p.plan_members.extend(
-                members
-                    .iter()
-                    .filter(|m| m.plan_id == p.id)
-                    .map(|m| m.member_id),
-            );
-            products.push(p);
-        }
-        Ok(products)
+        let mut conn = self.reader().acquire().await?;
+        products_on(&mut conn, tenant).await
     }
 
     /// Total / InUse / Free for every product of the tenant (or one). The counts are the
@@ -357,58 +332,8 @@ impl Store {
         product: Option<ProductId>,
         now: i64,
     ) -> QueryResult<Vec<PoolStatus>> {
-        // One product is looked up by its key; `($2 IS NULL OR p.id = $2)` would walk them all.
-        let product_clause = if product.is_some() {
-            "p.id = $2"
-        } else {
-            "$2 IS NULL"
-        };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT p.id, o.name AS owner_name, p.name, p.kind, p.unrestricted, p.expires_at, \
-               COALESCE(u.total, 0) - (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id \
-                  AND s.product_id = p.id AND s.expires_at IS NOT NULL AND s.expires_at <= $3 \
-                  AND s.overflow = 0) AS total, \
-               COALESCE(u.in_use, 0) - (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id \
-                  AND s.product_id = p.id AND s.expires_at IS NOT NULL AND s.expires_at <= $3 \
-                  AND s.holder_id IS NOT NULL) AS in_use \
-             FROM products p JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id \
-             LEFT JOIN pool_usage u ON u.tenant_id = p.tenant_id AND u.product_id = p.id \
-             WHERE p.tenant_id = $1 AND {product_clause} ORDER BY p.sort_order, p.id"
-        )))
-        .bind(tenant)
-        .bind(product)
-        .bind(now)
-        .fetch_all(self.reader())
-        .await?;
-        if let Some(id) = product
-            && rows.is_empty()
-        {
-            return Err(LedgerError::UnknownProduct(format!("#{id}")).into());
-        }
-        rows.iter()
-            .map(|row| {
-                // An expired product's seats grant nothing, so they count for nothing.
-                let expired = rules::is_expired(row.try_get("expires_at")?, now);
-                let (total, in_use) = if expired {
-                    (0, 0)
-                } else {
-                    (
-                        row.try_get::<i64, _>("total")?,
-                        row.try_get::<i64, _>("in_use")?,
-                    )
-                };
-                Ok(PoolStatus {
-                    product: row.try_get("id")?,
-                    owner: row.try_get("owner_name")?,
-                    name: row.try_get("name")?,
-                    kind: ops::parse_enum(&row.try_get::<String, _>("kind")?)?,
-                    unrestricted: row.try_get::<i64, _>("unrestricted")? != 0,
-                    total,
-                    in_use,
-                    free: rules::free_seats(total, in_use),
-                })
-            })
-            .collect()
+        let mut conn = self.reader().acquire().await?;
+        pool_status_on(&mut conn, tenant, product, now).await
     }
 
     /// Every product as one user sees it: Assigned and CanAssign beside the pool counts.
@@ -422,216 +347,12 @@ impl Store {
         only: Option<&[ProductId]>,
     ) -> QueryResult<Vec<UserProductView>> {
         let mut conn = self.reader().acquire().await?;
-        let user = ops::find_user(&mut conn, tenant, user).await?;
-        drop(conn);
-        let pool = rules::effective_pool(
-            user.user.license_mode,
-            user.user.company.zip(user.company_mode),
-        );
-        let products = self.products(tenant).await?;
-        let statuses = match only {
-            None => self.pool_status(tenant, None, now).await?,
-            Some(ids) => {
-                let mut statuses = Vec::with_capacity(ids.len());
-                for id in ids {
-                    statuses.extend(self.pool_status(tenant, Some(*id), now).await?);
-                }
-                statuses
-            }
-        };
-        // The products whose free seats matter: the ones shown, and the members their plans
-        // bring along.
-        let relevant: Option<Vec<ProductId>> = only.map(|ids| {
-            let mut relevant = ids.to_vec();
-            for p in products.iter().filter(|p| ids.contains(&p.id)) {
-                relevant.extend(p.plan_members.iter().copied());
-            }
-            relevant.sort_unstable();
-            relevant.dedup();
-            relevant
-        });
-        let held: Vec<ProductId> = sqlx::query_scalar(
-            "SELECT DISTINCT product_id FROM seats WHERE tenant_id = $1 AND holder_id = $2 \
-               AND (expires_at IS NULL OR expires_at > $3)",
-        )
-        .bind(tenant)
-        .bind(user.user.id)
-        .bind(now)
-        .fetch_all(self.reader())
-        .await?;
-        // Free seats in the user's own pool (company seats, or tenant-wide ones), plus quota room.
-        let company = match pool {
-            rules::Pool::Global => None,
-            rules::Pool::Company(id) => Some(id),
-        };
-        #[derive(sqlx::FromRow)]
-        struct Free {
-            product_id: ProductId,
-            free: i64,
-        }
-        let count_free = |product: Option<ProductId>| {
-            // The pool's trigger-kept counter (`pool_free`, company 0 = tenant-wide) less its
-            // free seats whose own expiry has passed: one key and one range of
-            // `seats_expiring`, not a walk of the pool's free seats.
-            let product_clause = if product.is_some() {
-                "f.product_id = $4"
-            } else {
-                "$4 IS NULL"
-            };
-            sqlx::query_as::<_, Free>(sqlx::AssertSqlSafe(format!(
-                "SELECT f.product_id, f.free - (SELECT count(*) FROM seats s \
-                   WHERE s.tenant_id = f.tenant_id AND s.product_id = f.product_id \
-                     AND s.expires_at IS NOT NULL AND s.expires_at <= $2 AND s.holder_id IS NULL \
-                     AND COALESCE(s.pool_company_id, 0) = f.company_id) AS free \
-                 FROM pool_free f WHERE f.tenant_id = $1 AND {product_clause} AND f.company_id = $3"
-            )))
-            .bind(tenant)
-            .bind(now)
-            .bind(company.unwrap_or(0))
-            .bind(product)
-            .fetch_all(self.reader())
-        };
-        let free_rows: Vec<Free> = match &relevant {
-            None => count_free(None).await?,
-            Some(ids) => {
-                let mut rows = Vec::new();
-                for id in ids {
-                    rows.extend(count_free(Some(*id)).await?);
-                }
-                rows
-            }
-        };
-        let mut free_in_pool = std::collections::HashMap::new();
-        for r in &free_rows {
-            free_in_pool.insert(r.product_id, r.free);
-        }
-        if let Some(company) = company {
-            #[derive(sqlx::FromRow)]
-            struct Room {
-                product_id: ProductId,
-                room: i64,
-                global_free: i64,
-            }
-            let quota_rows: Vec<Room> = sqlx::query_as(
-                "SELECT q.product_id, q.quota - q.used AS room, \
-                   COALESCE((SELECT f.free FROM pool_free f WHERE f.tenant_id = q.tenant_id \
-                      AND f.product_id = q.product_id AND f.company_id = 0), 0) \
-                   - (SELECT count(*) FROM seats s WHERE s.tenant_id = q.tenant_id AND s.product_id = q.product_id \
-                      AND s.expires_at IS NOT NULL AND s.expires_at <= $3 \
-                      AND s.holder_id IS NULL AND s.pool_company_id IS NULL) AS global_free \
-                 FROM company_quotas q WHERE q.tenant_id = $1 AND q.company_id = $2",
-            )
-            .bind(tenant)
-            .bind(company)
-            .bind(now)
-            .fetch_all(self.reader())
-            .await?;
-            for r in &quota_rows {
-                let room = r.room.min(r.global_free);
-                *free_in_pool.entry(r.product_id).or_insert(0) += room.max(0);
-            }
-        }
-        // Why each held product is held: grants (direct, or the plan that brought it) and
-        // group assignments (all states, shown with the product).
-        let grants: Vec<(ProductId, ProductId)> = sqlx::query_as(
-            "SELECT product_id, via_id FROM grants WHERE tenant_id = $1 AND user_id = $2 \
-             ORDER BY product_id, via_id",
-        )
-        .bind(tenant)
-        .bind(user.user.id)
-        .fetch_all(self.reader())
-        .await?;
-        let group_rows = sqlx::query(sql(format!(
-            "{ASSIGNMENT_SELECT} WHERE a.tenant_id = $1 AND a.user_id = $2 ORDER BY a.group_id"
-        )))
-        .bind(tenant)
-        .bind(user.user.id)
-        .fetch_all(self.reader())
-        .await?
-        .iter()
-        .map(assignment_from_row)
-        .collect::<QueryResult<Vec<_>>>()?;
-        let holds = |id: ProductId| {
-            products.iter().any(|p| {
-                p.id == id
-                    && !rules::is_expired(p.expires_at.map(rules::to_micros), now)
-                    && (p.kind == ProductKind::Site || held.contains(&id))
-            })
-        };
-        let mut views = Vec::with_capacity(products.len());
-        for product in products
-            .iter()
-            .filter(|p| only.is_none_or(|ids| ids.contains(&p.id)))
-        {
-            let status = statuses
-                .iter()
-                .find(|s| s.product == product.id)
-                .cloned()
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("no status for product {}", product.id))
-                })?;
-            let assigned = holds(product.id);
-            // The assign command's own rule; then every product it would give that the user
-            // does not hold yet needs a seat it can take (a plan's members included).
-            let seat_for = |id: ProductId| {
-                holds(id)
-                    || products.iter().any(|p| p.id == id && p.unrestricted)
-                    || free_in_pool.get(&id).copied().unwrap_or(0) > 0
-            };
-            let can_assign = !assigned
-                && match rules::assignment(
-                    product,
-                    &products,
-                    user.user.id,
-                    user.user.retired || user.user.disabled,
-                    now,
-                    holds,
-                ) {
-                    Ok(Some(order)) => order.into_iter().all(seat_for),
-                    Ok(None) | Err(_) => false,
-                };
-            let groups: Vec<GroupAssignment> = group_rows
-                .iter()
-                .filter(|a| a.product == product.id)
-                .cloned()
-                .collect();
-            let mut reasons = Vec::new();
-            if assigned && product.kind == ProductKind::User {
-                for (_, via) in grants.iter().filter(|(p, _)| *p == product.id) {
-                    if *via == product.id {
-                        reasons.push("direct".to_owned());
-                    } else if let Some(plan) = products.iter().find(|p| p.id == *via) {
-                        reasons.push(format!("plan:{}", plan.full_name()));
-                    }
-                }
-                for a in groups.iter().filter(|a| a.state == AssignmentState::Active) {
-                    reasons.push(format!("group:{}", a.group_name));
-                }
-            }
-            views.push(UserProductView {
-                product: product.clone(),
-                status,
-                assigned,
-                can_assign,
-                reasons,
-                groups,
-            });
-        }
-        Ok(views)
+        user_view_on(&mut conn, tenant, user, now, only).await
     }
 
     pub async fn seat(&self, tenant: TenantId, seat: Uuid) -> QueryResult<Seat> {
-        let row = sqlx::query(sql(format!(
-            "SELECT {SEAT_COLUMNS} FROM seats s WHERE s.tenant_id = $1 AND s.uuid = $2"
-        )))
-        .bind(tenant)
-        .bind(seat.to_string())
-        .fetch_optional(self.reader())
-        .await?;
-        match row {
-            Some(row) => Ok(seat_from_row(&row)?.seat),
-            None => Err(LedgerError::UnknownSeat(seat).into()),
-        }
+        let mut conn = self.reader().acquire().await?;
+        seat_on(&mut conn, tenant, seat).await
     }
 
     pub async fn seats(
@@ -663,13 +384,15 @@ impl Store {
         rows.iter().map(|r| Ok(seat_from_row(r)?.seat)).collect()
     }
 
-    /// Held seats idle past their product's harvest policy (exempt holders left out), oldest
-    /// seat number first.
+    /// Held seats idle past their product's harvest policy, oldest seat number first; those of
+    /// exempt holders (the user, or a group it is in) say why they are.
     pub async fn idle_seats(&self, tenant: TenantId, now: i64) -> QueryResult<Vec<IdleSeat>> {
         let last_use = ops::last_use_sql(self.backend);
+        let exemption = ops::exemption_sql();
         let rows = sqlx::query(sql(format!(
             "SELECT s.uuid, s.product_id, o.name AS owner_name, p.name AS product_name, \
-               s.holder_id, u.login, hp.idle_days, hp.action, {last_use} AS last_use \
+               s.holder_id, u.login, hp.idle_days, hp.action, {last_use} AS last_use, \
+               {exemption} AS exempt \
              FROM harvest_policies hp \
              JOIN seats s ON s.tenant_id = hp.tenant_id AND s.product_id = hp.product_id \
                AND s.holder_id IS NOT NULL AND s.session_uuid IS NULL \
@@ -677,8 +400,6 @@ impl Store {
              JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id \
              JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.holder_id \
              WHERE hp.tenant_id = $1 \
-               AND NOT EXISTS (SELECT 1 FROM harvest_exempt_users e \
-                 WHERE e.tenant_id = s.tenant_id AND e.user_id = s.holder_id) \
                AND {last_use} <= $2 - hp.idle_days * $3 \
              ORDER BY s.number"
         )))
@@ -702,6 +423,7 @@ impl Store {
                     idle_days: (now - last_use) / rules::MICROS_PER_DAY,
                     policy_idle_days: row.try_get("idle_days")?,
                     action: ops::parse_enum(&row.try_get::<String, _>("action")?)?,
+                    exempt: row.try_get("exempt")?,
                     released: false,
                 })
             })
@@ -733,6 +455,19 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Groups whose members' seats the harvest leaves alone.
+    pub async fn harvest_exempt_groups(&self, tenant: TenantId) -> QueryResult<Vec<Group>> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {GROUP_COLUMNS} FROM harvest_exempt_groups e \
+             JOIN user_groups g ON g.tenant_id = e.tenant_id AND g.id = e.group_id \
+             WHERE e.tenant_id = $1 ORDER BY g.id"
+        )))
+        .bind(tenant)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| Ok(group_from_row(r)?)).collect()
     }
 
     /// Users whose seats the harvest leaves alone.
@@ -1000,21 +735,22 @@ impl Store {
                 "SELECT count(*) FROM products p LEFT JOIN pool_usage u \
                    ON u.tenant_id = p.tenant_id AND u.product_id = p.id WHERE p.tenant_id = $1 AND ( \
                    COALESCE(u.total, 0) <> (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id \
-                     AND s.product_id = p.id AND s.overflow = 0) \
+                     AND s.product_id = p.id AND s.overflow = 0 AND s.lapsed = 0) \
                    OR COALESCE(u.in_use, 0) <> (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id \
-                     AND s.product_id = p.id AND s.holder_id IS NOT NULL) \
+                     AND s.product_id = p.id AND s.holder_id IS NOT NULL AND s.lapsed = 0) \
                    OR u.dirty = 1 OR u.recorded_total <> u.total OR u.recorded_in_use <> u.in_use)",
             ),
             (
                 "a pool's free-seat counter differs from its free seats",
                 "SELECT count(*) FROM pool_free f WHERE f.tenant_id = $1 AND f.free <> (SELECT count(*) \
                  FROM seats s WHERE s.tenant_id = f.tenant_id AND s.product_id = f.product_id \
-                 AND COALESCE(s.pool_company_id, 0) = f.company_id AND s.holder_id IS NULL)",
+                 AND COALESCE(s.pool_company_id, 0) = f.company_id AND s.holder_id IS NULL \
+                 AND s.lapsed = 0)",
             ),
             (
                 "a free seat's pool has no free-seat counter",
                 "SELECT count(*) FROM seats s WHERE s.tenant_id = $1 AND s.holder_id IS NULL \
-                 AND NOT EXISTS (SELECT 1 FROM pool_free f WHERE f.tenant_id = s.tenant_id \
+                 AND s.lapsed = 0 AND NOT EXISTS (SELECT 1 FROM pool_free f WHERE f.tenant_id = s.tenant_id \
                  AND f.product_id = s.product_id AND f.company_id = COALESCE(s.pool_company_id, 0))",
             ),
             (
@@ -1092,5 +828,388 @@ impl From<QueryError> for LedgerError {
             QueryError::Ledger(e) => e,
             QueryError::Store(e) => e.into(),
         }
+    }
+}
+
+pub(crate) async fn group_view_on(
+    c: &mut Conn,
+    tenant: TenantId,
+    group: &GroupRef,
+) -> QueryResult<GroupView> {
+    let group = ops::find_group(c, tenant, group).await?;
+    let members = sqlx::query(
+        "SELECT m.user_id, u.login, u.disabled, m.added_at FROM group_members m \
+         JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id \
+         WHERE m.tenant_id = $1 AND m.group_id = $2 ORDER BY u.login_key",
+    )
+    .bind(tenant)
+    .bind(group.id)
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(GroupMember {
+            user: r.try_get("user_id")?,
+            login: r.try_get("login")?,
+            disabled: r.try_get::<i64, _>("disabled")? != 0,
+            added_at: rules::from_micros(r.try_get("added_at")?),
+        })
+    })
+    .collect::<QueryResult<Vec<_>>>()?;
+    let licenses = sqlx::query(
+        "SELECT l.product_id, o.name AS owner_name, p.name, l.added_at FROM group_licenses l \
+         JOIN products p ON p.tenant_id = l.tenant_id AND p.id = l.product_id \
+         JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id \
+         WHERE l.tenant_id = $1 AND l.group_id = $2 ORDER BY l.product_id",
+    )
+    .bind(tenant)
+    .bind(group.id)
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(GroupLicense {
+            product: r.try_get("product_id")?,
+            product_name: format!(
+                "{}/{}",
+                r.try_get::<String, _>("owner_name")?,
+                r.try_get::<String, _>("name")?
+            ),
+            added_at: rules::from_micros(r.try_get("added_at")?),
+        })
+    })
+    .collect::<QueryResult<Vec<_>>>()?;
+    let assignments = sqlx::query(sql(format!(
+        "{ASSIGNMENT_SELECT} WHERE a.tenant_id = $1 AND a.group_id = $2 \
+         ORDER BY u.login_key, a.product_id"
+    )))
+    .bind(tenant)
+    .bind(group.id)
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(assignment_from_row)
+    .collect::<QueryResult<Vec<_>>>()?;
+    Ok(GroupView {
+        id: group.id,
+        uuid: group.uuid,
+        name: group.name,
+        members,
+        licenses,
+        assignments,
+    })
+}
+
+pub(crate) async fn products_on(c: &mut Conn, tenant: TenantId) -> QueryResult<Vec<Product>> {
+    let rows = sqlx::query(sql(format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products p JOIN owners o \
+         ON o.tenant_id = p.tenant_id AND o.id = p.owner_id WHERE p.tenant_id = $1 \
+         ORDER BY p.sort_order, p.id"
+    )))
+    .bind(tenant)
+    .fetch_all(&mut *c)
+    .await?;
+    #[derive(sqlx::FromRow)]
+    struct Member {
+        plan_id: ProductId,
+        member_id: ProductId,
+    }
+    let members: Vec<Member> = sqlx::query_as(
+        "SELECT plan_id, member_id FROM plan_members WHERE tenant_id = $1 ORDER BY member_id",
+    )
+    .bind(tenant)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut products = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut p = product_from_row(row)?.product;
+        p.plan_members.extend(
+            members
+                .iter()
+                .filter(|m| m.plan_id == p.id)
+                .map(|m| m.member_id),
+        );
+        products.push(p);
+    }
+    Ok(products)
+}
+
+/// The counts are the trigger-kept `pool_usage` counters (which leave out lapsed seats), less
+/// the seats whose expiry passed since the last lapse sweep (a range of
+/// `seats_unlapsed_expiring`, empty inside a command, which sweeps first), so they cost the
+/// same whatever the pool's size.
+pub(crate) async fn pool_status_on(
+    c: &mut Conn,
+    tenant: TenantId,
+    product: Option<ProductId>,
+    now: i64,
+) -> QueryResult<Vec<PoolStatus>> {
+    // One product is looked up by its key; `($2 IS NULL OR p.id = $2)` would walk them all.
+    let product_clause = if product.is_some() {
+        "p.id = $2"
+    } else {
+        "$2 IS NULL"
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT p.id, o.name AS owner_name, p.name, p.kind, p.unrestricted, p.expires_at, \
+           COALESCE(u.total, 0) - (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id \
+              AND s.lapsed = 0 AND s.expires_at IS NOT NULL AND s.expires_at <= $3 \
+              AND s.product_id = p.id AND s.overflow = 0) AS total, \
+           COALESCE(u.in_use, 0) - (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id \
+              AND s.lapsed = 0 AND s.expires_at IS NOT NULL AND s.expires_at <= $3 \
+              AND s.product_id = p.id AND s.holder_id IS NOT NULL) AS in_use \
+         FROM products p JOIN owners o ON o.tenant_id = p.tenant_id AND o.id = p.owner_id \
+         LEFT JOIN pool_usage u ON u.tenant_id = p.tenant_id AND u.product_id = p.id \
+         WHERE p.tenant_id = $1 AND {product_clause} ORDER BY p.sort_order, p.id"
+    )))
+    .bind(tenant)
+    .bind(product)
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await?;
+    if let Some(id) = product
+        && rows.is_empty()
+    {
+        return Err(LedgerError::UnknownProduct(format!("#{id}")).into());
+    }
+    rows.iter()
+        .map(|row| {
+            // An expired product's seats grant nothing, so they count for nothing.
+            let expired = rules::is_expired(row.try_get("expires_at")?, now);
+            let (total, in_use) = if expired {
+                (0, 0)
+            } else {
+                (
+                    row.try_get::<i64, _>("total")?,
+                    row.try_get::<i64, _>("in_use")?,
+                )
+            };
+            Ok(PoolStatus {
+                product: row.try_get("id")?,
+                owner: row.try_get("owner_name")?,
+                name: row.try_get("name")?,
+                kind: ops::parse_enum(&row.try_get::<String, _>("kind")?)?,
+                unrestricted: row.try_get::<i64, _>("unrestricted")? != 0,
+                total,
+                in_use,
+                free: rules::free_seats(total, in_use),
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn user_view_on(
+    c: &mut Conn,
+    tenant: TenantId,
+    user: &UserRef,
+    now: i64,
+    only: Option<&[ProductId]>,
+) -> QueryResult<Vec<UserProductView>> {
+    let user = ops::find_user(c, tenant, user).await?;
+    let pool = rules::effective_pool(
+        user.user.license_mode,
+        user.user.company.zip(user.company_mode),
+    );
+    let products = products_on(c, tenant).await?;
+    let statuses = match only {
+        None => pool_status_on(c, tenant, None, now).await?,
+        Some(ids) => {
+            let mut statuses = Vec::with_capacity(ids.len());
+            for id in ids {
+                statuses.extend(pool_status_on(c, tenant, Some(*id), now).await?);
+            }
+            statuses
+        }
+    };
+    // The products whose free seats matter: the ones shown, and the members their plans
+    // bring along.
+    let relevant: Option<Vec<ProductId>> = only.map(|ids| {
+        let mut relevant = ids.to_vec();
+        for p in products.iter().filter(|p| ids.contains(&p.id)) {
+            relevant.extend(p.plan_members.iter().copied());
+        }
+        relevant.sort_unstable();
+        relevant.dedup();
+        relevant
+    });
+    let held: Vec<ProductId> = sqlx::query_scalar(
+        "SELECT DISTINCT product_id FROM seats WHERE tenant_id = $1 AND holder_id = $2 \
+           AND (expires_at IS NULL OR expires_at > $3)",
+    )
+    .bind(tenant)
+    .bind(user.user.id)
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await?;
+    // Free seats in the user's own pool (company seats, or tenant-wide ones), plus quota room.
+    let company = match pool {
+        rules::Pool::Global => None,
+        rules::Pool::Company(id) => Some(id),
+    };
+    #[derive(sqlx::FromRow)]
+    struct Free {
+        product_id: ProductId,
+        free: i64,
+    }
+    // The pool's trigger-kept counter (`pool_free`, company 0 the tenant-wide pool) less its
+    // free seats whose expiry passed since the last lapse sweep: one key and one range of
+    // `seats_unlapsed_expiring`, not a walk of the pool's free seats.
+    let count_free = |product: Option<ProductId>| {
+        let product_clause = if product.is_some() {
+            "f.product_id = $4"
+        } else {
+            "$4 IS NULL"
+        };
+        sqlx::query_as::<_, Free>(sqlx::AssertSqlSafe(format!(
+            "SELECT f.product_id, f.free - (SELECT count(*) FROM seats s \
+               WHERE s.tenant_id = f.tenant_id AND s.lapsed = 0 AND s.expires_at IS NOT NULL \
+                 AND s.expires_at <= $2 AND s.product_id = f.product_id AND s.holder_id IS NULL \
+                 AND COALESCE(s.pool_company_id, 0) = f.company_id) AS free \
+             FROM pool_free f WHERE f.tenant_id = $1 AND {product_clause} AND f.company_id = $3"
+        )))
+        .bind(tenant)
+        .bind(now)
+        .bind(company.unwrap_or(0))
+        .bind(product)
+    };
+    let free_rows: Vec<Free> = match &relevant {
+        None => count_free(None).fetch_all(&mut *c).await?,
+        Some(ids) => {
+            let mut rows = Vec::new();
+            for id in ids {
+                rows.extend(count_free(Some(*id)).fetch_all(&mut *c).await?);
+            }
+            rows
+        }
+    };
+    let mut free_in_pool = std::collections::HashMap::new();
+    for r in &free_rows {
+        free_in_pool.insert(r.product_id, r.free);
+    }
+    if let Some(company) = company {
+        #[derive(sqlx::FromRow)]
+        struct Room {
+            product_id: ProductId,
+            room: i64,
+            global_free: i64,
+        }
+        let quota_rows: Vec<Room> = sqlx::query_as(
+            "SELECT q.product_id, q.quota - q.used AS room, \
+               COALESCE((SELECT f.free FROM pool_free f WHERE f.tenant_id = q.tenant_id \
+                  AND f.product_id = q.product_id AND f.company_id = 0), 0) \
+               - (SELECT count(*) FROM seats s WHERE s.tenant_id = q.tenant_id \
+                  AND s.lapsed = 0 AND s.expires_at IS NOT NULL AND s.expires_at <= $3 \
+                  AND s.product_id = q.product_id AND s.holder_id IS NULL \
+                  AND s.pool_company_id IS NULL) AS global_free \
+             FROM company_quotas q WHERE q.tenant_id = $1 AND q.company_id = $2",
+        )
+        .bind(tenant)
+        .bind(company)
+        .bind(now)
+        .fetch_all(&mut *c)
+        .await?;
+        for r in &quota_rows {
+            let room = r.room.min(r.global_free);
+            *free_in_pool.entry(r.product_id).or_insert(0) += room.max(0);
+        }
+    }
+    // Why each held product is held: grants (direct, or the plan that brought it) and
+    // group assignments (all states, shown with the product).
+    let grants: Vec<(ProductId, ProductId)> = sqlx::query_as(
+        "SELECT product_id, via_id FROM grants WHERE tenant_id = $1 AND user_id = $2 \
+         ORDER BY product_id, via_id",
+    )
+    .bind(tenant)
+    .bind(user.user.id)
+    .fetch_all(&mut *c)
+    .await?;
+    let group_rows = sqlx::query(sql(format!(
+        "{ASSIGNMENT_SELECT} WHERE a.tenant_id = $1 AND a.user_id = $2 ORDER BY a.group_id"
+    )))
+    .bind(tenant)
+    .bind(user.user.id)
+    .fetch_all(&mut *c)
+    .await?
+    .iter()
+    .map(assignment_from_row)
+    .collect::<QueryResult<Vec<_>>>()?;
+    let holds = |id: ProductId| {
+        products.iter().any(|p| {
+            p.id == id
+                && !rules::is_expired(p.expires_at.map(rules::to_micros), now)
+                && (p.kind == ProductKind::Site || held.contains(&id))
+        })
+    };
+    let mut views = Vec::with_capacity(products.len());
+    for product in products
+        .iter()
+        .filter(|p| only.is_none_or(|ids| ids.contains(&p.id)))
+    {
+        let status = statuses
+            .iter()
+            .find(|s| s.product == product.id)
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt(format!("no status for product {}", product.id)))?;
+        let assigned = holds(product.id);
+        // The assign command's own rule; then every product it would give that the user
+        // does not hold yet needs a seat it can take (a plan's members included).
+        let seat_for = |id: ProductId| {
+            holds(id)
+                || products.iter().any(|p| p.id == id && p.unrestricted)
+                || free_in_pool.get(&id).copied().unwrap_or(0) > 0
+        };
+        let can_assign = !assigned
+            && match rules::assignment(
+                product,
+                &products,
+                user.user.id,
+                user.user.retired || user.user.disabled,
+                now,
+                holds,
+            ) {
+                Ok(Some(order)) => order.into_iter().all(seat_for),
+                Ok(None) | Err(_) => false,
+            };
+        let groups: Vec<GroupAssignment> = group_rows
+            .iter()
+            .filter(|a| a.product == product.id)
+            .cloned()
+            .collect();
+        let mut reasons = Vec::new();
+        if assigned && product.kind == ProductKind::User {
+            for (_, via) in grants.iter().filter(|(p, _)| *p == product.id) {
+                if *via == product.id {
+                    reasons.push("direct".to_owned());
+                } else if let Some(plan) = products.iter().find(|p| p.id == *via) {
+                    reasons.push(format!("plan:{}", plan.full_name()));
+                }
+            }
+            for a in groups.iter().filter(|a| a.state == AssignmentState::Active) {
+                reasons.push(format!("group:{}", a.group_name));
+            }
+        }
+        views.push(UserProductView {
+            product: product.clone(),
+            status,
+            assigned,
+            can_assign,
+            reasons,
+            groups,
+        });
+    }
+    Ok(views)
+}
+
+pub(crate) async fn seat_on(c: &mut Conn, tenant: TenantId, seat: Uuid) -> QueryResult<Seat> {
+    let row = sqlx::query(sql(format!(
+        "SELECT {SEAT_COLUMNS} FROM seats s WHERE s.tenant_id = $1 AND s.uuid = $2"
+    )))
+    .bind(tenant)
+    .bind(seat.to_string())
+    .fetch_optional(&mut *c)
+    .await?;
+    match row {
+        Some(row) => Ok(seat_from_row(&row)?.seat),
+        None => Err(LedgerError::UnknownSeat(seat).into()),
     }
 }

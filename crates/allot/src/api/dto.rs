@@ -255,6 +255,9 @@ pub struct NewProductRequest {
     #[schema(minimum = 0, maximum = 100_000)]
     #[serde(default)]
     pub seats: i64,
+    /// The list price of one seat for 30 days (`{"amount": "12.50", "currency": "EUR"}`).
+    #[serde(default)]
+    pub seat_price_per_30_days: Option<SeatPrice>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -284,6 +287,11 @@ pub struct ProductPatchRequest {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Option<OffsetDateTime>>,
     pub trial: Option<bool>,
+    /// The list price of one seat for 30 days (`{"amount": "12.50", "currency": "EUR"}`);
+    /// `null` removes it, absent leaves it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(nullable)]
+    pub seat_price_per_30_days: Option<Option<SeatPrice>>,
 }
 
 /// Absent -> None, null -> Some(None), value -> Some(Some(v)).

@@ -23,7 +23,8 @@ use v1::idempotency::IdempotencyHeader;
         v1::products::add_seats, v1::products::remove_seats, v1::products::pools,
         v1::harvest::idle, v1::harvest::run, v1::harvest::policies, v1::harvest::set_policy,
         v1::harvest::delete_policy, v1::harvest::exempt_users, v1::harvest::exempt,
-        v1::harvest::unexempt, v1::batch::batch,
+        v1::harvest::unexempt, v1::harvest::exempt_groups, v1::harvest::exempt_group,
+        v1::harvest::unexempt_group, v1::batch::batch,
         v1::usage::product, v1::usage::tenant,
         v1::seats::list, v1::seats::get, v1::seats::grant, v1::seats::release, v1::seats::revoke,
         v1::seats::activate,
@@ -162,6 +163,11 @@ pub fn v1_routes() -> Router<AppState> {
         .route(
             "/v1/users/{user}/harvest-exempt",
             put(harvest::exempt).delete(harvest::unexempt),
+        )
+        .route("/v1/harvest/exempt-groups", get(harvest::exempt_groups))
+        .route(
+            "/v1/groups/{group}/harvest-exempt",
+            put(harvest::exempt_group).delete(harvest::unexempt_group),
         )
         .route("/v1/pools", get(products::pools))
         .route("/v1/products/{product}/usage", get(usage::product))

@@ -1,12 +1,15 @@
 //! `allot import users.csv|users.jsonl [--dry-run]`: creates or updates users matched by login,
-//! with their company and direct licenses, through `POST /v1/batch` (1,000 rows a request).
+//! with their company, groups and direct licenses, through `POST /v1/batch` (1,000 rows a
+//! request).
 //! Every bad row is reported with its row number (the file's line; a CSV's header is row 1),
 //! field and reason, and the good rows are applied; running it twice changes nothing.
 //!
 //! CSV columns (a header names them, any order): `login` (required), `first_name`,
 //! `last_name`, `email`, `company` (its name; made if missing), `licenses` (`owner/name` or
-//! ids, separated by `;`). An empty cell leaves the field as it is. JSON lines carry the same
-//! keys, `licenses` as an array.
+//! ids, separated by `;`), `groups` (names, separated by `;`: the user joins each, and a group
+//! missing is made). An empty cell leaves the field as it is. JSON lines carry the same keys,
+//! `licenses` and `groups` as arrays. Groups not named are left alone (an import adds
+//! memberships, never removes one).
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -46,6 +49,8 @@ struct Row {
     company: Option<String>,
     #[serde(default)]
     licenses: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 fn bad(row: u64, field: &str, reason: impl Into<String>) -> BadRow {
@@ -87,10 +92,17 @@ fn operation(line: u64, row: Row) -> Result<Value, BadRow> {
         }
         licenses.push(license.to_owned());
     }
+    let groups: Vec<String> = row
+        .groups
+        .iter()
+        .map(|g| g.trim().to_owned())
+        .filter(|g| !g.is_empty())
+        .collect();
     Ok(json!({
         "op": "upsert_user", "login": login,
         "first_name": given(row.first_name), "last_name": given(row.last_name),
         "email": given(row.email), "company": given(row.company), "licenses": licenses,
+        "groups": groups,
     }))
 }
 
@@ -99,113 +111,124 @@ type Numbered = (u64, Value);
 
 /// Reads the file into numbered operations and the rows it could not read.
 fn read(path: &Path) -> anyhow::Result<(Vec<Numbered>, Vec<BadRow>)> {
-    let mut good = Vec::new();
-    let mut bad_rows = Vec::new();
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or_default()
         .to_ascii_lowercase();
+    let name = path.display().to_string();
     match ext.as_str() {
-        "csv" => {
-            let mut reader = csv::ReaderBuilder::new()
-                .flexible(true)
-                .trim(csv::Trim::All)
-                .from_path(path)?;
-            let headers = reader.headers()?.clone();
-            const KNOWN: [&str; 6] = [
-                "login",
-                "first_name",
-                "last_name",
-                "email",
-                "company",
-                "licenses",
-            ];
-            for h in &headers {
-                anyhow::ensure!(
-                    KNOWN.contains(&h),
-                    "{}: unknown column {h:?} (known: {})",
-                    path.display(),
-                    KNOWN.join(", ")
-                );
+        "csv" => read_csv(std::fs::File::open(path)?, &name),
+        "jsonl" | "ndjson" | "json" => Ok(read_jsonl(&std::fs::read_to_string(path)?)),
+        other => anyhow::bail!("{name}: expected a .csv or .jsonl file, not {other:?}"),
+    }
+}
+
+/// A CSV file's rows (`name` names it in errors). Fails only when the header is unusable.
+pub(crate) fn read_csv(
+    input: impl std::io::Read,
+    name: &str,
+) -> anyhow::Result<(Vec<Numbered>, Vec<BadRow>)> {
+    let mut good = Vec::new();
+    let mut bad_rows = Vec::new();
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(input);
+    let headers = reader.headers()?.clone();
+    const KNOWN: [&str; 7] = [
+        "login",
+        "first_name",
+        "last_name",
+        "email",
+        "company",
+        "licenses",
+        "groups",
+    ];
+    for h in &headers {
+        anyhow::ensure!(
+            KNOWN.contains(&h),
+            "{name}: unknown column {h:?} (known: {})",
+            KNOWN.join(", ")
+        );
+    }
+    anyhow::ensure!(
+        headers.iter().any(|h| h == "login"),
+        "{name}: no login column"
+    );
+    for record in reader.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                bad_rows.push(bad(line, "-", e.to_string()));
+                continue;
             }
-            anyhow::ensure!(
-                headers.iter().any(|h| h == "login"),
-                "{}: no login column",
-                path.display()
-            );
-            for record in reader.records() {
-                let record = match record {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let line = e.position().map_or(0, |p| p.line());
-                        bad_rows.push(bad(line, "-", e.to_string()));
-                        continue;
-                    }
-                };
-                let line = record.position().map_or(0, |p| p.line());
-                if record.len() != headers.len() {
-                    bad_rows.push(bad(
-                        line,
-                        "-",
-                        format!("{} cells, the header has {}", record.len(), headers.len()),
-                    ));
-                    continue;
-                }
-                let cell = |name: &str| {
-                    headers
-                        .iter()
-                        .position(|h| h == name)
-                        .and_then(|i| record.get(i))
-                        .map(str::to_owned)
-                };
-                let row = Row {
-                    login: cell("login").unwrap_or_default(),
-                    first_name: cell("first_name"),
-                    last_name: cell("last_name"),
-                    email: cell("email"),
-                    company: cell("company"),
-                    licenses: cell("licenses")
-                        .map(|l| l.split(';').map(str::to_owned).collect())
-                        .unwrap_or_default(),
-                };
-                match operation(line, row) {
-                    Ok(op) => good.push((line, op)),
-                    Err(b) => bad_rows.push(b),
-                }
-            }
+        };
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() != headers.len() {
+            bad_rows.push(bad(
+                line,
+                "-",
+                format!("{} cells, the header has {}", record.len(), headers.len()),
+            ));
+            continue;
         }
-        "jsonl" | "ndjson" | "json" => {
-            let text = std::fs::read_to_string(path)?;
-            for (i, text) in text.lines().enumerate() {
-                let line = i as u64 + 1;
-                if text.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str::<Row>(text) {
-                    Ok(row) => match operation(line, row) {
-                        Ok(op) => good.push((line, op)),
-                        Err(b) => bad_rows.push(b),
-                    },
-                    Err(e) => {
-                        let message = e.to_string();
-                        // serde names the field it missed or did not know.
-                        let field = message
-                            .split('`')
-                            .nth(1)
-                            .filter(|_| message.contains("field"))
-                            .unwrap_or("-");
-                        bad_rows.push(bad(line, field, message.clone()));
-                    }
-                }
-            }
+        let cell = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h == name)
+                .and_then(|i| record.get(i))
+                .map(str::to_owned)
+        };
+        let row = Row {
+            login: cell("login").unwrap_or_default(),
+            first_name: cell("first_name"),
+            last_name: cell("last_name"),
+            email: cell("email"),
+            company: cell("company"),
+            licenses: cell("licenses")
+                .map(|l| l.split(';').map(str::to_owned).collect())
+                .unwrap_or_default(),
+            groups: cell("groups")
+                .map(|g| g.split(';').map(str::to_owned).collect())
+                .unwrap_or_default(),
+        };
+        match operation(line, row) {
+            Ok(op) => good.push((line, op)),
+            Err(b) => bad_rows.push(b),
         }
-        other => anyhow::bail!(
-            "{}: expected a .csv or .jsonl file, not {other:?}",
-            path.display()
-        ),
     }
     Ok((good, bad_rows))
+}
+
+/// A JSON-lines file's rows; every line that is not a row is a bad row.
+pub(crate) fn read_jsonl(text: &str) -> (Vec<Numbered>, Vec<BadRow>) {
+    let mut good = Vec::new();
+    let mut bad_rows = Vec::new();
+    for (i, text) in text.lines().enumerate() {
+        let line = i as u64 + 1;
+        if text.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Row>(text) {
+            Ok(row) => match operation(line, row) {
+                Ok(op) => good.push((line, op)),
+                Err(b) => bad_rows.push(b),
+            },
+            Err(e) => {
+                let message = e.to_string();
+                // serde names the field it missed or did not know.
+                let field = message
+                    .split('`')
+                    .nth(1)
+                    .filter(|_| message.contains("field"))
+                    .unwrap_or("-");
+                bad_rows.push(bad(line, field, message.clone()));
+            }
+        }
+    }
+    (good, bad_rows)
 }
 
 /// Reads the file, sends its good rows in batches, and prints every bad row and a summary.

@@ -3,7 +3,7 @@
 //! `--json` for scripts (JSON lines, decoded from and printed as the API's own types).
 
 pub mod client;
-mod import;
+pub(crate) mod import;
 mod output;
 pub mod session;
 mod verify;
@@ -270,6 +270,45 @@ pub enum Cmd {
     Verify(verify::VerifyArgs),
     /// Load-test a server and check the invariants afterwards
     Bench(crate::bench::BenchArgs),
+    /// Write a consistent copy of a SQLite store to a new file, while the server runs
+    Backup {
+        /// Store URL (sqlite://...; for PostgreSQL use pg_dump, see docs/operations.md)
+        #[arg(long, env = "ALLOT_DB")]
+        db: String,
+        /// The backup file to create
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
+    /// Load a backup file into a store (refused when the store holds data, unless --force)
+    Restore {
+        /// The backup file (made by allot backup)
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// Store URL to restore into
+        #[arg(long, env = "ALLOT_DB")]
+        db: String,
+        /// Replace what the store holds
+        #[arg(long)]
+        force: bool,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a whole store into another (sqlite:// to postgres:// or back), verified
+    Copy {
+        /// Source store URL
+        #[arg(long)]
+        from: String,
+        /// Target store URL (must be empty unless --force)
+        #[arg(long)]
+        to: String,
+        /// Replace what the target holds
+        #[arg(long)]
+        force: bool,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -386,15 +425,22 @@ pub enum HarvestCmd {
     },
     /// Every product's policy
     Policies,
-    /// Exempts a user's seats from the harvest (--undo ends the exemption)
+    /// Exempts a user's seats, or a group's members' seats, from the harvest (--undo ends the
+    /// exemption)
     Exempt {
+        #[arg(long, required_unless_present = "group", conflicts_with = "group")]
+        user: Option<String>,
+        /// A group's id, UUID or name: its members' seats stay while they are members
         #[arg(long)]
-        user: String,
+        group: Option<String>,
         #[arg(long)]
         undo: bool,
     },
-    /// The exempt users
-    Exempted,
+    /// The exempt users (with --groups: the exempt groups)
+    Exempted {
+        #[arg(long)]
+        groups: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -507,8 +553,31 @@ pub enum ProductCmd {
         expires: Option<String>,
         #[arg(long, default_value = "")]
         description: String,
+        /// List price of one seat for 30 days, e.g. 12.50 (at most four decimal places);
+        /// with --currency
+        #[arg(long, requires = "currency")]
+        price: Option<String>,
+        /// ISO 4217 code of --price, e.g. EUR
+        #[arg(long, requires = "price")]
+        currency: Option<String>,
     },
     List,
+    /// Sets (or with --clear removes) a product's list price of one seat for 30 days: the
+    /// usage history then says what the unused seats cost
+    Price {
+        /// owner/module or id
+        #[arg(long)]
+        product: String,
+        /// Amount for one seat and 30 days, e.g. 12.50 (at most four decimal places)
+        #[arg(long, required_unless_present = "clear", requires = "currency")]
+        amount: Option<String>,
+        /// ISO 4217 code, e.g. EUR
+        #[arg(long, requires = "amount")]
+        currency: Option<String>,
+        /// Removes the price
+        #[arg(long, conflicts_with_all = ["amount", "currency"])]
+        clear: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -735,6 +804,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init(&db, &tenant, &admin, &password, ttl_hours, json, vault).await
         }
         Cmd::Verify(args) => verify::run(args).await,
+        Cmd::Backup { db, to } => {
+            let ledger = Ledger::open(&db).await?;
+            let started = std::time::Instant::now();
+            let done = ledger.backup_to(&to).await;
+            ledger.close().await;
+            done?;
+            println!(
+                "backed up {} to {} in {} ms",
+                crate::config::redact_url(&db),
+                to.display(),
+                started.elapsed().as_millis()
+            );
+            Ok(())
+        }
+        Cmd::Restore {
+            from,
+            db,
+            force,
+            json,
+        } => {
+            if !from.is_file() {
+                anyhow::bail!("no backup file at {}", from.display());
+            }
+            let source = format!("sqlite://{}", from.display());
+            copy_store(&source, &db, force, json).await
+        }
+        Cmd::Copy {
+            from,
+            to,
+            force,
+            json,
+        } => copy_store(&from, &to, force, json).await,
         Cmd::OperatorToken {
             db,
             ttl_hours,
@@ -785,6 +886,36 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+/// `allot copy` and `allot restore`: every table of one store into another, verified there
+/// (rows equal, invariants, audit chains) before it reports.
+async fn copy_store(from: &str, to: &str, force: bool, json: bool) -> anyhow::Result<()> {
+    let source = Ledger::open(from).await?;
+    let target = Ledger::open(to).await?;
+    let report = source.copy_to(&target, force).await;
+    source.close().await;
+    target.close().await;
+    let report = report?;
+    let (from, to) = (
+        crate::config::redact_url(from),
+        crate::config::redact_url(to),
+    );
+    if json {
+        output::json_line(&serde_json::json!({
+            "from": from, "to": to, "tenants_verified": report.tenants,
+            "rows": report.rows.iter().map(|(t, n)| (t.clone(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
+        }));
+    } else {
+        for (table, rows) in &report.rows {
+            println!("{table:<18} {rows}");
+        }
+        println!(
+            "copied {from} to {to}: rows equal, invariants and audit chains of {} tenant(s) verified",
+            report.tenants
+        );
+    }
+    Ok(())
 }
 
 /// `allot audit verify`: every tenant's chain (or one), straight from the store.
@@ -1078,6 +1209,8 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                     trial,
                     expires,
                     description,
+                    price,
+                    currency,
                 },
             ..
         } => {
@@ -1096,6 +1229,7 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
                 "plan_members": plan.iter().map(|m| qualify(m)).collect::<Vec<_>>(),
                 "extra_flags": if plan.is_empty() { 0 } else { 1 },
                 "expires_at": expires.as_deref().map(parse_time).transpose()?,
+                "seat_price_per_30_days": price.map(|amount| json!({ "amount": amount, "currency": currency })),
             });
             let created: ProductWithStatus = client.post("/v1/products", &body).await?;
             out.products(&[created]);
@@ -1106,6 +1240,29 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
         } => {
             let list: Vec<ProductWithStatus> = fetch_all(&client, "/v1/products").await?;
             out.products(&list);
+        }
+        Cmd::Product {
+            command:
+                ProductCmd::Price {
+                    product,
+                    amount,
+                    currency,
+                    clear,
+                },
+            ..
+        } => {
+            let price = match (clear, amount) {
+                (true, _) | (false, None) => Value::Null,
+                (false, Some(amount)) => json!({ "amount": amount, "currency": currency }),
+            };
+            let updated: ProductWithStatus = client
+                .request(
+                    reqwest::Method::PATCH,
+                    &format!("/v1/products/{}", product_path(&product)),
+                    Some(&json!({ "seat_price_per_30_days": price })),
+                )
+                .await?;
+            out.products(&[updated]);
         }
         Cmd::Seats {
             command:
@@ -1415,6 +1572,9 @@ async fn admin(cmd: Cmd) -> anyhow::Result<()> {
         | Cmd::Init { .. }
         | Cmd::OperatorToken { .. }
         | Cmd::Verify(_)
+        | Cmd::Backup { .. }
+        | Cmd::Restore { .. }
+        | Cmd::Copy { .. }
         | Cmd::Bench(_) => {
             anyhow::bail!("not an admin command")
         }
@@ -1592,8 +1752,12 @@ async fn harvest_admin(client: &Client, out: &Output, command: HarvestCmd) -> an
             let list: Vec<ProductHarvestPolicy> = client.get("/v1/harvest/policies").await?;
             out.harvest_policies(&list);
         }
-        HarvestCmd::Exempt { user, undo } => {
-            let path = format!("/v1/users/{}/harvest-exempt", segment(&user));
+        HarvestCmd::Exempt { user, group, undo } => {
+            let path = match (user, group) {
+                (_, Some(group)) => format!("/v1/groups/{}/harvest-exempt", segment(&group)),
+                (Some(user), None) => format!("/v1/users/{}/harvest-exempt", segment(&user)),
+                (None, None) => anyhow::bail!("name --user or --group"),
+            };
             let changed: Changed = if undo {
                 client.delete(&path).await?
             } else {
@@ -1601,9 +1765,13 @@ async fn harvest_admin(client: &Client, out: &Output, command: HarvestCmd) -> an
             };
             out.changed(&changed);
         }
-        HarvestCmd::Exempted => {
+        HarvestCmd::Exempted { groups: false } => {
             let list: Vec<User> = client.get("/v1/harvest/exempt").await?;
             out.users(&list);
+        }
+        HarvestCmd::Exempted { groups: true } => {
+            let list: Vec<Group> = client.get("/v1/harvest/exempt-groups").await?;
+            out.groups(&list);
         }
     }
     Ok(())

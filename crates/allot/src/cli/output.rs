@@ -98,6 +98,7 @@ impl Output {
                     "TOTAL",
                     "IN USE",
                     "FREE",
+                    "SEAT PRICE / 30 DAYS",
                 ],
                 items
                     .iter()
@@ -110,6 +111,10 @@ impl Output {
                             p.status.total.to_string(),
                             p.status.in_use.to_string(),
                             p.status.free.to_string(),
+                            p.product.seat_price_per_30_days.as_ref().map_or_else(
+                                || "-".into(),
+                                |s| format!("{} {}", s.amount, s.currency),
+                            ),
                         ]
                     })
                     .collect(),
@@ -258,22 +263,34 @@ impl Output {
             usage.product.owner, usage.product.name, usage.step
         );
         println!("{}", sparkline(&peaks, total));
+        let priced = usage.unused_seat_cost.is_some();
+        let mut headers = vec!["at", "total", "in use max", "in use avg", "denied"];
+        if priced {
+            headers.push("unused cost");
+        }
         table(
-            &["at", "total", "in use max", "in use avg", "denied"],
+            &headers,
             usage
                 .points
                 .iter()
                 .map(|p| {
-                    vec![
+                    let mut row = vec![
                         at(p.at),
                         p.total.to_string(),
                         p.in_use_max.to_string(),
                         format!("{:.2}", p.in_use_avg),
                         p.denied.to_string(),
-                    ]
+                    ];
+                    if let Some(cost) = p.unused_seat_cost {
+                        row.push(cost.to_string());
+                    }
+                    row
                 })
                 .collect(),
         );
+        if let (Some(cost), Some(currency)) = (usage.unused_seat_cost, &usage.currency) {
+            println!("Unused seats cost {cost} {currency} over these points.");
+        }
     }
 
     pub fn status(&self, items: &[PoolStatus]) {
@@ -348,7 +365,11 @@ impl Output {
                             at(s.last_used_at),
                             s.idle_days.to_string(),
                             format!("{} after {} days", s.action, s.policy_idle_days),
-                            if s.released { "released" } else { "kept" }.to_owned(),
+                            match (&s.exempt, s.released) {
+                                (Some(why), _) => format!("kept (exempt: {why})"),
+                                (None, true) => "released".to_owned(),
+                                (None, false) => "kept".to_owned(),
+                            },
                         ]
                     })
                     .collect(),

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::views::ConsoleError;
 use crate::state::AppState;
-use allot_ledger::{ProductId, TenantId, UsagePoint, UsageStep};
+use allot_ledger::{Product, ProductId, TenantId, UsagePoint, UsageStep, unused_seat_cost_total};
 
 /// The chart's ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +89,9 @@ pub struct Chart {
     pub json: String,
     pub peak: i64,
     pub denied: i64,
+    /// What the unused seats cost over the chart's range, with the currency ("12.3400 EUR"),
+    /// when the product has a seat price.
+    pub unused_cost: Option<String>,
 }
 
 impl Chart {
@@ -109,6 +112,7 @@ impl Chart {
             denied: points.iter().map(|p| p.denied).sum(),
             points,
             json,
+            unused_cost: None,
         }
     }
 }
@@ -235,18 +239,23 @@ pub async fn dashboard(
 pub async fn chart(
     state: &AppState,
     tenant: TenantId,
-    product: ProductId,
+    product: &Product,
     range: Range,
 ) -> Result<Option<Chart>, ConsoleError> {
     let now = state.ledger.now_time();
     let points = state
         .ledger
-        .usage(tenant, product, now - range.span(), now, range.step())
+        .usage(tenant, product.id, now - range.span(), now, range.step())
         .await?;
     if points.is_empty() {
         return Ok(None);
     }
-    Ok(Some(Chart::of(points.iter().map(Point::from).collect())))
+    let mut chart = Chart::of(points.iter().map(Point::from).collect());
+    chart.unused_cost = unused_seat_cost_total(product, &points).and_then(|cost| {
+        let price = product.seat_price_per_30_days.as_ref()?;
+        Some(format!("{cost} {}", price.currency))
+    });
+    Ok(Some(chart))
 }
 
 #[cfg(test)]

@@ -301,7 +301,7 @@ pub async fn product(
         })
         .collect();
     let range = history::Range::parse(q.range.as_deref());
-    let chart = history::chart(&state, tenant, id, range).await?;
+    let chart = history::chart(&state, tenant, &product, range).await?;
     let pool = pool_rows(vec![pool], &mut HashMap::new()).pop();
     page(
         &viewer,

@@ -332,6 +332,17 @@ fn case_exact(attr: &str) -> bool {
 }
 
 impl Filter {
+    /// Whether the filter tests the top-level attribute `attr` anywhere.
+    pub fn names(&self, attr: &str) -> bool {
+        match self {
+            Filter::And(a, b) | Filter::Or(a, b) => a.names(attr) || b.names(attr),
+            Filter::Not(f) => f.names(attr),
+            Filter::ValuePath(path, _) | Filter::Present(path) | Filter::Compare(path, _, _) => {
+                path.attr.eq_ignore_ascii_case(attr)
+            }
+        }
+    }
+
     /// Whether `resource` (SCIM JSON) matches.
     pub fn matches(&self, resource: &Value) -> bool {
         match self {

@@ -7,6 +7,7 @@
 //! both go through one mapping from SCIM attributes to the ledger's fields.
 
 pub mod filter;
+pub mod groups;
 pub mod patch;
 mod schema;
 
@@ -47,8 +48,23 @@ pub fn routes() -> Router<AppState> {
         .route("/scim/v2/Schemas/{id}", get(schema::schema))
         .route("/scim/v2/Users", get(list_users).post(create_user))
         .route("/scim/v2/Users/.search", axum::routing::post(search_users))
-        // Across every resource type: Users are the only one.
-        .route("/scim/v2/.search", axum::routing::post(search_users))
+        // Across every resource type.
+        .route("/scim/v2/.search", axum::routing::post(search_all))
+        .route(
+            "/scim/v2/Groups",
+            get(groups::list_groups).post(groups::create_group),
+        )
+        .route(
+            "/scim/v2/Groups/.search",
+            axum::routing::post(groups::search_groups),
+        )
+        .route(
+            "/scim/v2/Groups/{id}",
+            get(groups::get_group)
+                .put(groups::replace_group)
+                .patch(groups::patch_group)
+                .delete(groups::delete_group),
+        )
         .route(
             "/scim/v2/Users/{id}",
             get(get_user)
@@ -208,17 +224,26 @@ impl ScimCaller {
     }
 }
 
-/// Where the client reached us, for `meta.location` (the Host it used; relative otherwise).
-pub(crate) fn base_url(headers: &HeaderMap) -> String {
+/// The base of `meta.location` and `$ref`s: under the configured public URL (`[scim]
+/// public_url`) when one is set; else as the client reached us, its `Host` taken only when it
+/// is a plain host[:port] (a forged header cannot put another address there); else relative.
+pub(crate) fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.settings.scim.public_url {
+        return format!("{}/scim/v2", url.trim_end_matches('/'));
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-        });
+        .filter(|h| crate::config::plain_host(h));
+    // The scheme a TLS-terminating proxy says, when the operator trusts it to.
+    let https = state.settings.trust_forwarded_proto
+        && headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let scheme = if https { "https" } else { "http" };
     match host {
-        Some(host) => format!("http://{host}/scim/v2"),
+        Some(host) => format!("{scheme}://{host}/scim/v2"),
         None => "/scim/v2".to_owned(),
     }
 }
@@ -426,11 +451,11 @@ async fn run_all(
     }))
 }
 
-fn user_answer(status: StatusCode, user: &User, headers: &HeaderMap) -> Response {
-    let mut response = scim_json(status, &user_json(user, &base_url(headers)));
+fn user_answer(state: &AppState, status: StatusCode, user: &User, headers: &HeaderMap) -> Response {
+    let base = base_url(state, headers);
+    let mut response = scim_json(status, &user_json(user, &base));
     if status == StatusCode::CREATED
-        && let Ok(location) =
-            HeaderValue::from_str(&format!("{}/Users/{}", base_url(headers), user.uuid))
+        && let Ok(location) = HeaderValue::from_str(&format!("{base}/Users/{}", user.uuid))
     {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -467,7 +492,7 @@ async fn create_user(
         .ledger
         .user(caller.tenant, &UserRef::Login(login))
         .await?;
-    Ok(user_answer(StatusCode::CREATED, &user, &headers))
+    Ok(user_answer(&state, StatusCode::CREATED, &user, &headers))
 }
 
 async fn get_user(
@@ -478,7 +503,7 @@ async fn get_user(
     Query(query): Query<ListQuery>,
 ) -> ScimResult<Response> {
     let user = find_user(&state, caller.tenant, &id).await?;
-    let json = project(user_json(&user, &base_url(&headers)), &query)?;
+    let json = project(user_json(&user, &base_url(&state, &headers)), &query)?;
     Ok(scim_json(StatusCode::OK, &json))
 }
 
@@ -522,7 +547,7 @@ async fn store_user(
         .ledger
         .user(caller.tenant, &UserRef::Id(user.id))
         .await?;
-    Ok(user_answer(StatusCode::OK, &after, headers))
+    Ok(user_answer(state, StatusCode::OK, &after, headers))
 }
 
 async fn replace_user(
@@ -548,7 +573,7 @@ async fn patch_user(
     let user = find_user(&state, caller.tenant, &id).await?;
     let body = read_body(&headers, &body).await?;
     let operations = patch::operations(&body, PATCH_SCHEMA)?;
-    let mut json = user_json(&user, &base_url(&headers));
+    let mut json = user_json(&user, &base_url(&state, &headers));
     for operation in &operations {
         patch::apply(&mut json, operation, USER_SCHEMA)?;
     }
@@ -631,16 +656,10 @@ fn project(mut json: Value, query: &ListQuery) -> ScimResult<Value> {
     Ok(json)
 }
 
-/// `POST /Users/.search` (§3.4.3): the list's parameters in a SearchRequest body.
-async fn search_users(
-    State(state): State<AppState>,
-    caller: ScimCaller,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ScimResult<Response> {
-    let body = read_body(&headers, &body).await?;
+/// A SearchRequest body (§3.4.3): the list's parameters.
+fn search_query(body: &Value) -> ScimResult<ListQuery> {
     let text = |name: &str| -> ScimResult<Option<String>> {
-        match filter::member(&body, name) {
+        match filter::member(body, name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
@@ -658,13 +677,24 @@ async fn search_users(
             )),
         }
     };
-    let query = ListQuery {
+    Ok(ListQuery {
         filter: text("filter")?,
         start_index: text("startIndex")?,
         count: text("count")?,
         attributes: text("attributes")?,
         excluded_attributes: text("excludedAttributes")?,
-    };
+    })
+}
+
+/// `POST /Users/.search` (§3.4.3): the list's parameters in a SearchRequest body.
+async fn search_users(
+    State(state): State<AppState>,
+    caller: ScimCaller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ScimResult<Response> {
+    let body = read_body(&headers, &body).await?;
+    let query = search_query(&body)?;
     list(&state, &caller, &headers, &query).await
 }
 
@@ -677,36 +707,181 @@ async fn list_users(
     list(&state, &caller, &headers, &query).await
 }
 
+fn parse_list_filter(query: &ListQuery) -> ScimResult<Option<filter::Filter>> {
+    match query.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+        Some(text) => {
+            Ok(Some(filter::parse_filter(text).map_err(|e| {
+                ScimError::bad("invalidFilter", format!("filter: {e}"))
+            })?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// An equality an indexed ledger lookup answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LookupKey {
+    /// `id eq`: the UUID.
+    Id(String),
+    /// `userName eq` / a group's `displayName eq`: the name, case-insensitively.
+    Name(String),
+    /// `externalId eq`, case-sensitively.
+    External(String),
+}
+
+/// The lookups that find every resource the filter can match, when there are such: an
+/// equality on `id`, `name_attr` or `externalId`; either side of an `and`; both sides of an
+/// `or`. `None`: the filter must be tested on every resource. The lookups may find more than
+/// the filter matches (the filter is still applied), never less.
+pub fn lookup_keys(f: &filter::Filter, name_attr: &str) -> Option<Vec<LookupKey>> {
+    use filter::Filter;
+    match f {
+        Filter::Compare(path, filter::Op::Eq, Value::String(v)) if path.sub.is_none() => {
+            let attr = path.attr.as_str();
+            if attr.eq_ignore_ascii_case("id") {
+                Some(vec![LookupKey::Id(v.clone())])
+            } else if attr.eq_ignore_ascii_case(name_attr) {
+                Some(vec![LookupKey::Name(v.clone())])
+            } else if attr.eq_ignore_ascii_case("externalId") {
+                Some(vec![LookupKey::External(v.clone())])
+            } else {
+                None
+            }
+        }
+        Filter::And(a, b) => lookup_keys(a, name_attr).or_else(|| lookup_keys(b, name_attr)),
+        Filter::Or(a, b) => {
+            let mut keys = lookup_keys(a, name_attr)?;
+            keys.extend(lookup_keys(b, name_attr)?);
+            Some(keys)
+        }
+        _ => None,
+    }
+}
+
+/// The users an indexed lookup finds (deleted ones too; the list leaves them out).
+async fn lookup_users(
+    state: &AppState,
+    tenant: TenantId,
+    key: &LookupKey,
+) -> ScimResult<Vec<User>> {
+    let one = |r: Result<User, LedgerError>| -> ScimResult<Vec<User>> {
+        match r {
+            Ok(u) => Ok(vec![u]),
+            Err(LedgerError::UnknownUser(_)) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    };
+    match key {
+        LookupKey::Id(id) => match Uuid::parse_str(id) {
+            Ok(uuid) => one(state.ledger.user(tenant, &UserRef::Uuid(uuid)).await),
+            Err(_) => Ok(Vec::new()),
+        },
+        LookupKey::Name(login) => one(state
+            .ledger
+            .user(tenant, &UserRef::Login(login.clone()))
+            .await),
+        LookupKey::External(external) => {
+            Ok(state.ledger.users_by_external_id(tenant, external).await?)
+        }
+    }
+}
+
+/// Lists users: a filter on `id`, `userName` or `externalId` equality reads only the users
+/// those indexed lookups find; other filters are tested on every user, a ledger page at a
+/// time. Either way the whole filter decides.
 async fn list(
     state: &AppState,
     caller: &ScimCaller,
     headers: &HeaderMap,
     query: &ListQuery,
 ) -> ScimResult<Response> {
-    let filter = match query.filter.as_deref().filter(|f| !f.trim().is_empty()) {
-        Some(text) => Some(
-            filter::parse_filter(text)
-                .map_err(|e| ScimError::bad("invalidFilter", format!("filter: {e}")))?,
-        ),
-        None => None,
-    };
-    // 1-based; below 1 means 1 (§3.4.2.4). A negative count means 0.
+    let (start, count) = paging(query)?;
+    let (total, items) = users_page(state, caller, headers, query, start, count).await?;
+    Ok(list_answer(total, start, items))
+}
+
+/// `startIndex` (1-based; below 1 means 1, §3.4.2.4) and `count` (negative means 0; at most
+/// [`MAX_COUNT`]).
+fn paging(query: &ListQuery) -> ScimResult<(usize, usize)> {
     let start = number("startIndex", &query.start_index)?
         .unwrap_or(1)
         .max(1) as usize;
     let count = number("count", &query.count)?
         .map(|c| c.clamp(0, MAX_COUNT as i64) as usize)
         .unwrap_or(DEFAULT_COUNT);
-    let base = base_url(headers);
-    // Filters are evaluated over the users' SCIM JSON, a ledger page at a time.
+    Ok((start, count))
+}
+
+fn list_answer(total: usize, start: usize, items: Vec<Value>) -> Response {
+    let body = json!({
+        "schemas": [LIST_SCHEMA],
+        "totalResults": total,
+        "startIndex": start,
+        "itemsPerPage": items.len(),
+        "Resources": items,
+    });
+    scim_json(StatusCode::OK, &body)
+}
+
+/// `POST /.search` across every resource type: the matching users, then the matching groups,
+/// as one list.
+async fn search_all(
+    State(state): State<AppState>,
+    caller: ScimCaller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ScimResult<Response> {
+    let body = read_body(&headers, &body).await?;
+    let query = search_query(&body)?;
+    let (start, count) = paging(&query)?;
+    let (users, mut items) = users_page(&state, &caller, &headers, &query, start, count).await?;
+    let group_start = start.saturating_sub(users).max(1);
+    let (groups, more) = groups::page(
+        &state,
+        &caller,
+        &headers,
+        &query,
+        group_start,
+        count - items.len(),
+    )
+    .await?;
+    items.extend(more);
+    Ok(list_answer(users + groups, start, items))
+}
+
+/// The users matching the query's filter: how many, and the page from `start` of `count`.
+async fn users_page(
+    state: &AppState,
+    caller: &ScimCaller,
+    headers: &HeaderMap,
+    query: &ListQuery,
+    start: usize,
+    count: usize,
+) -> ScimResult<(usize, Vec<Value>)> {
+    let filter = parse_list_filter(query)?;
+    let base = base_url(state, headers);
+    let keys = filter.as_ref().and_then(|f| lookup_keys(f, "userName"));
     let mut matched: Vec<Value> = Vec::new();
     let mut total = 0usize;
     let mut after = None;
     loop {
-        let page = state
-            .ledger
-            .users(caller.tenant, after, Some(MAX_COUNT as i64))
-            .await?;
+        let page = match &keys {
+            Some(keys) => {
+                let mut found = Vec::new();
+                for key in keys {
+                    found.extend(lookup_users(state, caller.tenant, key).await?);
+                }
+                found.sort_by_key(|u| u.id);
+                found.dedup_by_key(|u| u.id);
+                found
+            }
+            None => {
+                state
+                    .ledger
+                    .users(caller.tenant, after, Some(MAX_COUNT as i64))
+                    .await?
+            }
+        };
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         for user in &page {
@@ -721,16 +896,44 @@ async fn list(
                 }
             }
         }
-        if page.len() < MAX_COUNT {
+        if keys.is_some() || page.len() < MAX_COUNT {
             break;
         }
     }
-    let body = json!({
-        "schemas": [LIST_SCHEMA],
-        "totalResults": total,
-        "startIndex": start,
-        "itemsPerPage": matched.len(),
-        "Resources": matched,
-    });
-    Ok(scim_json(StatusCode::OK, &body))
+    Ok((total, matched))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(text: &str) -> Option<Vec<LookupKey>> {
+        lookup_keys(&filter::parse_filter(text).unwrap(), "userName")
+    }
+
+    #[test]
+    fn equalities_that_decide_become_lookups_and_nothing_else_does() {
+        use LookupKey::*;
+        assert_eq!(keys(r#"userName eq "Ann""#), Some(vec![Name("Ann".into())]));
+        assert_eq!(keys(r#"USERNAME eq "ann""#), Some(vec![Name("ann".into())]));
+        assert_eq!(
+            keys(r#"externalId eq "x" and name.familyName sw "S""#),
+            Some(vec![External("x".into())])
+        );
+        assert_eq!(
+            keys(r#"active eq true and id eq "u""#),
+            Some(vec![Id("u".into())])
+        );
+        assert_eq!(
+            keys(r#"userName eq "a" or externalId eq "b""#),
+            Some(vec![Name("a".into()), External("b".into())])
+        );
+        // One side of an `or` unindexed, a negation, other operators: every user is tested.
+        assert_eq!(keys(r#"userName eq "a" or active eq true"#), None);
+        assert_eq!(keys(r#"not (userName eq "a")"#), None);
+        assert_eq!(keys(r#"userName sw "a""#), None);
+        assert_eq!(keys(r#"userName ne "a""#), None);
+        assert_eq!(keys(r#"emails[value eq "a"]"#), None);
+        assert_eq!(keys(r#"name.givenName eq "a""#), None);
+    }
 }

@@ -1,11 +1,13 @@
-//! Discovery (RFC 7644 §4): what this server supports, and the User schema it keeps. The schema
-//! names only the attributes allot stores, so every attribute a client writes reads back.
+//! Discovery (RFC 7644 §4): what this server supports, and the User and Group schemas it keeps.
+//! The schemas name only the attributes allot stores, so every attribute a client writes reads
+//! back.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::groups::GROUP_SCHEMA;
 use super::{LIST_SCHEMA, ScimCaller, ScimError, ScimResult, USER_SCHEMA, base_url, scim_json};
 use crate::state::AppState;
 
@@ -58,6 +60,53 @@ fn user_schema(base: &str) -> Value {
     })
 }
 
+fn group_schema(base: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+        "id": GROUP_SCHEMA,
+        "name": "Group",
+        "description": "A group of users: every member holds a seat of each of its licenses",
+        "attributes": [
+            attribute("displayName", "string", json!({
+                "required": true, "uniqueness": "server",
+                "description": "The group's name (unique in the tenant, case-insensitive)",
+            })),
+            attribute("members", "complex", json!({
+                "multiValued": true,
+                "description": "The users in the group (no nested groups)",
+                "subAttributes": [
+                    attribute("value", "string", json!({
+                        "mutability": "immutable", "caseExact": true,
+                        "description": "The member's SCIM id",
+                    })),
+                    attribute("$ref", "reference", json!({
+                        "mutability": "immutable", "referenceTypes": ["User"],
+                        "description": "The member's URI",
+                    })),
+                    attribute("type", "string", json!({
+                        "mutability": "immutable", "canonicalValues": ["User"],
+                        "description": "Always User",
+                    })),
+                ],
+            })),
+        ],
+        "meta": {"resourceType": "Schema", "location": format!("{base}/Schemas/{GROUP_SCHEMA}")},
+    })
+}
+
+fn group_resource_type(base: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": "Group",
+        "name": "Group",
+        "endpoint": "/Groups",
+        "description": "Group",
+        "schema": GROUP_SCHEMA,
+        "schemaExtensions": [],
+        "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/Group")},
+    })
+}
+
 fn user_resource_type(base: &str) -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
@@ -81,8 +130,12 @@ fn list(resources: Vec<Value>) -> Value {
     })
 }
 
-pub async fn service_provider_config(_caller: ScimCaller, headers: HeaderMap) -> Response {
-    let base = base_url(&headers);
+pub async fn service_provider_config(
+    State(state): State<AppState>,
+    _caller: ScimCaller,
+    headers: HeaderMap,
+) -> Response {
+    let base = base_url(&state, &headers);
     scim_json(
         StatusCode::OK,
         &json!({
@@ -108,47 +161,54 @@ pub async fn service_provider_config(_caller: ScimCaller, headers: HeaderMap) ->
     )
 }
 
-pub async fn resource_types(_caller: ScimCaller, headers: HeaderMap) -> Response {
+pub async fn resource_types(
+    State(state): State<AppState>,
+    _caller: ScimCaller,
+    headers: HeaderMap,
+) -> Response {
+    let base = base_url(&state, &headers);
     scim_json(
         StatusCode::OK,
-        &list(vec![user_resource_type(&base_url(&headers))]),
+        &list(vec![user_resource_type(&base), group_resource_type(&base)]),
     )
 }
 
 pub async fn resource_type(
+    State(state): State<AppState>,
     _caller: ScimCaller,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ScimResult<Response> {
-    if id == "User" {
-        Ok(scim_json(
-            StatusCode::OK,
-            &user_resource_type(&base_url(&headers)),
-        ))
-    } else {
-        Err(ScimError::not_found(&id))
+    let base = base_url(&state, &headers);
+    match id.as_str() {
+        "User" => Ok(scim_json(StatusCode::OK, &user_resource_type(&base))),
+        "Group" => Ok(scim_json(StatusCode::OK, &group_resource_type(&base))),
+        _ => Err(ScimError::not_found(&id)),
     }
 }
 
 pub async fn schemas(
-    State(_state): State<AppState>,
+    State(state): State<AppState>,
     _caller: ScimCaller,
     headers: HeaderMap,
 ) -> Response {
+    let base = base_url(&state, &headers);
     scim_json(
         StatusCode::OK,
-        &list(vec![user_schema(&base_url(&headers))]),
+        &list(vec![user_schema(&base), group_schema(&base)]),
     )
 }
 
 pub async fn schema(
+    State(state): State<AppState>,
     _caller: ScimCaller,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ScimResult<Response> {
-    if id == USER_SCHEMA {
-        Ok(scim_json(StatusCode::OK, &user_schema(&base_url(&headers))))
-    } else {
-        Err(ScimError::not_found(&id))
+    let base = base_url(&state, &headers);
+    match id.as_str() {
+        USER_SCHEMA => Ok(scim_json(StatusCode::OK, &user_schema(&base))),
+        GROUP_SCHEMA => Ok(scim_json(StatusCode::OK, &group_schema(&base))),
+        _ => Err(ScimError::not_found(&id)),
     }
 }

@@ -1423,6 +1423,181 @@ async fn groups_give_their_licenses_and_disabled_users_lose_theirs() {
     assert_eq!(r.body["violations"], json!([]), "{:?}", r.body);
 }
 
+/// A seat price over HTTP: set on create, changed and removed by PATCH, refused with the field
+/// named; the usage answers (JSON and CSV) then price the unused seats, by hand: 3 seats, one
+/// held from 09:20, at 25.92 EUR per seat and 30 days (0.00001 a seat-second).
+#[tokio::test]
+async fn seat_prices_cost_the_unused_seats_in_the_usage_answers() {
+    let start = time::macros::datetime!(2026-11-23 09:00 UTC);
+    let clock = ManualClock::new(start);
+    let app = TestApp::with_clock(clock.clone()).await;
+    let admin = app.admin_token().await;
+    let t = Some(admin.as_str());
+    let r = app
+        .call(
+            "POST",
+            "/v1/products",
+            t,
+            Some(json!({ "owner": "SuperOffice", "name": "crm", "seats": 3,
+                         "seat_price_per_30_days": { "amount": "25.92", "currency": "EUR" } })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(
+        r.body["seat_price_per_30_days"],
+        json!({ "amount": "25.9200", "currency": "EUR" })
+    );
+    let r = app
+        .call("POST", "/v1/users", t, Some(json!({ "login": "ann" })))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    clock.advance(time::Duration::minutes(20));
+    let r = app
+        .call(
+            "POST",
+            "/v1/users/ann/assignments",
+            t,
+            Some(json!({ "product": "SuperOffice/crm" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    clock.advance(time::Duration::minutes(100)); // 11:00
+    let range = "from=2026-11-23T09:00:00Z&to=2026-11-23T11:00:00Z&step=hour";
+    let r = app
+        .call(
+            "GET",
+            &format!("/v1/products/SuperOffice%2Fcrm/usage?{range}"),
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // 09:00-10:00: 3 x 3600 - 2400 = 8400 unused seat-seconds = 0.0840; 10:00-11:00: 7200 =
+    // 0.0720; in all 0.1560 EUR.
+    assert_eq!(r.body["points"][0]["unused_seat_cost"], "0.0840");
+    assert_eq!(r.body["points"][1]["unused_seat_cost"], "0.0720");
+    assert_eq!(
+        (
+            r.body["unused_seat_cost"].as_str(),
+            r.body["currency"].as_str()
+        ),
+        (Some("0.1560"), Some("EUR"))
+    );
+    let r = app
+        .call("GET", &format!("/v1/usage?{range}"), t, None)
+        .await;
+    assert_eq!(
+        r.body["products"][0]["unused_seat_cost"], "0.1560",
+        "{:?}",
+        r.body
+    );
+    let req = Request::builder()
+        .uri(format!("/v1/products/1/usage?{range}"))
+        .header("authorization", format!("Bearer {admin}"))
+        .header("accept", "text/csv")
+        .body(Body::empty())
+        .unwrap();
+    let r = app.raw(req).await;
+    let text = r.body.as_str().expect("csv").to_owned();
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [
+            "product_id,owner,product,at,total,in_use_max,in_use_avg,denied,unused_seat_seconds,unused_seat_cost,currency",
+            "1,SuperOffice,crm,2026-11-23T09:00:00Z,3,1,0.6666666666666666,0,8400,0.0840,EUR",
+            "1,SuperOffice,crm,2026-11-23T10:00:00Z,3,1,1.0,0,7200,0.0720,EUR",
+        ]
+    );
+
+    // Refused, each naming what is wrong; the price stays.
+    let cases = [
+        (
+            json!({ "amount": "1", "currency": "eur" }),
+            "invalid",
+            "seat_price_per_30_days.currency",
+        ),
+        (
+            json!({ "amount": "1.23456", "currency": "EUR" }),
+            "invalid_body",
+            "more than four decimal places",
+        ),
+        (
+            json!({ "amount": "-1", "currency": "EUR" }),
+            "invalid_body",
+            "no sign",
+        ),
+        (
+            json!({ "amount": 1.5, "currency": "EUR" }),
+            "invalid_body",
+            "expected a string",
+        ),
+        (
+            json!({ "amount": "1" }),
+            "invalid_body",
+            "missing field `currency`",
+        ),
+    ];
+    for (price, expected, words) in cases {
+        let r = app
+            .call(
+                "PATCH",
+                "/v1/products/1",
+                t,
+                Some(json!({ "seat_price_per_30_days": price })),
+            )
+            .await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (StatusCode::UNPROCESSABLE_ENTITY, expected),
+            "{price}: {:?}",
+            r.body
+        );
+        assert!(
+            r.body["error"]["message"].as_str().unwrap().contains(words),
+            "{price}: {:?}",
+            r.body
+        );
+    }
+    let r = app.call("GET", "/v1/products/1", t, None).await;
+    assert_eq!(r.body["seat_price_per_30_days"]["amount"], "25.9200");
+    // Changed, then removed with null.
+    let r = app
+        .call(
+            "PATCH",
+            "/v1/products/1",
+            t,
+            Some(json!({ "seat_price_per_30_days": { "amount": "100", "currency": "USD" } })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        r.body["seat_price_per_30_days"],
+        json!({ "amount": "100.0000", "currency": "USD" })
+    );
+    let r = app
+        .call(
+            "PATCH",
+            "/v1/products/1",
+            t,
+            Some(json!({ "seat_price_per_30_days": null })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert!(
+        r.body.get("seat_price_per_30_days").is_none(),
+        "{:?}",
+        r.body
+    );
+    let r = app
+        .call("GET", &format!("/v1/products/1/usage?{range}"), t, None)
+        .await;
+    assert!(
+        r.body.get("unused_seat_cost").is_none()
+            && r.body["points"][0].get("unused_seat_cost").is_none(),
+        "{:?}",
+        r.body
+    );
+}
+
 /// The usage history over HTTP: JSON (snapshot of its shape), CSV with a header row, every
 /// product at once, and the errors of a bad range, with the ledger's clock moved by hand.
 #[tokio::test]
@@ -1502,9 +1677,9 @@ async fn usage_history_answers_json_and_csv_and_refuses_bad_ranges() {
     assert_eq!(
         lines,
         [
-            "product_id,owner,product,at,total,in_use_max,in_use_avg,denied,unused_seat_seconds",
-            "1,SuperOffice,crm,2026-11-23T09:00:00Z,2,2,1.25,1,2700",
-            "1,SuperOffice,crm,2026-11-23T10:00:00Z,2,2,2.0,0,0",
+            "product_id,owner,product,at,total,in_use_max,in_use_avg,denied,unused_seat_seconds,unused_seat_cost,currency",
+            "1,SuperOffice,crm,2026-11-23T09:00:00Z,2,2,1.25,1,2700,,",
+            "1,SuperOffice,crm,2026-11-23T10:00:00Z,2,2,2.0,0,0,,",
         ]
     );
     // Every product at once, as JSON and as CSV.
@@ -1565,4 +1740,193 @@ async fn usage_history_answers_json_and_csv_and_refuses_bad_ranges() {
     }
     let r = app.call("GET", "/v1/usage", None, None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+/// A seat its holder uses only through a dialect's license check (SuperOffice's
+/// `GetUserLicenses` and `GetUserAndInstallationLicenceStatus`, called by the user itself) is
+/// not idle; a seat only an administrator looked at through the same calls is.
+#[tokio::test]
+async fn dialect_license_checks_by_the_holder_keep_a_seat_from_the_harvest() {
+    let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+    let app = TestApp::with_clock(clock.clone()).await;
+    let admin = app.admin_token().await;
+    let t = Some(admin.as_str());
+    let r = app
+        .call(
+            "POST",
+            "/v1/products",
+            t,
+            Some(json!({ "owner": "SuperOffice", "name": "crm", "seats": 3 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    for (login, id) in [("ann", 701), ("bob", 702), ("cid", 703)] {
+        let r = app
+            .call(
+                "POST",
+                "/v1/users",
+                t,
+                Some(json!({ "login": login, "id": id })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let r = app
+            .call(
+                "POST",
+                &format!("/v1/users/{id}/assignments"),
+                t,
+                Some(json!({ "product": "SuperOffice/crm" })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+    let r = app
+        .call(
+            "PUT",
+            "/v1/products/SuperOffice%2Fcrm/harvest-policy",
+            t,
+            Some(json!({ "idle_days": 30, "action": "release" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let user_token = |login: &'static str| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let r = app
+                .call(
+                    "POST",
+                    "/v1/tokens",
+                    Some(&admin),
+                    Some(json!({ "role": "user", "user": login, "ttl_hours": 2000 })),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+            r.body["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let ann = user_token("ann").await;
+    let bob = user_token("bob").await;
+    clock.advance(time::Duration::days(20));
+    // Ann's client reads her licenses (REST), Bob's its status (the agent); an admin reads
+    // Cid's, which is no use of Cid's seat.
+    let r = app
+        .call("GET", "/api/v1/License/user/701", Some(&ann), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = app
+        .call(
+            "POST",
+            "/api/v1/Agents/License/GetUserAndInstallationLicenceStatus",
+            Some(&bob),
+            Some(json!({ "AssociateId": 702 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let admin = app.admin_token().await;
+    let r = app
+        .call("GET", "/api/v1/License/user/703", Some(&admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    clock.advance(time::Duration::days(11));
+    let admin = app.admin_token().await;
+    let r = app.call("POST", "/v1/harvest", Some(&admin), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let done: Vec<(&str, bool)> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["login"].as_str().unwrap(),
+                s["released"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(done, [("cid", true)], "{:?}", r.body);
+}
+
+/// SCIM's `meta.location` (and a group member's `$ref`) come from `[scim] public_url` when it is
+/// set, whatever the `Host`; unset, from a plain `Host` only (a forged one gives a relative
+/// location).
+#[tokio::test]
+async fn scim_locations_use_the_public_url_or_a_plain_host() {
+    let host_get = |app: &TestApp, token: &str, host: &str, path: &str| {
+        let req = Request::builder()
+            .method("GET")
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("host", host)
+            .body(Body::empty())
+            .unwrap();
+        let app = app.router.clone();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<Value>(&bytes).unwrap()
+        }
+    };
+    for public in [Some("https://idp.example.com/"), None] {
+        let app = TestApp::with(|s| s.scim.public_url = public.map(str::to_owned)).await;
+        let admin = app.admin_token().await;
+        let scim = app.token_with_role(&admin, "scim", None).await;
+        let r = app
+            .call(
+                "POST",
+                "/scim/v2/Users",
+                Some(&scim),
+                Some(json!({ "userName": "ann" })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        let r = app
+            .call(
+                "POST",
+                "/scim/v2/Groups",
+                Some(&scim),
+                Some(json!({ "displayName": "Sales", "members": [{ "value": id }] })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let group = r.body["id"].as_str().unwrap().to_owned();
+        let user = host_get(
+            &app,
+            &scim,
+            "allot.internal:8080",
+            &format!("/scim/v2/Users/{id}"),
+        )
+        .await;
+        let forged = host_get(
+            &app,
+            &scim,
+            "evil.example/x?",
+            &format!("/scim/v2/Groups/{group}"),
+        )
+        .await;
+        match public {
+            Some(_) => {
+                assert_eq!(
+                    user["meta"]["location"],
+                    format!("https://idp.example.com/scim/v2/Users/{id}")
+                );
+                assert_eq!(
+                    forged["members"][0]["$ref"],
+                    format!("https://idp.example.com/scim/v2/Users/{id}")
+                );
+            }
+            None => {
+                assert_eq!(
+                    user["meta"]["location"],
+                    format!("http://allot.internal:8080/scim/v2/Users/{id}")
+                );
+                assert_eq!(
+                    forged["meta"]["location"],
+                    format!("/scim/v2/Groups/{group}")
+                );
+                assert_eq!(forged["members"][0]["$ref"], format!("/scim/v2/Users/{id}"));
+            }
+        }
+    }
 }

@@ -858,3 +858,54 @@ async fn a_refused_assignment_says_why_and_counts_as_a_refusal_on_the_dashboard(
         dashboard.text
     );
 }
+
+#[tokio::test]
+async fn the_product_page_shows_the_seat_price_and_what_unused_seats_cost() {
+    let c = Console::new().await;
+    let (token, product, _) = c.seed().await;
+    let admin = c.login("admin", PASSWORD).await;
+    let page = c
+        .get(&format!("/console/products/{product}"), Some(&admin))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(
+        !page.text.contains("id=\"unused-cost\""),
+        "no price, no cost"
+    );
+    let r = c
+        .api(
+            "PATCH",
+            &format!("/v1/products/{product}"),
+            &token,
+            Some(json!({"seat_price_per_30_days": {"amount": "1000000", "currency": "EUR"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    for range in ["24h", "7d", "30d", "1y"] {
+        let page = c
+            .get(
+                &format!("/console/products/{product}?range={range}"),
+                Some(&admin),
+            )
+            .await;
+        assert!(
+            page.text
+                .contains("<dd id=\"seat-price\">1000000.0000 EUR per seat and 30 days</dd>"),
+            "{}",
+            page.text
+        );
+        // Three seats bought, none held: the cost so far, with four places, in EUR.
+        let at = page.text.find("id=\"unused-cost\"").expect("cost shown") + 16;
+        let text = &page.text[at..at + page.text[at..].find("</p>").unwrap()];
+        let amount = text
+            .split("<strong>")
+            .nth(1)
+            .and_then(|s| s.strip_suffix(" EUR</strong>."))
+            .unwrap_or_else(|| panic!("{text}"));
+        let (whole, places) = amount.split_once('.').unwrap();
+        assert!(
+            whole.bytes().all(|b| b.is_ascii_digit()) && places.len() == 4,
+            "{text}"
+        );
+    }
+}

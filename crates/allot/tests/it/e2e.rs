@@ -370,6 +370,66 @@ async fn admin_flow(server: &Server, token: &str) {
         "{csv}"
     );
     assert_eq!(csv.lines().count(), points.len() + 1);
+    // A seat price: the product lists it, and the usage prices the unused seats.
+    let priced = cli_json(
+        url,
+        token,
+        &[
+            "product",
+            "price",
+            "--product",
+            "SuperOffice/user",
+            "--amount",
+            "12.5",
+            "--currency",
+            "EUR",
+        ],
+    );
+    assert_eq!(
+        priced["seat_price_per_30_days"],
+        serde_json::json!({ "amount": "12.5000", "currency": "EUR" })
+    );
+    let human = cli(url, token, &usage);
+    assert!(
+        human.contains("unused cost")
+            && human.contains("Unused seats cost ")
+            && human.contains(" EUR over these points."),
+        "{human}"
+    );
+    let csv = cli(url, token, &[&usage[..], &["--csv"]].concat());
+    assert!(csv.lines().nth(1).unwrap().ends_with(",EUR"), "{csv}");
+    let refused = Command::new(BIN)
+        .args([
+            "product",
+            "price",
+            "--product",
+            "SuperOffice/user",
+            "--amount",
+            "1",
+            "--currency",
+            "euro",
+        ])
+        .env("ALLOT_URL", url)
+        .env("ALLOT_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("ISO 4217"),
+        "{refused:?}"
+    );
+    let cleared = cli_json(
+        url,
+        token,
+        &[
+            "product",
+            "price",
+            "--product",
+            "SuperOffice/user",
+            "--clear",
+        ],
+    );
+    assert!(cleared.get("seat_price_per_30_days").is_none(), "{cleared}");
     every_command_prints_json_lines(url, token);
     // The audit trail saw all of it, in order.
     let audit = cli(url, token, &["audit", "--json"]);
@@ -1159,4 +1219,118 @@ async fn audit_chain_head_and_offline_verification_catch_an_edit() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "an edited chain must fail: {stdout}");
     assert!(stdout.contains("BROKEN at record 2"), "{stdout}");
+}
+
+/// The operator's path through `allot backup`, `allot restore` and `allot copy`, as the real
+/// binary: a backup taken while the server runs, restored into a new file (and refused over a
+/// store that holds data), copied to PostgreSQL, and a server started on the copy answers with
+/// the same login, holdings and audit chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_restore_and_copy_to_postgres_through_the_binary() {
+    let Some(pg) = common::TestDb::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("live.db").display());
+    let server = Server::start(&db, Some("backup-admin-pass")).await;
+    let token = token_of(&server.url, "admin", "backup-admin-pass").await;
+    cli(
+        &server.url,
+        &token,
+        &[
+            "product",
+            "add",
+            "--owner",
+            "SuperOffice",
+            "--name",
+            "crm",
+            "--seats",
+            "3",
+        ],
+    );
+    cli(&server.url, &token, &["user", "add", "--login", "ann"]);
+    cli(
+        &server.url,
+        &token,
+        &["assign", "--user", "ann", "--product", "SuperOffice/crm"],
+    );
+    let head_before: Value = reqwest::Client::new()
+        .get(format!("{}/v1/audit/head", server.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    let backup = dir.path().join("backup.db");
+    let out = run(&["backup", "--db", &db, "--to", backup.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The server goes on meanwhile; the later change is not in the backup.
+    cli(&server.url, &token, &["user", "add", "--login", "late"]);
+    server.stop();
+
+    let restored = format!("sqlite://{}", dir.path().join("restored.db").display());
+    let out = run(&[
+        "restore",
+        "--from",
+        backup.to_str().unwrap(),
+        "--db",
+        &restored,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json_lines(&String::from_utf8(out.stdout).unwrap(), &["restore"]);
+    assert_eq!(report[0]["tenants_verified"], 1, "{report:?}");
+    assert_eq!(report[0]["rows"]["users"], 1, "{report:?}");
+    // Over a store that holds data, only with --force.
+    let out = run(&["restore", "--from", backup.to_str().unwrap(), "--db", &db]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--force"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = run(&["copy", "--from", &restored, "--to", &pg.url(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // (The password only seeds an empty store; this one has its admin from the copy.)
+    let server = Server::start(&pg.url(), Some("backup-admin-pass")).await;
+    let token = token_of(&server.url, "admin", "backup-admin-pass").await;
+    let users = cli_lines(&server.url, &token, &["user", "list"]);
+    let logins: Vec<&str> = users.iter().filter_map(|u| u["login"].as_str()).collect();
+    assert_eq!(logins, ["ann"], "{users:?}");
+    let head_after: Value = reqwest::Client::new()
+        .get(format!("{}/v1/audit/head", server.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Logging in appended to the copy's chain: the copied records are below it, intact.
+    assert!(head_after["seq"].as_i64() >= head_before["seq"].as_i64());
+    server.stop();
+    let out = run(&["audit", "verify", "--db", &pg.url()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    pg.drop_db().await;
 }

@@ -171,3 +171,132 @@ async fn idempotent_retries_on_postgres() {
     retries_change_once(&db.url()).await;
     db.drop_db().await;
 }
+
+/// The server process dies (SIGKILL) between a change and the write of its answer: the window
+/// is held open on PostgreSQL by a trigger that stalls every answer write, and the database
+/// session of the dead process is ended as its death would end it. After the restart the key
+/// must still answer consistently: if the change committed, the retry is a replay of the
+/// answer as the change left it (not of a later state) and changes nothing; if it did not,
+/// the retry runs it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_between_the_change_and_its_answer_leaves_an_answerable_key() {
+    let Some(db) = common::TestDb::postgres().await else {
+        return;
+    };
+    let url_db = db.url();
+    let mut server = Server::start(&url_db, Some(PASSWORD)).await;
+    let url = server.url.clone();
+    let admin = token(&url).await;
+    let http = reqwest::Client::new();
+    let (status, body, _) = post(
+        &http,
+        &format!("{url}/v1/products"),
+        &admin,
+        None,
+        json!({ "owner": "SuperOffice", "name": "crm", "seats": 0 }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let product = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let product_url = format!("{url}/v1/products/{product}");
+    db.stall_idempotent_answers().await;
+    let key = "kill-between-change-and-answer";
+    let patch = |http: reqwest::Client, product_url: String, admin: String| async move {
+        http.patch(product_url)
+            .bearer_auth(admin)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "description": "first" }))
+            .send()
+            .await
+    };
+    let first = tokio::spawn(patch(http.clone(), product_url.clone(), admin.clone()));
+    let mut stalled = None;
+    for _ in 0..200 {
+        stalled = db.stalled_answer_backend().await;
+        if stalled.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let stalled = stalled.expect("the answer write never started");
+    // SIGKILL: no shutdown of any kind; the process's database session dies with it.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    db.end_stall(stalled).await;
+    assert!(
+        first.await.unwrap().is_err(),
+        "the first request got no answer"
+    );
+    drop(server);
+
+    let again = Server::start(&url_db, Some(PASSWORD)).await;
+    let admin = token(&again.url).await;
+    let product_url = format!("{}/v1/products/{product}", again.url);
+    let committed = {
+        let r = http
+            .get(&product_url)
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap()["description"] == "first"
+    };
+    // The pool moves on before the retry.
+    let (status, body, _) = post(
+        &http,
+        &format!("{product_url}/seats"),
+        &admin,
+        None,
+        json!({ "count": 2 }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let retry = patch(http.clone(), product_url.clone(), admin.clone())
+        .await
+        .unwrap();
+    let status = retry.status();
+    let replayed = retry.headers().get("idempotent-replayed").is_some();
+    let answer: Value = retry.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["description"], "first");
+    if committed {
+        // Changed before the crash: the answer is the one of that change, as it left the pool.
+        assert!(
+            replayed,
+            "a committed change answered as a fresh run: {answer}"
+        );
+        assert_eq!(answer["status"]["total"], 0, "{answer}");
+    } else {
+        // Nothing committed: the retry ran it, now.
+        assert!(!replayed);
+        assert_eq!(answer["status"]["total"], 2, "{answer}");
+    }
+    eprintln!("change committed before the kill: {committed}");
+    // Exactly one edit of the product, however it went.
+    let audit: Value = http
+        .get(format!("{}/v1/audit?product={product}", again.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let edits = audit["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{audit}"))
+        .iter()
+        .filter(|e| e["action"] == "product.edit")
+        .count();
+    assert_eq!(edits, 1, "{audit}");
+    // And from now on the same answer.
+    let replay = patch(http.clone(), product_url.clone(), admin.clone())
+        .await
+        .unwrap();
+    assert!(replay.headers().get("idempotent-replayed").is_some());
+    assert_eq!(replay.json::<Value>().await.unwrap(), answer);
+    again.stop();
+    db.drop_db().await;
+}

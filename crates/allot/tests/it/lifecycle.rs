@@ -223,8 +223,19 @@ async fn seats_removal_and_the_scheduled_harvest() {
     assert_eq!(release["actor"], "harvest");
     assert_eq!(release["detail"]["reason"], "idle");
     assert!(release["detail"]["idle_days"].as_i64().unwrap() >= 31);
-    // Nothing left idle but the exempt.
-    assert!(admin.json(&["harvest", "--dry-run"]).is_empty());
+    // Nothing left idle but the exempt, listed with why it stays.
+    let left = admin.json(&["harvest", "--dry-run"]);
+    let left: Vec<(&str, &str, bool)> = left
+        .iter()
+        .map(|s| {
+            (
+                s["login"].as_str().unwrap(),
+                s["exempt"].as_str().unwrap_or("-"),
+                s["released"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(left, [("bob", "user", false)]);
     // A report-only policy lists Bob's idle seat once he is no longer exempt, and keeps it
     // (the schedule runs meanwhile too).
     admin.json(&[
@@ -613,5 +624,116 @@ async fn import_reports_bad_rows_applies_good_ones_and_is_idempotent() {
     assert_eq!(answer["results"][0], json!({ "ok": true, "changed": 0 }));
     assert_eq!(answer["results"][1]["ok"], false);
     assert_eq!(answer["results"][1]["error"]["code"], "unknown_user");
+    server.stop();
+}
+
+/// `allot import` with a `groups` column: users join the groups named (a group missing is
+/// made), the group's license follows, a bad group name is a bad row, and a second run
+/// changes nothing; then `allot harvest exempt --group` and `harvest exempted --groups`.
+#[tokio::test]
+async fn import_joins_groups_and_groups_can_be_exempt_from_the_harvest() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("allot.db");
+    let db = format!("sqlite://{}", file.display());
+    let server = Server::start(&db, Some("import-admin-pass")).await;
+    let url = server.url.clone();
+    let token = token_of(&url, "admin", "import-admin-pass").await;
+    let admin = Admin {
+        dir: dir.path(),
+        url: &url,
+        token: &token,
+    };
+    admin.json(&[
+        "product",
+        "add",
+        "--owner",
+        "SuperOffice",
+        "--name",
+        "crm",
+        "--seats",
+        "5",
+    ]);
+    admin.json(&["groups", "add", "--name", "Sales"]);
+    admin.json(&[
+        "groups",
+        "licenses",
+        "add",
+        "--group",
+        "Sales",
+        "--product",
+        "SuperOffice/crm",
+    ]);
+    let csv = dir.path().join("users.csv");
+    std::fs::write(
+        &csv,
+        "login,email,groups\n\
+         ann,ann@example.com,sales;Support\n\
+         bob,bob@example.com,Sales\n\
+         cid,cid@example.com,Bad\u{7}Group\n",
+    )
+    .unwrap();
+    let path = csv.to_str().unwrap();
+    let report = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = admin.run(&all);
+        lines(&String::from_utf8(out.stdout).unwrap())
+    };
+    let first = report(&["import", path]);
+    let summary = first.last().unwrap();
+    assert_eq!(
+        (summary["applied"].as_u64(), summary["failed"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(
+        (first[0]["row"].as_u64(), first[0]["field"].as_str()),
+        (Some(4), Some("groups"))
+    );
+    // Ann: user, Support made, two joins; Bob: user, one join.
+    assert_eq!(summary["changed"], 6);
+    let sales = admin.json(&["groups", "show", "--group", "Sales"]);
+    let mut members: Vec<&str> = sales[0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["login"].as_str().unwrap())
+        .collect();
+    members.sort();
+    assert_eq!(members, ["ann", "bob"]);
+    let support = admin.json(&["groups", "show", "--group", "support"]);
+    assert_eq!(support[0]["members"].as_array().unwrap().len(), 1);
+    let views = admin.json(&["user", "licenses", "--user", "bob"]);
+    assert!(
+        views
+            .iter()
+            .any(|v| v["product"]["name"] == "crm" && v["assigned"] == true),
+        "{views:?}"
+    );
+    let second = report(&["import", path]);
+    assert_eq!(second.last().unwrap()["changed"], 0);
+    let jsonl = dir.path().join("users.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"login\": \"dan\", \"groups\": [\"Sales\", \"\"]}\n",
+    )
+    .unwrap();
+    let out = report(&["import", jsonl.to_str().unwrap()]);
+    assert_eq!(out.last().unwrap()["changed"], 2);
+
+    let changed = admin.json(&["harvest", "exempt", "--group", "Sales"]);
+    assert_eq!(changed[0]["changed"], 1);
+    let groups = admin.json(&["harvest", "exempted", "--groups"]);
+    assert_eq!(
+        groups
+            .iter()
+            .map(|g| g["name"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["Sales"]
+    );
+    let changed = admin.json(&["harvest", "exempt", "--group", "Sales", "--undo"]);
+    assert_eq!(changed[0]["changed"], 1);
+    assert!(admin.json(&["harvest", "exempted", "--groups"]).is_empty());
+    let out = admin.run(&["harvest", "exempt", "--group", "nobody"]);
+    assert!(!out.status.success());
     server.stop();
 }

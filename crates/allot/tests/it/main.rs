@@ -16,5 +16,6 @@ mod msp360;
 mod msp360_e2e;
 mod schemathesis;
 mod scim;
+mod soak;
 mod superoffice;
 mod webhooks;

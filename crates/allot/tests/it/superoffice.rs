@@ -377,6 +377,7 @@ async fn group_held_licenses_show_as_assigned(db: TestDb) {
             Command::CreateGroup {
                 name: "team".into(),
                 uuid: None,
+                external_id: None,
             },
         )
         .await

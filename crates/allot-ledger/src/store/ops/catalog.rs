@@ -121,6 +121,9 @@ pub(super) async fn create_product(
     rules::validate_text("description", &new.description)?;
     rules::validate_text("tooltip", &new.tooltip)?;
     rules::validate_seat_count(new.seats, true)?;
+    if let Some(price) = &new.seat_price_per_30_days {
+        rules::validate_seat_price(price)?;
+    }
     let owner_id = find_or_create_owner(c, env, &new.owner).await?;
     let full_name = format!("{}/{}", new.owner.trim(), name);
     if find_product(c, env.tenant(), &ProductRef::named(&new.owner, &name))
@@ -142,8 +145,9 @@ pub(super) async fn create_product(
     let expires_at = new.expires_at.map(rules::to_micros);
     sqlx::query(
         "INSERT INTO products (tenant_id, id, owner_id, name, name_key, description, tooltip, kind, \
-           unrestricted, hidden, sort_order, extra_flags, prerequisite_id, expires_at, trial, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+           unrestricted, hidden, sort_order, extra_flags, prerequisite_id, expires_at, trial, created_at, \
+           seat_price_e4, seat_price_currency) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind(env.tenant())
     .bind(id)
@@ -161,6 +165,8 @@ pub(super) async fn create_product(
     .bind(expires_at)
     .bind(new.trial as i64)
     .bind(env.now)
+    .bind(price_e4(&new.seat_price_per_30_days))
+    .bind(new.seat_price_per_30_days.as_ref().map(|p| p.currency.clone()))
     .execute(&mut *c)
     .await
     .map_err(|e| unique_to(e, "product", &full_name))?;
@@ -201,6 +207,16 @@ pub(super) async fn insert_seats(
     lock_waiting_list(c, env, product).await?;
     let last = bump_counter(c, env.tenant(), "last_seat_number", count).await?;
     let first = last - count + 1;
+    // Seats bought already expired (or for an expired product) never count in the history.
+    let product_expires: Option<i64> =
+        sqlx::query_scalar("SELECT expires_at FROM products WHERE tenant_id = $1 AND id = $2")
+            .bind(env.tenant())
+            .bind(product)
+            .fetch_one(&mut *c)
+            .await?;
+    let lapsed = [expires_at, product_expires]
+        .iter()
+        .any(|e| rules::is_expired(*e, env.now));
     let mut seats = Vec::with_capacity(count as usize);
     let mut start = first;
     while start <= last {
@@ -208,13 +224,17 @@ pub(super) async fn insert_seats(
         let rows = (start..=end)
             .map(|i| {
                 let b = (i - start) as usize * 2;
-                format!("($1, ${}, ${}, $2, $3, $4, $5, $6, $7, 0)", b + 8, b + 9)
+                format!(
+                    "($1, ${}, ${}, $2, $3, $4, $5, $6, $7, 0, $8)",
+                    b + 9,
+                    b + 10
+                )
             })
             .collect::<Vec<_>>()
             .join(", ");
         let mut q = sqlx::query(sql(format!(
             "INSERT INTO seats (tenant_id, number, uuid, product_id, trial, expires_at, transaction_id, \
-               pool_company_id, created_at, overflow) VALUES {rows}"
+               pool_company_id, created_at, overflow, lapsed) VALUES {rows}"
         )))
         .bind(env.tenant())
         .bind(product)
@@ -222,7 +242,8 @@ pub(super) async fn insert_seats(
         .bind(expires_at)
         .bind(transaction_id.clone())
         .bind(pool_company)
-        .bind(env.now);
+        .bind(env.now)
+        .bind(lapsed as i64);
         for number in start..=end {
             let uuid = Uuid::new_v4();
             q = q.bind(number).bind(uuid.to_string());
@@ -283,6 +304,12 @@ pub(super) async fn edit_product(
     if let Some(v) = patch.expires_at {
         after.expires_at = v;
     }
+    if let Some(price) = &patch.seat_price_per_30_days {
+        if let Some(price) = price {
+            rules::validate_seat_price(price)?;
+        }
+        after.seat_price_per_30_days = price.clone();
+    }
     if let Some(prerequisite) = &patch.prerequisite {
         after.prerequisite = match prerequisite {
             Some(p) => {
@@ -306,7 +333,8 @@ pub(super) async fn edit_product(
     }
     sqlx::query(
         "UPDATE products SET description = $3, tooltip = $4, unrestricted = $5, hidden = $6, \
-           sort_order = $7, extra_flags = $8, prerequisite_id = $9, expires_at = $10, trial = $11 \
+           sort_order = $7, extra_flags = $8, prerequisite_id = $9, expires_at = $10, trial = $11, \
+           seat_price_e4 = $12, seat_price_currency = $13 \
          WHERE tenant_id = $1 AND id = $2",
     )
     .bind(env.tenant())
@@ -320,6 +348,13 @@ pub(super) async fn edit_product(
     .bind(after.prerequisite)
     .bind(after.expires_at.map(rules::to_micros))
     .bind(after.trial as i64)
+    .bind(price_e4(&after.seat_price_per_30_days))
+    .bind(
+        after
+            .seat_price_per_30_days
+            .as_ref()
+            .map(|p| p.currency.clone()),
+    )
     .execute(&mut *c)
     .await?;
     if before.unrestricted && !after.unrestricted {
@@ -350,6 +385,9 @@ pub(super) async fn edit_product(
     }
     if let Some(members) = &members_patch {
         write_plan(c, env, id, members).await?;
+    }
+    if before.expires_at != after.expires_at {
+        usage::relapse_product(c, env, id).await?;
     }
     audit(
         env,
@@ -575,4 +613,11 @@ pub(super) async fn remove_owner(c: &mut Conn, env: &Env<'_>, owner: &str) -> Op
     )
     .await?;
     Ok(changed(1 + seats_removed))
+}
+
+/// A validated seat price's amount as stored (validation bounds it well inside `i64`).
+fn price_e4(price: &Option<SeatPrice>) -> Option<i64> {
+    price
+        .as_ref()
+        .map(|p| i64::try_from(p.amount.e4).unwrap_or(i64::MAX))
 }

@@ -398,10 +398,10 @@ pub(super) async fn no_seat_free(
     }
     let counts: Counts = sqlx::query_as(
         "SELECT COALESCE(u.total, 0) - (SELECT count(*) FROM seats s WHERE s.tenant_id = $1 \
-                  AND s.product_id = $2 AND s.expires_at IS NOT NULL AND s.expires_at <= $3 \
+                  AND s.product_id = $2 AND s.lapsed = 0 AND s.expires_at IS NOT NULL AND s.expires_at <= $3 \
                   AND s.overflow = 0) AS total, \
                 COALESCE(u.in_use, 0) - (SELECT count(*) FROM seats s WHERE s.tenant_id = $1 \
-                  AND s.product_id = $2 AND s.expires_at IS NOT NULL AND s.expires_at <= $3 \
+                  AND s.product_id = $2 AND s.lapsed = 0 AND s.expires_at IS NOT NULL AND s.expires_at <= $3 \
                   AND s.holder_id IS NOT NULL) AS in_use \
          FROM (SELECT 1 AS one) x LEFT JOIN pool_usage u ON u.tenant_id = $1 AND u.product_id = $2",
     )

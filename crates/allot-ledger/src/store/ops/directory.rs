@@ -382,6 +382,30 @@ pub(super) async fn upsert_user(
             changes += 1;
         }
     }
+    for name in &upsert.groups {
+        // The group is made when missing; joining a group one is in changes nothing.
+        let name = rules::validate_name("groups", name)?;
+        let group = match find_group(c, env.tenant(), &GroupRef::Name(name.clone())).await {
+            Ok(group) => group,
+            Err(OpError::Rule(LedgerError::UnknownGroup(_))) => {
+                match create_group(c, env, &name, None, None).await? {
+                    Outcome::Group(group) => {
+                        changes += 1;
+                        group
+                    }
+                    other => {
+                        return Err(OpError::Store(crate::error::StoreError::Corrupt(format!(
+                            "create_group answered {other:?}"
+                        ))));
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        changes += add_group_member(c, env, &GroupRef::Id(group.id), &by_login)
+            .await?
+            .changed();
+    }
     Ok(changed(changes))
 }
 

@@ -12,14 +12,29 @@
 use super::*;
 use sqlx::Executor;
 
-const GROUP_COLUMNS: &str = "g.id, g.uuid, g.name";
+pub(crate) const GROUP_COLUMNS: &str = "g.id, g.uuid, g.name, g.external_id, g.created_at, \
+     COALESCE(g.modified_at, g.created_at) AS modified_at";
 
 pub(crate) fn group_from_row(row: &AnyRow) -> OpResult<Group> {
     Ok(Group {
         id: row.try_get("id")?,
         uuid: parse_uuid(&row.try_get::<String, _>("uuid")?)?,
         name: row.try_get("name")?,
+        external_id: row.try_get("external_id")?,
+        created_at: rules::from_micros(row.try_get("created_at")?),
+        modified_at: rules::from_micros(row.try_get("modified_at")?),
     })
+}
+
+/// The group changed (its name, external id or members): SCIM's `meta.lastModified`.
+async fn touch_group(c: &mut Conn, env: &Env<'_>, group: GroupId) -> OpResult<()> {
+    sqlx::query("UPDATE user_groups SET modified_at = $3 WHERE tenant_id = $1 AND id = $2")
+        .bind(env.tenant())
+        .bind(group)
+        .bind(env.now)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
 }
 
 pub(crate) async fn find_group(c: &mut Conn, tenant: i64, group: &GroupRef) -> OpResult<Group> {
@@ -56,15 +71,23 @@ pub(super) async fn lock_waiting_list(
     env: &Env<'_>,
     product: ProductId,
 ) -> OpResult<bool> {
-    let licensed: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT 1 FROM group_licenses WHERE tenant_id = $1 AND product_id = $2 LIMIT 1) x",
-    )
-    .bind(env.tenant())
-    .bind(product)
-    .fetch_one(&mut *c)
-    .await?;
-    if licensed == 0 {
-        return Ok(false);
+    if !group_licensed(c, env, product).await? {
+        if env.backend == Backend::Sqlite {
+            return Ok(false);
+        }
+        // A group license being added right now is not visible yet, and its command reads
+        // the free seats before this one's commit: each would leave the other's work undone
+        // (a seat free, a member waiting). Its command holds this row FOR UPDATE, so a key
+        // share waits for it, and the second look sees what it committed; a later one waits
+        // for this command instead, and then sees the seats freed here.
+        sqlx::query("SELECT id FROM products WHERE tenant_id = $1 AND id = $2 FOR KEY SHARE")
+            .bind(env.tenant())
+            .bind(product)
+            .fetch_optional(&mut *c)
+            .await?;
+        if !group_licensed(c, env, product).await? {
+            return Ok(false);
+        }
     }
     if env.backend == Backend::Postgres {
         sqlx::query("SELECT id FROM products WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
@@ -74,6 +97,17 @@ pub(super) async fn lock_waiting_list(
             .await?;
     }
     Ok(true)
+}
+
+async fn group_licensed(c: &mut Conn, env: &Env<'_>, product: ProductId) -> OpResult<bool> {
+    let licensed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM group_licenses WHERE tenant_id = $1 AND product_id = $2 LIMIT 1) x",
+    )
+    .bind(env.tenant())
+    .bind(product)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(licensed > 0)
 }
 
 /// Takes `n` consecutive places at the end of the tenant's waiting list; returns the first.
@@ -87,17 +121,24 @@ pub(super) async fn create_group(
     env: &Env<'_>,
     name: &str,
     uuid: Option<Uuid>,
+    external_id: Option<&str>,
 ) -> OpResult<Outcome> {
     let name = rules::validate_name("name", name)?;
+    if let Some(external) = external_id {
+        rules::validate_text("external_id", external)?;
+    }
     let id = bump_counter(c, env.tenant(), "last_group_id", 1).await?;
     let group = Group {
         id,
         uuid: uuid.unwrap_or_else(Uuid::new_v4),
         name: name.clone(),
+        external_id: external_id.map(str::to_owned),
+        created_at: rules::from_micros(env.now),
+        modified_at: rules::from_micros(env.now),
     };
     sqlx::query(
-        "INSERT INTO user_groups (tenant_id, id, uuid, name, name_key, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO user_groups (tenant_id, id, uuid, name, name_key, created_at, external_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(env.tenant())
     .bind(id)
@@ -105,6 +146,7 @@ pub(super) async fn create_group(
     .bind(name.clone())
     .bind(rules::name_key(&name))
     .bind(env.now)
+    .bind(group.external_id.clone())
     .execute(&mut *c)
     .await
     .map_err(|e| unique_to(e, "group", &name))?;
@@ -124,31 +166,107 @@ pub(super) async fn rename_group(
     group: &GroupRef,
     name: &str,
 ) -> OpResult<Outcome> {
-    let name = rules::validate_name("name", name)?;
+    edit_group(c, env, group, Some(name), None).await
+}
+
+/// Renames a group and/or sets its external id (`Some(None)` clears it).
+pub(super) async fn edit_group(
+    c: &mut Conn,
+    env: &Env<'_>,
+    group: &GroupRef,
+    name: Option<&str>,
+    external_id: Option<Option<&str>>,
+) -> OpResult<Outcome> {
     let before = find_group(c, env.tenant(), group).await?;
-    if before.name == name {
+    let mut after = before.clone();
+    if let Some(name) = name {
+        after.name = rules::validate_name("name", name)?;
+    }
+    if let Some(external) = external_id {
+        if let Some(text) = external {
+            rules::validate_text("external_id", text)?;
+        }
+        after.external_id = external.map(str::to_owned);
+    }
+    if after.name == before.name && after.external_id == before.external_id {
         return Ok(Outcome::Group(before));
     }
-    sqlx::query("UPDATE user_groups SET name = $3, name_key = $4 WHERE tenant_id = $1 AND id = $2")
-        .bind(env.tenant())
-        .bind(before.id)
-        .bind(name.clone())
-        .bind(rules::name_key(&name))
-        .execute(&mut *c)
-        .await
-        .map_err(|e| unique_to(e, "group", &name))?;
-    let after = Group {
-        name,
-        ..before.clone()
-    };
-    audit(
-        env,
-        "group.rename",
-        Subjects::default(),
-        json!({ "group": before.id, "before": { "name": before.name }, "after": { "name": after.name } }),
+    after.modified_at = rules::from_micros(env.now);
+    sqlx::query(
+        "UPDATE user_groups SET name = $3, name_key = $4, external_id = $5, modified_at = $6 \
+         WHERE tenant_id = $1 AND id = $2",
     )
-    .await?;
+    .bind(env.tenant())
+    .bind(before.id)
+    .bind(after.name.clone())
+    .bind(rules::name_key(&after.name))
+    .bind(after.external_id.clone())
+    .bind(env.now)
+    .execute(&mut *c)
+    .await
+    .map_err(|e| unique_to(e, "group", &after.name))?;
+    let (action, detail) = if external_id.is_none() {
+        (
+            "group.rename",
+            json!({ "group": before.id, "before": { "name": before.name }, "after": { "name": after.name } }),
+        )
+    } else {
+        (
+            "group.edit",
+            json!({ "group": before.id,
+                    "before": { "name": before.name, "external_id": before.external_id },
+                    "after": { "name": after.name, "external_id": after.external_id } }),
+        )
+    };
+    audit(env, action, Subjects::default(), detail).await?;
     Ok(Outcome::Group(after))
+}
+
+/// Makes the group's members exactly `users` (SCIM's replace of `members`), decided inside the
+/// transaction: members not listed leave (losing the seats the group alone explained), those
+/// listed join (taking seats or waiting). Each join and leave is audited as one.
+pub(super) async fn set_group_members(
+    c: &mut Conn,
+    env: &Env<'_>,
+    group: &GroupRef,
+    users: &[UserRef],
+) -> OpResult<Outcome> {
+    let group = find_group(c, env.tenant(), group).await?;
+    let mut wanted: Vec<UserId> = Vec::with_capacity(users.len());
+    for user in users {
+        let id = find_user(c, env.tenant(), user).await?.user.id;
+        if !wanted.contains(&id) {
+            wanted.push(id);
+        }
+    }
+    let current: Vec<UserId> = sqlx::query_scalar(
+        "SELECT user_id FROM group_members WHERE tenant_id = $1 AND group_id = $2 ORDER BY user_id",
+    )
+    .bind(env.tenant())
+    .bind(group.id)
+    .fetch_all(&mut *c)
+    .await?;
+    // Every user involved is locked first, in id order, as `remove_rows` does: then the group
+    // row each join and leave touches (members before their group, as everywhere).
+    let mut involved: Vec<UserId> = current.iter().chain(&wanted).copied().collect();
+    involved.sort_unstable();
+    involved.dedup();
+    for user in &involved {
+        find_user_locked(c, env, &UserRef::Id(*user)).await?;
+    }
+    let by_id = GroupRef::Id(group.id);
+    let mut n = 0;
+    for user in current.iter().filter(|u| !wanted.contains(u)) {
+        n += remove_group_member(c, env, &by_id, &UserRef::Id(*user))
+            .await?
+            .changed();
+    }
+    for user in wanted.iter().filter(|u| !current.contains(u)) {
+        n += add_group_member(c, env, &by_id, &UserRef::Id(*user))
+            .await?
+            .changed();
+    }
+    Ok(changed(n))
 }
 
 /// Does an active group assignment explain the user's seat of `product`?
@@ -492,6 +610,9 @@ pub(super) async fn add_group_member(
     if member > 0 {
         return Ok(changed(0));
     }
+    // The group row next, before any waiting list or tenant counter: every command locks a
+    // member, then its group, then the rest (no deadlock cycle with renames and deletions).
+    touch_group(c, env, group.id).await?;
     let licenses: Vec<ProductId> = sqlx::query_scalar(
         "SELECT product_id FROM group_licenses WHERE tenant_id = $1 AND group_id = $2 ORDER BY product_id",
     )
@@ -585,6 +706,7 @@ pub(super) async fn remove_group_member(
     if removed == 0 {
         return Ok(changed(0));
     }
+    touch_group(c, env, group.id).await?;
     let mut freed = 0;
     for row in &gone {
         if row.state == AssignmentState::Active.as_str() {
@@ -789,6 +911,7 @@ pub(super) async fn delete_group(
     let group = find_group(c, env.tenant(), group).await?;
     let freed = remove_rows(c, env, group.id, None).await?;
     for statement in [
+        "DELETE FROM harvest_exempt_groups WHERE tenant_id = $1 AND group_id = $2",
         "DELETE FROM group_licenses WHERE tenant_id = $1 AND group_id = $2",
         "DELETE FROM group_members WHERE tenant_id = $1 AND group_id = $2",
         "DELETE FROM user_groups WHERE tenant_id = $1 AND id = $2",

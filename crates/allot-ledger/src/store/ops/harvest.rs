@@ -178,6 +178,52 @@ pub(super) async fn set_harvest_exempt(
     Ok(changed(1))
 }
 
+pub(super) async fn set_harvest_exempt_group(
+    c: &mut Conn,
+    env: &Env<'_>,
+    group: &GroupRef,
+    exempt: bool,
+) -> OpResult<Outcome> {
+    let group = find_group(c, env.tenant(), group).await?;
+    let n = if exempt {
+        sqlx::query(
+            "INSERT INTO harvest_exempt_groups (tenant_id, group_id) VALUES ($1, $2) \
+             ON CONFLICT (tenant_id, group_id) DO NOTHING",
+        )
+    } else {
+        sqlx::query("DELETE FROM harvest_exempt_groups WHERE tenant_id = $1 AND group_id = $2")
+    }
+    .bind(env.tenant())
+    .bind(group.id)
+    .execute(&mut *c)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Ok(changed(0));
+    }
+    audit(
+        env,
+        "harvest.exempt_group",
+        Subjects::default(),
+        json!({ "group": group.id, "group_name": group.name, "after": { "exempt": exempt } }),
+    )
+    .await?;
+    Ok(changed(1))
+}
+
+/// Why the harvest leaves a holder's seats alone, as an SQL expression over `s.holder_id`:
+/// `user` (the user is exempt), `group:<name>` (a group it belongs to is; the first by name),
+/// or NULL.
+pub(crate) fn exemption_sql() -> &'static str {
+    "COALESCE((SELECT 'user' FROM harvest_exempt_users e \
+        WHERE e.tenant_id = s.tenant_id AND e.user_id = s.holder_id), \
+      (SELECT 'group:' || g.name FROM harvest_exempt_groups eg \
+        JOIN group_members m ON m.tenant_id = eg.tenant_id AND m.group_id = eg.group_id \
+        JOIN user_groups g ON g.tenant_id = eg.tenant_id AND g.id = eg.group_id \
+        WHERE eg.tenant_id = s.tenant_id AND m.user_id = s.holder_id \
+        ORDER BY g.name_key LIMIT 1))"
+}
+
 /// Releases a seat the harvest listed, re-deciding everything after its holder is locked: the
 /// product's policy (still release, its idle days), the holder's exemption, and the seat's last
 /// use. Anything that changed since the listing wins: the answer is then changed 0.
@@ -205,14 +251,17 @@ pub(super) async fn harvest_seat(c: &mut Conn, env: &Env<'_>, seat_id: Uuid) -> 
     if action != HarvestAction::Release {
         return Ok(changed(0));
     }
-    let exempt: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM harvest_exempt_users WHERE tenant_id = $1 AND user_id = $2",
-    )
+    // The holder is locked, so its memberships (and exemption) cannot change under us; a
+    // group's exemption set meanwhile is seen once committed, as any other policy change.
+    let exempt: Option<String> = sqlx::query_scalar(sql(format!(
+        "SELECT {} FROM seats s WHERE s.tenant_id = $1 AND s.number = $2",
+        exemption_sql()
+    )))
     .bind(env.tenant())
-    .bind(holder.user.id)
+    .bind(seat.seat.number)
     .fetch_one(&mut *c)
     .await?;
-    if exempt > 0 {
+    if exempt.is_some() {
         return Ok(changed(0));
     }
     let last_use: Option<i64> = sqlx::query_scalar(sql(format!(

@@ -32,9 +32,9 @@ use claims::*;
 pub(crate) use credentials::*;
 pub(crate) use directory::*;
 use groups::*;
-pub(crate) use groups::{find_group, group_from_row};
-pub(crate) use harvest::last_use_sql;
+pub(crate) use groups::{GROUP_COLUMNS, find_group, group_from_row};
 use harvest::*;
+pub(crate) use harvest::{exemption_sql, last_use_sql};
 pub(crate) use keys::*;
 use seats::*;
 pub(crate) use sessions::*;
@@ -48,8 +48,18 @@ pub(crate) async fn execute(
     env: &Env<'_>,
     command: &Command,
 ) -> OpResult<Outcome> {
+    // Seats that expired since the last command leave the usage history first, at their time.
+    usage::lapse_expired(tx, env).await?;
     let outcome = run_command(tx, env, command).await?;
     settle(tx, env).await?;
+    if env.backend == Backend::Postgres && command.may_change_credentials() {
+        // Delivered at the commit, to every process's token cache (`store/notify.rs`).
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(super::notify::CREDENTIALS_CHANNEL)
+            .bind(env.tenant().to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(outcome)
 }
 
@@ -99,8 +109,30 @@ async fn run_command(tx: &mut Tx<'_>, env: &Env<'_>, command: &Command) -> OpRes
         Command::DisableUser { user } => disable_user(c, env, user).await,
         Command::EnableUser { user } => enable_user(c, env, user).await,
         Command::SetDisabledKeepSeats { keep } => set_disabled_keep_seats(c, env, *keep).await,
-        Command::CreateGroup { name, uuid } => create_group(c, env, name, *uuid).await,
+        Command::CreateGroup {
+            name,
+            uuid,
+            external_id,
+        } => create_group(c, env, name, *uuid, external_id.as_deref()).await,
         Command::RenameGroup { group, name } => rename_group(c, env, group, name).await,
+        Command::EditGroup {
+            group,
+            name,
+            external_id,
+        } => {
+            edit_group(
+                c,
+                env,
+                group,
+                name.as_deref(),
+                external_id.as_ref().map(|e| e.as_deref()),
+            )
+            .await
+        }
+        Command::SetGroupMembers { group, users } => set_group_members(c, env, group, users).await,
+        Command::SetHarvestExemptGroup { group, exempt } => {
+            set_harvest_exempt_group(c, env, group, *exempt).await
+        }
         Command::DeleteGroup { group } => delete_group(c, env, group).await,
         Command::AddGroupMember { group, user } => add_group_member(c, env, group, user).await,
         Command::RemoveGroupMember { group, user } => {
@@ -267,7 +299,7 @@ impl ProductRow {
 
 pub(crate) const PRODUCT_COLUMNS: &str = "p.id, o.name AS owner_name, p.name, p.description, \
      p.tooltip, p.kind, p.unrestricted, p.hidden, p.sort_order, p.extra_flags, p.prerequisite_id, \
-     p.expires_at, p.trial";
+     p.expires_at, p.trial, p.seat_price_e4, p.seat_price_currency";
 
 pub(crate) fn product_from_row(row: &AnyRow) -> OpResult<ProductRow> {
     let expires_at: Option<i64> = row.try_get("expires_at")?;
@@ -287,6 +319,16 @@ pub(crate) fn product_from_row(row: &AnyRow) -> OpResult<ProductRow> {
             prerequisite: row.try_get("prerequisite_id")?,
             expires_at: expires_at.map(rules::from_micros),
             trial: row.try_get::<i64, _>("trial")? != 0,
+            seat_price_per_30_days: match (
+                row.try_get::<Option<i64>, _>("seat_price_e4")?,
+                row.try_get::<Option<String>, _>("seat_price_currency")?,
+            ) {
+                (Some(e4), Some(currency)) => Some(SeatPrice {
+                    amount: Amount::from_e4(e4 as i128),
+                    currency,
+                }),
+                _ => None,
+            },
         },
         expires_at,
     })

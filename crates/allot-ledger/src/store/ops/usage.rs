@@ -21,6 +21,88 @@ pub(crate) struct Counts {
 
 /// Writes the pools the running command changed into the buckets and clears their marks.
 pub(crate) async fn flush_usage(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
+    flush_usage_at(c, env, env.now).await
+}
+
+/// Seats lapse by the passage of time: when their own expiry or their product's passes. No
+/// command makes that happen, so the triggers cannot see it; instead every command first
+/// lapses what expired since the last one (`seats.lapsed`, which the triggers count), one
+/// expiry time after another in time order, and writes each pool's change into the buckets at
+/// that time, not at the command's. The history so shows the seats leaving the pool when they
+/// expired, whatever touches the tenant next; the server's session reaper runs a command in
+/// every tenant every few seconds, so that is soon even in a quiet tenant. As every write to
+/// the buckets goes through here first, no lapse is ever recorded before a later change. When
+/// nothing expired (nearly always) this costs one read of a partial index.
+pub(crate) async fn lapse_expired(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
+    let times: Vec<i64> = sqlx::query_scalar(
+        "SELECT t FROM ( \
+           SELECT s.expires_at AS t FROM seats s WHERE s.tenant_id = $1 AND s.lapsed = 0 \
+             AND s.expires_at IS NOT NULL AND s.expires_at <= $2 \
+           UNION \
+           SELECT p.expires_at AS t FROM products p WHERE p.tenant_id = $1 AND p.lapsed = 0 \
+             AND p.expires_at IS NOT NULL AND p.expires_at <= $2 \
+         ) due ORDER BY t",
+    )
+    .bind(env.tenant())
+    .bind(env.now)
+    .fetch_all(&mut *c)
+    .await?;
+    for t in times {
+        // The seats whose own expiry passed, then those of products whose expiry passed (each
+        // statement by its index), then those products are marked done.
+        for statement in [
+            "UPDATE seats SET lapsed = 1 WHERE tenant_id = $1 AND lapsed = 0 \
+               AND expires_at IS NOT NULL AND expires_at <= $2",
+            "UPDATE seats SET lapsed = 1 WHERE tenant_id = $1 AND lapsed = 0 \
+               AND product_id IN (SELECT id FROM products WHERE tenant_id = $1 AND lapsed = 0 \
+                 AND expires_at IS NOT NULL AND expires_at <= $2)",
+            "UPDATE products SET lapsed = 1 WHERE tenant_id = $1 AND lapsed = 0 \
+               AND expires_at IS NOT NULL AND expires_at <= $2",
+        ] {
+            sqlx::query(statement)
+                .bind(env.tenant())
+                .bind(t)
+                .execute(&mut *c)
+                .await?;
+        }
+        flush_usage_at(c, env, t).await?;
+    }
+    Ok(())
+}
+
+/// Re-decides which seats of `product` have lapsed, as of now, after its expiry was changed:
+/// an extended product's seats count again from now, and one whose expiry was moved into the
+/// past loses them now (the change is the edit, recorded at its time).
+pub(crate) async fn relapse_product(
+    c: &mut Conn,
+    env: &Env<'_>,
+    product: ProductId,
+) -> OpResult<()> {
+    sqlx::query(
+        "UPDATE seats SET lapsed = 1 - lapsed WHERE tenant_id = $1 AND product_id = $2 \
+           AND lapsed <> CASE WHEN (expires_at IS NOT NULL AND expires_at <= $3) \
+             OR EXISTS (SELECT 1 FROM products p WHERE p.tenant_id = $1 AND p.id = $2 \
+               AND p.expires_at IS NOT NULL AND p.expires_at <= $3) THEN 1 ELSE 0 END",
+    )
+    .bind(env.tenant())
+    .bind(product)
+    .bind(env.now)
+    .execute(&mut *c)
+    .await?;
+    sqlx::query(
+        "UPDATE products SET lapsed = CASE WHEN expires_at IS NOT NULL AND expires_at <= $3 \
+           THEN 1 ELSE 0 END WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(env.tenant())
+    .bind(product)
+    .bind(env.now)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// [`flush_usage`] with the changes recorded at `at` (no earlier than the pool's last record).
+async fn flush_usage_at(c: &mut Conn, env: &Env<'_>, at: i64) -> OpResult<()> {
     // One statement takes the marks and says what changed: SET reads the row as it was, so
     // `prior_*` receive the counts last recorded.
     let changed = sqlx::query(sql(format!(
@@ -32,7 +114,7 @@ pub(crate) async fn flush_usage(c: &mut Conn, env: &Env<'_>) -> OpResult<()> {
         greatest(env)
     )))
     .bind(env.tenant())
-    .bind(env.now)
+    .bind(at)
     .fetch_all(&mut *c)
     .await?;
     for row in changed {
@@ -66,6 +148,8 @@ pub(crate) fn denied_product(error: &LedgerError) -> Option<ProductId> {
 /// Counts one refusal for want of a seat of `product` in the buckets of `env.now`. Runs after
 /// the refused command was rolled back, in the transaction that goes on (or one of its own).
 pub(crate) async fn record_denial(c: &mut Conn, env: &Env<'_>, product: ProductId) -> OpResult<()> {
+    // The refused command's own sweep was rolled back with it.
+    lapse_expired(c, env).await?;
     // Counts the refusal on the pool's lifetime counter and reads the counts it was refused at
     // (locking the row on PostgreSQL, so they cannot change before the buckets are written).
     let row = sqlx::query(sql(format!(

@@ -384,7 +384,7 @@ async fn pool_exhausted(c: &mut Conn, env: &Env<'_>, product: i64) -> OpResult<b
            CAST(COALESCE((SELECT sum(f.free) FROM pool_free f WHERE f.tenant_id = p.tenant_id \
              AND f.product_id = p.id), 0) AS BIGINT) \
            - (SELECT count(*) FROM seats s WHERE s.tenant_id = p.tenant_id AND s.product_id = p.id \
-             AND s.expires_at IS NOT NULL AND s.expires_at <= $3 AND s.holder_id IS NULL) AS free \
+             AND s.lapsed = 0 AND s.expires_at IS NOT NULL AND s.expires_at <= $3 AND s.holder_id IS NULL) AS free \
          FROM products p WHERE p.tenant_id = $1 AND p.id = $2",
     )
     .bind(env.tenant())

@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use std::net::SocketAddr;
 use uuid::Uuid;
 
-use super::{run, run_admin, unexpected};
+use super::{run, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller};
@@ -145,8 +145,8 @@ pub async fn revoke_token(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
-) -> ApiResult<ApiJson<Changed>> {
-    run_admin(&state, &caller, &headers, Command::RevokeToken { id }).await
+) -> axum::response::Response {
+    super::answer_changed(&state, &caller, &headers, Command::RevokeToken { id }).await
 }
 
 #[utoipa::path(get, path = "/v1/logins", tag = "auth", security(("bearer" = [])),

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 use crate::api::extract::{ApiJson, Caller, product_ref, user_ref};
 use crate::state::AppState;
+use allot_ledger::idempotency::RunMode;
 use allot_ledger::*;
 
 /// Operations at most in one request.
@@ -28,7 +29,8 @@ pub struct BatchRequest {
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BatchOperation {
     /// Creates the user with this login, or brings it to these values (absent fields stay as
-    /// they are); the company is made if missing; listed licenses are assigned if not held.
+    /// they are); the company is made if missing; listed licenses are assigned if not held;
+    /// the user joins each listed group, made if missing.
     UpsertUser {
         login: String,
         first_name: Option<String>,
@@ -39,6 +41,9 @@ pub enum BatchOperation {
         /// Products as owner/name or id.
         #[serde(default)]
         licenses: Vec<String>,
+        /// Group names.
+        #[serde(default)]
+        groups: Vec<String>,
     },
     /// Gives a user (id, UUID or login) a seat of a product (owner/name or id).
     Assign { user: String, product: String },
@@ -48,7 +53,7 @@ pub enum BatchOperation {
 
 /// One operation's outcome: `ok` with how much it changed, or the error it met (`field`
 /// names the part of the operation at fault when the server can tell).
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BatchResult {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,6 +114,7 @@ fn command_of(op: BatchOperation) -> Result<Command, BatchResult> {
             email,
             company,
             licenses,
+            groups,
         } => Command::UpsertUser(UserUpsert {
             login,
             first_name,
@@ -119,6 +125,7 @@ fn command_of(op: BatchOperation) -> Result<Command, BatchResult> {
                 .iter()
                 .map(|l| product(l, "licenses"))
                 .collect::<Result<_, _>>()?,
+            groups,
         }),
         BatchOperation::Assign { user, product: p } => Command::Assign {
             user: user_ref(&user),
@@ -138,7 +145,7 @@ pub async fn batch(
     caller: Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<BatchRequest>,
-) -> ApiResult<ApiJson<BatchResponse>> {
+) -> ApiResult<axum::response::Response> {
     let tenant = caller.admin()?;
     if req.operations.len() > MAX_BATCH {
         return Err(ApiError::new(
@@ -159,20 +166,40 @@ pub async fn batch(
             Err(refusal) => results.push(Some(refusal)),
         }
     }
-    let ctx = caller.context(tenant, &headers);
-    let outcomes = if commands.is_empty() {
-        Vec::new()
-    } else if req.dry_run {
-        state.ledger.apply_dry_run(&ctx, &commands).await?
+    let mode = if req.dry_run {
+        RunMode::DryRun
     } else {
-        state.ledger.apply(&ctx, &commands).await?
+        RunMode::Each
     };
+    let dry_run = req.dry_run;
+    Ok(super::answer(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        commands,
+        mode,
+        |_| None,
+        |ran| {
+            let ran = ran?;
+            Ok((StatusCode::OK, report(&results, ran.results, dry_run)))
+        },
+    )
+    .await)
+}
+
+/// The batch's answer: each operation's refusal (made before the ledger) or its outcome.
+fn report(
+    results: &[Option<BatchResult>],
+    outcomes: Vec<Result<Outcome, LedgerError>>,
+    dry_run: bool,
+) -> BatchResponse {
     let mut outcomes = outcomes.into_iter();
     let mut total = 0;
     let results = results
-        .into_iter()
+        .iter()
         .map(|slot| match slot {
-            Some(refusal) => refusal,
+            Some(refusal) => refusal.clone(),
             None => match outcomes.next() {
                 Some(Ok(outcome)) => {
                     total += outcome.changed();
@@ -196,9 +223,9 @@ pub async fn batch(
             },
         })
         .collect();
-    Ok(ApiJson(BatchResponse {
+    BatchResponse {
         results,
         changed: total,
-        dry_run: req.dry_run,
-    }))
+        dry_run,
+    }
 }

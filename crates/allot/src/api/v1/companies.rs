@@ -2,12 +2,14 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 
-use super::{run, unexpected};
+use super::{answer, run, single, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiResult, ErrorBody};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, product_ref};
 use crate::state::AppState;
+use allot_ledger::idempotency::{AnswerRead, ReadValue, RunMode};
 use allot_ledger::*;
 
 fn company_key(text: &str) -> CompanyRef {
@@ -36,23 +38,26 @@ pub async fn create(
     caller: Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<NewCompanyRequest>,
-) -> ApiResult<(StatusCode, ApiJson<Company>)> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
-    match run(
+    let command = Command::CreateCompany {
+        name: req.name,
+        pool_mode: req.pool_mode,
+    };
+    Ok(answer(
         &state,
         &caller,
         tenant,
         &headers,
-        Command::CreateCompany {
-            name: req.name,
-            pool_mode: req.pool_mode,
+        vec![command],
+        RunMode::Atomic,
+        |_| None,
+        |ran| match single(ran)? {
+            (Outcome::Company(c), _) => Ok((StatusCode::CREATED, c)),
+            (other, _) => Err(unexpected(other)),
         },
     )
-    .await?
-    {
-        Outcome::Company(c) => Ok((StatusCode::CREATED, ApiJson(c))),
-        other => Err(unexpected(other)),
-    }
+    .await)
 }
 
 #[utoipa::path(get, path = "/v1/companies/{company}", tag = "companies", security(("bearer" = [])),
@@ -78,7 +83,7 @@ pub async fn patch(
     headers: HeaderMap,
     ApiPath(company): ApiPath<String>,
     ApiJson(req): ApiJson<CompanyPatchRequest>,
-) -> ApiResult<ApiJson<Company>> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
     let id = state
         .ledger
@@ -90,10 +95,20 @@ pub async fn patch(
         name: req.name,
         pool_mode: req.pool_mode,
     };
-    run(&state, &caller, tenant, &headers, command).await?;
-    Ok(ApiJson(
-        state.ledger.company(tenant, &CompanyRef::Id(id)).await?,
-    ))
+    Ok(answer(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        vec![command],
+        RunMode::Atomic,
+        |_| Some(AnswerRead::Company(CompanyRef::Id(id))),
+        |ran| match ran?.read {
+            Some(ReadValue::Company(company)) => Ok((StatusCode::OK, company)),
+            _ => Err(super::unexpected_read()),
+        },
+    )
+    .await)
 }
 
 #[utoipa::path(put, path = "/v1/companies/{company}/quotas/{product}", tag = "companies", security(("bearer" = [])),

@@ -2,12 +2,14 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 
-use super::{run, run_admin, unexpected};
+use super::{answer, answer_changed, run, single, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiResult, ErrorBody};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, product_ref, user_ref};
 use crate::state::AppState;
+use allot_ledger::idempotency::{AnswerRead, ReadValue, RunMode};
 use allot_ledger::*;
 
 /// A group named in a path: integer id, UUID, or name.
@@ -41,16 +43,27 @@ pub async fn create(
     caller: Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<NewGroupRequest>,
-) -> ApiResult<(StatusCode, ApiJson<Group>)> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
     let command = Command::CreateGroup {
         name: req.name,
         uuid: None,
+        external_id: None,
     };
-    match run(&state, &caller, tenant, &headers, command).await? {
-        Outcome::Group(g) => Ok((StatusCode::CREATED, ApiJson(g))),
-        other => Err(unexpected(other)),
-    }
+    Ok(answer(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        vec![command],
+        RunMode::Atomic,
+        |_| None,
+        |ran| match single(ran)? {
+            (Outcome::Group(g), _) => Ok((StatusCode::CREATED, g)),
+            (other, _) => Err(unexpected(other)),
+        },
+    )
+    .await)
 }
 
 /// The group with its members, its licenses and every member's assignment state.
@@ -77,19 +90,44 @@ pub async fn patch(
     headers: HeaderMap,
     ApiPath(group): ApiPath<String>,
     ApiJson(req): ApiJson<GroupPatchRequest>,
-) -> ApiResult<ApiJson<GroupView>> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
     let id = state.ledger.group(tenant, &group_ref(&group)).await?.id;
-    if let Some(name) = req.name {
-        let command = Command::RenameGroup {
+    // Without a new name nothing changes: the answer is the group as it stands.
+    let commands = req
+        .name
+        .map(|name| Command::RenameGroup {
             group: GroupRef::Id(id),
             name,
-        };
-        run(&state, &caller, tenant, &headers, command).await?;
-    }
-    Ok(ApiJson(
-        state.ledger.group_view(tenant, &GroupRef::Id(id)).await?,
-    ))
+        })
+        .into_iter()
+        .collect();
+    Ok(group_answer(&state, &caller, tenant, &headers, id, commands).await)
+}
+
+/// Runs group commands and answers the group as they left it.
+async fn group_answer(
+    state: &AppState,
+    caller: &Caller,
+    tenant: TenantId,
+    headers: &HeaderMap,
+    id: GroupId,
+    commands: Vec<Command>,
+) -> Response {
+    answer(
+        state,
+        caller,
+        tenant,
+        headers,
+        commands,
+        RunMode::Atomic,
+        |_| Some(AnswerRead::Group(GroupRef::Id(id))),
+        |ran| match ran?.read {
+            Some(ReadValue::Group(view)) => Ok((StatusCode::OK, view)),
+            _ => Err(super::unexpected_read()),
+        },
+    )
+    .await
 }
 
 /// Deletes the group: its members lose the seats it was the last reason for.
@@ -100,11 +138,11 @@ pub async fn delete(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(group): ApiPath<String>,
-) -> ApiResult<ApiJson<Changed>> {
+) -> Response {
     let command = Command::DeleteGroup {
         group: group_ref(&group),
     };
-    run_admin(&state, &caller, &headers, command).await
+    answer_changed(&state, &caller, &headers, command).await
 }
 
 /// Runs a membership or license change, then answers the group as it now stands.
@@ -114,13 +152,11 @@ async fn change(
     headers: &HeaderMap,
     group: &str,
     command: impl FnOnce(GroupRef) -> Command,
-) -> ApiResult<ApiJson<GroupView>> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
     let id = state.ledger.group(tenant, &group_ref(group)).await?.id;
-    run(state, caller, tenant, headers, command(GroupRef::Id(id))).await?;
-    Ok(ApiJson(
-        state.ledger.group_view(tenant, &GroupRef::Id(id)).await?,
-    ))
+    let commands = vec![command(GroupRef::Id(id))];
+    Ok(group_answer(state, caller, tenant, headers, id, commands).await)
 }
 
 /// Adds a member: it gets a seat of every license of the group, or waits for one.
@@ -133,7 +169,7 @@ pub async fn add_member(
     headers: HeaderMap,
     ApiPath(group): ApiPath<String>,
     ApiJson(req): ApiJson<GroupMemberRequest>,
-) -> ApiResult<ApiJson<GroupView>> {
+) -> ApiResult<Response> {
     let user = req.user.user();
     change(&state, &caller, &headers, &group, |group| {
         Command::AddGroupMember { group, user }
@@ -150,7 +186,7 @@ pub async fn remove_member(
     caller: Caller,
     headers: HeaderMap,
     ApiPath((group, user)): ApiPath<(String, String)>,
-) -> ApiResult<ApiJson<GroupView>> {
+) -> ApiResult<Response> {
     let user = user_ref(&user);
     change(&state, &caller, &headers, &group, |group| {
         Command::RemoveGroupMember { group, user }
@@ -168,7 +204,7 @@ pub async fn add_license(
     headers: HeaderMap,
     ApiPath(group): ApiPath<String>,
     ApiJson(req): ApiJson<AssignmentRequest>,
-) -> ApiResult<ApiJson<GroupView>> {
+) -> ApiResult<Response> {
     let product = req.product.product()?;
     change(&state, &caller, &headers, &group, |group| {
         Command::AddGroupLicense { group, product }
@@ -184,7 +220,7 @@ pub async fn remove_license(
     caller: Caller,
     headers: HeaderMap,
     ApiPath((group, product)): ApiPath<(String, String)>,
-) -> ApiResult<ApiJson<GroupView>> {
+) -> ApiResult<Response> {
     let product = product_ref(&product)?;
     change(&state, &caller, &headers, &group, |group| {
         Command::RemoveGroupLicense { group, product }
@@ -201,11 +237,11 @@ pub async fn disable(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(user): ApiPath<String>,
-) -> ApiResult<ApiJson<Changed>> {
+) -> Response {
     let command = Command::DisableUser {
         user: user_ref(&user),
     };
-    run_admin(&state, &caller, &headers, command).await
+    answer_changed(&state, &caller, &headers, command).await
 }
 
 /// Enables a disabled user. Revoked tokens stay revoked; group licenses queue again.
@@ -216,11 +252,11 @@ pub async fn enable(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(user): ApiPath<String>,
-) -> ApiResult<ApiJson<Changed>> {
+) -> Response {
     let command = Command::EnableUser {
         user: user_ref(&user),
     };
-    run_admin(&state, &caller, &headers, command).await
+    answer_changed(&state, &caller, &headers, command).await
 }
 
 /// The groups a user is a member of.

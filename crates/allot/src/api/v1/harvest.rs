@@ -5,11 +5,15 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Deserialize;
 
+use axum::http::StatusCode;
+use axum::response::Response;
+
 use super::run_admin;
 use crate::api::dto::*;
 use crate::api::error::{ApiResult, ErrorBody};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, product_ref, user_ref};
 use crate::state::AppState;
+use allot_ledger::idempotency::RunMode;
 use allot_ledger::*;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -41,10 +45,33 @@ pub async fn run(
     caller: Caller,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<HarvestQuery>,
-) -> ApiResult<ApiJson<Vec<IdleSeat>>> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
-    let ctx = caller.context(tenant, &headers);
-    Ok(ApiJson(state.ledger.harvest(&ctx, q.dry_run).await?))
+    let idle = state.ledger.idle_seats(tenant).await?;
+    // Each seat by its own command, which re-checks inside the transaction that the seat is
+    // still idle (a use in between wins, and the seat is reported as not released).
+    let commands = if q.dry_run {
+        Vec::new()
+    } else {
+        allot_ledger::harvest_commands(&idle)
+    };
+    Ok(super::answer(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        commands,
+        RunMode::Each,
+        |_| None,
+        |ran| {
+            let ran = ran?;
+            Ok((
+                StatusCode::OK,
+                allot_ledger::harvest_report(idle.clone(), &ran.results),
+            ))
+        },
+    )
+    .await)
 }
 
 #[utoipa::path(get, path = "/v1/harvest/policies", tag = "harvest", security(("bearer" = [])),
@@ -86,12 +113,12 @@ pub async fn delete_policy(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(product): ApiPath<String>,
-) -> ApiResult<ApiJson<Changed>> {
+) -> ApiResult<Response> {
     let command = Command::SetHarvestPolicy {
         product: product_ref(&product)?,
         policy: None,
     };
-    run_admin(&state, &caller, &headers, command).await
+    Ok(super::answer_changed(&state, &caller, &headers, command).await)
 }
 
 #[utoipa::path(get, path = "/v1/harvest/exempt", tag = "harvest", security(("bearer" = [])),
@@ -126,10 +153,53 @@ pub async fn unexempt(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(user): ApiPath<String>,
-) -> ApiResult<ApiJson<Changed>> {
+) -> ApiResult<Response> {
     let command = Command::SetHarvestExempt {
         user: user_ref(&user),
         exempt: false,
     };
+    Ok(super::answer_changed(&state, &caller, &headers, command).await)
+}
+
+#[utoipa::path(get, path = "/v1/harvest/exempt-groups", tag = "harvest", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Group>)))]
+pub async fn exempt_groups(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<ApiJson<Vec<Group>>> {
+    let tenant = caller.reader()?;
+    Ok(ApiJson(state.ledger.harvest_exempt_groups(tenant).await?))
+}
+
+/// Exempts the seats of a group's members from the harvest, while they are members.
+#[utoipa::path(put, path = "/v1/groups/{group}/harvest-exempt", tag = "harvest", security(("bearer" = [])),
+    params(("group" = String, Path, description = "The group's id, UUID or name")),
+    responses((status = 200, body = Changed), (status = 404, body = ErrorBody)))]
+pub async fn exempt_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(group): ApiPath<String>,
+) -> ApiResult<ApiJson<Changed>> {
+    let command = Command::SetHarvestExemptGroup {
+        group: super::groups::group_ref(&group),
+        exempt: true,
+    };
     run_admin(&state, &caller, &headers, command).await
+}
+
+#[utoipa::path(delete, path = "/v1/groups/{group}/harvest-exempt", tag = "harvest", security(("bearer" = [])),
+    params(("group" = String, Path, description = "The group's id, UUID or name")),
+    responses((status = 200, body = Changed), (status = 404, body = ErrorBody)))]
+pub async fn unexempt_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(group): ApiPath<String>,
+) -> ApiResult<Response> {
+    let command = Command::SetHarvestExemptGroup {
+        group: super::groups::group_ref(&group),
+        exempt: false,
+    };
+    Ok(super::answer_changed(&state, &caller, &headers, command).await)
 }

@@ -1,13 +1,13 @@
 //! `Idempotency-Key` (IETF httpapi draft) on the native API's POST, PATCH and DELETE.
 //!
 //! The middleware fingerprints the request (HMAC-SHA256 under a server secret of method, path
-//! and query and body) and
-//! scopes the key to the tenant and principal; [`super::run`] then hands both to the ledger,
-//! which claims the key, applies the change and records its outcome in one transaction. A retry
-//! of a committed request gets the recorded answer (same status and body) and changes nothing;
-//! the same key with another request is 422; a retry while the first is still running in this
-//! process is 409 (across processes on one PostgreSQL the retry waits for the first and then
-//! gets its answer). Keys live 24 hours.
+//! and query and body) and scopes the key to the tenant and principal; [`super::answer`] then
+//! hands both to the ledger, which claims the key, applies the change, renders the answer
+//! (status and body, a refusal's included) and stores it in ONE transaction: no change commits
+//! without its answer. A retry gets the stored answer (same status and body, marked
+//! `Idempotent-Replayed: true`) and changes nothing; the same key with another request is 422;
+//! a retry while the first is still running in this process is 409 (across processes on one
+//! PostgreSQL the retry waits for the first and then gets its answer). Keys live 24 hours.
 //!
 //! Routes whose requests or answers carry secrets (login, new tokens and logins, session leases),
 //! tenant creation (no tenant yet) and key rotation ignore the header: nothing of them is stored.
@@ -26,7 +26,7 @@ use crate::api::error::ApiError;
 use crate::auth::Principal;
 use crate::state::AppState;
 use allot_ledger::TenantId;
-use allot_ledger::idempotency::IdempotentRequest;
+use allot_ledger::idempotency::{Answer, IdempotentRequest};
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// Set by the middleware only (any copy a client sends is removed): the request's fingerprint.
@@ -192,66 +192,53 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
             "a request with this Idempotency-Key is still being processed; retry later",
         );
     };
+    // A stored answer is sent before the handler runs: its pre-reads (a user found by the
+    // login the first request changed, say) could fail now. The ledger checks again inside
+    // its transaction, for a retry that races the first across processes.
     match state
         .ledger
         .idempotency_record(tenant, &request.principal, &request.key)
         .await
     {
         Err(e) => return ApiError::from(e).into_response(),
-        Ok(Some(record)) if record.fingerprint != request.fingerprint => {
-            return refusal(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for another request",
-            );
-        }
+        Ok(Some(record)) if record.fingerprint != request.fingerprint => return key_reused(),
         Ok(Some(record)) => {
             if let Some((status, body)) = record.response {
-                return replay(status, body);
+                return answer_response(Answer { status, body }, true);
             }
-            // Committed but not yet answered (the first attempt died in between): the handler
-            // runs again and the ledger answers the recorded outcome without changing anything.
+            // A claim an older version committed without its answer: the handler runs, and
+            // the ledger renders that answer from the recorded outcomes, changing nothing.
         }
         Ok(None) => {}
     }
     if let Ok(value) = HeaderValue::from_str(&request.fingerprint) {
         parts.headers.insert(FINGERPRINT, value);
     }
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    if !response.status().is_success() {
-        return response;
-    }
-    let (response_parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        return refusal(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "reading the answer failed",
-        );
-    };
-    if let Ok(text) = std::str::from_utf8(&bytes)
-        && let Err(e) = state
-            .ledger
-            .record_idempotent_response(tenant, &request, response_parts.status.as_u16(), text)
-            .await
-    {
-        // The change and its outcome are recorded already; a retry re-renders that outcome.
-        tracing::warn!(error = %e, "recording an idempotent answer failed");
-    }
-    Response::from_parts(response_parts, Body::from(bytes))
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
-fn replay(status: u16, body: String) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    let mut response = (status, body).into_response();
+/// 422: the key was used for another request.
+pub(crate) fn key_reused() -> Response {
+    refusal(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+        "this Idempotency-Key was used for another request",
+    )
+}
+
+/// An answer as a response; a replayed one says so.
+pub(crate) fn answer_response(answer: Answer, replayed: bool) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, answer.body).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    headers.insert(REPLAYED, HeaderValue::from_static("true"));
+    if replayed {
+        headers.insert(REPLAYED, HeaderValue::from_static("true"));
+    }
     response
 }
 
@@ -275,10 +262,10 @@ impl utoipa::Modify for IdempotencyHeader {
                     .parameter_in(ParameterIn::Header)
                     .required(Required::False)
                     .description(Some(
-                        "Makes a retry safe: the first answer is recorded with the change and \
-                         returned again for the same key and request (24 hours, per tenant and \
-                         principal); 422 for the same key with another request, 409 while the \
-                         first is still running.",
+                        "Makes a retry safe: the first answer (a refusal's too) is stored in \
+                         the transaction of the change and returned again for the same key and \
+                         request (24 hours, per tenant and principal); 422 for the same key \
+                         with another request, 409 while the first is still running.",
                     ))
                     .schema(Some(
                         ObjectBuilder::new()

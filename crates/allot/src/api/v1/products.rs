@@ -2,12 +2,14 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 
-use super::{run, unexpected};
+use super::{answer, single, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, product_ref};
 use crate::state::AppState;
+use allot_ledger::idempotency::{AnswerRead, ReadValue, RunMode};
 use allot_ledger::*;
 
 async fn with_status(
@@ -49,7 +51,7 @@ pub async fn create(
     caller: Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<NewProductRequest>,
-) -> ApiResult<(StatusCode, ApiJson<ProductWithStatus>)> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
     let new = NewProduct {
         owner: req.owner,
@@ -70,21 +72,32 @@ pub async fn create(
         expires_at: req.expires_at,
         trial: req.trial,
         seats: req.seats,
+        seat_price_per_30_days: req.seat_price_per_30_days,
     };
-    match run(
+    Ok(answer(
         &state,
         &caller,
         tenant,
         &headers,
-        Command::CreateProduct(new),
+        vec![Command::CreateProduct(new)],
+        RunMode::Atomic,
+        |results| match results.first() {
+            Some(Ok(Outcome::Product(p))) => Some(AnswerRead::Product(ProductRef::Id(p.id))),
+            _ => None,
+        },
+        |ran| Ok((StatusCode::CREATED, product_answer(ran)?)),
     )
-    .await?
-    {
-        Outcome::Product(p) => Ok((
-            StatusCode::CREATED,
-            ApiJson(with_status(&state, tenant, p).await?),
-        )),
-        other => Err(unexpected(other)),
+    .await)
+}
+
+/// The product with its pool counts, as the answer's read found it.
+fn product_answer(
+    ran: Result<allot_ledger::idempotency::Ran, LedgerError>,
+) -> ApiResult<ProductWithStatus> {
+    let (_, ran) = single(ran)?;
+    match ran.read {
+        Some(ReadValue::Product(product, status)) => Ok(ProductWithStatus { product, status }),
+        _ => Err(super::unexpected_read()),
     }
 }
 
@@ -106,14 +119,15 @@ pub async fn get(
 
 #[utoipa::path(patch, path = "/v1/products/{product}", tag = "products", security(("bearer" = [])),
     params(("product" = String, Path, description = "id, or owner/name (URL-encoded)", pattern = r"^(-?[0-9]+|[^/]+/.+)$")), request_body = ProductPatchRequest,
-    responses((status = 200, body = ProductWithStatus), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = ProductWithStatus), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "a field refused, e.g. a seat price's amount or currency")))]
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     ApiPath(product): ApiPath<String>,
     ApiJson(req): ApiJson<ProductPatchRequest>,
-) -> ApiResult<ApiJson<ProductWithStatus>> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
     let product = product_ref(&product)?;
     let patch = ProductPatch {
@@ -133,20 +147,23 @@ pub async fn patch(
             .transpose()?,
         expires_at: req.expires_at,
         trial: req.trial,
+        seat_price_per_30_days: req.seat_price_per_30_days,
     };
-    run(
+    let command = Command::EditProduct {
+        product: product.clone(),
+        patch,
+    };
+    Ok(answer(
         &state,
         &caller,
         tenant,
         &headers,
-        Command::EditProduct {
-            product: product.clone(),
-            patch,
-        },
+        vec![command],
+        RunMode::Atomic,
+        |_| Some(AnswerRead::Product(product.clone())),
+        |ran| Ok((StatusCode::OK, product_answer(ran)?)),
     )
-    .await?;
-    let product = state.ledger.product(tenant, &product).await?;
-    Ok(ApiJson(with_status(&state, tenant, product).await?))
+    .await)
 }
 
 #[utoipa::path(post, path = "/v1/products/{product}/seats", tag = "products", security(("bearer" = [])),
@@ -158,7 +175,7 @@ pub async fn add_seats(
     headers: HeaderMap,
     ApiPath(product): ApiPath<String>,
     ApiJson(req): ApiJson<AddSeatsRequest>,
-) -> ApiResult<(StatusCode, ApiJson<Vec<Seat>>)> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
     let new = NewSeats {
         product: product_ref(&product)?,
@@ -168,10 +185,20 @@ pub async fn add_seats(
         transaction_id: req.transaction_id,
         pool_company: req.company.as_ref().map(Key::company),
     };
-    match run(&state, &caller, tenant, &headers, Command::AddSeats(new)).await? {
-        Outcome::Seats { seats } => Ok((StatusCode::CREATED, ApiJson(seats))),
-        other => Err(unexpected(other)),
-    }
+    Ok(answer(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        vec![Command::AddSeats(new)],
+        RunMode::Atomic,
+        |_| None,
+        |ran| match single(ran)? {
+            (Outcome::Seats { seats }, _) => Ok((StatusCode::CREATED, seats)),
+            (other, _) => Err(unexpected(other)),
+        },
+    )
+    .await)
 }
 
 /// Removes free seats (never a held one): all `count` of them, or none and 409 saying how many
@@ -187,13 +214,13 @@ pub async fn remove_seats(
     headers: HeaderMap,
     ApiPath(product): ApiPath<String>,
     ApiJson(req): ApiJson<RemoveSeatsRequest>,
-) -> ApiResult<ApiJson<Changed>> {
+) -> ApiResult<Response> {
     let command = Command::RemoveSeats {
         product: product_ref(&product)?,
         count: req.count,
         pool_company: req.company.as_ref().map(Key::company),
     };
-    super::run_admin(&state, &caller, &headers, command).await
+    Ok(super::answer_changed(&state, &caller, &headers, command).await)
 }
 
 /// Pool status of every product: Total, InUse, Free.

@@ -1,15 +1,17 @@
 //! Individual seats: listing, grant, release, revoke, activate.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{run, unexpected};
+use super::{answer, single, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, product_ref, user_ref};
 use crate::state::AppState;
+use allot_ledger::idempotency::{AnswerRead, Ran, ReadValue, RunMode};
 use allot_ledger::*;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -93,17 +95,40 @@ pub async fn get(
     Ok(ApiJson(seat))
 }
 
-async fn seat_after(
+/// Runs a seat command and answers the seat as it left it (the outcome's, or read after it).
+async fn seat_answer(
     state: &AppState,
+    caller: &Caller,
     tenant: TenantId,
+    headers: &HeaderMap,
     id: Uuid,
-    outcome: Outcome,
-) -> ApiResult<ApiJson<Seat>> {
-    match outcome {
-        Outcome::Seat(seat) => Ok(ApiJson(seat)),
-        Outcome::Changed { .. } => Ok(ApiJson(state.ledger.seat(tenant, id).await?)),
-        other => Err(unexpected(other)),
-    }
+    command: Command,
+    refused: impl Fn(LedgerError) -> ApiError + Send + Sync,
+) -> Response {
+    answer(
+        state,
+        caller,
+        tenant,
+        headers,
+        vec![command],
+        RunMode::Atomic,
+        |results| match results.first() {
+            Some(Ok(Outcome::Seat(_))) => None,
+            _ => Some(AnswerRead::Seat(id)),
+        },
+        |ran: Result<Ran, LedgerError>| {
+            let (outcome, ran) = single(Ok(ran.map_err(&refused)?))?;
+            match (outcome, ran.read) {
+                (Outcome::Seat(seat), _) => Ok((StatusCode::OK, seat)),
+                (Outcome::Changed { .. }, Some(ReadValue::Seat(seat))) => {
+                    Ok((StatusCode::OK, seat))
+                }
+                (Outcome::Changed { .. }, _) => Err(super::unexpected_read()),
+                (other, _) => Err(unexpected(other)),
+            }
+        },
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/seats/{id}/grant", tag = "seats", security(("bearer" = [])), params(("id" = Uuid, Path, description = "seat id")), request_body = GrantRequest,
@@ -114,21 +139,22 @@ pub async fn grant(
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<GrantRequest>,
-) -> ApiResult<ApiJson<Seat>> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
-    let user = req.user;
-    let outcome = run(
+    let command = Command::GrantSeat {
+        seat: id,
+        user: req.user.user(),
+    };
+    Ok(seat_answer(
         &state,
         &caller,
         tenant,
         &headers,
-        Command::GrantSeat {
-            seat: id,
-            user: user.user(),
-        },
+        id,
+        command,
+        ApiError::from,
     )
-    .await?;
-    seat_after(&state, tenant, id, outcome).await
+    .await)
 }
 
 #[utoipa::path(post, path = "/v1/seats/{id}/release", tag = "seats", security(("bearer" = [])), params(("id" = Uuid, Path, description = "seat id")), request_body = SeatUserRequest,
@@ -139,14 +165,22 @@ pub async fn release(
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<SeatUserRequest>,
-) -> ApiResult<ApiJson<Seat>> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
     let command = Command::ReleaseSeat {
         seat: id,
         user: req.user.as_ref().map(Key::user),
     };
-    let outcome = run(&state, &caller, tenant, &headers, command).await?;
-    seat_after(&state, tenant, id, outcome).await
+    Ok(seat_answer(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        id,
+        command,
+        ApiError::from,
+    )
+    .await)
 }
 
 #[utoipa::path(post, path = "/v1/seats/{id}/revoke", tag = "seats", security(("bearer" = [])), params(("id" = Uuid, Path, description = "seat id")), request_body = SeatUserRequest,
@@ -157,14 +191,22 @@ pub async fn revoke(
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<SeatUserRequest>,
-) -> ApiResult<ApiJson<Seat>> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
     let command = Command::RevokeSeat {
         seat: id,
         user: req.user.as_ref().map(Key::user),
     };
-    let outcome = run(&state, &caller, tenant, &headers, command).await?;
-    seat_after(&state, tenant, id, outcome).await
+    Ok(seat_answer(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        id,
+        command,
+        ApiError::from,
+    )
+    .await)
 }
 
 #[utoipa::path(post, path = "/v1/seats/{id}/activate", tag = "seats", security(("bearer" = [])), params(("id" = Uuid, Path, description = "seat id")), request_body = ActivateRequest,
@@ -175,7 +217,7 @@ pub async fn activate(
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<ActivateRequest>,
-) -> ApiResult<ApiJson<Seat>> {
+) -> ApiResult<Response> {
     let tenant = caller.tenant()?;
     // An admin activates any held seat; a user only its own, which the ledger checks on the
     // locked seat (checking here first and then acting would race with a change of holder).
@@ -202,16 +244,15 @@ pub async fn activate(
         activation,
         user,
     };
-    let outcome = match run(&state, &caller, tenant, &headers, command).await {
-        Ok(outcome) => outcome,
+    let refused = move |e: LedgerError| {
+        let e = ApiError::from(e);
         // Someone else's seat (or nobody's) is not the user's to activate: the same 403 as for
         // any other action on another user.
-        Err(e) if acting_for_self && matches!(e.code, "wrong_holder" | "not_held") => {
-            return Err(ApiError::forbidden(
-                "this needs the admin role, or the user itself",
-            ));
+        if acting_for_self && matches!(e.code, "wrong_holder" | "not_held") {
+            ApiError::forbidden("this needs the admin role, or the user itself")
+        } else {
+            e
         }
-        Err(e) => return Err(e),
     };
-    seat_after(&state, tenant, id, outcome).await
+    Ok(seat_answer(&state, &caller, tenant, &headers, id, command, refused).await)
 }

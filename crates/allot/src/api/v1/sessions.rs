@@ -74,7 +74,7 @@ pub async fn end(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
-) -> ApiResult<ApiJson<Changed>> {
+) -> ApiResult<axum::response::Response> {
     let tenant = caller.tenant()?;
     let session = state.ledger.session(tenant, id).await?;
     caller.admin_or_self(session.user)?;
@@ -92,21 +92,22 @@ pub async fn end(
     } else {
         EndReason::Logoff
     };
-    let outcome = run(
+    let command = Command::EndSession {
+        session: id,
+        lease_token,
+        reason,
+    };
+    Ok(super::answer(
         &state,
         &caller,
         tenant,
         &headers,
-        Command::EndSession {
-            session: id,
-            lease_token,
-            reason,
-        },
+        vec![command],
+        allot_ledger::idempotency::RunMode::Atomic,
+        |_| None,
+        super::changed,
     )
-    .await?;
-    Ok(ApiJson(Changed {
-        changed: outcome.changed(),
-    }))
+    .await)
 }
 
 #[utoipa::path(post, path = "/v1/sessions/logoff", tag = "sessions", security(("bearer" = [])), request_body = LogOffRequest,
@@ -116,17 +117,24 @@ pub async fn log_off(
     caller: Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<LogOffRequest>,
-) -> ApiResult<ApiJson<Changed>> {
+) -> ApiResult<axum::response::Response> {
     let tenant = caller.admin()?;
     let command = Command::LogOff {
         users: req.users.iter().map(Key::user).collect(),
         client: req.client,
         reason: EndReason::Admin,
     };
-    let outcome = run(&state, &caller, tenant, &headers, command).await?;
-    Ok(ApiJson(Changed {
-        changed: outcome.changed(),
-    }))
+    Ok(super::answer(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        vec![command],
+        allot_ledger::idempotency::RunMode::Atomic,
+        |_| None,
+        super::changed,
+    )
+    .await)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

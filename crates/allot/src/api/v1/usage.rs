@@ -42,6 +42,29 @@ pub struct ProductUsage {
     pub product: Product,
     pub step: UsageStep,
     pub points: Vec<UsagePoint>,
+    /// The currency of the costs, when the product has a seat price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// What the unused seats cost over the whole range (priced from the sum of the points'
+    /// unused seat-seconds, rounded once), when the product has a seat price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "12.3456")]
+    pub unused_seat_cost: Option<Amount>,
+}
+
+impl ProductUsage {
+    pub fn new(product: Product, step: UsageStep, points: Vec<UsagePoint>) -> ProductUsage {
+        ProductUsage {
+            currency: product
+                .seat_price_per_30_days
+                .as_ref()
+                .map(|p| p.currency.clone()),
+            unused_seat_cost: unused_seat_cost_total(&product, &points),
+            product,
+            step,
+            points,
+        }
+    }
 }
 
 /// Every product's usage history over one range.
@@ -63,6 +86,8 @@ struct CsvRow<'a> {
     in_use_avg: f64,
     denied: i64,
     unused_seat_seconds: i64,
+    unused_seat_cost: Option<String>,
+    currency: Option<&'a str>,
 }
 
 /// Whether the client asked for CSV (`Accept: text/csv`) rather than JSON.
@@ -97,6 +122,8 @@ pub fn usage_csv(usages: &[ProductUsage]) -> Result<Vec<u8>, csv::Error> {
         "in_use_avg",
         "denied",
         "unused_seat_seconds",
+        "unused_seat_cost",
+        "currency",
     ])?;
     for usage in usages {
         for point in &usage.points {
@@ -113,6 +140,8 @@ pub fn usage_csv(usages: &[ProductUsage]) -> Result<Vec<u8>, csv::Error> {
                 in_use_avg: point.in_use_avg,
                 denied: point.denied,
                 unused_seat_seconds: point.unused_seat_seconds,
+                unused_seat_cost: point.unused_seat_cost.map(|c| c.to_string()),
+                currency: usage.currency.as_deref(),
             })?;
         }
     }
@@ -163,11 +192,7 @@ pub async fn product(
         .ledger
         .usage(tenant, product.id, from, to, step)
         .await?;
-    let usage = ProductUsage {
-        product,
-        step,
-        points,
-    };
+    let usage = ProductUsage::new(product, step, points);
     if wants_csv(&headers) {
         return csv_response(std::slice::from_ref(&usage));
     }
@@ -193,11 +218,7 @@ pub async fn tenant(
         .tenant_usage(tenant, from, to, step)
         .await?
         .into_iter()
-        .map(|(product, points)| ProductUsage {
-            product,
-            step,
-            points,
-        })
+        .map(|(product, points)| ProductUsage::new(product, step, points))
         .collect::<Vec<_>>();
     if wants_csv(&headers) {
         return csv_response(&products);

@@ -2,13 +2,15 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::Deserialize;
 
-use super::{run, run_admin, unexpected};
+use super::{answer, answer_changed, unexpected};
 use crate::api::dto::*;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller, product_ref, user_ref};
 use crate::state::AppState;
+use allot_ledger::idempotency::{AnswerRead, ReadValue, RunMode};
 use allot_ledger::*;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -41,7 +43,7 @@ pub async fn create(
     caller: Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<NewUserRequest>,
-) -> ApiResult<(StatusCode, ApiJson<User>)> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
     // Hash first: a password that is refused must not leave a user behind.
     let password_hash = match &req.password {
@@ -70,16 +72,25 @@ pub async fn create(
         });
     }
     // User and login commit together or not at all.
-    let outcomes = super::run_all(&state, &caller, tenant, &headers, &commands).await?;
-    match outcomes.into_iter().next() {
-        Some(Outcome::User(u)) => Ok((StatusCode::CREATED, ApiJson(u))),
-        Some(other) => Err(unexpected(other)),
-        None => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "no user created",
-        )),
-    }
+    Ok(answer(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        commands,
+        RunMode::Atomic,
+        |_| None,
+        |ran| match ran?.outcomes().into_iter().next() {
+            Some(Outcome::User(u)) => Ok((StatusCode::CREATED, u)),
+            Some(other) => Err(unexpected(other)),
+            None => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "no user created",
+            )),
+        },
+    )
+    .await)
 }
 
 #[utoipa::path(get, path = "/v1/users/{user}", tag = "users", security(("bearer" = [])),
@@ -105,7 +116,7 @@ pub async fn patch(
     headers: HeaderMap,
     ApiPath(user): ApiPath<String>,
     ApiJson(req): ApiJson<UserPatchRequest>,
-) -> ApiResult<ApiJson<User>> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
     let target = user_ref(&user);
     let id = state.ledger.user(tenant, &target).await?.id;
@@ -119,18 +130,24 @@ pub async fn patch(
         user_type: req.user_type,
         ..Default::default()
     };
-    run(
+    let command = Command::EditUser {
+        user: UserRef::Id(id),
+        patch,
+    };
+    Ok(answer(
         &state,
         &caller,
         tenant,
         &headers,
-        Command::EditUser {
-            user: UserRef::Id(id),
-            patch,
+        vec![command],
+        RunMode::Atomic,
+        |_| Some(AnswerRead::User(UserRef::Id(id))),
+        |ran| match ran?.read {
+            Some(ReadValue::User(user)) => Ok((StatusCode::OK, user)),
+            _ => Err(super::unexpected_read()),
         },
     )
-    .await?;
-    Ok(ApiJson(state.ledger.user(tenant, &UserRef::Id(id)).await?))
+    .await)
 }
 
 /// Every product as this user sees it: Assigned, CanAssign and the pool counts.
@@ -152,16 +169,35 @@ pub async fn licenses(
     ))
 }
 
-async fn view_of(
+/// Runs an assignment change and answers the product as the user now sees it.
+async fn view_answer(
     state: &AppState,
+    caller: &Caller,
     tenant: TenantId,
+    headers: &HeaderMap,
     user: UserId,
     product: ProductId,
-) -> ApiResult<UserProductView> {
-    Ok(state
-        .ledger
-        .user_product_view(tenant, &UserRef::Id(user), product)
-        .await?)
+    command: Command,
+) -> Response {
+    answer(
+        state,
+        caller,
+        tenant,
+        headers,
+        vec![command],
+        RunMode::Atomic,
+        |_| {
+            Some(AnswerRead::UserProduct {
+                user: UserRef::Id(user),
+                product,
+            })
+        },
+        |ran| match ran?.read {
+            Some(ReadValue::UserProduct(view)) => Ok((StatusCode::OK, view)),
+            _ => Err(super::unexpected_read()),
+        },
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/users/{user}/assignments", tag = "users", security(("bearer" = [])),
@@ -173,7 +209,7 @@ pub async fn assign(
     headers: HeaderMap,
     ApiPath(user): ApiPath<String>,
     ApiJson(req): ApiJson<AssignmentRequest>,
-) -> ApiResult<ApiJson<UserProductView>> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
     let user = state.ledger.user(tenant, &user_ref(&user)).await?.id;
     let product = state
@@ -181,18 +217,11 @@ pub async fn assign(
         .product(tenant, &req.product.product()?)
         .await?
         .id;
-    run(
-        &state,
-        &caller,
-        tenant,
-        &headers,
-        Command::Assign {
-            user: UserRef::Id(user),
-            product: ProductRef::Id(product),
-        },
-    )
-    .await?;
-    Ok(ApiJson(view_of(&state, tenant, user, product).await?))
+    let command = Command::Assign {
+        user: UserRef::Id(user),
+        product: ProductRef::Id(product),
+    };
+    Ok(view_answer(&state, &caller, tenant, &headers, user, product, command).await)
 }
 
 #[utoipa::path(delete, path = "/v1/users/{user}/assignments/{product}", tag = "users", security(("bearer" = [])),
@@ -203,7 +232,7 @@ pub async fn unassign(
     caller: Caller,
     headers: HeaderMap,
     ApiPath((user, product)): ApiPath<(String, String)>,
-) -> ApiResult<ApiJson<UserProductView>> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
     let user = state.ledger.user(tenant, &user_ref(&user)).await?.id;
     let product = state
@@ -211,18 +240,11 @@ pub async fn unassign(
         .product(tenant, &product_ref(&product)?)
         .await?
         .id;
-    run(
-        &state,
-        &caller,
-        tenant,
-        &headers,
-        Command::Unassign {
-            user: UserRef::Id(user),
-            product: ProductRef::Id(product),
-        },
-    )
-    .await?;
-    Ok(ApiJson(view_of(&state, tenant, user, product).await?))
+    let command = Command::Unassign {
+        user: UserRef::Id(user),
+        product: ProductRef::Id(product),
+    };
+    Ok(view_answer(&state, &caller, tenant, &headers, user, product, command).await)
 }
 
 #[utoipa::path(delete, path = "/v1/users/{user}/licenses", tag = "users", security(("bearer" = [])),
@@ -232,8 +254,8 @@ pub async fn remove_all(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(user): ApiPath<String>,
-) -> ApiResult<ApiJson<Changed>> {
-    run_admin(
+) -> Response {
+    answer_changed(
         &state,
         &caller,
         &headers,
@@ -251,8 +273,8 @@ pub async fn retire(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(user): ApiPath<String>,
-) -> ApiResult<ApiJson<Changed>> {
-    run_admin(
+) -> Response {
+    answer_changed(
         &state,
         &caller,
         &headers,
@@ -270,8 +292,8 @@ pub async fn unretire(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(user): ApiPath<String>,
-) -> ApiResult<ApiJson<Changed>> {
-    run_admin(
+) -> Response {
+    answer_changed(
         &state,
         &caller,
         &headers,

@@ -6,10 +6,13 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{run, unexpected};
+use axum::response::Response;
+
+use super::unexpected;
 use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::state::AppState;
+use allot_ledger::idempotency::RunMode;
 use allot_ledger::webhooks::{WebhookDelivery, WebhookEndpoint, WebhookPatch};
 use allot_ledger::{Command, Outcome};
 
@@ -217,7 +220,7 @@ pub async fn patch(
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<WebhookPatchRequest>,
-) -> ApiResult<ApiJson<WebhookEndpoint>> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
     // Unknown endpoints are 404 before any URL is resolved.
     state.ledger.webhook(tenant, &id).await?;
@@ -233,10 +236,20 @@ pub async fn patch(
             enabled: req.enabled,
         },
     };
-    match run(&state, &caller, tenant, &headers, command).await? {
-        Outcome::Webhook(endpoint) => Ok(ApiJson(endpoint)),
-        other => Err(unexpected(other)),
-    }
+    Ok(super::answer(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        vec![command],
+        RunMode::Atomic,
+        |_| None,
+        |ran| match super::single(ran)? {
+            (Outcome::Webhook(endpoint), _) => Ok((StatusCode::OK, endpoint)),
+            (other, _) => Err(unexpected(other)),
+        },
+    )
+    .await)
 }
 
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
@@ -248,8 +261,8 @@ pub async fn remove(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<ApiJson<crate::api::dto::Changed>> {
-    super::run_admin(&state, &caller, &headers, Command::DeleteWebhook { id }).await
+) -> Response {
+    super::answer_changed(&state, &caller, &headers, Command::DeleteWebhook { id }).await
 }
 
 #[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", security(("bearer" = [])),
@@ -261,15 +274,32 @@ pub async fn test(
     caller: Caller,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<(StatusCode, ApiJson<TestQueued>)> {
+) -> ApiResult<Response> {
     let tenant = caller.admin()?;
     let event_id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     let command = Command::TestWebhook {
         id,
         event_id: event_id.clone(),
     };
-    run(&state, &caller, tenant, &headers, command).await?;
-    Ok((StatusCode::ACCEPTED, ApiJson(TestQueued { event_id })))
+    Ok(super::answer(
+        &state,
+        &caller,
+        tenant,
+        &headers,
+        vec![command],
+        RunMode::Atomic,
+        |_| None,
+        |ran| {
+            ran?;
+            Ok((
+                StatusCode::ACCEPTED,
+                TestQueued {
+                    event_id: event_id.clone(),
+                },
+            ))
+        },
+    )
+    .await)
 }
 
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks", security(("bearer" = [])),

@@ -432,10 +432,7 @@ impl<'a> Call<'a> {
         };
         let token = req
             .header("authorization")
-            .and_then(|h| {
-                let (scheme, value) = h.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| value.trim())
-            })
+            .and_then(crate::auth::bearer_token)
             .ok_or_else(Fault::unauthorized)?;
         let principal = match state.auth.token(token).await {
             Ok(p) => p,

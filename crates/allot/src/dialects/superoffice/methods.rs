@@ -543,6 +543,25 @@ async fn associate(
     found(state.ledger.user(caller.tenant, &UserRef::Id(id)).await)
 }
 
+/// A user checking its own licenses (the client at start-up: GetUserLicenses,
+/// GetUserAndInstallationLicenceStatus) is using the seats it holds: recorded for the idle-seat
+/// harvest as the native license file is, at most one write an hour per seat. An administrator
+/// looking at someone else's licenses is not a use.
+async fn used_by_self(
+    state: &SuperOfficeState,
+    caller: &SoCaller,
+    user: i64,
+    views: &[UserProductView],
+) -> Result<(), SoError> {
+    if caller.principal.is_self(user) && views.iter().any(|v| v.assigned) {
+        state
+            .ledger
+            .record_use(caller.tenant, &UserRef::Id(user), None)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Runs a method (anything but SoPrincipal's, which needs no caller) for `caller`.
 pub async fn call(
     state: &SuperOfficeState,
@@ -560,6 +579,7 @@ pub async fn call(
             };
             caller.require_reader_or_self(user.id)?;
             let views = ledger.user_view(tenant, &UserRef::Id(user.id)).await?;
+            used_by_self(state, caller, user.id, &views).await?;
             let products: Vec<Product> = views.iter().map(|v| v.product.clone()).collect();
             let catalog = Catalog::new(&products);
             Ok(Answer::Value(carriers::license_owners(
@@ -604,6 +624,7 @@ pub async fn call(
             };
             caller.require_reader_or_self(user.id)?;
             let views = ledger.user_view(tenant, &UserRef::Id(user.id)).await?;
+            used_by_self(state, caller, user.id, &views).await?;
             Ok(Answer::Value(carriers::user_and_installation_status(
                 &caller.tenant_name,
                 &views,

@@ -15,8 +15,6 @@ pub mod wsdl;
 
 use std::net::IpAddr;
 
-use base64::Engine as _;
-
 use crate::auth::{AuthError, Principal};
 use crate::state::SuperOfficeState;
 use allot_ledger::{LedgerError, TenantId, rules};
@@ -223,8 +221,7 @@ pub async fn principal_from_ticket(
     tenant: TenantId,
     ticket: &str,
 ) -> Result<Principal, SoError> {
-    // Java clients are told to prefix tickets with a UTF-8 byte-order mark.
-    let ticket = ticket.trim().trim_start_matches('\u{feff}');
+    let ticket = crate::auth::ticket_text(ticket);
     let principal = state.auth.token(ticket).await?;
     if principal.tenant != Some(tenant) {
         return Err(SoError::Unauthorized);
@@ -239,12 +236,11 @@ pub async fn principal_from_basic(
     encoded: &str,
     client: Option<IpAddr>,
 ) -> Result<Principal, SoError> {
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| SoError::Unauthorized)?;
-    let text = String::from_utf8(decoded).map_err(|_| SoError::Unauthorized)?;
-    let (login, password) = text.split_once(':').ok_or(SoError::Unauthorized)?;
-    Ok(state.auth.password(tenant, login, password, client).await?)
+    let (login, password) = crate::auth::decode_basic(encoded).ok_or(SoError::Unauthorized)?;
+    Ok(state
+        .auth
+        .password(tenant, &login, &password, client)
+        .await?)
 }
 
 /// The lifetime of a SoPrincipal ticket.

@@ -243,10 +243,8 @@ pub async fn authenticate(
     super::check_app_token(state, &req.tenant, req.header("so-apptoken"))?;
     let tenant = super::tenant_of(state, &req.tenant).await?;
     let principal = if let Some(authorization) = req.header("authorization") {
-        let (scheme, credentials) = authorization
-            .trim()
-            .split_once(' ')
-            .ok_or(SoError::Unauthorized)?;
+        let (scheme, credentials) =
+            crate::auth::split_authorization(authorization).ok_or(SoError::Unauthorized)?;
         match scheme.to_ascii_lowercase().as_str() {
             "basic" => super::principal_from_basic(state, tenant, credentials, req.client).await?,
             "soticket" | "bearer" => {
@@ -277,14 +275,12 @@ pub async fn authenticate(
 }
 
 fn cookies(req: &DialectRequest) -> Vec<(String, String)> {
-    req.headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
+    crate::auth::cookie_pairs(
+        req.headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
 }
 
 fn cookie<'a>(cookies: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -296,7 +292,7 @@ fn cookie<'a>(cookies: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// The request body, by `Content-Type`: JSON (also `text/json` and the patch types), XML,
 /// or form-encoded; an empty body binds every parameter to its default.
-enum Body {
+pub enum Body {
     Empty,
     Json(serde_json::Value),
     Xml(crate::xml::Element),
@@ -305,53 +301,58 @@ enum Body {
 
 fn read_body(req: &DialectRequest) -> Result<Body, Box<Response>> {
     let format = Format::negotiate(req.header("accept"));
-    if req.body.iter().all(u8::is_ascii_whitespace) {
+    parse_body(req.header("content-type"), &req.body).map_err(|(status, detail)| match status {
+        StatusCode::BAD_REQUEST => Box::new(message(
+            status,
+            "The request is invalid.",
+            Some(&detail),
+            format,
+        )),
+        _ => Box::new(message(status, &detail, None, format)),
+    })
+}
+
+/// Reads an agent call's body by its `Content-Type` (JSON when none is given). Refusals are
+/// 400 with a detail, or 415. Pure (no store): the fuzz target reads bodies through it too.
+pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Body, (StatusCode, String)> {
+    if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Body::Empty);
     }
-    let content_type = req
-        .header("content-type")
+    let content_type = content_type
         .unwrap_or("application/json")
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let invalid = |detail: String| {
-        Box::new(message(
-            StatusCode::BAD_REQUEST,
-            "The request is invalid.",
-            Some(&detail),
-            format,
-        ))
-    };
+    let invalid = |detail: String| (StatusCode::BAD_REQUEST, detail);
     if content_type.ends_with("/json") || content_type.ends_with("+json") {
-        return serde_json::from_slice(&req.body)
+        return serde_json::from_slice(body)
             .map(Body::Json)
             .map_err(|e| invalid(format!("The request body is not valid JSON: {e}")));
     }
     if content_type.ends_with("/xml") {
-        let text = std::str::from_utf8(&req.body)
+        let text = std::str::from_utf8(body)
             .map_err(|_| invalid("The request body is not UTF-8.".into()))?;
         return crate::xml::parse(text)
             .map(Body::Xml)
             .map_err(|e| invalid(format!("The request body is not acceptable XML: {e}")));
     }
     if content_type == "application/x-www-form-urlencoded" {
-        return serde_urlencoded::from_bytes::<Vec<(String, String)>>(&req.body)
+        return serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
             .map(Body::Form)
             .map_err(|e| invalid(format!("The form body cannot be read: {e}")));
     }
-    Err(Box::new(message(
+    Err((
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        &format!(
+        format!(
             "The request entity's media type '{content_type}' is not supported for this resource."
         ),
-        None,
-        format,
-    )))
+    ))
 }
 
-fn bind(method: &Method, body: &Body) -> Result<Args, SoError> {
+/// Binds a body to a method's parameters.
+pub fn bind(method: &Method, body: &Body) -> Result<Args, SoError> {
     match body {
         Body::Empty => Ok(Args::default()),
         Body::Json(value) => Args::from_json(method, value),

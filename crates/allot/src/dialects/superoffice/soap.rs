@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use super::methods::{self, Answer, Args, Method, Returns};
 use super::wire::Wire;
 use super::{SoCaller, SoError, Version};
+use crate::config::plain_host;
 use crate::dialects::{BodyError, DialectRequest};
 use crate::state::SuperOfficeState;
 use crate::xml::{Element, escape};
@@ -139,19 +140,6 @@ fn service_address(
     )
 }
 
-/// A host name or IP literal with an optional port, nothing else (no user info, path or markup).
-fn plain_host(host: &str) -> bool {
-    host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        && host.parse::<axum::http::uri::Authority>().is_ok_and(|a| {
-            // A port, if any, is a number (the parser lets `:99999x` through as no port).
-            let after_ip6 = host.rsplit(']').next().unwrap_or(host);
-            !after_ip6.contains(':') || a.port_u16().is_some()
-        })
-}
-
 /// A SOAP fault, for envelopes that cannot be read.
 pub fn fault(soap: SoapVersion, status: StatusCode, sender: bool, text: &str) -> Response {
     let text = escape(text);
@@ -175,12 +163,12 @@ pub fn fault(soap: SoapVersion, status: StatusCode, sender: bool, text: &str) ->
 /// The header items a NetServer request may carry, found inside `Header` or, as the reference
 /// pages print them, directly under `Envelope`.
 #[derive(Debug, Default)]
-struct RequestHeaders {
-    application_token: Option<String>,
-    ticket: Option<String>,
+pub struct RequestHeaders {
+    pub application_token: Option<String>,
+    pub ticket: Option<String>,
 }
 
-fn request_headers(envelope: &Element) -> RequestHeaders {
+pub fn request_headers(envelope: &Element) -> RequestHeaders {
     let mut found = RequestHeaders::default();
     let loose = envelope
         .children
@@ -206,6 +194,65 @@ fn request_headers(envelope: &Element) -> RequestHeaders {
         }
     }
     found
+}
+
+/// Why an envelope names no operation of the service: answered as a SOAP fault (400), in the
+/// envelope's SOAP version when it has one.
+#[derive(Debug)]
+pub struct Refusal {
+    pub soap: Option<SoapVersion>,
+    pub text: String,
+}
+
+/// The SOAP version of an envelope, its operation element and the method it calls on
+/// `service` of `version`. Pure (no store): the fuzz target reads envelopes through it too.
+pub fn operation_of<'e>(
+    envelope: &'e Element,
+    version: Version,
+    service: &str,
+) -> Result<(SoapVersion, &'e Element, &'static Method), Refusal> {
+    let refuse = |soap: Option<SoapVersion>, text: String| Refusal { soap, text };
+    let soap = match envelope.namespace.as_deref() {
+        Some(SOAP11) if envelope.name == "Envelope" => SoapVersion::V11,
+        Some(SOAP12) if envelope.name == "Envelope" => SoapVersion::V12,
+        _ => {
+            return Err(refuse(
+                None,
+                "The root element is not a SOAP 1.1 or 1.2 Envelope.".into(),
+            ));
+        }
+    };
+    let Some(body) = envelope
+        .children
+        .iter()
+        .find(|c| c.name == "Body" && c.namespace.as_deref() == Some(soap.namespace()))
+    else {
+        return Err(refuse(Some(soap), "The envelope has no Body.".into()));
+    };
+    let Some(operation) = body.children.first() else {
+        return Err(refuse(Some(soap), "The Body names no operation.".into()));
+    };
+    let namespace = version.namespace();
+    if operation.namespace.as_deref() != Some(namespace.as_str()) {
+        return Err(refuse(
+            Some(soap),
+            format!(
+                "The operation element must be in the namespace {namespace}, not {}.",
+                operation.namespace.as_deref().unwrap_or("(none)")
+            ),
+        ));
+    }
+    let Some(method) = methods::find(service, &operation.name).filter(|m| m.in_soap(version))
+    else {
+        return Err(refuse(
+            Some(soap),
+            format!(
+                "Services{}/{service}.svc has no operation '{}'.",
+                version.0, operation.name
+            ),
+        ));
+    };
+    Ok((soap, operation, method))
 }
 
 async fn post(
@@ -265,62 +312,21 @@ async fn post(
         Ok(e) => e,
         Err(e) => return fault(soap, StatusCode::BAD_REQUEST, true, &e.to_string()),
     };
-    soap = match envelope.namespace.as_deref() {
-        Some(SOAP11) if envelope.name == "Envelope" => SoapVersion::V11,
-        Some(SOAP12) if envelope.name == "Envelope" => SoapVersion::V12,
-        _ => {
+    let (operation, method) = match operation_of(&envelope, version, service) {
+        Ok((found, operation, method)) => {
+            soap = found;
+            (operation, method)
+        }
+        Err(refusal) => {
             return fault(
-                soap,
+                refusal.soap.unwrap_or(soap),
                 StatusCode::BAD_REQUEST,
                 true,
-                "The root element is not a SOAP 1.1 or 1.2 Envelope.",
+                &refusal.text,
             );
         }
     };
-    let Some(body) = envelope
-        .children
-        .iter()
-        .find(|c| c.name == "Body" && c.namespace.as_deref() == Some(soap.namespace()))
-    else {
-        return fault(
-            soap,
-            StatusCode::BAD_REQUEST,
-            true,
-            "The envelope has no Body.",
-        );
-    };
-    let Some(operation) = body.children.first() else {
-        return fault(
-            soap,
-            StatusCode::BAD_REQUEST,
-            true,
-            "The Body names no operation.",
-        );
-    };
     let namespace = version.namespace();
-    if operation.namespace.as_deref() != Some(namespace.as_str()) {
-        return fault(
-            soap,
-            StatusCode::BAD_REQUEST,
-            true,
-            &format!(
-                "The operation element must be in the namespace {namespace}, not {}.",
-                operation.namespace.as_deref().unwrap_or("(none)")
-            ),
-        );
-    }
-    let Some(method) = methods::find(service, &operation.name).filter(|m| m.in_soap(version))
-    else {
-        return fault(
-            soap,
-            StatusCode::BAD_REQUEST,
-            true,
-            &format!(
-                "Services{}/{service}.svc has no operation '{}'.",
-                version.0, operation.name
-            ),
-        );
-    };
     let headers = request_headers(&envelope);
     let out = Out {
         soap,

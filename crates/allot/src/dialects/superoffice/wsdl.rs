@@ -292,6 +292,7 @@ fn sample_product(id: i64, unrestricted: bool) -> Product {
         prerequisite: None,
         expires_at: None,
         trial: false,
+        seat_price_per_30_days: None,
     }
 }
 

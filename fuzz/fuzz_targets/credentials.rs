@@ -1,0 +1,3 @@
+#![no_main]
+// See allot::fuzzing::credentials for the input's layout and what is exercised.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| allot::fuzzing::credentials(data));
