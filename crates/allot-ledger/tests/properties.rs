@@ -376,6 +376,15 @@ async fn run_case(
                 .find(|v| v.product.id == case.products[*p].id),
             _ => None,
         };
+        if let (Op::Assign(u, _), Some(view)) = (op, &view) {
+            // The one-product view (what an assign answers) reads only the products around it,
+            // and must say exactly what the whole view says of that product.
+            let narrow = ledger
+                .user_product_view(tenant, &UserRef::Id(case.users[*u].id), view.product.id)
+                .await
+                .unwrap();
+            prop_assert_eq!(&narrow, view, "step {}: the one-product view differs", step);
+        }
         let before = audit_len(ledger, tenant).await;
         let outcome = ledger.execute(&case.ctx, command.clone()).await;
         if let Some(view) = &view {

@@ -938,6 +938,35 @@ pub(crate) async fn products_on(c: &mut Conn, tenant: TenantId) -> QueryResult<V
 /// the seats whose expiry passed since the last lapse sweep (a range of
 /// `seats_unlapsed_expiring`, empty inside a command, which sweeps first), so they cost the
 /// same whatever the pool's size.
+/// The products `ids` and, transitively, their prerequisites and plan members (what
+/// [`rules::assignment`] looks at), in catalogue order: a user's view of a few products reads
+/// those, whatever the size of the tenant's catalogue. Ids of no product are left out.
+async fn products_around(
+    c: &mut Conn,
+    tenant: TenantId,
+    ids: impl IntoIterator<Item = ProductId>,
+) -> QueryResult<Vec<Product>> {
+    let mut wanted: Vec<ProductId> = ids.into_iter().collect();
+    let mut found: Vec<Product> = Vec::new();
+    while let Some(id) = wanted.pop() {
+        if found.iter().any(|p| p.id == id) {
+            continue;
+        }
+        match ops::find_product(c, tenant, &ProductRef::Id(id)).await {
+            Ok(row) => {
+                let product = row.product;
+                wanted.extend(product.prerequisite);
+                wanted.extend(product.plan_members.iter().copied());
+                found.push(product);
+            }
+            Err(OpError::Rule(LedgerError::UnknownProduct(_))) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    found.sort_by_key(|p| (p.sort_order, p.id));
+    Ok(found)
+}
+
 pub(crate) async fn pool_status_on(
     c: &mut Conn,
     tenant: TenantId,
@@ -1010,7 +1039,27 @@ pub(crate) async fn user_view_on(
         user.user.license_mode,
         user.user.company.zip(user.company_mode),
     );
-    let products = products_on(c, tenant).await?;
+    // Why each held product is held: grants (direct, or the plan that brought it) and
+    // group assignments (all states, shown with the product).
+    let grants: Vec<(ProductId, ProductId)> = sqlx::query_as(
+        "SELECT product_id, via_id FROM grants WHERE tenant_id = $1 AND user_id = $2 \
+         ORDER BY product_id, via_id",
+    )
+    .bind(tenant)
+    .bind(user.user.id)
+    .fetch_all(&mut *c)
+    .await?;
+    let products = match only {
+        None => products_on(c, tenant).await?,
+        // The products shown and what their rules and reasons name, not the whole catalogue.
+        Some(ids) => {
+            let vias = grants
+                .iter()
+                .filter(|(product, _)| ids.contains(product))
+                .map(|(_, via)| *via);
+            products_around(c, tenant, ids.iter().copied().chain(vias)).await?
+        }
+    };
     let statuses = match only {
         None => pool_status_on(c, tenant, None, now).await?,
         Some(ids) => {
@@ -1113,16 +1162,6 @@ pub(crate) async fn user_view_on(
             *free_in_pool.entry(r.product_id).or_insert(0) += room.max(0);
         }
     }
-    // Why each held product is held: grants (direct, or the plan that brought it) and
-    // group assignments (all states, shown with the product).
-    let grants: Vec<(ProductId, ProductId)> = sqlx::query_as(
-        "SELECT product_id, via_id FROM grants WHERE tenant_id = $1 AND user_id = $2 \
-         ORDER BY product_id, via_id",
-    )
-    .bind(tenant)
-    .bind(user.user.id)
-    .fetch_all(&mut *c)
-    .await?;
     let group_rows = sqlx::query(sql(format!(
         "{ASSIGNMENT_SELECT} WHERE a.tenant_id = $1 AND a.user_id = $2 ORDER BY a.group_id"
     )))
