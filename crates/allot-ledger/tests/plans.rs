@@ -140,13 +140,14 @@ async fn full_scans(db: &str, statements: &[String], pool_counts_only: bool) -> 
 }
 
 /// `SCAN seats`, `SCAN s` (an alias of seats) or `SCAN seats USING INDEX ...` (a whole index
-/// walked), or a `SEARCH` constrained by nothing but the tenant (every row of the tenant
-/// walked): any of them over a growing table. Any other `SEARCH` is a seek and passes.
+/// walked), or a `SEARCH` constrained by nothing but the tenant, or the tenant and a cursor on
+/// the key (every row of the tenant walked, or all those after the cursor): any of them over a
+/// growing table. Any other `SEARCH` is a seek and passes.
 fn scans_growing_table(detail: &str, sql: &str) -> bool {
     let rest = if let Some(rest) = detail.strip_prefix("SCAN ") {
         rest
     } else if let Some(rest) = detail.strip_prefix("SEARCH ")
-        && detail.ends_with("(tenant_id=?)")
+        && (detail.ends_with("(tenant_id=?)") || detail.ends_with("(tenant_id=? AND number>?)"))
     {
         rest
     } else {
@@ -313,6 +314,19 @@ async fn hot_statements_seek_by_index() {
         .unwrap();
     f.ledger.seat(f.tenant.id, seat).await.unwrap();
     f.ledger.live_token(&"0".repeat(64)).await.unwrap();
+    // A page of one product's seats, as `GET /v1/seats?product=…` and the CLI page through them.
+    f.ledger
+        .seats(
+            f.tenant.id,
+            &SeatFilter {
+                product: Some(crm.id),
+                after_number: Some(500),
+                limit: Some(100),
+                ..SeatFilter::default()
+            },
+        )
+        .await
+        .unwrap();
 
     let statements = take();
     // The answers of an assign (native) and of a SuperOffice third-party call: their pool
