@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::api::dto::{Invariants, IssuedToken, Page, ProductWithStatus};
+use crate::api::v1::batch::BatchResponse;
 use allot_ledger::{Seat, User};
 
 use crate::cli::client::{Client, ClientError, segment};
@@ -51,6 +52,10 @@ pub struct BenchArgs {
     /// With --url: the server's process id, to report its CPU time per request
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Server processes to start on the one --db (PostgreSQL): the clients take turns between
+    /// them, and the CPU per request is that of all of them together
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub servers: u16,
     /// Print the run and each measurement as JSON lines instead of text
     #[arg(long)]
     pub json: bool,
@@ -159,44 +164,89 @@ struct World {
     users: Vec<i64>,
     user_uuids: Vec<String>,
     seats: Vec<String>,
+    /// How long the set-up took to make the products, to make the users, and to list them back.
+    phases: [Duration; 3],
 }
 
 async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<World> {
-    let mut products = Vec::new();
-    let mut product_names = Vec::new();
-    for i in 0..args.products {
+    // Products are made side by side (each request inserts its seats in one command), users
+    // through `POST /v1/batch`, a thousand to a request with a few requests in flight: the
+    // issue's scale tenant (1k products, 1M seats, 100k users) is then set up in the time its
+    // seat rows take to write, not in 100k round trips.
+    let workers = args.clients.clamp(1, 8);
+    let started = Instant::now();
+    let products = in_parallel(workers, args.products, |i| {
+        let client = client.clone();
         let name = format!("{tag}-p{i}");
-        let p: ProductWithStatus = client
-            .post(
-                "/v1/products",
-                &json!({ "owner": "bench", "name": name, "seats": args.seats }),
-            )
-            .await?;
-        products.push(p.product.id);
-        product_names.push(name);
-    }
-    // Users are made by as many concurrent requests as there are clients, so a large tenant
-    // is set up in reasonable time.
-    let workers = args.clients.min(args.users).max(1);
-    let mut makers = tokio::task::JoinSet::new();
-    for w in 0..workers {
-        let (client, tag, count) = (client.clone(), tag.to_owned(), args.users);
-        makers.spawn(async move {
-            let mut made = Vec::new();
-            for i in (w..count).step_by(workers) {
-                let u: User = client
-                    .post("/v1/users", &json!({ "login": format!("{tag}-u{i}") }))
-                    .await?;
+        let seats = args.seats;
+        async move {
+            let p: ProductWithStatus = client
+                .post(
+                    "/v1/products",
+                    &json!({ "owner": "bench", "name": name, "seats": seats }),
+                )
+                .await?;
+            anyhow::Ok((p.product.id, name))
+        }
+    })
+    .await?;
+    let (products, product_names): (Vec<i64>, Vec<String>) = products.into_iter().unzip();
+    let products_took = started.elapsed();
+    let chunks = args.users.div_ceil(USERS_PER_BATCH);
+    in_parallel(workers.min(4), chunks, |c| {
+        let client = client.clone();
+        let logins: Vec<String> = (c * USERS_PER_BATCH
+            ..((c + 1) * USERS_PER_BATCH).min(args.users))
+            .map(|i| format!("{tag}-u{i}"))
+            .collect();
+        async move {
+            let operations: Vec<Value> = logins
+                .iter()
+                .map(|login| json!({ "op": "upsert_user", "login": login }))
+                .collect();
+            let answer: BatchResponse = client
+                .post("/v1/batch", &json!({ "operations": operations }))
+                .await?;
+            if let Some(refused) = answer.results.iter().find(|r| !r.ok) {
+                anyhow::bail!("a bench user was refused: {:?}", refused.error);
+            }
+            anyhow::Ok(())
+        }
+    })
+    .await?;
+    let users_took = started.elapsed() - products_took;
+    // The batch answers outcomes, not ids: page through the users and keep the bench's own,
+    // in the order of their numbers.
+    let prefix = format!("{tag}-u");
+    let mut made = Vec::with_capacity(args.users);
+    let mut after: Option<i64> = None;
+    loop {
+        let path = match after {
+            Some(a) => format!("/v1/users?limit=1000&after={a}"),
+            None => "/v1/users?limit=1000".to_owned(),
+        };
+        let page: Page<User> = client.get(&path).await?;
+        for u in &page.items {
+            if let Some(i) = u
+                .login
+                .strip_prefix(&prefix)
+                .and_then(|n| n.parse::<usize>().ok())
+            {
                 made.push((i, u.id, u.uuid.to_string()));
             }
-            anyhow::Ok(made)
-        });
-    }
-    let mut made = Vec::with_capacity(args.users);
-    while let Some(done) = makers.join_next().await {
-        made.extend(done??);
+        }
+        after = page.next;
+        if after.is_none() {
+            break;
+        }
     }
     made.sort_unstable_by_key(|(i, _, _)| *i);
+    anyhow::ensure!(
+        made.len() == args.users,
+        "made {} bench users, found {}",
+        args.users,
+        made.len()
+    );
     let (users, user_uuids) = made.into_iter().map(|(_, id, uuid)| (id, uuid)).unzip();
     let mut seats = Vec::new();
     for p in &products {
@@ -220,7 +270,43 @@ async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<W
         users,
         user_uuids,
         seats,
+        phases: [
+            products_took,
+            users_took,
+            started.elapsed() - products_took - users_took,
+        ],
     })
+}
+
+/// Users a set-up batch makes. Each batch is one transaction; on PostgreSQL those of the batches
+/// in flight queue on the tenant's rows, so a batch of the API's maximum (1,000) waited for three
+/// others past the request timeout.
+const USERS_PER_BATCH: usize = 200;
+
+/// Runs `task(0..count)` with at most `workers` in flight; the results in the order of `i`.
+async fn in_parallel<T, F, Fut>(workers: usize, count: usize, task: F) -> anyhow::Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+{
+    let mut running = tokio::task::JoinSet::new();
+    let mut done = Vec::with_capacity(count);
+    let mut next = 0;
+    loop {
+        while next < count && running.len() < workers.max(1) {
+            let work = task(next);
+            let i = next;
+            running.spawn(async move { work.await.map(|t| (i, t)) });
+            next += 1;
+        }
+        match running.join_next().await {
+            Some(result) => done.push(result??),
+            None => break,
+        }
+    }
+    done.sort_unstable_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, t)| t).collect())
 }
 
 /// One license operation as the chosen wire speaks it: assign then unassign a random (user,
@@ -329,7 +415,7 @@ async fn license_client(
 /// from its scheduled start, so a stall shows in the percentiles instead of slowing the senders
 /// down (no coordinated omission). `rate` counts requests; each operation is two of them.
 async fn open_loop(
-    client: Client,
+    clients: &[Client],
     world: Arc<World>,
     workload: Workload,
     rate: f64,
@@ -356,7 +442,7 @@ async fn open_loop(
             dropped += 1;
             continue;
         };
-        let (client, world) = (client.clone(), world.clone());
+        let (client, world) = (clients[i as usize % clients.len()].clone(), world.clone());
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed_rng.random());
         tasks.spawn(async move {
             let mut tally = Tally::default();
@@ -396,12 +482,14 @@ async fn health_client(client: Client, deadline: Instant) -> Tally {
 
 async fn measure<F, Fut>(clients: usize, duration: Duration, make: F) -> (Tally, Duration)
 where
-    F: Fn(Instant) -> Fut,
+    F: Fn(usize, Instant) -> Fut,
     Fut: std::future::Future<Output = Tally> + Send + 'static,
 {
     let start = Instant::now();
     let deadline = start + duration;
-    let tasks: Vec<_> = (0..clients).map(|_| tokio::spawn(make(deadline))).collect();
+    let tasks: Vec<_> = (0..clients)
+        .map(|k| tokio::spawn(make(k, deadline)))
+        .collect();
     let mut total = Tally::default();
     for t in tasks {
         if let Ok(tally) = t.await {
@@ -436,27 +524,36 @@ async fn check(client: &Client, world: &World) -> anyhow::Result<()> {
 /// The server under load: a child `allot serve` process started here (so its CPU time is its
 /// own, apart from the load generator's), or one at `--url`.
 struct Target {
-    url: String,
+    /// One per server process; the load takes turns between them.
+    urls: Vec<String>,
     token: String,
     store: String,
-    /// Whose CPU counters to read: the child, or `--server-pid`.
-    pid: Option<u32>,
-    child: Option<tokio::process::Child>,
+    /// Whose CPU counters to read: the children, or `--server-pid`.
+    pids: Vec<u32>,
+    children: Vec<tokio::process::Child>,
     _dir: Option<TempDir>,
 }
 
 impl Target {
     async fn start(args: &BenchArgs, tag: &str) -> anyhow::Result<Target> {
         if let Some(url) = &args.url {
+            anyhow::ensure!(
+                args.servers == 1,
+                "--servers starts servers: not with --url"
+            );
             return Ok(Target {
-                url: url.clone(),
+                urls: vec![url.clone()],
                 token: args.token.clone().context("--url needs an admin --token")?,
                 store: "external".to_owned(),
-                pid: args.server_pid,
-                child: None,
+                pids: args.server_pid.into_iter().collect(),
+                children: Vec::new(),
                 _dir: None,
             });
         }
+        anyhow::ensure!(
+            args.servers == 1 || args.db.starts_with("postgres"),
+            "several --servers share one store: PostgreSQL only (SQLite has one writer process)"
+        );
         let (db, dir) = if args.db == "sqlite" {
             let dir = TempDir::new()?;
             (
@@ -467,6 +564,44 @@ impl Target {
             (args.db.clone(), None)
         };
         let password = format!("bench-{tag}-password");
+        let store = if db.starts_with("sqlite") {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        let mut target = Target {
+            urls: Vec::new(),
+            token: String::new(),
+            store: store.to_owned(),
+            pids: Vec::new(),
+            children: Vec::new(),
+            _dir: dir,
+        };
+        for _ in 0..args.servers {
+            // One at a time: the first migrates the store and makes the admin.
+            let (url, child) = Self::serve(args, &db, &password).await?;
+            target.pids.extend(child.id());
+            target.children.push(child);
+            target.urls.push(url);
+        }
+        let anonymous = Client::new(&target.urls[0], None);
+        let issued: IssuedToken = anonymous
+            .post(
+                "/v1/auth/login",
+                &json!({ "tenant": "default", "login": "admin", "password": password }),
+            )
+            .await
+            .context("could not log in to the bench server")?;
+        target.token = issued.token;
+        Ok(target)
+    }
+
+    /// Starts one `allot serve` on `db` and waits until it answers.
+    async fn serve(
+        args: &BenchArgs,
+        db: &str,
+        password: &str,
+    ) -> anyhow::Result<(String, tokio::process::Child)> {
         let port = free_port()?;
         let url = format!("http://127.0.0.1:{port}");
         let sync = match args.sqlite_sync {
@@ -475,11 +610,11 @@ impl Target {
         };
         let mut child = tokio::process::Command::new(std::env::current_exe()?)
             .arg("serve")
-            .args(["--db", &db, "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--db", db, "--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics-listen", "off", "--sqlite-sync", sync])
             // One address drives all the load here: no per-address limit, no shedding.
             .args(["--rate-limit", "0", "--max-concurrency", "100000"])
-            .env("ALLOT_ADMIN_PASSWORD", &password)
+            .env("ALLOT_ADMIN_PASSWORD", password)
             .env("ALLOT_LOG", "warn")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -488,53 +623,51 @@ impl Target {
             .spawn()
             .context("starting the server under test")?;
         let anonymous = Client::new(&url, None);
-        let mut token = None;
         for _ in 0..300 {
             if let Ok(Some(status)) = child.try_wait() {
                 anyhow::bail!("the server under test exited at start ({status})");
             }
-            let login = anonymous
-                .post::<IssuedToken>(
-                    "/v1/auth/login",
-                    &json!({ "tenant": "default", "login": "admin", "password": password }),
-                )
-                .await;
-            if let Ok(issued) = login {
-                token = Some(issued.token);
-                break;
+            if matches!(anonymous.get_status("/readyz").await, Ok(s) if s.is_success()) {
+                return Ok((url, child));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let store = if db.starts_with("sqlite") {
-            "sqlite"
-        } else {
-            "postgres"
-        };
-        Ok(Target {
-            url,
-            token: token.context("could not log in to the bench server")?,
-            store: store.to_owned(),
-            pid: child.id(),
-            child: Some(child),
-            _dir: dir,
-        })
+        anyhow::bail!("the server under test did not answer /readyz within 30 s")
     }
 
     /// CPU seconds (user + system) the server process has used so far, from /proc.
     fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
+        if self.pids.is_empty() {
+            return None;
+        }
+        self.pids.iter().map(|&pid| process_cpu_seconds(pid)).sum()
+    }
+
+    /// A client of each server.
+    fn clients(&self) -> Vec<Client> {
+        self.urls
+            .iter()
+            .map(|url| Client::new(url, Some(self.token.clone())))
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        for child in &mut self.children {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+}
+
+/// CPU seconds (user + system) process `pid` has used so far, from /proc.
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // Fields after the command name (which may hold spaces) start at ") ".
         let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
         let ticks: f64 =
             fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
         Some(ticks / clock_ticks_per_second())
-    }
-
-    async fn stop(mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-        }
     }
 }
 
@@ -587,7 +720,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 async fn run_against(args: &BenchArgs, tag: &str, target: &Target) -> anyhow::Result<()> {
-    let client = Client::new(&target.url, Some(target.token.clone()));
+    let clients = target.clients();
+    let client = clients[0].clone();
     let sync = if target.store == "sqlite" {
         format!(" synchronous={:?}", args.sqlite_sync).to_lowercase()
     } else {
@@ -604,12 +738,19 @@ async fn run_against(args: &BenchArgs, tag: &str, target: &Target) -> anyhow::Re
                 "workload": format!("{:?}", args.workload).to_lowercase(), "products": args.products,
                 "seats_per_product": args.seats, "users": args.users, "clients": args.clients,
                 "rate": args.rate, "duration_seconds": args.duration,
+                "servers": target.urls.len(),
             }
         }));
     } else {
         println!(
-            "allot bench: store={}{sync} workload={:?} products={} seats/product={} users={} {mode} duration={}s",
-            target.store, args.workload, args.products, args.seats, args.users, args.duration
+            "allot bench: store={}{sync} servers={} workload={:?} products={} seats/product={} users={} {mode} duration={}s",
+            target.store,
+            target.urls.len(),
+            args.workload,
+            args.products,
+            args.seats,
+            args.users,
+            args.duration
         );
     }
     let set_up = Instant::now();
@@ -619,23 +760,31 @@ async fn run_against(args: &BenchArgs, tag: &str, target: &Target) -> anyhow::Re
         crate::cli::json_line(&json!({ "set_up": {
             "products": world.products.len(), "seats": world.seats.len(),
             "users": world.users.len(), "seconds": set_up,
+            "products_seconds": world.phases[0].as_secs_f64(),
+            "users_seconds": world.phases[1].as_secs_f64(),
+            "listing_seconds": world.phases[2].as_secs_f64(),
         }}));
     } else {
         println!(
-            "set-up       {} products, {} seats, {} users in {set_up:.1}s",
+            "set-up       {} products, {} seats, {} users in {set_up:.1}s \
+             (products {:.1}s, users {:.1}s, listing them {:.1}s)",
             world.products.len(),
             world.seats.len(),
             world.users.len(),
+            world.phases[0].as_secs_f64(),
+            world.phases[1].as_secs_f64(),
+            world.phases[2].as_secs_f64(),
         );
     }
     let duration = Duration::from_secs(args.duration);
     let workload = args.workload;
     let cpu_before = target.cpu_seconds();
     let (mut ops, elapsed) = match args.rate {
-        Some(rate) => open_loop(client.clone(), world.clone(), workload, rate, duration).await,
+        Some(rate) => open_loop(&clients, world.clone(), workload, rate, duration).await,
         None => {
-            measure(args.clients, duration, |deadline| {
-                license_client(client.clone(), world.clone(), workload, deadline)
+            measure(args.clients, duration, |k, deadline| {
+                let client = clients[k % clients.len()].clone();
+                license_client(client, world.clone(), workload, deadline)
             })
             .await
         }
@@ -643,8 +792,8 @@ async fn run_against(args: &BenchArgs, tag: &str, target: &Target) -> anyhow::Re
     let cpu = cpu_per_request(cpu_before, target.cpu_seconds(), ops.latencies_us.len());
     let ops_rate = ops.report("license ops", elapsed, args.json);
     let cpu_before = target.cpu_seconds();
-    let (mut health, elapsed) = measure(args.clients, duration, |deadline| {
-        health_client(client.clone(), deadline)
+    let (mut health, elapsed) = measure(args.clients, duration, |k, deadline| {
+        health_client(clients[k % clients.len()].clone(), deadline)
     })
     .await;
     let health_cpu = cpu_per_request(cpu_before, target.cpu_seconds(), health.latencies_us.len());
