@@ -176,7 +176,15 @@ pub struct Fixture {
 impl Fixture {
     pub async fn new(db: TestDb) -> Fixture {
         let clock = ManualClock::new(START);
-        let ledger = Ledger::open(&db.url())
+        // The racer tests queue dozens of commands on one product's rows; on a CI machine
+        // that runs other test binaries and builds beside them, the last in the queue can wait
+        // longer for a connection than a server's default 5 s (and would be told "busy"). What
+        // they test is the outcome of every command, not how long it waited.
+        let options = StoreOptions {
+            acquire_timeout: std::time::Duration::from_secs(60),
+            ..StoreOptions::default()
+        };
+        let ledger = Ledger::open_with(&db.url(), &options)
             .await
             .expect("open store")
             .with_clock(Arc::new(clock.clone()));
