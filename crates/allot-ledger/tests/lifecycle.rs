@@ -587,3 +587,78 @@ async fn postgres_harvests_race_log_ons() {
     };
     harvest_while_logging_on(Fixture::new(db).await).await;
 }
+
+/// What a command makes when missing (a product's owner; an upsert's company, group and user)
+/// may be made by another command at the same moment: every one of them succeeds, and the
+/// thing exists once. On PostgreSQL the loser of that race met the winner's row at its insert
+/// and answered "already exists"; it now runs again and finds it.
+async fn find_or_create_races(f: Fixture) {
+    const RACERS: usize = 12;
+    let start = Arc::new(tokio::sync::Barrier::new(RACERS * 3));
+    let mut tasks = Vec::new();
+    for i in 0..RACERS {
+        let commands = [
+            // The same new owner for every product.
+            Command::CreateProduct(NewProduct::user("Racing", &format!("product{i}"), 1)),
+            // The same new company and group for different users.
+            Command::UpsertUser(UserUpsert {
+                login: format!("joiner{i}"),
+                first_name: None,
+                last_name: None,
+                email: None,
+                company: Some("Newco".into()),
+                licenses: Vec::new(),
+                groups: vec!["newcomers".into()],
+            }),
+            // The same new user, from every racer.
+            Command::UpsertUser(UserUpsert {
+                login: "everyone".into(),
+                first_name: Some(format!("Racer {i}")),
+                last_name: None,
+                email: None,
+                company: None,
+                licenses: Vec::new(),
+                groups: Vec::new(),
+            }),
+        ];
+        for command in commands {
+            let (ledger, ctx, barrier) = (f.ledger.clone(), f.ctx.clone(), start.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let shown = format!("{command:?}");
+                (shown, ledger.execute(&ctx, command).await)
+            }));
+        }
+    }
+    for task in tasks {
+        let (command, outcome) = task.await.unwrap();
+        assert!(outcome.is_ok(), "{command} failed: {outcome:?}");
+    }
+    let tenant = f.tenant.id;
+    let companies = f.ledger.companies(tenant).await.unwrap();
+    assert_eq!(companies.iter().filter(|c| c.name == "Newco").count(), 1);
+    let group = f
+        .ledger
+        .group_view(tenant, &GroupRef::Name("newcomers".into()))
+        .await
+        .unwrap();
+    assert_eq!(group.members.len(), RACERS, "{group:?}");
+    f.ledger
+        .user(tenant, &UserRef::Login("everyone".into()))
+        .await
+        .unwrap();
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_find_or_create_races() {
+    find_or_create_races(Fixture::new(TestDb::sqlite()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_find_or_create_races() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    find_or_create_races(Fixture::new(db).await).await;
+}

@@ -170,9 +170,9 @@ struct World {
 
 async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<World> {
     // Products are made side by side (each request inserts its seats in one command), users
-    // through `POST /v1/batch`, a thousand to a request with a few requests in flight: the
-    // issue's scale tenant (1k products, 1M seats, 100k users) is then set up in the time its
-    // seat rows take to write, not in 100k round trips.
+    // through `POST /v1/batch`, [`USERS_PER_BATCH`] to a request with a few requests in flight:
+    // the scale tenant (1k products, 1M seats, 100k users) is then set up in the time
+    // its rows take to write, not in 100k round trips.
     let workers = args.clients.clamp(1, 8);
     let started = Instant::now();
     let products = in_parallel(workers, args.products, |i| {
@@ -218,28 +218,14 @@ async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<W
     // The batch answers outcomes, not ids: page through the users and keep the bench's own,
     // in the order of their numbers.
     let prefix = format!("{tag}-u");
-    let mut made = Vec::with_capacity(args.users);
-    let mut after: Option<i64> = None;
-    loop {
-        let path = match after {
-            Some(a) => format!("/v1/users?limit=1000&after={a}"),
-            None => "/v1/users?limit=1000".to_owned(),
-        };
-        let page: Page<User> = client.get(&path).await?;
-        for u in &page.items {
-            if let Some(i) = u
-                .login
-                .strip_prefix(&prefix)
-                .and_then(|n| n.parse::<usize>().ok())
-            {
-                made.push((i, u.id, u.uuid.to_string()));
-            }
-        }
-        after = page.next;
-        if after.is_none() {
-            break;
-        }
-    }
+    let mut made: Vec<(usize, i64, String)> = all_pages::<User>(client, "/v1/users?limit=1000")
+        .await?
+        .into_iter()
+        .filter_map(|u| {
+            let i = u.login.strip_prefix(&prefix)?.parse::<usize>().ok()?;
+            Some((i, u.id, u.uuid.to_string()))
+        })
+        .collect();
     made.sort_unstable_by_key(|(i, _, _)| *i);
     anyhow::ensure!(
         made.len() == args.users,
@@ -250,19 +236,9 @@ async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<W
     let (users, user_uuids) = made.into_iter().map(|(_, id, uuid)| (id, uuid)).unzip();
     let mut seats = Vec::new();
     for p in &products {
-        let mut after: Option<i64> = None;
-        loop {
-            let path = match after {
-                Some(a) => format!("/v1/seats?product={p}&limit=1000&after={a}"),
-                None => format!("/v1/seats?product={p}&limit=1000"),
-            };
-            let page: Page<Seat> = client.get(&path).await?;
-            seats.extend(page.items.iter().map(|s| s.id.to_string()));
-            after = page.next;
-            if after.is_none() {
-                break;
-            }
-        }
+        let listed =
+            all_pages::<Seat>(client, &format!("/v1/seats?product={p}&limit=1000")).await?;
+        seats.extend(listed.iter().map(|s| s.id.to_string()));
     }
     Ok(World {
         products,
@@ -276,6 +252,23 @@ async fn setup(client: &Client, args: &BenchArgs, tag: &str) -> anyhow::Result<W
             started.elapsed() - products_took - users_took,
         ],
     })
+}
+
+/// Every item of a paged list: `path` (which has a query already), then `&after=` each page's
+/// cursor until the last.
+async fn all_pages<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    path: &str,
+) -> anyhow::Result<Vec<T>> {
+    let mut items = Vec::new();
+    let mut page: Page<T> = client.get(path).await?;
+    loop {
+        items.append(&mut page.items);
+        match page.next {
+            Some(after) => page = client.get(&format!("{path}&after={after}")).await?,
+            None => return Ok(items),
+        }
+    }
 }
 
 /// Users a set-up batch makes. Each batch is one transaction; on PostgreSQL those of the batches
@@ -506,10 +499,12 @@ async fn check(client: &Client, world: &World) -> anyhow::Result<()> {
         let product: ProductWithStatus = client.get(&format!("/v1/products/{p}")).await?;
         let (total, in_use) = (product.status.total, product.status.in_use);
         anyhow::ensure!(in_use <= total, "product {p}: {in_use} in use of {total}");
-        let held: Page<Seat> = client
-            .get(&format!("/v1/seats?product={p}&held=true&limit=1000"))
-            .await?;
-        let listed = held.items.len() as i64;
+        let held = all_pages::<Seat>(
+            client,
+            &format!("/v1/seats?product={p}&held=true&limit=1000"),
+        )
+        .await?;
+        let listed = held.len() as i64;
         anyhow::ensure!(
             listed == in_use,
             "product {p}: {listed} seats listed held, count says {in_use}"

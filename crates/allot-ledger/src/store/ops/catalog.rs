@@ -25,7 +25,7 @@ pub(super) async fn find_or_create_owner(
         .bind(rules::name_key(&name))
         .execute(&mut *c)
         .await
-        .map_err(|e| unique_to(e, "owner", &name))?;
+        .map_err(|e| created_meanwhile(unique_to(e, "owner", &name), "owner"))?;
     Ok(id)
 }
 

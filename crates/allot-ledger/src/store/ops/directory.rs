@@ -117,6 +117,18 @@ pub(super) fn unique_to(e: sqlx::Error, what: &'static str, name: &str) -> OpErr
     }
 }
 
+/// For a command that makes `what` when it finds none: another transaction made it between the
+/// look and the insert (PostgreSQL, READ COMMITTED; SQLite's one writer cannot interleave). The
+/// whole transaction is run again, and its look then finds the row.
+pub(super) fn created_meanwhile(e: OpError, what: &'static str) -> OpError {
+    match e {
+        OpError::Rule(LedgerError::AlreadyExists { what: made, .. }) if made == what => {
+            OpError::Store(crate::error::StoreError::Contended)
+        }
+        other => other,
+    }
+}
+
 pub(super) async fn edit_company(
     c: &mut Conn,
     env: &Env<'_>,
@@ -335,7 +347,10 @@ pub(super) async fn upsert_user(
             match find_company(c, env.tenant(), &CompanyRef::Name(name.to_owned())).await {
                 Ok(company) => Some(company.id),
                 Err(OpError::Rule(LedgerError::UnknownCompany(_))) => {
-                    match create_company(c, env, name, PoolMode::Global).await? {
+                    match create_company(c, env, name, PoolMode::Global)
+                        .await
+                        .map_err(|e| created_meanwhile(e, "company"))?
+                    {
                         Outcome::Company(company) => {
                             changes += 1;
                             Some(company.id)
@@ -372,7 +387,10 @@ pub(super) async fn upsert_user(
                 company: company.map(CompanyRef::Id),
                 ..NewUser::named(&login)
             };
-            changes += create_user(c, env, &new).await?.changed();
+            changes += create_user(c, env, &new)
+                .await
+                .map_err(|e| created_meanwhile(e, "user"))?
+                .changed();
         }
         Err(e) => return Err(e),
     }
@@ -388,7 +406,10 @@ pub(super) async fn upsert_user(
         let group = match find_group(c, env.tenant(), &GroupRef::Name(name.clone())).await {
             Ok(group) => group,
             Err(OpError::Rule(LedgerError::UnknownGroup(_))) => {
-                match create_group(c, env, &name, None, None).await? {
+                match create_group(c, env, &name, None, None)
+                    .await
+                    .map_err(|e| created_meanwhile(e, "group"))?
+                {
                     Outcome::Group(group) => {
                         changes += 1;
                         group
