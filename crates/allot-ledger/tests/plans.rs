@@ -1,7 +1,7 @@
 //! The write path's cost must not grow with the tenant: every statement a hot command runs has
 //! to seek by an index, never walk a whole table of seats, users, grants or audit records.
 //!
-//! The test records the SQL the store sends (sqlx logs each statement as a tracing event) while
+//! The test records the SQL the store sends (sqlx and the SQLite writer log each statement as a tracing event) while
 //! the hot commands and queries run on a SQLite store of a few thousand seats, then asks SQLite
 //! for each statement's plan (`EXPLAIN QUERY PLAN`) and fails on any full scan of a table that
 //! grows with the tenant, and on any count over a product's whole pool of seats.
@@ -61,7 +61,11 @@ impl Visit for StatementFields {
 
 impl<S: tracing::Subscriber> Layer<S> for StatementRecorder {
     fn on_event(&self, event: &tracing::Event<'_>, _: LayerContext<'_, S>) {
-        if event.metadata().target() != "sqlx::query" {
+        // sqlx logs the readers' statements; the SQLite writer's own connection logs its own.
+        if !matches!(
+            event.metadata().target(),
+            "sqlx::query" | "allot_ledger::sql"
+        ) {
             return;
         }
         let mut fields = StatementFields::default();
@@ -84,7 +88,8 @@ fn recorder() -> Arc<Mutex<Vec<String>>> {
                 .with(StatementRecorder(seen.clone()))
                 .with(
                     tracing_subscriber::filter::Targets::new()
-                        .with_target("sqlx::query", tracing::Level::TRACE),
+                        .with_target("sqlx::query", tracing::Level::TRACE)
+                        .with_target("allot_ledger::sql", tracing::Level::TRACE),
                 );
             tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
             seen

@@ -40,13 +40,14 @@ impl Store {
     /// written before migration 0007. Runs once, at open; each tenant in one transaction holding
     /// its counter's row, so a concurrent writer (another process) waits and then chains on top.
     pub(super) async fn chain_unchained_audit(&self) -> Result<(), StoreError> {
+        let mut conn = self.write_conn().await?;
         let tenants: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM tenants WHERE audit_head IS NULL AND last_audit_seq > 0 ORDER BY id",
         )
-        .fetch_all(&self.writer)
+        .fetch_all(&mut conn)
         .await?;
         for tenant in tenants {
-            let mut tx = self.writer.begin().await?;
+            let mut tx = conn.begin(self.backend).await?;
             // Lock the tenant's counter row (as every audit write does) and re-check.
             let row = sqlx::query(
                 "UPDATE tenants SET last_audit_seq = last_audit_seq WHERE id = $1 \
@@ -135,7 +136,7 @@ impl Store {
              ON a.tenant_id = t.id AND a.seq = t.last_audit_seq WHERE t.id = $1",
         )
         .bind(tenant)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut self.read_conn().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(AuditHead {
@@ -167,7 +168,7 @@ impl Store {
             .bind(expected)
             .bind(PAGE)
             .bind(head.seq)
-            .fetch_all(self.reader())
+            .fetch_all(&mut self.read_conn().await?)
             .await?;
             if rows.is_empty() {
                 break;
@@ -222,7 +223,7 @@ impl Store {
         )
         .bind(tenant)
         .bind(seq + 1)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut self.read_conn().await?)
         .await?;
         Ok(carried.flatten())
     }

@@ -6,7 +6,7 @@
 //! so a test fails when a migration adds a table this list does not cover.
 
 use sqlx::any::AnyRow;
-use sqlx::{Acquire, Column, Row};
+use sqlx::{Column, Row};
 
 use super::ops::sql;
 use super::{Backend, Store};
@@ -117,7 +117,8 @@ impl Store {
                  ORDER BY table_name"
             }
         };
-        let names: Vec<String> = sqlx::query_scalar(query).fetch_all(&self.writer).await?;
+        let mut conn = self.write_conn().await?;
+        let names: Vec<String> = sqlx::query_scalar(query).fetch_all(&mut conn).await?;
         Ok(names
             .into_iter()
             .filter(|n| !NOT_DATA.contains(&n.as_str()))
@@ -126,10 +127,11 @@ impl Store {
 
     /// Whether no table holds a row.
     pub async fn is_empty(&self) -> Result<bool, StoreError> {
+        let mut conn = self.write_conn().await?;
         for (table, _, _) in TABLES {
             let any: Option<i64> =
                 sqlx::query_scalar(sql(format!("SELECT 1 FROM {table} LIMIT 1")))
-                    .fetch_optional(&self.writer)
+                    .fetch_optional(&mut conn)
                     .await?;
             if any.is_some() {
                 return Ok(false);
@@ -140,8 +142,8 @@ impl Store {
 
     /// Every table's rows, read in one transaction (one consistent snapshot).
     pub async fn contents(&self) -> Result<Vec<TableContent>, StoreError> {
-        let mut conn = self.writer.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin(self.backend).await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .execute(&mut *tx)
@@ -173,7 +175,8 @@ impl Store {
     /// Empties every table in one transaction (what `restore --force` replaces). The audit
     /// trail's append-only triggers are lifted inside that transaction only.
     pub async fn clear(&self) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin(self.backend).await?;
         match self.backend {
             Backend::Postgres => {
                 let tables: Vec<&str> = TABLES.iter().map(|(t, _, _)| *t).collect();
@@ -214,7 +217,8 @@ impl Store {
     /// Writes `contents` (another store's, same schema) into this empty store in one
     /// transaction, then moves PostgreSQL's identity sequences past the ids copied.
     pub async fn load(&self, contents: &[TableContent]) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin(self.backend).await?;
         if self.backend == Backend::Sqlite {
             // References are checked at commit, so rows may come in any order within a table.
             sqlx::query("PRAGMA defer_foreign_keys = ON")
@@ -320,7 +324,7 @@ impl Store {
     /// The columns of `table` declared as text (PostgreSQL; SQLite takes any value anywhere).
     async fn text_columns(
         &self,
-        conn: &mut sqlx::AnyConnection,
+        conn: &mut super::Conn,
         table: &str,
     ) -> Result<Vec<String>, StoreError> {
         if self.backend == Backend::Sqlite {
@@ -343,9 +347,10 @@ impl Store {
                 "online backup is for SQLite stores; back PostgreSQL up with pg_dump (docs/operations.md)",
             ));
         }
+        let mut conn = self.write_conn().await?;
         sqlx::query("VACUUM INTO $1")
             .bind(path.to_owned())
-            .execute(&self.writer)
+            .execute(&mut conn)
             .await?;
         Ok(())
     }

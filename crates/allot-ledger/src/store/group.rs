@@ -15,10 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sqlx::AnyPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{Backend, Item, MAX_ATTEMPTS, transact};
+use super::{Backend, Item, MAX_ATTEMPTS, Writer, transact};
 use crate::command::{Command, Context, Outcome};
 use crate::error::{LedgerError, StoreError};
 
@@ -60,7 +59,7 @@ pub struct CommitStats {
 impl GroupCommit {
     /// Starts `committers` tasks writing through `pool`. They end when the `GroupCommit` is
     /// dropped (the queue closes) after finishing what was queued.
-    pub fn start(pool: AnyPool, backend: Backend, committers: usize) -> GroupCommit {
+    pub fn start(pool: Writer, backend: Backend, committers: usize) -> GroupCommit {
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
         let jobs = Arc::new(Mutex::new(jobs));
         let stats = Arc::new(Counters::default());
@@ -127,7 +126,7 @@ async fn next_batch(jobs: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
 }
 
 async fn committer(
-    pool: AnyPool,
+    pool: Writer,
     backend: Backend,
     jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
     stats: Arc<Counters>,
@@ -159,7 +158,7 @@ async fn committer(
 /// Runs the batch in one transaction, again from the start when the store reports a transient
 /// failure (a serialization failure or deadlock).
 async fn commit_with_retries(
-    pool: &AnyPool,
+    pool: &Writer,
     backend: Backend,
     batch: &[Job],
 ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {

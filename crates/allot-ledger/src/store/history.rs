@@ -42,7 +42,7 @@ impl Store {
         .bind(product)
         .bind(step.seconds())
         .bind(first)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut self.read_conn().await?)
         .await?;
         let rows = sqlx::query(
             "SELECT start, total, in_use, in_use_max, in_use_area, total_area, last_at, denied \
@@ -54,7 +54,7 @@ impl Store {
         .bind(step.seconds())
         .bind(first)
         .bind(end)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         let mut buckets = rows
             .iter()
@@ -122,7 +122,7 @@ impl Store {
              ORDER BY product_id",
         )
         .bind(tenant)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?)
     }
 }

@@ -10,12 +10,12 @@
 
 use std::time::Duration;
 
-use sqlx::{Connection, Executor, Row};
+use sqlx::{Executor, Row};
 
 use super::queries::{
     QueryError, QueryResult, group_view_on, pool_status_on, seat_on, user_view_on,
 };
-use super::{Backend, Conn, Env, MAX_ATTEMPTS, OpError, Store, busy_on_timeout, ops};
+use super::{Backend, Conn, Env, MAX_ATTEMPTS, OpError, Store, ops};
 use crate::command::{Command, Context, Outcome};
 use crate::error::{LedgerError, StoreError};
 use crate::idempotency::{
@@ -70,11 +70,8 @@ impl Store {
         R: Fn(&[Result<Outcome, LedgerError>]) -> Option<AnswerRead> + Send + Sync,
         F: Fn(Result<Ran, LedgerError>) -> Answer + Send + Sync,
     {
-        let mut conn = self.writer.acquire().await.map_err(busy_on_timeout)?;
-        let mut tx = match self.backend {
-            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => conn.begin().await?,
-        };
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin(self.backend).await?;
         prune_expired(&mut tx, ctx.tenant, now).await?;
         // The claim: on PostgreSQL a concurrent claim of the same key waits here on the
         // primary key until the first transaction ends, then sees its row. An expired claim
@@ -190,7 +187,7 @@ impl Store {
         read: &AnswerRead,
         now: i64,
     ) -> QueryResult<ReadValue> {
-        let mut conn = self.reader().acquire().await?;
+        let mut conn = self.read_conn().await?;
         read_on(&mut conn, tenant, read, now).await
     }
 
@@ -210,7 +207,7 @@ impl Store {
         .bind(principal.to_owned())
         .bind(key.to_owned())
         .bind(now)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut self.read_conn().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let status: Option<i64> = row.try_get("status")?;

@@ -25,7 +25,7 @@ impl Store {
              ORDER BY seq DESC",
         )
         .bind(tenant)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -49,7 +49,7 @@ impl Store {
              ORDER BY seq DESC LIMIT 1",
         )
         .bind(tenant)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut self.read_conn().await?)
         .await?;
         Ok(match row {
             Some(r) => Some(SealedKeyRow {
@@ -66,7 +66,7 @@ impl Store {
             "SELECT validity_seconds FROM license_settings WHERE tenant_id = $1",
         )
         .bind(tenant)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut self.read_conn().await?)
         .await?;
         Ok(seconds.unwrap_or(crate::license::DEFAULT_VALIDITY_SECONDS))
     }

@@ -3,10 +3,8 @@
 //! deletes at most one bounded batch in a short write transaction of its own, so a large
 //! backlog never holds the writer for long; the caller repeats while batches come back full.
 
-use sqlx::Connection;
-
+use super::Store;
 use super::ops::sql;
-use super::{Backend, Store, busy_on_timeout};
 use crate::error::StoreError;
 
 impl Store {
@@ -56,11 +54,8 @@ impl Store {
         before: i64,
         batch: i64,
     ) -> Result<u64, StoreError> {
-        let mut conn = self.writer.acquire().await.map_err(busy_on_timeout)?;
-        let mut tx = match self.backend {
-            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => conn.begin().await?,
-        };
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin(self.backend).await?;
         let deleted = sqlx::query(sql(statement.to_owned()))
             .bind(before)
             .bind(batch.max(1))

@@ -9,6 +9,7 @@
 //! retried whole.
 
 mod chain;
+mod conn;
 mod copy;
 mod group;
 mod history;
@@ -21,6 +22,7 @@ mod overview;
 mod queries;
 mod webhooks;
 
+pub(crate) use conn::{Conn, Readers, Tx, Writer};
 pub(crate) use copy::copied_tables;
 pub use copy::{Cell, TableContent};
 pub use group::CommitStats;
@@ -32,7 +34,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use sqlx::{AnyConnection, Connection, Executor};
+
+use conn::OwnConnection;
 
 use crate::command::{Command, Context, Outcome};
 use crate::error::{LedgerError, StoreError};
@@ -69,8 +73,10 @@ impl Default for StoreOptions {
 
 pub struct Store {
     backend: Backend,
-    writer: AnyPool,
-    reader: AnyPool,
+    writer: Writer,
+    reader: Readers,
+    /// SQLite file: where the migrations connect (the writer's own connection is not sqlx's).
+    sqlite_url: Option<String>,
     /// SQLite's group committer. PostgreSQL commits each command in its own transaction, side
     /// by side on several connections: a batch there either deadlocks against other batches
     /// (each command ends on its tenant's audit counter while holding user and seat rows) or,
@@ -206,43 +212,42 @@ impl Store {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
              PRAGMA busy_timeout = 10000;"
         );
-        // One writer connection: every write transaction queues here instead of failing with
-        // SQLITE_BUSY. It is never closed for idleness (an in-memory database would vanish).
-        let writer = AnyPoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(options.acquire_timeout)
-            .after_connect(move |conn, _| {
-                let setup = writer_setup.clone();
-                Box::pin(async move {
-                    conn.execute(sqlx::AssertSqlSafe(setup)).await?;
-                    Ok(())
-                })
-            })
-            .connect_with(connect.clone())
-            .await?;
-        let reader = if in_memory {
-            writer.clone()
-        } else {
-            AnyPoolOptions::new()
-                .max_connections(options.sqlite_readers.max(1))
+        let (writer, reader, sqlite_url) = if in_memory {
+            // One connection holds the whole database, so it both writes and reads, through
+            // sqlx. It is never closed for idleness (the database would vanish).
+            let pool = AnyPoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
                 .acquire_timeout(options.acquire_timeout)
-                .after_connect(|conn, _| {
+                .after_connect(move |conn, _| {
+                    let setup = writer_setup.clone();
                     Box::pin(async move {
-                        conn.execute(
-                            "PRAGMA query_only = ON; PRAGMA foreign_keys = ON; \
-                             PRAGMA busy_timeout = 10000;",
-                        )
-                        .await?;
+                        conn.execute(sqlx::AssertSqlSafe(setup)).await?;
                         Ok(())
                     })
                 })
-                .connect_lazy_with(connect)
+                .connect_with(connect)
+                .await?;
+            (Writer::Pool(pool.clone()), Readers::Pool(pool), None)
+        } else {
+            // One writer connection, the store's own: every write transaction queues for it
+            // instead of failing with SQLITE_BUSY. WAL lets the readers read meanwhile.
+            let path = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?
+                .get_filename()
+                .to_owned();
+            let own = OwnConnection::open(&path, &writer_setup)?;
+            let reader = Readers::own(path, options.sqlite_readers, options.acquire_timeout);
+            let writer = Writer::Own {
+                conn: std::sync::Arc::new(tokio::sync::Mutex::new(own)),
+                acquire_timeout: options.acquire_timeout,
+            };
+            (writer, reader, Some(url))
         };
         Ok(Store {
             postgres_url: None,
+            sqlite_url,
             backend: Backend::Sqlite,
             // One connection writes: one committer, whose batches are the group commits.
             group: Some(group::GroupCommit::start(
@@ -264,9 +269,10 @@ impl Store {
         Ok(Store {
             backend: Backend::Postgres,
             postgres_url: Some(url.to_owned()),
+            sqlite_url: None,
             group: None,
-            writer: pool.clone(),
-            reader: pool,
+            writer: Writer::Pool(pool.clone()),
+            reader: Readers::Pool(pool),
         })
     }
 
@@ -280,12 +286,33 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
             Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
-        migrator.run(&self.writer).await?;
+        match (&self.writer, &self.sqlite_url) {
+            (Writer::Pool(pool), _) => migrator.run(pool).await?,
+            // sqlx's migrator runs on a connection of its own, then closes it.
+            (Writer::Own { .. }, Some(url)) => {
+                let mut conn = AnyConnection::connect(url).await?;
+                conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
+                    .await?;
+                migrator.run(&mut conn).await?;
+                conn.close().await?;
+            }
+            (Writer::Own { .. }, None) => {
+                return Err(StoreError::Corrupt(
+                    "an SQLite store without its URL".into(),
+                ));
+            }
+        }
         self.chain_unchained_audit().await
     }
 
-    pub(crate) fn reader(&self) -> &AnyPool {
-        &self.reader
+    /// A reader connection, to pass to queries that take a [`Conn`].
+    pub(crate) async fn read_conn(&self) -> Result<Conn, StoreError> {
+        self.reader.acquire().await
+    }
+
+    /// The write connection (on SQLite, the only one).
+    pub(crate) async fn write_conn(&self) -> Result<Conn, StoreError> {
+        self.writer.acquire().await
     }
 
     pub async fn close(&self) {
@@ -295,7 +322,9 @@ impl Store {
 
     /// Is the database reachable?
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        sqlx::query("SELECT 1")
+            .execute(&mut self.read_conn().await?)
+            .await?;
         Ok(())
     }
 
@@ -406,11 +435,8 @@ impl Store {
         setup: &[Command],
         vault: &crate::keys::KeyVault,
     ) -> Result<Result<(i64, Vec<Outcome>), LedgerError>, StoreError> {
-        let mut conn = self.writer.acquire().await.map_err(busy_on_timeout)?;
-        let mut tx = match self.backend {
-            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => conn.begin().await?,
-        };
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin(self.backend).await?;
         match ops::create_tenant(&mut tx, name, by, now, self.backend, setup, vault).await {
             Ok(created) => {
                 tx.commit().await?;
@@ -430,7 +456,7 @@ impl Store {
         token_hash: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut conn = self.writer.acquire().await.map_err(busy_on_timeout)?;
+        let mut conn = self.write_conn().await?;
         match ops::insert_token(&mut conn, info, token_hash, now).await {
             Ok(()) => Ok(()),
             Err(OpError::Store(e)) => Err(e),
@@ -452,19 +478,14 @@ pub(crate) struct Item<'a> {
 /// the whole transaction, and nothing of it is applied. Without `commit`, the transaction is
 /// rolled back at the end (a dry run).
 pub(crate) async fn transact(
-    writer: &AnyPool,
+    writer: &Writer,
     backend: Backend,
     items: &[Item<'_>],
     atomic: bool,
     commit: bool,
 ) -> Result<Vec<Result<Outcome, LedgerError>>, StoreError> {
-    let mut conn = writer.acquire().await.map_err(busy_on_timeout)?;
-    let mut tx = match backend {
-        // IMMEDIATE takes the write lock up front: a deferred transaction that read first
-        // could not wait for the lock later and would fail with SQLITE_BUSY.
-        Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => conn.begin().await?,
-    };
+    let mut conn = writer.acquire().await?;
+    let mut tx = conn.begin(backend).await?;
     // A lone command on SQLite still gets a savepoint (free there), so a refusal for want of a
     // seat is counted in the same transaction; on PostgreSQL it would cost two round trips on
     // every command, so there a refusal is counted in a transaction of its own afterwards.
@@ -528,10 +549,7 @@ pub(crate) async fn record_denial_alone(
         return;
     };
     let result: Result<(), StoreError> = async {
-        let mut tx = match backend {
-            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => conn.begin().await?,
-        };
+        let mut tx = conn.begin(backend).await?;
         ops::record_denial(&mut tx, env, product)
             .await
             .map_err(op_store_error)?;
@@ -552,13 +570,6 @@ fn op_store_error(e: OpError) -> StoreError {
     }
 }
 
-fn busy_on_timeout(e: sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::PoolTimedOut => StoreError::Busy,
-        other => StoreError::Database(other),
-    }
-}
-
 /// Is this a unique-constraint violation?
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     match e {
@@ -569,6 +580,3 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
         _ => false,
     }
 }
-
-pub(crate) type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
-pub(crate) type Conn = AnyConnection;

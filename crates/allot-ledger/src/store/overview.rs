@@ -65,7 +65,7 @@ impl Store {
         .bind(search.company)
         .bind(search.retired.map(i64::from))
         .bind(rules::page_limit(search.limit))
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter().map(|r| Ok(user_from_row(r)?.user)).collect()
     }
@@ -91,7 +91,7 @@ impl Store {
         .bind(filter.product)
         .bind(filter.seat.map(|s| s.to_string()))
         .bind(rules::page_limit(filter.limit))
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter().map(audit_from_row).collect()
     }
@@ -104,7 +104,7 @@ impl Store {
         now: i64,
     ) -> QueryResult<Vec<CompanyPool>> {
         let company = {
-            let mut conn = self.reader().acquire().await?;
+            let mut conn = self.read_conn().await?;
             ops::find_company(&mut conn, tenant, company).await?
         };
         let rows = sqlx::query(
@@ -125,7 +125,7 @@ impl Store {
         .bind(tenant)
         .bind(company.id)
         .bind(now)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -175,7 +175,7 @@ impl Store {
         .bind(tenant)
         .bind(now)
         .bind(until)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         let product_rows = sqlx::query(
             "SELECT p.id, p.expires_at, \
@@ -188,7 +188,7 @@ impl Store {
         .bind(tenant)
         .bind(now)
         .bind(until)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         let mut expiring = Vec::with_capacity(seat_rows.len() + product_rows.len());
         for (rows, whole_product) in [(&seat_rows, false), (&product_rows, true)] {

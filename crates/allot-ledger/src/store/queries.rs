@@ -128,7 +128,7 @@ pub(crate) fn audit_from_row(r: &sqlx::any::AnyRow) -> QueryResult<AuditEvent> {
 
 impl Store {
     pub async fn group(&self, tenant: TenantId, group: &GroupRef) -> QueryResult<Group> {
-        let mut conn = self.reader().acquire().await?;
+        let mut conn = self.read_conn().await?;
         Ok(ops::find_group(&mut conn, tenant, group).await?)
     }
 
@@ -146,14 +146,14 @@ impl Store {
         .bind(tenant)
         .bind(after_id.unwrap_or(0))
         .bind(page(limit))
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter().map(|r| Ok(group_from_row(r)?)).collect()
     }
 
     /// A group with its members, its licenses and every member's assignment state.
     pub async fn group_view(&self, tenant: TenantId, group: &GroupRef) -> QueryResult<GroupView> {
-        let mut conn = self.reader().acquire().await?;
+        let mut conn = self.read_conn().await?;
         group_view_on(&mut conn, tenant, group).await
     }
 
@@ -166,7 +166,7 @@ impl Store {
         )))
         .bind(tenant)
         .bind(user)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter().map(|r| Ok(group_from_row(r)?)).collect()
     }
@@ -175,7 +175,7 @@ impl Store {
     pub async fn disabled_keep_seats(&self, tenant: TenantId) -> QueryResult<bool> {
         let keep: i64 = sqlx::query_scalar("SELECT disabled_keep_seats FROM tenants WHERE id = $1")
             .bind(tenant)
-            .fetch_one(self.reader())
+            .fetch_one(&mut self.read_conn().await?)
             .await?;
         Ok(keep != 0)
     }
@@ -183,7 +183,7 @@ impl Store {
     pub async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
         let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = $1")
             .bind(name.trim().to_owned())
-            .fetch_optional(self.reader())
+            .fetch_optional(&mut self.read_conn().await?)
             .await?;
         Ok(match row {
             Some(row) => Some(Tenant {
@@ -197,7 +197,7 @@ impl Store {
 
     pub async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY id")
-            .fetch_all(self.reader())
+            .fetch_all(&mut self.read_conn().await?)
             .await?;
         rows.iter()
             .map(|row| {
@@ -211,7 +211,7 @@ impl Store {
     }
 
     pub async fn user(&self, tenant: TenantId, user: &UserRef) -> QueryResult<User> {
-        let mut conn = self.reader().acquire().await?;
+        let mut conn = self.read_conn().await?;
         Ok(ops::find_user(&mut conn, tenant, user).await?.user)
     }
 
@@ -229,7 +229,7 @@ impl Store {
         .bind(tenant)
         .bind(after_id.unwrap_or(0))
         .bind(page(limit))
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter().map(|r| Ok(user_from_row(r)?.user)).collect()
     }
@@ -247,7 +247,7 @@ impl Store {
         )))
         .bind(tenant)
         .bind(external_id.to_owned())
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter().map(|r| Ok(user_from_row(r)?.user)).collect()
     }
@@ -264,7 +264,7 @@ impl Store {
         )))
         .bind(tenant)
         .bind(external_id.to_owned())
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter().map(|r| Ok(group_from_row(r)?)).collect()
     }
@@ -286,7 +286,7 @@ impl Store {
         .bind(tenant)
         .bind(first)
         .bind(last)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -299,7 +299,7 @@ impl Store {
     }
 
     pub async fn company(&self, tenant: TenantId, company: &CompanyRef) -> QueryResult<Company> {
-        let mut conn = self.reader().acquire().await?;
+        let mut conn = self.read_conn().await?;
         Ok(ops::find_company(&mut conn, tenant, company).await?)
     }
 
@@ -308,18 +308,18 @@ impl Store {
             "SELECT id, uuid, name, pool_mode FROM companies WHERE tenant_id = $1 ORDER BY id",
         )
         .bind(tenant)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter().map(|r| Ok(company_from_row(r)?)).collect()
     }
 
     pub async fn product(&self, tenant: TenantId, product: &ProductRef) -> QueryResult<Product> {
-        let mut conn = self.reader().acquire().await?;
+        let mut conn = self.read_conn().await?;
         Ok(ops::find_product(&mut conn, tenant, product).await?.product)
     }
 
     pub async fn products(&self, tenant: TenantId) -> QueryResult<Vec<Product>> {
-        let mut conn = self.reader().acquire().await?;
+        let mut conn = self.read_conn().await?;
         products_on(&mut conn, tenant).await
     }
 
@@ -332,7 +332,7 @@ impl Store {
         product: Option<ProductId>,
         now: i64,
     ) -> QueryResult<Vec<PoolStatus>> {
-        let mut conn = self.reader().acquire().await?;
+        let mut conn = self.read_conn().await?;
         pool_status_on(&mut conn, tenant, product, now).await
     }
 
@@ -346,12 +346,12 @@ impl Store {
         now: i64,
         only: Option<&[ProductId]>,
     ) -> QueryResult<Vec<UserProductView>> {
-        let mut conn = self.reader().acquire().await?;
+        let mut conn = self.read_conn().await?;
         user_view_on(&mut conn, tenant, user, now, only).await
     }
 
     pub async fn seat(&self, tenant: TenantId, seat: Uuid) -> QueryResult<Seat> {
-        let mut conn = self.reader().acquire().await?;
+        let mut conn = self.read_conn().await?;
         seat_on(&mut conn, tenant, seat).await
     }
 
@@ -420,7 +420,7 @@ impl Store {
         for value in binds {
             query = query.bind(value);
         }
-        let rows = query.fetch_all(self.reader()).await?;
+        let rows = query.fetch_all(&mut self.read_conn().await?).await?;
         rows.iter().map(|r| Ok(seat_from_row(r)?.seat)).collect()
     }
 
@@ -446,7 +446,7 @@ impl Store {
         .bind(tenant)
         .bind(now)
         .bind(rules::MICROS_PER_DAY)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -482,7 +482,7 @@ impl Store {
              WHERE hp.tenant_id = $1 ORDER BY hp.product_id",
         )
         .bind(tenant)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -505,7 +505,7 @@ impl Store {
              WHERE e.tenant_id = $1 ORDER BY g.id"
         )))
         .bind(tenant)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter().map(|r| Ok(group_from_row(r)?)).collect()
     }
@@ -519,7 +519,7 @@ impl Store {
              WHERE e.tenant_id = $1 ORDER BY u.id"
         )))
         .bind(tenant)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter().map(|r| Ok(user_from_row(r)?.user)).collect()
     }
@@ -530,7 +530,7 @@ impl Store {
         )))
         .bind(tenant)
         .bind(session.to_string())
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut self.read_conn().await?)
         .await?;
         match row {
             Some(row) => Ok(session_from_row(&row)?.0),
@@ -557,7 +557,7 @@ impl Store {
         .bind(client.map(|c| c.as_str()))
         .bind(after.unwrap_or(0))
         .bind(page(limit))
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter().map(|r| Ok(session_from_row(r)?.0)).collect()
     }
@@ -572,7 +572,7 @@ impl Store {
         )
         .bind(tenant)
         .bind(user)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -607,7 +607,7 @@ impl Store {
         .bind(filter.product)
         .bind(filter.seat.map(|s| s.to_string()))
         .bind(page(filter.limit))
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter().map(audit_from_row).collect()
     }
@@ -618,7 +618,7 @@ impl Store {
             "SELECT login, role, user_id FROM logins WHERE tenant_id = $1 ORDER BY login_key",
         )
         .bind(tenant)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -648,7 +648,7 @@ impl Store {
         )
         .bind(tenant)
         .bind(rules::name_key(login))
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut self.read_conn().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(LoginRecord {
@@ -672,7 +672,7 @@ impl Store {
             "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1"
         )))
         .bind(token_hash.to_owned())
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut self.read_conn().await?)
         .await?;
         Ok(match row {
             Some(row) => Some(token_from_row(&row)?),
@@ -685,7 +685,7 @@ impl Store {
             "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE tenant_id = $1 ORDER BY created_at, id"
         )))
         .bind(tenant)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter().map(|r| Ok(token_from_row(r)?)).collect()
     }
@@ -804,7 +804,7 @@ impl Store {
         for (what, query) in checks {
             let n: i64 = sqlx::query_scalar(*query)
                 .bind(tenant)
-                .fetch_one(self.reader())
+                .fetch_one(&mut self.read_conn().await?)
                 .await?;
             if n > 0 {
                 violations.push(format!("{what}: {n}"));
@@ -823,7 +823,7 @@ impl Store {
         )
         .bind(tenant)
         .bind(now)
-        .fetch_one(self.reader())
+        .fetch_one(&mut self.read_conn().await?)
         .await?;
         if starved > 0 {
             violations.push(format!(
@@ -851,7 +851,7 @@ impl Store {
              FROM tenants t WHERE t.id = $1",
         )
         .bind(tenant)
-        .fetch_one(self.reader())
+        .fetch_one(&mut self.read_conn().await?)
         .await?;
         if count != last || max != last || (count > 0 && min != 1) {
             violations.push(format!(

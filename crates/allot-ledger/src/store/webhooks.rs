@@ -1,10 +1,10 @@
 //! Webhook reads and the delivery worker's claims. The worker is an adapter; its claims and the
 //! records of its attempts are statements here, each in a short write transaction of its own.
 
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
 use super::ops::{self, AttemptRecord};
-use super::{Backend, Env, OpError, Store, busy_on_timeout};
+use super::{Backend, Env, OpError, Store};
 use crate::command::Context;
 use crate::error::StoreError;
 use crate::model::TenantId;
@@ -46,13 +46,13 @@ impl Store {
                 sqlx::query(ops::sql(format!("{select} AND id = $2")))
                     .bind(tenant)
                     .bind(id.to_owned())
-                    .fetch_all(self.reader())
+                    .fetch_all(&mut self.read_conn().await?)
                     .await?
             }
             None => {
                 sqlx::query(ops::sql(format!("{select} ORDER BY created_at, id")))
                     .bind(tenant)
-                    .fetch_all(self.reader())
+                    .fetch_all(&mut self.read_conn().await?)
                     .await?
             }
         };
@@ -76,7 +76,7 @@ impl Store {
         .bind(tenant)
         .bind(endpoint.to_owned())
         .bind(limit)
-        .fetch_all(self.reader())
+        .fetch_all(&mut self.read_conn().await?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -111,11 +111,8 @@ impl Store {
         claim_until: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedRow>, StoreError> {
-        let mut conn = self.writer.acquire().await.map_err(busy_on_timeout)?;
-        let mut tx = match self.backend {
-            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => conn.begin().await?,
-        };
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin(self.backend).await?;
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE OF d SKIP LOCKED",
             Backend::Sqlite => "",
@@ -179,11 +176,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let ctx = Context::new(tenant, WORKER);
         let env = Env::new(&ctx, now, self.backend);
-        let mut conn = self.writer.acquire().await.map_err(busy_on_timeout)?;
-        let mut tx = match self.backend {
-            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => conn.begin().await?,
-        };
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin(self.backend).await?;
         let held = ops::finish_delivery(&mut tx, &env, attempt)
             .await
             .map_err(from_op)?;
@@ -196,18 +190,18 @@ impl Store {
     pub(crate) async fn server_secret(&self, name: &str) -> Result<String, StoreError> {
         let fresh: [u8; 32] = rand::random();
         let fresh: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
-        let mut conn = self.writer.acquire().await.map_err(busy_on_timeout)?;
+        let mut conn = self.write_conn().await?;
         sqlx::query(
             "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )
         .bind(name.to_owned())
         .bind(fresh)
-        .execute(&mut *conn)
+        .execute(&mut conn)
         .await?;
         Ok(
             sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
                 .bind(name.to_owned())
-                .fetch_one(&mut *conn)
+                .fetch_one(&mut conn)
                 .await?,
         )
     }
