@@ -1,6 +1,9 @@
-//! The store: the only place SQL lives. One implementation serves SQLite and PostgreSQL through
-//! sqlx's `Any` driver, so both stores run literally the same statements; the few places where
-//! the engines differ are branches on [`Backend`].
+//! The store: the only place SQL lives. One implementation serves SQLite and PostgreSQL, written
+//! against sqlx's `Executor` over the `Any` database, so both stores run literally the same
+//! statements; the few places where the engines differ are branches on [`Backend`]. PostgreSQL
+//! and in-memory SQLite run on sqlx pools; a SQLite file runs on the store's own rusqlite
+//! connections with cached statements ([`conn`]), because sqlx-sqlite's per-statement hand-off
+//! to a worker thread cost some thirty times the statement itself.
 //!
 //! Writes: SQLite has a single writer connection (writes are serialised, so no request ever
 //! meets SQLITE_BUSY) and a separate pool of read-only connections (WAL lets them read while the
