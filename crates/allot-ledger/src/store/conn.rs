@@ -3,13 +3,14 @@
 //! Every op takes a [`Conn`] and sends its statements through sqlx's `Executor` with the `Any`
 //! database, so both engines run literally the same SQL. Behind that one face are two drivers:
 //!
-//! - **sqlx** for PostgreSQL, for SQLite's readers and for an in-memory SQLite store;
-//! - **the SQLite writer's own connection** ([`OwnConnection`], rusqlite) for a file store. sqlx-sqlite
-//!   hands every statement to a worker thread and back through a channel; measured, that hop
-//!   costs 46 µs of CPU per statement against 1.4 µs for a cached statement run in place
-//!   (`examples/driver_cost.rs`, BENCHMARKS.md), and a command runs about twenty statements.
-//!   Here a statement runs on the calling thread, prepared once and cached, and its rows come
-//!   back as sqlx `AnyRow`s, so the ops cannot tell the difference.
+//! - **sqlx** pools for PostgreSQL and for an in-memory SQLite store;
+//! - **the store's own rusqlite connections** ([`OwnConnection`]) for a SQLite file: one writer
+//!   and a few read-only readers. sqlx-sqlite hands every statement to a worker thread and back
+//!   through a channel; measured, that hop costs 46 µs of CPU per statement against 1.4 µs for a
+//!   cached statement run in place (`examples/driver_cost.rs`, BENCHMARKS.md), and a command
+//!   runs about twenty statements. Here a statement runs on the calling thread, prepared once
+//!   and cached, and its rows come back as sqlx `AnyRow`s, so the ops cannot tell the
+//!   difference.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -324,9 +325,40 @@ fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// The SQLite writer's connection, driven in place: no worker thread, statements cached.
+/// One of a SQLite file's connections, driven in place: no worker thread, statements cached.
 pub(crate) struct OwnConnection {
     conn: rusqlite::Connection,
+    /// The column names of each cached statement, as sqlx rows carry them, so a row costs no
+    /// name allocations.
+    columns: sqlx_core::HashMap<String, Arc<ColumnNames>>,
+}
+
+/// Column names beyond which the cache of them is dropped and refilled: more distinct
+/// statements than the store has, so it only bounds statements built at run time.
+const COLUMN_NAMES_CACHE: usize = 2 * STATEMENT_CACHE;
+
+/// A statement's column names, and the name-to-ordinal index every `AnyRow` shares.
+struct ColumnNames {
+    names: Vec<UStr>,
+    index: Arc<sqlx_core::HashMap<UStr, usize>>,
+}
+
+impl ColumnNames {
+    fn of(statement: &rusqlite::Statement<'_>) -> ColumnNames {
+        let names: Vec<UStr> = statement
+            .column_names()
+            .into_iter()
+            .map(|name| UStr::from(name.to_owned()))
+            .collect();
+        let index = Arc::new(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.clone(), i))
+                .collect(),
+        );
+        ColumnNames { names, index }
+    }
 }
 
 impl OwnConnection {
@@ -334,7 +366,10 @@ impl OwnConnection {
     pub fn open(path: &std::path::Path, setup: &str) -> Result<OwnConnection, StoreError> {
         let conn = rusqlite::Connection::open(path).map_err(database_error)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let mut own = OwnConnection { conn };
+        let mut own = OwnConnection {
+            conn,
+            columns: sqlx_core::HashMap::default(),
+        };
         own.batch(setup).map_err(StoreError::Database)?;
         Ok(own)
     }
@@ -342,6 +377,15 @@ impl OwnConnection {
     /// Runs statements without parameters, discarding any rows.
     fn batch(&mut self, sql: &str) -> Result<(), sqlx::Error> {
         self.run(sql, None).map(|_| ())
+    }
+
+    /// Runs a query the ops built with sqlx (`sqlx::query(…).bind(…)`).
+    fn run_query<'q>(
+        &mut self,
+        mut query: impl Execute<'q, Any>,
+    ) -> Result<(Vec<AnyRow>, u64), sqlx::Error> {
+        let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
+        self.run(query.sql().as_str(), arguments)
     }
 
     /// Runs `sql`: with `arguments`, one statement, prepared once and cached; without, any
@@ -357,7 +401,18 @@ impl OwnConnection {
             Some(arguments) => {
                 let mut statement = self.conn.prepare_cached(sql).map_err(database_error)?;
                 bind(&mut statement, arguments)?;
-                let rows = collect_rows(&mut statement)?;
+                let names = match self.columns.get(sql) {
+                    Some(names) if names.names.len() == statement.column_count() => names.clone(),
+                    _ => {
+                        if self.columns.len() >= COLUMN_NAMES_CACHE {
+                            self.columns.clear();
+                        }
+                        let names = Arc::new(ColumnNames::of(&statement));
+                        self.columns.insert(sql.to_owned(), names.clone());
+                        names
+                    }
+                };
+                let rows = collect_rows(&mut statement, &names)?;
                 let changed = changes(&self.conn, &statement);
                 Ok((rows, changed))
             }
@@ -366,7 +421,8 @@ impl OwnConnection {
                 let mut changed = 0;
                 let mut statements = rusqlite::Batch::new(&self.conn, sql);
                 while let Some(mut statement) = statements.next().map_err(database_error)? {
-                    rows.extend(collect_rows(&mut statement)?);
+                    let names = ColumnNames::of(&statement);
+                    rows.extend(collect_rows(&mut statement, &names)?);
                     changed += changes(&self.conn, &statement);
                 }
                 Ok((rows, changed))
@@ -392,12 +448,14 @@ fn log_statement(sql: &str, elapsed: Duration, result: &Result<(Vec<AnyRow>, u64
         Ok((rows, changed)) => (rows.len(), *changed),
         Err(_) => (0, 0),
     };
-    let summary = sql.split_whitespace().take(4).collect::<Vec<_>>().join(" ");
+    // The fields are evaluated only when the event is enabled, so a disabled log costs nothing
+    // per statement.
+    let summary = || sql.split_whitespace().take(4).collect::<Vec<_>>().join(" ");
     let elapsed_secs = elapsed.as_secs_f64();
     if elapsed >= SLOW_STATEMENT {
         tracing::warn!(
             target: "allot_ledger::sql",
-            summary,
+            summary = summary(),
             db.statement = sql,
             rows_affected,
             rows_returned,
@@ -407,7 +465,7 @@ fn log_statement(sql: &str, elapsed: Duration, result: &Result<(Vec<AnyRow>, u64
     } else {
         tracing::debug!(
             target: "allot_ledger::sql",
-            summary,
+            summary = summary(),
             db.statement = sql,
             rows_affected,
             rows_returned,
@@ -459,31 +517,18 @@ fn bind(
 
 /// Steps the statement to its end, turning each row into an `AnyRow`: integers as `BigInt`,
 /// reals as `Double`, text and blobs as they are: what sqlx-sqlite's `Any` rows hold.
-fn collect_rows(statement: &mut rusqlite::Statement<'_>) -> Result<Vec<AnyRow>, sqlx::Error> {
-    let width = statement.column_count();
-    let names: Vec<UStr> = statement
-        .column_names()
-        .into_iter()
-        .map(|name| UStr::from(name.to_owned()))
-        .collect();
+fn collect_rows(
+    statement: &mut rusqlite::Statement<'_>,
+    names: &ColumnNames,
+) -> Result<Vec<AnyRow>, sqlx::Error> {
+    let width = names.names.len();
     let mut rows = statement.raw_query();
     let mut out = Vec::new();
-    let mut index: Option<Arc<sqlx_core::HashMap<UStr, usize>>> = None;
     while let Some(row) = rows.next().map_err(database_error)? {
-        let column_names = index
-            .get_or_insert_with(|| {
-                Arc::new(
-                    names
-                        .iter()
-                        .enumerate()
-                        .map(|(i, name)| (name.clone(), i))
-                        .collect(),
-                )
-            })
-            .clone();
+        let column_names = names.index.clone();
         let mut columns = Vec::with_capacity(width);
         let mut values = Vec::with_capacity(width);
-        for (ordinal, name) in names.iter().enumerate() {
+        for (ordinal, name) in names.names.iter().enumerate() {
             let kind = match row.get_ref(ordinal).map_err(database_error)? {
                 ValueRef::Null => AnyValueKind::Null(AnyTypeInfoKind::Null),
                 ValueRef::Integer(i) => AnyValueKind::BigInt(i),
@@ -594,7 +639,7 @@ impl<'c> Executor<'c> for &'c mut Conn {
 
     fn fetch_many<'e, 'q: 'e, E>(
         self,
-        mut query: E,
+        query: E,
     ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
     where
         'c: 'e,
@@ -604,10 +649,7 @@ impl<'c> Executor<'c> for &'c mut Conn {
             Conn::Pooled(c) => (&mut **c).fetch_many(query),
             own => {
                 let c = own.own().expect("not a pooled connection");
-                let result = query
-                    .take_arguments()
-                    .map_err(sqlx::Error::Encode)
-                    .and_then(|arguments| c.run(query.sql().as_str(), arguments));
+                let result = c.run_query(query);
                 let items: Vec<Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>> = match result {
                     Ok((rows, rows_affected)) => rows
                         .into_iter()
@@ -626,7 +668,7 @@ impl<'c> Executor<'c> for &'c mut Conn {
 
     fn fetch_optional<'e, 'q: 'e, E>(
         self,
-        mut query: E,
+        query: E,
     ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
     where
         'c: 'e,
@@ -636,11 +678,7 @@ impl<'c> Executor<'c> for &'c mut Conn {
             Conn::Pooled(c) => (&mut **c).fetch_optional(query),
             own => {
                 let c = own.own().expect("not a pooled connection");
-                let result = query
-                    .take_arguments()
-                    .map_err(sqlx::Error::Encode)
-                    .and_then(|arguments| c.run(query.sql().as_str(), arguments))
-                    .map(|(rows, _)| rows.into_iter().next());
+                let result = c.run_query(query).map(|(rows, _)| rows.into_iter().next());
                 Box::pin(std::future::ready(result))
             }
         }
