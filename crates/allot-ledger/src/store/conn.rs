@@ -53,6 +53,8 @@ pub(crate) enum Writer {
     Own {
         conn: Arc<Mutex<OwnConnection>>,
         acquire_timeout: Duration,
+        /// The database's URL, for sqlx's migrator, which runs on a connection of its own.
+        url: String,
     },
 }
 
@@ -64,6 +66,7 @@ impl Writer {
             Writer::Own {
                 conn,
                 acquire_timeout,
+                ..
             } => {
                 let guard = tokio::time::timeout(*acquire_timeout, conn.clone().lock_owned())
                     .await

@@ -78,8 +78,6 @@ pub struct Store {
     backend: Backend,
     writer: Writer,
     reader: Readers,
-    /// SQLite file: where the migrations connect (the writer's own connection is not sqlx's).
-    sqlite_url: Option<String>,
     /// SQLite's group committer. PostgreSQL commits each command in its own transaction, side
     /// by side on several connections: a batch there either deadlocks against other batches
     /// (each command ends on its tenant's audit counter while holding user and seat rows) or,
@@ -215,7 +213,7 @@ impl Store {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
              PRAGMA busy_timeout = 10000;"
         );
-        let (writer, reader, sqlite_url) = if in_memory {
+        let (writer, reader) = if in_memory {
             // One connection holds the whole database, so it both writes and reads, through
             // sqlx. It is never closed for idleness (the database would vanish).
             let pool = AnyPoolOptions::new()
@@ -233,7 +231,7 @@ impl Store {
                 })
                 .connect_with(connect)
                 .await?;
-            (Writer::Pool(pool.clone()), Readers::Pool(pool), None)
+            (Writer::Pool(pool.clone()), Readers::Pool(pool))
         } else {
             // One writer connection, the store's own: every write transaction queues for it
             // instead of failing with SQLITE_BUSY. WAL lets the readers read meanwhile.
@@ -245,12 +243,12 @@ impl Store {
             let writer = Writer::Own {
                 conn: std::sync::Arc::new(tokio::sync::Mutex::new(own)),
                 acquire_timeout: options.acquire_timeout,
+                url,
             };
-            (writer, reader, Some(url))
+            (writer, reader)
         };
         Ok(Store {
             postgres_url: None,
-            sqlite_url,
             backend: Backend::Sqlite,
             // One connection writes: one committer, whose batches are the group commits.
             group: Some(group::GroupCommit::start(
@@ -272,7 +270,6 @@ impl Store {
         Ok(Store {
             backend: Backend::Postgres,
             postgres_url: Some(url.to_owned()),
-            sqlite_url: None,
             group: None,
             writer: Writer::Pool(pool.clone()),
             reader: Readers::Pool(pool),
@@ -289,20 +286,15 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
             Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
-        match (&self.writer, &self.sqlite_url) {
-            (Writer::Pool(pool), _) => migrator.run(pool).await?,
+        match &self.writer {
+            Writer::Pool(pool) => migrator.run(pool).await?,
             // sqlx's migrator runs on a connection of its own, then closes it.
-            (Writer::Own { .. }, Some(url)) => {
+            Writer::Own { url, .. } => {
                 let mut conn = AnyConnection::connect(url).await?;
                 conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
                     .await?;
                 migrator.run(&mut conn).await?;
                 conn.close().await?;
-            }
-            (Writer::Own { .. }, None) => {
-                return Err(StoreError::Corrupt(
-                    "an SQLite store without its URL".into(),
-                ));
             }
         }
         self.chain_unchained_audit().await
