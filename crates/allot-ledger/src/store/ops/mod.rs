@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{Backend, Conn, Env, OpError, OpResult, Tx, is_unique_violation};
 use crate::command::*;
-use crate::error::LedgerError;
+use crate::error::{LedgerError, StoreError};
 use crate::model::*;
 use crate::rules::{self, Pool};
 
@@ -572,8 +572,12 @@ pub(crate) async fn find_product(
     tenant: i64,
     product: &ProductRef,
 ) -> OpResult<ProductRow> {
+    // A plan's members come in the same statement (one seek of plan_members' key), not in a
+    // second one: a product is looked up several times on every seat operation.
     let base = format!(
-        "SELECT {PRODUCT_COLUMNS} FROM products p JOIN owners o \
+        "SELECT {PRODUCT_COLUMNS}, (SELECT string_agg(CAST(m.member_id AS TEXT), ',') \
+           FROM plan_members m WHERE m.tenant_id = p.tenant_id AND m.plan_id = p.id) AS members \
+         FROM products p JOIN owners o \
          ON o.tenant_id = p.tenant_id AND o.id = p.owner_id WHERE p.tenant_id = $1 AND "
     );
     let row = match product {
@@ -596,21 +600,27 @@ pub(crate) async fn find_product(
     match row {
         Some(row) => {
             let mut found = product_from_row(&row)?;
-            found.product.plan_members = plan_members(c, tenant, found.id()).await?;
+            found.product.plan_members = plan_members(row.try_get("members")?)?;
             Ok(found)
         }
         None => Err(LedgerError::UnknownProduct(product.to_string()).into()),
     }
 }
 
-async fn plan_members(c: &mut Conn, tenant: i64, plan: ProductId) -> OpResult<Vec<ProductId>> {
-    Ok(sqlx::query_scalar(
-        "SELECT member_id FROM plan_members WHERE tenant_id = $1 AND plan_id = $2 ORDER BY member_id",
-    )
-    .bind(tenant)
-    .bind(plan)
-    .fetch_all(&mut *c)
-    .await?)
+/// A plan's member ids from their comma-separated list, in ascending order.
+fn plan_members(list: Option<String>) -> OpResult<Vec<ProductId>> {
+    let mut members = list
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|id| !id.is_empty())
+        .map(|id| {
+            id.parse()
+                .map_err(|_| OpError::Store(StoreError::Corrupt(format!("plan member id {id:?}"))))
+        })
+        .collect::<OpResult<Vec<ProductId>>>()?;
+    members.sort_unstable();
+    Ok(members)
 }
 
 pub(crate) async fn find_company(

@@ -169,13 +169,27 @@ pub async fn licenses(
     ))
 }
 
-/// Runs an assignment change and answers the product as the user now sees it.
+/// A product's id for an assignment change: as given, or looked up by owner/name. An id is not
+/// looked up here: the command finds the product (or answers 404) in its own transaction.
+async fn product_id(
+    state: &AppState,
+    tenant: TenantId,
+    product: ProductRef,
+) -> ApiResult<ProductId> {
+    match product {
+        ProductRef::Id(id) => Ok(id),
+        named => Ok(state.ledger.product(tenant, &named).await?.id),
+    }
+}
+
+/// Runs an assignment change and answers the product as the user now sees it. The user is not
+/// looked up first: the command finds it (or answers 404), and the answer reads it again.
 async fn view_answer(
     state: &AppState,
     caller: &Caller,
     tenant: TenantId,
     headers: &HeaderMap,
-    user: UserId,
+    user: UserRef,
     product: ProductId,
     command: Command,
 ) -> Response {
@@ -188,7 +202,7 @@ async fn view_answer(
         RunMode::Atomic,
         |_| {
             Some(AnswerRead::UserProduct {
-                user: UserRef::Id(user),
+                user: user.clone(),
                 product,
             })
         },
@@ -211,14 +225,10 @@ pub async fn assign(
     ApiJson(req): ApiJson<AssignmentRequest>,
 ) -> ApiResult<Response> {
     let tenant = caller.admin()?;
-    let user = state.ledger.user(tenant, &user_ref(&user)).await?.id;
-    let product = state
-        .ledger
-        .product(tenant, &req.product.product()?)
-        .await?
-        .id;
+    let user = user_ref(&user);
+    let product = product_id(&state, tenant, req.product.product()?).await?;
     let command = Command::Assign {
-        user: UserRef::Id(user),
+        user: user.clone(),
         product: ProductRef::Id(product),
     };
     Ok(view_answer(&state, &caller, tenant, &headers, user, product, command).await)
@@ -234,14 +244,10 @@ pub async fn unassign(
     ApiPath((user, product)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
     let tenant = caller.admin()?;
-    let user = state.ledger.user(tenant, &user_ref(&user)).await?.id;
-    let product = state
-        .ledger
-        .product(tenant, &product_ref(&product)?)
-        .await?
-        .id;
+    let user = user_ref(&user);
+    let product = product_id(&state, tenant, product_ref(&product)?).await?;
     let command = Command::Unassign {
-        user: UserRef::Id(user),
+        user: user.clone(),
         product: ProductRef::Id(product),
     };
     Ok(view_answer(&state, &caller, tenant, &headers, user, product, command).await)
