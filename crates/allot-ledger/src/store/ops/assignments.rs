@@ -43,22 +43,23 @@ pub(super) async fn has_grant(
 }
 
 /// Gives the user a seat of `product` for the reason `via`, unless it already holds one.
-/// Returns the seat taken, if any. The caller has applied `rules::assignment` (prerequisites).
+/// Returns the seat taken, if any, with its product. The caller has applied `rules::assignment`
+/// (prerequisites).
 pub(super) async fn grant_product(
     c: &mut Conn,
     env: &Env<'_>,
     user: &UserRow,
     product: &ProductRow,
     via: ProductId,
-) -> OpResult<Option<i64>> {
+) -> OpResult<Option<(TakenSeat, ProductId)>> {
     let held = has_unexpired_seat(c, env, user.user.id, product.id()).await?;
     add_grant(c, env, user.user.id, product.id(), via).await?;
     if held {
         return Ok(None);
     }
-    let number = take_seat(c, env, user, product, None).await?;
+    let taken = take_seat(c, env, user, product, None).await?;
     seat_now_held(c, env, user.user.id, product.id()).await?;
-    Ok(Some(number))
+    Ok(Some((taken, product.id())))
 }
 
 pub(super) async fn has_unexpired_seat(
@@ -160,22 +161,18 @@ pub(super) async fn assign(
         };
         taken.extend(grant_product(c, env, &user, row, product.id()).await?);
     }
-    let mut seats = Vec::new();
-    for number in &taken {
-        seats.push(seat_by_number(c, env.tenant(), *number).await?.seat);
-    }
     audit(env,
         "license.assign",
         Subjects {
             user: Some(uid),
             product: Some(product.id()),
-            seat: seats.first().map(|s| s.id),
+            seat: taken.first().map(|(s, _)| s.uuid),
             ..Default::default()
         },
         json!({
             "before": { "assigned": false },
             "after": { "assigned": true },
-            "seats": seats.iter().map(|s| json!({ "seat": s.id, "number": s.number, "product": s.product })).collect::<Vec<_>>(),
+            "seats": taken.iter().map(|(s, product)| json!({ "seat": s.uuid, "number": s.number, "product": product })).collect::<Vec<_>>(),
             "plan_members": granted_members,
         }),
     )

@@ -6,13 +6,20 @@ use super::*;
 /// and claimed in one conditional UPDATE (`holder_id IS NULL` is re-checked on the row itself),
 /// so two transactions can never both take the same seat. Unrestricted products that have no
 /// seat left get an overflow seat, inserted only if the product row says it is unrestricted.
+/// A seat a command just took: what its audit record names, from the claiming statement itself
+/// (no second read of the seat).
+pub(super) struct TakenSeat {
+    pub number: i64,
+    pub uuid: Uuid,
+}
+
 pub(super) async fn take_seat(
     c: &mut Conn,
     env: &Env<'_>,
     user: &UserRow,
     product: &ProductRow,
     session: Option<Uuid>,
-) -> OpResult<i64> {
+) -> OpResult<TakenSeat> {
     if product.expired(env.now) {
         return Err(LedgerError::ProductExpired {
             product: product.id(),
@@ -22,15 +29,14 @@ pub(super) async fn take_seat(
     }
     let session = session.map(|s| s.to_string());
     let pool = user.pool();
-    if let Some(number) =
-        claim_free_seat(c, env, user, product, pool, None, session.clone()).await?
+    if let Some(taken) = claim_free_seat(c, env, user, product, pool, None, session.clone()).await?
     {
-        return Ok(number);
+        return Ok(taken);
     }
     if let Pool::Company(company) = pool {
         // Past the company's own seats: tenant-wide seats, within the company's quota.
         if charge_quota(c, env, company, product.id()).await? {
-            if let Some(number) = claim_free_seat(
+            if let Some(taken) = claim_free_seat(
                 c,
                 env,
                 user,
@@ -41,7 +47,7 @@ pub(super) async fn take_seat(
             )
             .await?
             {
-                return Ok(number);
+                return Ok(taken);
             }
             // No seat to charge after all: the quota update is undone with the command (the
             // error below rolls back its savepoint or transaction).
@@ -84,19 +90,19 @@ pub(super) async fn claim_free_seat(
     pool: Pool,
     charge: Option<CompanyId>,
     session: Option<String>,
-) -> OpResult<Option<i64>> {
+) -> OpResult<Option<TakenSeat>> {
     // The pool is a bound value too; only the shape of the clause differs.
     let pool_clause = match pool {
         Pool::Global => "pool_company_id IS NULL",
         Pool::Company(_) => "pool_company_id = $7",
     };
-    let query = sqlx::query_scalar::<_, i64>(sql(format!(
+    let query = sqlx::query(sql(format!(
         "UPDATE seats SET holder_id = $3, held_since = $4, charged_company_id = $5, session_uuid = $6 \
          WHERE tenant_id = $1 AND holder_id IS NULL AND number = ( \
              SELECT number FROM seats WHERE tenant_id = $1 AND product_id = $2 AND holder_id IS NULL \
                AND overflow = 0 AND (expires_at IS NULL OR expires_at > $4) AND {pool_clause} \
              ORDER BY trial, number LIMIT 1{}) \
-         RETURNING number",
+         RETURNING number, uuid",
         env.skip_locked()
     )))
     .bind(env.tenant())
@@ -109,7 +115,13 @@ pub(super) async fn claim_free_seat(
         Pool::Global => query,
         Pool::Company(company) => query.bind(company),
     };
-    Ok(query.fetch_optional(&mut *c).await?)
+    match query.fetch_optional(&mut *c).await? {
+        Some(row) => Ok(Some(TakenSeat {
+            number: row.try_get("number")?,
+            uuid: parse_uuid(&row.try_get::<String, _>("uuid")?)?,
+        })),
+        None => Ok(None),
+    }
 }
 
 pub(super) async fn insert_overflow_seat(
@@ -118,8 +130,9 @@ pub(super) async fn insert_overflow_seat(
     user: &UserRow,
     product: &ProductRow,
     session: Option<String>,
-) -> OpResult<i64> {
+) -> OpResult<TakenSeat> {
     let number = bump_counter(c, env.tenant(), "last_seat_number", 1).await?;
+    let uuid = Uuid::new_v4();
     // Conditional on the product row (share-locked on PostgreSQL, so an edit making the product
     // restricted either waits for this insert or is seen by it).
     let inserted = sqlx::query(sql(format!(
@@ -131,7 +144,7 @@ pub(super) async fn insert_overflow_seat(
     )))
     .bind(env.tenant())
     .bind(number)
-    .bind(Uuid::new_v4().to_string())
+    .bind(uuid.to_string())
     .bind(user.user.id)
     .bind(env.now)
     .bind(session)
@@ -140,7 +153,7 @@ pub(super) async fn insert_overflow_seat(
     .await?
     .rows_affected();
     if inserted == 1 {
-        Ok(number)
+        Ok(TakenSeat { number, uuid })
     } else {
         Err(no_seat_free(c, env, product).await?.into())
     }

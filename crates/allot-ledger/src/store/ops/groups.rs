@@ -1191,9 +1191,8 @@ async fn serve(
     // A refused claim may have charged a quota before failing: its own savepoint undoes it.
     c.execute("SAVEPOINT allot_fill").await?;
     match take_seat(c, env, user, product, None).await {
-        Ok(number) => {
+        Ok(seat) => {
             c.execute("RELEASE SAVEPOINT allot_fill").await?;
-            let seat = seat_by_number(c, env.tenant(), number).await?.seat;
             let groups: Vec<GroupId> = sqlx::query_scalar(
                 "SELECT group_id FROM group_assignments WHERE tenant_id = $1 AND user_id = $2 \
                    AND product_id = $3 AND state <> 'active' ORDER BY group_id",
@@ -1210,10 +1209,10 @@ async fn serve(
                 Subjects {
                     user: Some(uid),
                     product: Some(pid),
-                    seat: Some(seat.id),
+                    seat: Some(seat.uuid),
                     ..Default::default()
                 },
-                json!({ "groups": groups, "before": { "holder": null }, "after": { "holder": uid }, "number": number }),
+                json!({ "groups": groups, "before": { "holder": null }, "after": { "holder": uid }, "number": seat.number }),
             )
             .await?;
             Ok(())

@@ -98,8 +98,7 @@ pub(super) async fn log_on(
     if let Some(product) = &product {
         // Seats of sessions whose lease lapsed are up for grabs: end those sessions first.
         expire_sessions(c, env, Some(product.id())).await?;
-        let number = take_seat(c, env, &user, product, Some(id)).await?;
-        seat = Some(seat_by_number(c, env.tenant(), number).await?.seat.id);
+        seat = Some(take_seat(c, env, &user, product, Some(id)).await?.uuid);
     }
     audit(
         env,
