@@ -2,10 +2,6 @@
 
 use super::*;
 
-/// Takes a free, unexpired seat of `product` for `user` from the user's pool. The seat is picked
-/// and claimed in one conditional UPDATE (`holder_id IS NULL` is re-checked on the row itself),
-/// so two transactions can never both take the same seat. Unrestricted products that have no
-/// seat left get an overflow seat, inserted only if the product row says it is unrestricted.
 /// A seat a command just took: what its audit record names, from the claiming statement itself
 /// (no second read of the seat).
 pub(super) struct TakenSeat {
@@ -13,6 +9,10 @@ pub(super) struct TakenSeat {
     pub uuid: Uuid,
 }
 
+/// Takes a free, unexpired seat of `product` for `user` from the user's pool. The seat is picked
+/// and claimed in one conditional UPDATE (`holder_id IS NULL` is re-checked on the row itself),
+/// so two transactions can never both take the same seat. Unrestricted products that have no
+/// seat left get an overflow seat, inserted only if the product row says it is unrestricted.
 pub(super) async fn take_seat(
     c: &mut Conn,
     env: &Env<'_>,
